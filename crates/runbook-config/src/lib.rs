@@ -1,0 +1,200 @@
+//! The `runbook.toml` model: parsed, layered with environment overrides, and validated into
+//! types that can only hold valid values.
+//!
+//! Loading is two steps: [`Config::load`] reads and validates the file (syntax, unknown keys,
+//! durations, schedules, names); [`Config::check_sources`] additionally checks the machine (source
+//! paths exist, a repository password is available). Restoring must work when the source is gone,
+//! so only `config check` and `backup` ask for the second step.
+
+mod error;
+mod keep;
+mod raw;
+mod schedule;
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use secrecy::SecretString;
+
+pub use error::ConfigError;
+pub use keep::Keep;
+pub use schedule::Schedule;
+
+/// The example configuration written by `runbook init`, embedded in the binary.
+pub const EXAMPLE_CONFIG: &str = include_str!("../runbook.example.toml");
+
+/// Environment variable holding the path of the configuration file.
+pub const ENV_CONFIG: &str = "RUNBOOK_CONFIG";
+/// Environment variable holding the repository password (takes precedence over the file).
+pub const ENV_PASSWORD: &str = "RUNBOOK_REPOSITORY_PASSWORD";
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this configuration was read from.
+    pub file: PathBuf,
+    /// Directory for runbook's own state, scratch files and (by default) the repository.
+    pub data_dir: PathBuf,
+    /// Where backups are stored.
+    pub repository: RepositoryConfig,
+    /// What is backed up, by name.
+    pub targets: BTreeMap<String, Target>,
+}
+
+/// The repository root and how to unlock it.
+#[derive(Debug, Clone)]
+pub struct RepositoryConfig {
+    /// Root directory; each target has its own restic repository below it.
+    pub path: PathBuf,
+    /// File holding the repository password.
+    pub password_file: PathBuf,
+}
+
+/// One backup target.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The target's name (also the name of its repository directory).
+    pub name: String,
+    /// What kind of data it is and where it lives.
+    pub kind: TargetKind,
+    /// When `serve` backs it up.
+    pub schedule: Option<Schedule>,
+    /// Retention rule applied by `forget`.
+    pub keep: Keep,
+}
+
+/// The kinds of data runbook backs up.
+#[derive(Debug, Clone)]
+pub enum TargetKind {
+    /// A SQLite database file, copied consistently through SQLite's backup API.
+    Sqlite {
+        /// The live database file.
+        path: PathBuf,
+    },
+    /// Plain files and directories.
+    Files {
+        /// Files and directories to back up.
+        paths: Vec<PathBuf>,
+        /// Glob patterns of paths to leave out.
+        exclude: Vec<String>,
+    },
+}
+
+impl TargetKind {
+    /// The kind's name as written in the config.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Sqlite { .. } => "sqlite",
+            Self::Files { .. } => "files",
+        }
+    }
+
+    /// The source paths this target reads.
+    #[must_use]
+    pub fn paths(&self) -> Vec<&Path> {
+        match self {
+            Self::Sqlite { path } => vec![path.as_path()],
+            Self::Files { paths, .. } => paths.iter().map(PathBuf::as_path).collect(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates the configuration file at `file`.
+    ///
+    /// Relative paths in the file are resolved against the file's directory.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the file, the key and the reason.
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, file)
+    }
+
+    /// Parses and validates configuration text; `file` is used for messages and relative paths.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the file, the key and the reason.
+    pub fn parse(text: &str, file: &Path) -> Result<Self, ConfigError> {
+        let raw: raw::RawConfig =
+            toml::from_str(text).map_err(|e| ConfigError::syntax(file, text, &e))?;
+        let base = file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        raw.validate(file, base)
+    }
+
+    /// Checks what the file alone cannot tell: every source path exists and a repository
+    /// password is available.
+    ///
+    /// # Errors
+    /// The first problem found, naming the target and the path.
+    pub fn check_sources(&self) -> Result<(), ConfigError> {
+        for target in self.targets.values() {
+            for path in target.kind.paths() {
+                if !path.exists() {
+                    return Err(ConfigError::MissingSource {
+                        file: self.file.clone(),
+                        target: target.name.clone(),
+                        path: path.to_path_buf(),
+                    });
+                }
+            }
+        }
+        self.password().map(|_| ())
+    }
+
+    /// The repository password: `RUNBOOK_REPOSITORY_PASSWORD` if set, else the password file.
+    ///
+    /// # Errors
+    /// When neither is available, or the file is empty.
+    pub fn password(&self) -> Result<SecretString, ConfigError> {
+        if let Ok(p) = std::env::var(ENV_PASSWORD)
+            && !p.is_empty()
+        {
+            return Ok(SecretString::from(p));
+        }
+        let file = &self.repository.password_file;
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Password {
+            file: file.clone(),
+            reason: source.to_string(),
+        })?;
+        let pw = text.trim_end_matches(['\n', '\r']);
+        if pw.is_empty() {
+            return Err(ConfigError::Password {
+                file: file.clone(),
+                reason: "the file is empty".into(),
+            });
+        }
+        Ok(SecretString::from(pw.to_string()))
+    }
+
+    /// The target called `name`.
+    ///
+    /// # Errors
+    /// [`ConfigError::UnknownTarget`] listing the configured names.
+    pub fn target(&self, name: &str) -> Result<&Target, ConfigError> {
+        self.targets
+            .get(name)
+            .ok_or_else(|| ConfigError::UnknownTarget {
+                name: name.to_string(),
+                known: self.targets.keys().cloned().collect::<Vec<_>>().join(", "),
+            })
+    }
+
+    /// Where scratch files live (always inside `data_dir`).
+    #[must_use]
+    pub fn scratch_dir(&self) -> PathBuf {
+        self.data_dir.join("scratch")
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,182 @@
+//! The file as written: serde structs that reject unknown keys, turned into [`Config`] by
+//! `validate`, which resolves paths and parses durations and schedules.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+
+use crate::{Config, ConfigError, Keep, RepositoryConfig, Schedule, Target, TargetKind, keep};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    repository: RawRepository,
+    #[serde(default)]
+    targets: BTreeMap<String, RawTarget>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRepository {
+    path: Option<PathBuf>,
+    password_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+enum RawTarget {
+    Sqlite {
+        path: PathBuf,
+        schedule: Option<String>,
+        #[serde(default)]
+        keep: RawKeep,
+    },
+    Files {
+        paths: Vec<PathBuf>,
+        #[serde(default)]
+        exclude: Vec<String>,
+        schedule: Option<String>,
+        #[serde(default)]
+        keep: RawKeep,
+    },
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawKeep {
+    last: Option<u32>,
+    hourly: Option<u32>,
+    daily: Option<u32>,
+    weekly: Option<u32>,
+    monthly: Option<u32>,
+    within: Option<String>,
+}
+
+impl RawConfig {
+    pub(crate) fn validate(self, file: &Path, base: &Path) -> Result<Config, ConfigError> {
+        let resolve = |p: &Path| -> PathBuf {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        let data_dir = resolve(
+            self.data_dir
+                .as_deref()
+                .unwrap_or(Path::new("runbook-data")),
+        );
+        let repository = RepositoryConfig {
+            path: self
+                .repository
+                .path
+                .as_deref()
+                .map_or_else(|| data_dir.join("repo"), resolve),
+            password_file: self
+                .repository
+                .password_file
+                .as_deref()
+                .map_or_else(|| data_dir.join("repo.key"), resolve),
+        };
+        let mut targets = BTreeMap::new();
+        for (name, raw) in self.targets {
+            let key = format!("targets.{name}");
+            check_name(&name).map_err(|r| ConfigError::invalid(file, &key, r))?;
+            let (kind, schedule, keep) = match raw {
+                RawTarget::Sqlite {
+                    path,
+                    schedule,
+                    keep,
+                } => (
+                    TargetKind::Sqlite {
+                        path: resolve(&path),
+                    },
+                    schedule,
+                    keep,
+                ),
+                RawTarget::Files {
+                    paths,
+                    exclude,
+                    schedule,
+                    keep,
+                } => {
+                    if paths.is_empty() {
+                        return Err(ConfigError::invalid(
+                            file,
+                            format!("{key}.paths"),
+                            "must list at least one file or directory",
+                        ));
+                    }
+                    for (i, g) in exclude.iter().enumerate() {
+                        globset::Glob::new(g).map_err(|e| {
+                            ConfigError::invalid(file, format!("{key}.exclude[{i}]"), e.to_string())
+                        })?;
+                    }
+                    let paths = paths.iter().map(|p| resolve(p)).collect();
+                    (TargetKind::Files { paths, exclude }, schedule, keep)
+                }
+            };
+            let schedule = schedule
+                .map(|s| Schedule::parse(&s))
+                .transpose()
+                .map_err(|r| ConfigError::invalid(file, format!("{key}.schedule"), r))?;
+            let keep = keep
+                .into_keep()
+                .map_err(|r| ConfigError::invalid(file, format!("{key}.keep.within"), r))?;
+            targets.insert(
+                name.clone(),
+                Target {
+                    name,
+                    kind,
+                    schedule,
+                    keep,
+                },
+            );
+        }
+        Ok(Config {
+            file: file.to_path_buf(),
+            data_dir,
+            repository,
+            targets,
+        })
+    }
+}
+
+impl RawKeep {
+    fn into_keep(self) -> Result<Keep, String> {
+        Ok(Keep {
+            last: self.last,
+            hourly: self.hourly,
+            daily: self.daily,
+            weekly: self.weekly,
+            monthly: self.monthly,
+            within: self
+                .within
+                .as_deref()
+                .map(keep::parse_duration)
+                .transpose()?,
+        })
+    }
+}
+
+/// Target names become directory names: keep them short and plain.
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid target name {name:?}: use letters, digits, '-' and '_' (at most 64, starting with a letter or digit)"
+        ))
+    }
+}

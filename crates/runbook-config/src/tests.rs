@@ -1,0 +1,145 @@
+use std::path::Path;
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("/etc/runbook/runbook.toml"))
+}
+
+fn err(text: &str) -> String {
+    parse(text)
+        .expect_err("config should be rejected")
+        .to_string()
+}
+
+#[test]
+fn shipped_example_parses() {
+    let cfg = parse(EXAMPLE_CONFIG).expect("example config parses");
+    let db = cfg.target("app-db").expect("example has app-db");
+    assert_eq!(db.kind.name(), "sqlite");
+    assert_eq!(db.keep.last, Some(5));
+    assert_eq!(cfg.data_dir, Path::new("/etc/runbook/runbook-data"));
+}
+
+#[test]
+fn issue_example_parses_with_defaults_and_env_paths() {
+    let cfg = parse(
+        r#"
+[targets.app-db]
+kind = "sqlite"
+path = "/srv/app/app.db"
+schedule = "0 3 * * *"
+keep = { last = 5, daily = 7, within = "30d" }
+[targets.state]
+kind = "files"
+paths = ["server/data/state.json"]
+exclude = ["*.tmp"]
+"#,
+    )
+    .expect("parses");
+    assert_eq!(
+        cfg.repository.path,
+        Path::new("/etc/runbook/runbook-data/repo")
+    );
+    assert_eq!(
+        cfg.repository.password_file,
+        Path::new("/etc/runbook/runbook-data/repo.key")
+    );
+    let keep = &cfg.targets["app-db"].keep;
+    assert_eq!(
+        keep.within,
+        Some(std::time::Duration::from_secs(30 * 86400))
+    );
+    match &cfg.targets["state"].kind {
+        TargetKind::Files { paths, exclude } => {
+            assert_eq!(paths[0], Path::new("/etc/runbook/server/data/state.json"));
+            assert_eq!(exclude, &["*.tmp"]);
+        }
+        TargetKind::Sqlite { .. } => panic!("state is a files target"),
+    }
+}
+
+#[test]
+fn unknown_key_names_file_line_and_table() {
+    let e = err("[targets.db]\nkind = \"sqlite\"\npath = \"a.db\"\npathz = 1\n");
+    assert!(e.contains("runbook.toml:"), "{e}");
+    assert!(e.contains("pathz"), "{e}");
+    assert!(!e.contains('\n'), "one line: {e}");
+}
+
+#[test]
+fn unknown_top_level_key_is_rejected() {
+    let e = err("data_dirr = \"x\"\n");
+    assert!(
+        e.contains("runbook.toml:1") && e.contains("data_dirr"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_duration_names_key() {
+    let e = err("[targets.db]\nkind = \"sqlite\"\npath = \"a.db\"\nkeep = { within = \"30x\" }\n");
+    assert!(e.contains("targets.db.keep.within"), "{e}");
+    assert!(e.contains("30x"), "{e}");
+}
+
+#[test]
+fn bad_cron_names_key() {
+    for bad in ["61 3 * * *", "every day", "daily at 25 UTC", "0 3 * *"] {
+        let e = err(&format!(
+            "[targets.db]\nkind = \"sqlite\"\npath = \"a.db\"\nschedule = \"{bad}\"\n"
+        ));
+        assert!(e.contains("targets.db.schedule"), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn daily_at_hour_is_a_cron() {
+    let s = Schedule::parse("daily at 03 UTC").expect("valid");
+    assert_eq!(s.cron().pattern.to_string(), "0 3 * * *");
+    let s = Schedule::parse("daily at 4:30 utc").expect("valid");
+    assert_eq!(s.cron().pattern.to_string(), "30 4 * * *");
+}
+
+#[test]
+fn duplicate_target_is_rejected() {
+    let e = err(
+        "[targets.db]\nkind = \"sqlite\"\npath = \"a.db\"\n[targets.db]\nkind = \"sqlite\"\npath = \"b.db\"\n",
+    );
+    assert!(e.contains("runbook.toml:4"), "{e}");
+    assert!(e.to_lowercase().contains("duplicate"), "{e}");
+}
+
+#[test]
+fn unknown_kind_and_bad_name_are_rejected() {
+    let e = err("[targets.db]\nkind = \"oracle\"\npath = \"a.db\"\n");
+    assert!(e.contains("oracle"), "{e}");
+    let e = err("[targets.\"../x\"]\nkind = \"sqlite\"\npath = \"a.db\"\n");
+    assert!(e.contains("invalid target name"), "{e}");
+}
+
+#[test]
+fn bad_exclude_glob_is_rejected() {
+    let e = err("[targets.f]\nkind = \"files\"\npaths = [\"a\"]\nexclude = [\"a[\"]\n");
+    assert!(e.contains("targets.f.exclude[0]"), "{e}");
+}
+
+#[test]
+fn missing_source_is_reported_by_check_sources() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("runbook.toml");
+    let cfg = Config::parse(
+        "[targets.db]\nkind = \"sqlite\"\npath = \"nope.db\"\n",
+        &file,
+    )
+    .expect("parses");
+    let e = cfg.check_sources().expect_err("missing source").to_string();
+    assert!(e.contains("target `db`") && e.contains("nope.db"), "{e}");
+}
+
+#[test]
+fn unknown_target_lists_known_ones() {
+    let cfg = parse(EXAMPLE_CONFIG).expect("parses");
+    let e = cfg.target("nope").expect_err("unknown").to_string();
+    assert!(e.contains("nope") && e.contains("app-db"), "{e}");
+}
