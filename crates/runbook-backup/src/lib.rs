@@ -1,1 +1,311 @@
-//! placeholder
+//! Backups that restore: the repository (restic format) and the targets that feed it.
+//!
+//! [`Engine`] is the whole public surface: back up, list, restore, forget and check the
+//! targets of a [`runbook_config::Config`]. Each target has its own repository at
+//! `<repository.path>/<target>`, its own lock, and the chunker its data wants.
+
+mod error;
+mod lock;
+mod repository;
+mod restore;
+mod scratch;
+mod snapshot;
+mod sqlite;
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use jiff::Timestamp;
+use runbook_config::{Config, Target, TargetKind};
+use secrecy::SecretString;
+
+pub use error::{Error, Result};
+pub use repository::{CheckReport, ForgetPlan};
+pub use snapshot::Snapshot;
+
+use crate::{
+    lock::TargetLock,
+    repository::{BackupSpec, Chunking, Repo},
+    restore::Staged,
+    scratch::ScratchDir,
+    snapshot::Meta,
+};
+
+/// The runbook version recorded in every snapshot.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A backup request.
+#[derive(Debug, Clone)]
+pub struct BackupRequest {
+    /// Why the backup is taken (`manual`, `schedule`, `restore-drill`, ...).
+    pub reason: String,
+    /// Snapshot time; `None` is now. Lets tests fabricate history.
+    pub time: Option<Timestamp>,
+}
+
+impl Default for BackupRequest {
+    fn default() -> Self {
+        Self {
+            reason: "manual".into(),
+            time: None,
+        }
+    }
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RestoreReport {
+    /// The snapshot restored.
+    pub snapshot: Snapshot,
+    /// Where it was written.
+    pub to: PathBuf,
+    /// Whether an existing destination was replaced.
+    pub replaced: bool,
+    /// Seconds the restore took.
+    pub seconds: f64,
+}
+
+/// Runs backups, restores, retention and checks for the targets of one configuration.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    config: Config,
+}
+
+impl Engine {
+    /// An engine for `config`.
+    #[must_use]
+    pub fn new(config: Config) -> Self {
+        Self { config }
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn password(&self) -> Result<SecretString> {
+        Ok(self.config.password()?)
+    }
+
+    fn lock(&self, target: &Target) -> Result<TargetLock> {
+        let mut lock = TargetLock::acquire(&self.config.data_dir, &target.name)?;
+        if lock.interrupted {
+            self.recover(target)?;
+            lock.end_write();
+        }
+        Ok(lock)
+    }
+
+    /// A run on this target died while writing (e.g. `kill -9`): remove its half-written
+    /// files and the packs no index references. Earlier snapshots were never touched.
+    fn recover(&self, target: &Target) -> Result<()> {
+        let dir = self.config.repository.path.join(&target.name);
+        if !dir.join("config").exists() {
+            let _ = fs::remove_dir_all(&dir);
+            return Ok(());
+        }
+        remove_tmp_files(&dir);
+        let repo = Repo::open(
+            &self.config.repository.path,
+            &target.name,
+            &self.password()?,
+            None,
+        )?;
+        repo.prune()
+    }
+
+    /// Backs up `target` and returns the new snapshot.
+    ///
+    /// # Errors
+    /// Unknown target, unreadable source, a file that is not a SQLite database, a copy that
+    /// fails its integrity check, a wrong password or a repository write failure. No snapshot
+    /// is recorded unless everything succeeded.
+    pub fn backup(&self, target: &str, req: &BackupRequest) -> Result<Snapshot> {
+        let started = Instant::now();
+        let target = self.config.target(target)?;
+        let password = self.password()?;
+        let mut lock = self.lock(target)?;
+        let root = &self.config.repository.path;
+        let mut meta = Meta {
+            kind: target.kind.name().to_string(),
+            reason: req.reason.clone(),
+            prepare_seconds: 0.0,
+            runbook_version: VERSION.to_string(),
+        };
+        let snapshot = match &target.kind {
+            TargetKind::Sqlite { path } => {
+                let page = sqlite::page_size(&target.name, path)?;
+                let repo = Repo::open(root, &target.name, &password, Some(Chunking::Fixed(page)))?;
+                // The copy keeps the source's file name: the snapshot records it under the
+                // source's path (`as_path` replaces only the directory).
+                let scratch = ScratchDir::new(&self.config.scratch_dir(), &target.name)?;
+                let copy = scratch.join(path.file_name().unwrap_or(path.as_os_str()));
+                sqlite::consistent_copy(&target.name, path, &copy)?;
+                meta.prepare_seconds = started.elapsed().as_secs_f64();
+                lock.begin_write()?;
+                repo.backup(&BackupSpec {
+                    paths: std::slice::from_ref(&copy),
+                    as_path: Some(path),
+                    excludes: &[],
+                    use_parent: false,
+                    meta,
+                    time: req.time,
+                })?
+            }
+            TargetKind::Files { paths, exclude } => {
+                for p in paths {
+                    fs::metadata(p).map_err(|e| Error::Source {
+                        target: target.name.clone(),
+                        path: p.clone(),
+                        reason: e.to_string(),
+                    })?;
+                }
+                let repo = Repo::open(root, &target.name, &password, Some(Chunking::Content))?;
+                lock.begin_write()?;
+                repo.backup(&BackupSpec {
+                    paths,
+                    as_path: None,
+                    excludes: exclude,
+                    use_parent: true,
+                    meta,
+                    time: req.time,
+                })?
+            }
+        };
+        lock.end_write();
+        Ok(snapshot)
+    }
+
+    /// All snapshots of `target`, oldest first; empty when it has never been backed up.
+    ///
+    /// # Errors
+    /// Unknown target, wrong password, unreadable repository.
+    pub fn snapshots(&self, target: &str) -> Result<Vec<Snapshot>> {
+        let target = self.config.target(target)?;
+        match Repo::open(
+            &self.config.repository.path,
+            &target.name,
+            &self.password()?,
+            None,
+        ) {
+            Ok(repo) => repo.snapshots(),
+            Err(Error::NoRepository { .. }) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Restores snapshot `wanted` (`latest` or an id prefix) of `target` to `to`.
+    ///
+    /// The data is written beside `to` and renamed into place only when complete (and, for
+    /// SQLite, when it passes `integrity_check`), so a failed restore leaves `to` as it was.
+    ///
+    /// # Errors
+    /// `to` exists and `force` is false; no such snapshot; damaged repository data.
+    pub fn restore(
+        &self,
+        target: &str,
+        wanted: &str,
+        to: &Path,
+        force: bool,
+    ) -> Result<RestoreReport> {
+        let started = Instant::now();
+        let target = self.config.target(target)?;
+        let repo = Repo::open(
+            &self.config.repository.path,
+            &target.name,
+            &self.password()?,
+            None,
+        )?;
+        let snapshot = repo.find(wanted)?;
+        let replaced = fs::symlink_metadata(to).is_ok();
+        match &target.kind {
+            TargetKind::Sqlite { .. } => {
+                let sidecars = sqlite::sidecars(to);
+                let staged = Staged::new(to, force, &sidecars)?;
+                let mut file = fs::File::create(&staged.path).map_err(Error::io(format!(
+                    "cannot create {}",
+                    staged.path.display()
+                )))?;
+                let inner = snapshot.paths.first().cloned().unwrap_or_default();
+                repo.dump_file(&snapshot.id, &inner, &mut file)?;
+                file.sync_all()
+                    .map_err(Error::io(format!("cannot write {}", staged.path.display())))?;
+                drop(file);
+                sqlite::check_file(&target.name, &staged.path, "the restored database")?;
+                for side in sqlite::sidecars(&staged.path) {
+                    let _ = fs::remove_file(side);
+                }
+                staged.commit(&sidecars)?;
+            }
+            TargetKind::Files { .. } => {
+                let staged = Staged::new(to, force, &[])?;
+                fs::create_dir_all(&staged.path).map_err(Error::io(format!(
+                    "cannot create {}",
+                    staged.path.display()
+                )))?;
+                repo.restore_tree(&snapshot.id, &staged.path)?;
+                staged.commit(&[])?;
+            }
+        }
+        Ok(RestoreReport {
+            snapshot,
+            to: to.to_path_buf(),
+            replaced,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Applies `target`'s `keep` rule as of `now`; prunes unreferenced data unless `dry_run`.
+    ///
+    /// # Errors
+    /// Unknown target, busy target, repository failures.
+    pub fn forget(&self, target: &str, now: Timestamp, dry_run: bool) -> Result<ForgetPlan> {
+        let target = self.config.target(target)?;
+        let password = self.password()?;
+        let _lock = self.lock(target)?;
+        match Repo::open(&self.config.repository.path, &target.name, &password, None) {
+            Ok(repo) => repo.forget(&target.keep, now, dry_run),
+            Err(Error::NoRepository { .. }) => Ok(ForgetPlan::default()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Checks `target`'s repository; `read_data_percent` also reads that share of the data.
+    ///
+    /// # Errors
+    /// [`Error::CheckFailed`] when damage is found, and the usual open errors.
+    pub fn check(&self, target: &str, read_data_percent: Option<f64>) -> Result<CheckReport> {
+        let target = self.config.target(target)?;
+        let password = self.password()?;
+        let _lock = self.lock(target)?;
+        let repo = Repo::open(&self.config.repository.path, &target.name, &password, None)?;
+        let report = repo.check(read_data_percent)?;
+        if let Some(first) = report.errors.first() {
+            return Err(Error::CheckFailed {
+                target: target.name.clone(),
+                count: report.errors.len(),
+                first: first.clone(),
+            });
+        }
+        Ok(report)
+    }
+}
+
+/// Removes the `*-tmp-` files a killed write leaves in a local repository.
+fn remove_tmp_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            remove_tmp_files(&path);
+        } else if entry.file_name().to_string_lossy().ends_with("-tmp-") {
+            let _ = fs::remove_file(path);
+        }
+    }
+}

@@ -59,6 +59,8 @@ struct RawKeep {
 
 impl RawConfig {
     pub(crate) fn validate(self, file: &Path, base: &Path) -> Result<Config, ConfigError> {
+        // Absolute paths: snapshots record them, and they must not depend on the cwd.
+        let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
         let resolve = |p: &Path| -> PathBuf {
             if p.is_absolute() {
                 p.to_path_buf()

@@ -1,0 +1,128 @@
+//! Backup errors. Every message is one line that names the target and the cause.
+//!
+//! Rules: errors from the repository library are flattened to one line at the boundary
+//! (`repository.rs`) and never carry the password; [`Error::is_temporary`] tells a job runner
+//! whether trying again may help.
+
+use std::path::PathBuf;
+
+/// Why a backup, restore, forget or check did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is unusable (unknown target, no password, ...).
+    #[error(transparent)]
+    Config(#[from] runbook_config::ConfigError),
+    /// The repository rejected the password.
+    #[error("target `{target}`: wrong repository password for {}", repo.display())]
+    WrongPassword {
+        /// The target.
+        target: String,
+        /// Its repository.
+        repo: PathBuf,
+    },
+    /// The target has no repository yet.
+    #[error("target `{target}`: no backups yet (repository {} does not exist); run `runbook backup {target}` first", repo.display())]
+    NoRepository {
+        /// The target.
+        target: String,
+        /// Where its repository would be.
+        repo: PathBuf,
+    },
+    /// The source could not be read.
+    #[error("target `{target}`: cannot read source {}: {reason}", path.display())]
+    Source {
+        /// The target.
+        target: String,
+        /// The path that failed.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The source file is not a SQLite database.
+    #[error("target `{target}`: {} is not a SQLite database ({reason})", path.display())]
+    NotSqlite {
+        /// The target.
+        target: String,
+        /// The file.
+        path: PathBuf,
+        /// What SQLite said.
+        reason: String,
+    },
+    /// A SQLite copy failed `PRAGMA integrity_check`.
+    #[error("target `{target}`: integrity check failed on {what}: {detail}")]
+    Integrity {
+        /// The target.
+        target: String,
+        /// Which copy: the backup copy or the restored file.
+        what: &'static str,
+        /// First lines of SQLite's report.
+        detail: String,
+    },
+    /// The repository library failed.
+    #[error("target `{target}`: {action} failed: {message}")]
+    Repository {
+        /// The target.
+        target: String,
+        /// What was being done.
+        action: &'static str,
+        /// One-line cause.
+        message: String,
+    },
+    /// `check` found damage.
+    #[error("target `{target}`: check found {count} error(s), first: {first}")]
+    CheckFailed {
+        /// The target.
+        target: String,
+        /// Number of errors.
+        count: usize,
+        /// The first error.
+        first: String,
+    },
+    /// No snapshot matches.
+    #[error("target `{target}`: no snapshot {wanted}")]
+    NoSnapshot {
+        /// The target.
+        target: String,
+        /// What was asked for.
+        wanted: String,
+    },
+    /// The restore destination exists and `--force` was not given.
+    #[error("{} already exists; pass --force to replace it (the current content is kept until the restore has succeeded)", path.display())]
+    DestinationExists {
+        /// The destination.
+        path: PathBuf,
+    },
+    /// Another runbook process holds the target.
+    #[error("target `{target}`: busy, another runbook process is working on it ({holder})")]
+    Busy {
+        /// The target.
+        target: String,
+        /// What the lock file says about the holder.
+        holder: String,
+    },
+    /// A local file operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, including the path.
+        context: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let context = context.into();
+        move |source| Self::Io { context, source }
+    }
+
+    /// True when retrying later may succeed (busy target, I/O trouble); false for bad input,
+    /// wrong passwords and damaged data.
+    #[must_use]
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, Self::Busy { .. } | Self::Io { .. })
+    }
+}
+
+/// Shorthand for results in this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,443 @@
+//! The repository: restic's format through `rustic_core`. This is the only module that names a
+//! rustic type; everything else sees [`Repo`] and our own [`Snapshot`].
+//!
+//! Error rule: every rustic error is flattened here to one line (`one_line`) with the target
+//! named, and an incorrect password becomes [`Error::WrongPassword`].
+
+mod progress;
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    str::FromStr,
+};
+
+use jiff::{Span, Timestamp, tz::TimeZone};
+use runbook_config::Keep;
+use rustic_backend::BackendOptions;
+use rustic_core::{
+    BackupOptions, CheckOptions, ConfigOptions, Credentials, KeepOptions, KeyOptions,
+    LocalDestination, LsOptions, NoProgressBars, OpenStatus, ParentOptions, PathList, PruneOptions,
+    ReadSubsetOption, Repository, RepositoryOptions, RestoreOptions, RusticError, SnapshotOptions,
+    repofile::SnapshotFile,
+};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::{
+    Error, Result,
+    snapshot::{Meta, Snapshot},
+};
+
+/// How a repository cuts data into chunks (fixed when the repository is created).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Chunking {
+    /// Content-defined (restic's default): for dumps and plain files.
+    Content,
+    /// Fixed-size chunks of this many bytes: for page-structured files such as SQLite.
+    Fixed(u32),
+}
+
+/// What a backup writes into the snapshot besides the data.
+pub(crate) struct BackupSpec<'a> {
+    pub paths: &'a [PathBuf],
+    /// Record the data under this path instead (used for a scratch copy of a database).
+    pub as_path: Option<&'a Path>,
+    pub excludes: &'a [String],
+    /// Compare with the previous snapshot and skip unchanged files.
+    pub use_parent: bool,
+    pub meta: Meta,
+    /// Snapshot time; `None` is now. Tests set it to fabricate history.
+    pub time: Option<Timestamp>,
+}
+
+/// Result of a `check`.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct CheckReport {
+    /// Problems that make data unreadable.
+    pub errors: Vec<String>,
+    /// Oddities that do not affect restorability.
+    pub warnings: Vec<String>,
+}
+
+/// Which snapshots a retention rule keeps and removes.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct ForgetPlan {
+    /// Snapshots kept, with the rule that keeps each.
+    pub keep: Vec<(Snapshot, Vec<String>)>,
+    /// Snapshots removed.
+    pub remove: Vec<Snapshot>,
+}
+
+/// An open repository of one target.
+pub(crate) struct Repo {
+    inner: Repository<OpenStatus>,
+    target: String,
+}
+
+fn one_line(e: &RusticError) -> String {
+    let log = e.display_log();
+    let log = log.strip_prefix("Error: ").unwrap_or(&log);
+    log.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl Repo {
+    /// Opens the repository of `target` under `root`, creating it with `chunking` if `create`
+    /// and it does not exist yet.
+    pub(crate) fn open(
+        root: &Path,
+        target: &str,
+        password: &SecretString,
+        create: Option<Chunking>,
+    ) -> Result<Self> {
+        let dir = root.join(target);
+        let rerr = |action: &'static str| {
+            let target = target.to_string();
+            move |e: Box<RusticError>| Error::Repository {
+                target,
+                action,
+                message: one_line(&e),
+            }
+        };
+        let exists = dir.join("config").exists();
+        if !exists && create.is_none() {
+            return Err(Error::NoRepository {
+                target: target.to_string(),
+                repo: dir,
+            });
+        }
+        let location = dir.to_str().ok_or_else(|| Error::Repository {
+            target: target.to_string(),
+            action: "open repository",
+            message: format!("path {} is not valid UTF-8", dir.display()),
+        })?;
+        let backends = BackendOptions::default()
+            .repository(location)
+            .to_backends()
+            .map_err(rerr("open repository"))?;
+        let opts = RepositoryOptions::default().no_cache(true);
+        let base = if progress::wanted() {
+            Repository::new_with_progress(&opts, &backends, progress::Bars)
+        } else {
+            Repository::new_with_progress(&opts, &backends, NoProgressBars)
+        }
+        .map_err(rerr("open repository"))?;
+        let creds = Credentials::Password(password.expose_secret().to_string());
+        let inner = match create {
+            Some(chunking) if !exists => {
+                std::fs::create_dir_all(&dir)
+                    .map_err(Error::io(format!("cannot create {}", dir.display())))?;
+                let mut config = ConfigOptions::default().set_compression(3);
+                if let Chunking::Fixed(size) = chunking {
+                    config = config
+                        .set_chunker(rustic_core::repofile::Chunker::FixedSize)
+                        .set_chunk_size(bytesize::ByteSize::b(u64::from(size)));
+                }
+                base.init(&creds, &KeyOptions::default(), &config)
+                    .map_err(rerr("create repository"))?
+            }
+            _ => base.open(&creds).map_err(|e| {
+                if e.is_incorrect_password() {
+                    Error::WrongPassword {
+                        target: target.to_string(),
+                        repo: dir.clone(),
+                    }
+                } else {
+                    rerr("open repository")(e)
+                }
+            })?,
+        };
+        Ok(Self {
+            inner,
+            target: target.to_string(),
+        })
+    }
+
+    fn err(&self, action: &'static str) -> impl FnOnce(Box<RusticError>) -> Error + use<> {
+        let target = self.target.clone();
+        move |e| Error::Repository {
+            target,
+            action,
+            message: one_line(&e),
+        }
+    }
+
+    /// Backs up `spec.paths` and returns the saved snapshot.
+    pub(crate) fn backup(self, spec: &BackupSpec<'_>) -> Result<Snapshot> {
+        let mut snap_opts = SnapshotOptions::default()
+            .label(self.target.clone())
+            .description(serde_json::to_string(&spec.meta).ok());
+        if let Some(t) = spec.time {
+            snap_opts = snap_opts.time(Some(t.to_zoned(TimeZone::UTC)));
+        }
+        let snap_opts = snap_opts
+            .add_tags(&format!("runbook,kind:{}", spec.meta.kind))
+            .map_err(self.err("backup"))?;
+        let snap = snap_opts.to_snapshot().map_err(self.err("backup"))?;
+        let mut opts = BackupOptions::default()
+            .parent_opts(ParentOptions::default().force(!spec.use_parent))
+            .as_path(spec.as_path.map(Path::to_path_buf));
+        opts.excludes.globs = spec.excludes.iter().map(|g| format!("!{g}")).collect();
+        let source: PathList = spec.paths.iter().cloned().collect();
+        let source = source.sanitize().map_err(|e| Error::Repository {
+            target: self.target.clone(),
+            action: "backup",
+            message: e.to_string(),
+        })?;
+        let err = self.err("backup");
+        let index_err = self.err("read index");
+        let indexed = self.inner.to_indexed_ids().map_err(index_err)?;
+        let saved = indexed.backup(&opts, &source, snap).map_err(err)?;
+        Ok(describe(&self.target, &saved))
+    }
+
+    fn describe(&self, s: &SnapshotFile) -> Snapshot {
+        describe(&self.target, s)
+    }
+}
+
+fn describe(target: &str, s: &SnapshotFile) -> Snapshot {
+    {
+        let meta: Meta = s
+            .description
+            .as_deref()
+            .and_then(|d| serde_json::from_str(d).ok())
+            .unwrap_or_default();
+        let (source_bytes, added_bytes, secs) = s.summary.as_ref().map_or((0, 0, 0.0), |m| {
+            (
+                m.total_bytes_processed,
+                m.data_added_packed,
+                m.total_duration,
+            )
+        });
+        Snapshot {
+            id: s.id.to_string(),
+            time: s.time.timestamp(),
+            target: if s.label.is_empty() {
+                target.to_string()
+            } else {
+                s.label.clone()
+            },
+            kind: meta.kind,
+            reason: meta.reason,
+            source_bytes,
+            added_bytes,
+            duration_seconds: secs + meta.prepare_seconds,
+            runbook_version: meta.runbook_version,
+            paths: s.paths.to_string().split(',').map(str::to_string).collect(),
+        }
+    }
+}
+
+impl Repo {
+    fn raw_snapshots(&self) -> Result<Vec<SnapshotFile>> {
+        let mut snaps = self
+            .inner
+            .get_all_snapshots()
+            .map_err(self.err("list snapshots"))?;
+        snaps.sort_by(|a, b| a.time.cmp(&b.time));
+        Ok(snaps)
+    }
+
+    /// All snapshots, oldest first.
+    pub(crate) fn snapshots(&self) -> Result<Vec<Snapshot>> {
+        Ok(self
+            .raw_snapshots()?
+            .iter()
+            .map(|s| self.describe(s))
+            .collect())
+    }
+
+    fn find_raw(&self, wanted: &str) -> Result<SnapshotFile> {
+        let snaps = self.raw_snapshots()?;
+        let found = if wanted == "latest" {
+            snaps
+                .into_iter()
+                .next_back()
+                .into_iter()
+                .collect::<Vec<_>>()
+        } else {
+            snaps
+                .into_iter()
+                .filter(|s| s.id.to_string().starts_with(wanted))
+                .collect()
+        };
+        match found.len() {
+            1 => Ok(found
+                .into_iter()
+                .next()
+                .ok_or_else(|| unreachable_none(&self.target))?),
+            0 => Err(Error::NoSnapshot {
+                target: self.target.clone(),
+                wanted: if wanted == "latest" {
+                    "exists yet".into()
+                } else {
+                    format!(
+                        "matches id {wanted:?} (list them with `runbook snapshots {}`)",
+                        self.target
+                    )
+                },
+            }),
+            n => Err(Error::NoSnapshot {
+                target: self.target.clone(),
+                wanted: format!(
+                    "is uniquely identified by {wanted:?} ({n} match; give more digits)"
+                ),
+            }),
+        }
+    }
+
+    /// The snapshot `wanted` (`latest` or an id prefix).
+    pub(crate) fn find(&self, wanted: &str) -> Result<Snapshot> {
+        self.find_raw(wanted).map(|s| self.describe(&s))
+    }
+
+    /// Streams the single file recorded at `path` in snapshot `id` into `out`.
+    pub(crate) fn dump_file(self, id: &str, path: &str, out: &mut impl Write) -> Result<()> {
+        let snap = self.find_raw(id)?;
+        let err = self.err("restore");
+        let target = self.target.clone();
+        let indexed = self.inner.to_indexed().map_err(err)?;
+        let err = || {
+            let target = target.clone();
+            move |e: Box<RusticError>| Error::Repository {
+                target,
+                action: "restore",
+                message: one_line(&e),
+            }
+        };
+        let rel = path.trim_start_matches('/');
+        let node = indexed
+            .node_from_snapshot_and_path(&snap, rel)
+            .map_err(err())?;
+        indexed.dump(&node, out).map_err(err())
+    }
+
+    /// Restores the whole tree of snapshot `id` into the (new, empty) directory `dest`.
+    pub(crate) fn restore_tree(self, id: &str, dest: &Path) -> Result<()> {
+        let snap = self.find_raw(id)?;
+        let err = self.err("restore");
+        let target = self.target.clone();
+        let indexed = self.inner.to_indexed().map_err(err)?;
+        let err = || {
+            let target = target.clone();
+            move |e: Box<RusticError>| Error::Repository {
+                target,
+                action: "restore",
+                message: one_line(&e),
+            }
+        };
+        let node = indexed
+            .node_from_snapshot_and_path(&snap, "")
+            .map_err(err())?;
+        let ls = LsOptions::default().recursive(true);
+        let dest_str = dest.to_str().ok_or_else(|| Error::Repository {
+            target: target.clone(),
+            action: "restore",
+            message: format!("path {} is not valid UTF-8", dest.display()),
+        })?;
+        let local = LocalDestination::new(dest_str, true, !node.is_dir()).map_err(err())?;
+        let opts = RestoreOptions::default();
+        let plan = indexed
+            .prepare_restore(&opts, indexed.ls(&node, &ls).map_err(err())?, &local, false)
+            .map_err(err())?;
+        indexed
+            .restore(plan, &opts, indexed.ls(&node, &ls).map_err(err())?, &local)
+            .map_err(err())
+    }
+
+    /// Applies `keep` as of `now`: removes the snapshots it does not keep and, unless
+    /// `dry_run`, prunes data no snapshot references any more.
+    pub(crate) fn forget(&self, keep: &Keep, now: Timestamp, dry_run: bool) -> Result<ForgetPlan> {
+        let snaps = self.raw_snapshots()?;
+        if keep.is_empty() || snaps.is_empty() {
+            return Ok(ForgetPlan {
+                keep: snaps
+                    .iter()
+                    .map(|s| (self.describe(s), vec!["no keep rule".into()]))
+                    .collect(),
+                remove: Vec::new(),
+            });
+        }
+        let to_i32 = |n: Option<u32>| n.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
+        let mut opts = KeepOptions::default()
+            .keep_last(to_i32(keep.last))
+            .keep_hourly(to_i32(keep.hourly))
+            .keep_daily(to_i32(keep.daily))
+            .keep_weekly(to_i32(keep.weekly))
+            .keep_monthly(to_i32(keep.monthly));
+        if let Some(within) = keep.within {
+            let secs = i64::try_from(within.as_secs()).unwrap_or(i64::MAX);
+            let span = if secs % 86_400 == 0 {
+                Span::new().days(secs / 86_400)
+            } else {
+                Span::new().seconds(secs)
+            };
+            opts = opts.keep_within(Some(span));
+        }
+        let decided = opts
+            .apply(snaps, &now.to_zoned(TimeZone::UTC))
+            .map_err(self.err("forget"))?;
+        let mut plan = ForgetPlan::default();
+        let mut remove_ids = Vec::new();
+        for d in decided {
+            let s = self.describe(&d.snapshot);
+            if d.keep {
+                plan.keep.push((s, d.reasons));
+            } else {
+                remove_ids.push(d.snapshot.id);
+                plan.remove.push(s);
+            }
+        }
+        if !dry_run && !remove_ids.is_empty() {
+            self.inner
+                .delete_snapshots(&remove_ids)
+                .map_err(self.err("forget"))?;
+            self.prune()?;
+        }
+        Ok(plan)
+    }
+
+    /// Removes data no snapshot references. Callers hold the target lock, so no backup is
+    /// writing and packs can go at once.
+    pub(crate) fn prune(&self) -> Result<()> {
+        let opts = PruneOptions::default().instant_delete(true);
+        let plan = self.inner.prune_plan(&opts).map_err(self.err("prune"))?;
+        self.inner.prune(&opts, plan).map_err(self.err("prune"))
+    }
+
+    /// Checks structure and, with `read_data_percent`, reads and verifies that share of packs.
+    pub(crate) fn check(&self, read_data_percent: Option<f64>) -> Result<CheckReport> {
+        let mut opts = CheckOptions::default();
+        if let Some(p) = read_data_percent {
+            let subset = if p >= 100.0 {
+                ReadSubsetOption::All
+            } else {
+                ReadSubsetOption::from_str(&format!("{p}%")).map_err(self.err("check"))?
+            };
+            opts = opts.read_data(true).read_data_subset(subset);
+        }
+        let results = self.inner.check(opts).map_err(self.err("check"))?;
+        let mut report = CheckReport::default();
+        for (level, e) in results.0 {
+            let msg = e
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            // rustic does not export the level type; its Debug name is stable ("Error"/"Warn").
+            if format!("{level:?}") == "Error" {
+                report.errors.push(msg);
+            } else {
+                report.warnings.push(msg);
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn unreachable_none(target: &str) -> Error {
+    Error::NoSnapshot {
+        target: target.to_string(),
+        wanted: "(internal: empty match)".into(),
+    }
+}

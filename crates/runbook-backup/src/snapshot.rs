@@ -1,0 +1,46 @@
+//! What runbook records about each snapshot, independent of the repository library.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// One backup of one target.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Snapshot {
+    /// Full snapshot id (hex); `restic` accepts it or any unique prefix.
+    pub id: String,
+    /// When the backup was taken.
+    pub time: Timestamp,
+    /// The target it belongs to.
+    pub target: String,
+    /// The target's kind (`sqlite`, `files`).
+    pub kind: String,
+    /// Why it was taken (`manual`, `schedule`, `restore-drill`, ...).
+    pub reason: String,
+    /// Bytes read from the source.
+    pub source_bytes: u64,
+    /// Bytes the repository grew by (after deduplication and compression).
+    pub added_bytes: u64,
+    /// Seconds from start to saved snapshot, including any consistent-copy step.
+    pub duration_seconds: f64,
+    /// The runbook version that wrote it.
+    pub runbook_version: String,
+    /// Source paths as recorded in the snapshot.
+    pub paths: Vec<String>,
+}
+
+impl Snapshot {
+    /// The first 8 hex digits, as restic shows them.
+    #[must_use]
+    pub fn short_id(&self) -> &str {
+        &self.id[..self.id.len().min(8)]
+    }
+}
+
+/// Metadata runbook stores in a snapshot's description (restic ignores the field).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Meta {
+    pub kind: String,
+    pub reason: String,
+    pub prepare_seconds: f64,
+    pub runbook_version: String,
+}

@@ -1,0 +1,125 @@
+//! Consistent copies of a live SQLite database.
+//!
+//! The copy is one step of SQLite's online backup API: a single read transaction for the whole
+//! copy, so in WAL mode writers go on undisturbed and the copy is exactly one committed state
+//! (a paged backup would restart whenever another process commits). The backup API keeps every
+//! page at its position, which is what lets fixed-size chunks deduplicate day to day; `VACUUM
+//! INTO` would rebuild the file and move pages.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use rusqlite::{Connection, OpenFlags, backup::Backup};
+
+use crate::{Error, Result};
+
+/// How long to wait for a writer that holds the database exclusively (rollback-journal mode).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Opens `path` read-only and makes sure it is a SQLite database; returns its page size.
+pub(crate) fn page_size(target: &str, path: &Path) -> Result<u32> {
+    let conn = open_source(target, path)?;
+    conn.query_row("PRAGMA page_size", [], |r| r.get::<_, u32>(0))
+        .map_err(|e| not_sqlite(target, path, &e))
+}
+
+fn open_source(target: &str, path: &Path) -> Result<Connection> {
+    std::fs::File::open(path).map_err(|e| Error::Source {
+        target: target.to_string(),
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| not_sqlite(target, path, &e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| not_sqlite(target, path, &e))?;
+    // Reading the schema is what fails on a file that is not a database.
+    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_err(|e| not_sqlite(target, path, &e))?;
+    Ok(conn)
+}
+
+fn not_sqlite(target: &str, path: &Path, e: &rusqlite::Error) -> Error {
+    Error::NotSqlite {
+        target: target.to_string(),
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+/// Copies the database at `src` into the new file `dest` in one read transaction, then runs
+/// `PRAGMA integrity_check` on the copy.
+pub(crate) fn consistent_copy(target: &str, src: &Path, dest: &Path) -> Result<()> {
+    let source = open_source(target, src)?;
+    let mut copy = Connection::open(dest).map_err(|e| Error::Io {
+        context: format!("cannot create scratch copy {}", dest.display()),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    {
+        let backup = Backup::new(&source, &mut copy).map_err(|e| Error::Source {
+            target: target.to_string(),
+            path: src.to_path_buf(),
+            reason: format!("backup API: {e}"),
+        })?;
+        // -1: all pages in one step, under one read transaction.
+        backup.step(-1).map_err(|e| Error::Source {
+            target: target.to_string(),
+            path: src.to_path_buf(),
+            reason: format!("backup API: {e}"),
+        })?;
+    }
+    drop(source);
+    integrity_check(target, &copy, "the backup copy")
+}
+
+/// Runs `PRAGMA integrity_check` on the file at `path`.
+pub(crate) fn check_file(target: &str, path: &Path, what: &'static str) -> Result<()> {
+    let conn =
+        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| {
+            Error::Integrity {
+                target: target.to_string(),
+                what,
+                detail: e.to_string(),
+            }
+        })?;
+    integrity_check(target, &conn, what)
+}
+
+fn integrity_check(target: &str, conn: &Connection, what: &'static str) -> Result<()> {
+    let fail = |detail: String| Error::Integrity {
+        target: target.to_string(),
+        what,
+        detail,
+    };
+    let mut stmt = conn
+        .prepare("PRAGMA integrity_check(5)")
+        .map_err(|e| fail(e.to_string()))?;
+    let lines: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .and_then(Iterator::collect)
+        .map_err(|e| fail(e.to_string()))?;
+    if lines == ["ok"] {
+        Ok(())
+    } else {
+        Err(fail(lines.join("; ")))
+    }
+}
+
+/// The `-wal`, `-shm` and `-journal` files SQLite keeps beside `db`.
+pub(crate) fn sidecars(db: &Path) -> Vec<PathBuf> {
+    ["-wal", "-shm", "-journal"]
+        .iter()
+        .map(|s| {
+            let mut p = db.as_os_str().to_owned();
+            p.push(s);
+            PathBuf::from(p)
+        })
+        .collect()
+}

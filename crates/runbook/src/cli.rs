@@ -1,0 +1,141 @@
+//! Command-line flags.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Backups that restore: back up, restore, check and prune the data of a service.
+#[derive(Debug, Parser)]
+#[command(name = "runbook", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "RUNBOOK_CONFIG",
+        default_value = "runbook.toml"
+    )]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented example config, create the data directory and a repository password.
+    Init(InitArgs),
+    /// Validate the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Back up targets now.
+    Backup(BackupArgs),
+    /// List snapshots.
+    Snapshots(SnapshotsArgs),
+    /// Restore a snapshot to a path.
+    Restore(RestoreArgs),
+    /// Apply each target's `keep` rule and prune data no snapshot needs.
+    Forget(ForgetArgs),
+    /// Verify repositories; optionally read back a share of the data.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check the config file, the sources it names and the repository password.
+    Check {
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the example configuration.
+    Example,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Also create a small sample SQLite database `app.db` to try runbook on.
+    #[arg(long)]
+    pub demo: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Targets to back up.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub targets: Vec<String>,
+    /// Back up every configured target.
+    #[arg(long)]
+    pub all: bool,
+    /// Why this backup is taken; recorded in the snapshot.
+    #[arg(long, default_value = "manual")]
+    pub reason: String,
+    /// Print the snapshots as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotsArgs {
+    /// Only this target.
+    pub target: Option<String>,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Target to restore.
+    pub target: String,
+    /// Snapshot id (or unique prefix), or `latest`.
+    #[arg(long, default_value = "latest")]
+    pub snapshot: String,
+    /// Where to write the restored data.
+    #[arg(long)]
+    pub to: PathBuf,
+    /// Replace the destination if it exists (only once the restore has fully succeeded).
+    #[arg(long)]
+    pub force: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// Only this target.
+    pub target: Option<String>,
+    /// Show what would be removed without removing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Only this target.
+    pub target: Option<String>,
+    /// Also read and verify this percentage of the stored data (1-100).
+    #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
+    pub read_data: Option<f64>,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number"))?;
+    if v > 0.0 && v <= 100.0 {
+        Ok(v)
+    } else {
+        Err(format!("{s:?} must be between 0 (exclusive) and 100"))
+    }
+}

@@ -1,0 +1,55 @@
+//! `runbook backup`.
+
+use std::process::ExitCode;
+
+use runbook_backup::{BackupRequest, Engine};
+
+use crate::{cli::BackupArgs, output};
+
+pub fn run(engine: &Engine, args: &BackupArgs) -> anyhow::Result<ExitCode> {
+    let names: Vec<String> = if args.all {
+        engine.config().targets.keys().cloned().collect()
+    } else {
+        // Reject unknown names before backing anything up.
+        for name in &args.targets {
+            engine.config().target(name)?;
+        }
+        args.targets.clone()
+    };
+    if names.is_empty() {
+        anyhow::bail!(
+            "no targets configured in {}",
+            engine.config().file.display()
+        );
+    }
+    let req = BackupRequest {
+        reason: args.reason.clone(),
+        time: None,
+    };
+    let mut done = Vec::new();
+    let mut failed = 0;
+    for name in &names {
+        match engine.backup(name, &req) {
+            Ok(snap) => {
+                if !args.json {
+                    println!(
+                        "{name}: snapshot {} saved: {} read, {} added, {:.1}s",
+                        snap.short_id(),
+                        output::size(snap.source_bytes),
+                        output::size(snap.added_bytes),
+                        snap.duration_seconds
+                    );
+                }
+                done.push(snap);
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("runbook: error: {e}");
+            }
+        }
+    }
+    if args.json {
+        output::json(&done)?;
+    }
+    Ok(super::exit_code(failed))
+}
