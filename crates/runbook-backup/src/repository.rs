@@ -74,6 +74,38 @@ pub(crate) struct Repo {
     target: String,
 }
 
+/// Runs rustic work that may panic (its restore unwraps read and write errors in worker
+/// threads) and turns a panic into an [`Error`] naming the target and the cause.
+fn guard<T>(target: &str, action: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let text = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown failure");
+        Err(Error::Repository {
+            target: target.to_string(),
+            action,
+            message: panic_cause(text),
+        })
+    })
+}
+
+/// The readable part of a panic message that wraps a `RusticError`'s Debug output.
+fn panic_cause(text: &str) -> String {
+    let cause = text
+        .split_once("guidance: \"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map_or(text, |(g, _)| g);
+    let hint = if cause.contains("MAC check failed") || cause.contains("decrypt") {
+        " (repository data is damaged; run `runbook check --read-data 100`)"
+    } else {
+        ""
+    };
+    let cause: String = cause.split_whitespace().collect::<Vec<_>>().join(" ");
+    format!("{}{hint}", cause.chars().take(300).collect::<String>())
+}
+
 fn one_line(e: &RusticError) -> String {
     let log = e.display_log();
     let log = log.strip_prefix("Error: ").unwrap_or(&log);
@@ -163,6 +195,11 @@ impl Repo {
 
     /// Backs up `spec.paths` and returns the saved snapshot.
     pub(crate) fn backup(self, spec: &BackupSpec<'_>) -> Result<Snapshot> {
+        let target = self.target.clone();
+        guard(&target, "backup", move || self.backup_inner(spec))
+    }
+
+    fn backup_inner(self, spec: &BackupSpec<'_>) -> Result<Snapshot> {
         let mut snap_opts = SnapshotOptions::default()
             .label(self.target.clone())
             .description(serde_json::to_string(&spec.meta).ok());
@@ -293,6 +330,13 @@ impl Repo {
 
     /// Streams the single file recorded at `path` in snapshot `id` into `out`.
     pub(crate) fn dump_file(self, id: &str, path: &str, out: &mut impl Write) -> Result<()> {
+        let target = self.target.clone();
+        guard(&target, "restore", move || {
+            self.dump_file_inner(id, path, out)
+        })
+    }
+
+    fn dump_file_inner(self, id: &str, path: &str, out: &mut impl Write) -> Result<()> {
         let snap = self.find_raw(id)?;
         let err = self.err("restore");
         let target = self.target.clone();
@@ -314,6 +358,13 @@ impl Repo {
 
     /// Restores the whole tree of snapshot `id` into the (new, empty) directory `dest`.
     pub(crate) fn restore_tree(self, id: &str, dest: &Path) -> Result<()> {
+        let target = self.target.clone();
+        guard(&target, "restore", move || {
+            self.restore_tree_inner(id, dest)
+        })
+    }
+
+    fn restore_tree_inner(self, id: &str, dest: &Path) -> Result<()> {
         let snap = self.find_raw(id)?;
         let err = self.err("restore");
         let target = self.target.clone();
@@ -407,6 +458,12 @@ impl Repo {
 
     /// Checks structure and, with `read_data_percent`, reads and verifies that share of packs.
     pub(crate) fn check(&self, read_data_percent: Option<f64>) -> Result<CheckReport> {
+        guard(&self.target, "check", || {
+            self.check_inner(read_data_percent)
+        })
+    }
+
+    fn check_inner(&self, read_data_percent: Option<f64>) -> Result<CheckReport> {
         let mut opts = CheckOptions::default();
         if let Some(p) = read_data_percent {
             let subset = if p >= 100.0 {

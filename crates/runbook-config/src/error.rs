@@ -72,7 +72,10 @@ impl ConfigError {
         let offset = err.span().map_or(0, |s| s.start);
         let before = &text[..offset.min(text.len())];
         let line = before.matches('\n').count() + 1;
-        let section = before
+        let through_line = text[offset.min(text.len())..]
+            .split_once('\n')
+            .map_or(text, |(_, rest)| &text[..text.len() - rest.len()]);
+        let section = through_line
             .lines()
             .rev()
             .map(str::trim)

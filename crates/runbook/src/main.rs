@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    quiet_panics();
     let cli = cli::Cli::parse();
     match commands::run(cli) {
         Ok(code) => code,
@@ -26,4 +27,29 @@ fn one_line(err: &anyhow::Error) -> String {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Panics inside the repository library are caught and reported as one-line errors by
+/// `runbook-backup`; keep their default multi-line report off the terminal. Any other panic
+/// is a bug and is reported on one line with its location.
+fn quiet_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| l.file().to_string())
+            .unwrap_or_default();
+        if location.contains("rustic_core") || location.contains("rayon") {
+            return;
+        }
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("panic");
+        eprintln!(
+            "runbook: internal error at {location}: {}",
+            msg.replace('\n', " ")
+        );
+    }));
 }

@@ -1,0 +1,508 @@
+//! End-to-end tests of the `runbook` binary against real repositories, real SQLite files,
+//! Debian's `restic` and a real (tmpfs) full disk.
+
+mod helpers;
+
+use std::{
+    fs,
+    os::unix::fs::PermissionsExt,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use helpers::*;
+
+#[test]
+fn init_writes_config_data_dir_and_private_key_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ws = Workspace { dir };
+    let run = ws.run(&["init", "--demo"]).ok();
+    assert!(
+        run.stderr.contains("IMPORTANT"),
+        "loud warning: {}",
+        run.stderr
+    );
+    let mode = fs::metadata(ws.path("runbook-data/repo.key"))
+        .expect("key")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(
+        fs::read_to_string(ws.path("runbook-data/repo.key"))
+            .expect("key")
+            .trim()
+            .len()
+            >= 32
+    );
+    ws.run(&["config", "check"]).ok();
+    ws.run(&["init"])
+        .fails_with(&["runbook.toml", "already exists"]);
+    // The demo round trip the README quick start runs.
+    ws.run(&["backup", "--all"]).ok();
+    ws.run(&["restore", "app-db", "--to", "restored.db"]).ok();
+    assert_eq!(
+        count(&ws.path("restored.db"), "SELECT count(*) FROM users"),
+        1000
+    );
+}
+
+#[test]
+fn sqlite_round_trip_and_restore_refuses_to_overwrite() {
+    let ws = Workspace::new(&sqlite_config("app.db"));
+    make_db(&ws.path("app.db"), 2000);
+    let run = ws.run(&["backup", "db", "--reason", "restore-drill"]).ok();
+    assert!(run.stdout.contains("db: snapshot"), "{}", run.stdout);
+    let list = ws.run(&["snapshots", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&list.stdout).expect("json");
+    let s = &v[0];
+    assert_eq!(s["target"], "db");
+    assert_eq!(s["kind"], "sqlite");
+    assert_eq!(s["reason"], "restore-drill");
+    assert_eq!(s["runbook_version"], env!("CARGO_PKG_VERSION"));
+    assert!(s["source_bytes"].as_u64().expect("size") > 0);
+    assert!(s["duration_seconds"].as_f64().is_some());
+
+    ws.run(&["restore", "db", "--to", "out/restored.db"]).ok();
+    assert_eq!(
+        count(&ws.path("out/restored.db"), "SELECT count(*) FROM items"),
+        2000
+    );
+
+    // Existing destination: refused, and left exactly as it was.
+    fs::write(ws.path("taken.db"), b"precious").expect("write");
+    ws.run(&["restore", "db", "--to", "taken.db"]).fails_with(&[
+        "taken.db",
+        "already exists",
+        "--force",
+    ]);
+    assert_eq!(fs::read(ws.path("taken.db")).expect("read"), b"precious");
+    // A stale WAL beside the destination counts too: restoring next to it would corrupt the copy.
+    fs::write(ws.path("fresh.db-wal"), b"stale").expect("write");
+    ws.run(&["restore", "db", "--to", "fresh.db"])
+        .fails_with(&["fresh.db-wal", "already exists"]);
+    ws.run(&["restore", "db", "--to", "fresh.db", "--force"])
+        .ok();
+    assert!(
+        !ws.path("fresh.db-wal").exists(),
+        "stale WAL removed with --force"
+    );
+    ws.run(&[
+        "restore",
+        "db",
+        "--to",
+        "taken.db",
+        "--force",
+        "--snapshot",
+        "latest",
+    ])
+    .ok();
+    assert_eq!(
+        count(&ws.path("taken.db"), "SELECT count(*) FROM items"),
+        2000
+    );
+    let leftovers: Vec<_> = fs::read_dir(ws.dir.path())
+        .expect("ls")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("runbook-restore"))
+        .collect();
+    assert!(leftovers.is_empty(), "no staging files left: {leftovers:?}");
+}
+
+/// Regression: a backup taken while another process keeps committing must restore to a
+/// database that passes integrity_check and holds a consistent prefix of the writes.
+#[test]
+fn backup_during_concurrent_writes_restores_consistent_prefix() {
+    let ws = Workspace::new(&sqlite_config("live.db"));
+    let db = ws.path("live.db");
+    make_db(&db, 20_000);
+    {
+        let conn = rusqlite::Connection::open(&db).expect("open");
+        conn.execute_batch(
+            "CREATE TABLE log (i INTEGER PRIMARY KEY, payload BLOB NOT NULL);
+             CREATE TABLE meta (n INTEGER NOT NULL); INSERT INTO meta VALUES (0);",
+        )
+        .expect("schema");
+    }
+    // The writer is another process, committing one row and the counter per transaction.
+    let script = r#"
+import sqlite3, sys, os
+c = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
+c.execute("PRAGMA busy_timeout=30000")
+i = 0
+while not os.path.exists(sys.argv[2]):
+    i += 1
+    c.execute("BEGIN IMMEDIATE")
+    c.execute("INSERT INTO log VALUES (?, randomblob(2000))", (i,))
+    c.execute("UPDATE meta SET n = ?", (i,))
+    c.execute("COMMIT")
+print(i)
+"#;
+    let stop = ws.path("stop-writer");
+    let writer = Command::new("python3")
+        .args(["-c", script])
+        .arg(&db)
+        .arg(&stop)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    // Let the writer get going, then back up twice while it runs.
+    let until = Instant::now() + Duration::from_secs(10);
+    while count(&db, "SELECT n FROM meta") < 200 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ws.run(&["backup", "db"]).ok();
+    ws.run(&["backup", "db"]).ok();
+    fs::write(&stop, b"").expect("stop");
+    let out = writer.wait_with_output().expect("writer");
+    let written: i64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("count");
+
+    ws.run(&["restore", "db", "--to", "restored.db"]).ok();
+    let restored = ws.path("restored.db");
+    let conn = rusqlite::Connection::open(&restored).expect("open restored");
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("check");
+    assert_eq!(check, "ok");
+    let n: i64 = conn
+        .query_row("SELECT n FROM meta", [], |r| r.get(0))
+        .expect("n");
+    let (rows, max): (i64, i64) = conn
+        .query_row("SELECT count(*), coalesce(max(i), 0) FROM log", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .expect("log");
+    assert!(
+        n >= 200,
+        "backup taken while writes were going on (n = {n})"
+    );
+    assert!(
+        n < written,
+        "writer kept committing after the backup ({n} < {written})"
+    );
+    assert_eq!(
+        (rows, max),
+        (n, n),
+        "restored log is exactly the prefix 1..={n}"
+    );
+}
+
+#[test]
+fn stock_restic_restores_snapshots_byte_identical() {
+    let config = format!("{}{}", sqlite_config("app.db"), files_config());
+    let ws = Workspace::new(&config);
+    make_db(&ws.path("app.db"), 5000);
+    fs::create_dir_all(ws.path("src/nested")).expect("mkdir");
+    fs::write(ws.path("src/state.json"), br#"{"ok": true}"#).expect("write");
+    fs::write(ws.path("src/nested/blob.bin"), noise(3 << 20, 7)).expect("write");
+    fs::write(ws.path("src/skip.tmp"), b"excluded").expect("write");
+    ws.run(&["backup", "--all"]).ok();
+
+    for target in ["db", "files"] {
+        ws.restic(target, &["check", "--read-data"]).ok();
+        let out = ws.path(&format!("restic-{target}"));
+        ws.restic(
+            target,
+            &["restore", "latest", "--target", out.to_str().expect("utf8")],
+        )
+        .ok();
+    }
+    let root = ws
+        .dir
+        .path()
+        .to_str()
+        .expect("utf8")
+        .trim_start_matches('/')
+        .to_string();
+    let via = |target: &str, rel: &str| ws.path(&format!("restic-{target}/{root}/{rel}"));
+    // restic and runbook restore the same bytes; the data is the source's.
+    ws.run(&["restore", "db", "--to", "mine.db"]).ok();
+    assert_eq!(
+        fs::read(via("db", "app.db")).expect("db"),
+        fs::read(ws.path("mine.db")).expect("mine")
+    );
+    assert_eq!(
+        count(&via("db", "app.db"), "SELECT count(*) FROM items"),
+        5000
+    );
+    for rel in ["src/state.json", "src/nested/blob.bin"] {
+        assert_eq!(
+            fs::read(via("files", rel)).expect("restored"),
+            fs::read(ws.path(rel)).expect("src"),
+            "{rel}"
+        );
+    }
+    assert!(
+        !via("files", "src/skip.tmp").exists(),
+        "excluded file not backed up"
+    );
+
+    // And runbook's own restore of the files target gives the same bytes.
+    ws.run(&["restore", "files", "--to", "mine"]).ok();
+    let mine = ws.path(&format!("mine/{root}/src/nested/blob.bin"));
+    assert_eq!(
+        fs::read(mine).expect("mine"),
+        fs::read(ws.path("src/nested/blob.bin")).expect("src")
+    );
+}
+
+#[test]
+fn bad_inputs_give_one_clear_line_and_no_snapshot() {
+    let config = format!(
+        "{}{}[targets.notdb]\nkind = \"sqlite\"\npath = \"notes.txt\"\n[targets.gone]\nkind = \"files\"\npaths = [\"missing-dir\"]\n",
+        sqlite_config("app.db"),
+        files_config()
+    );
+    let ws = Workspace::new(&config);
+    make_db(&ws.path("app.db"), 10);
+    fs::write(
+        ws.path("notes.txt"),
+        "this is not a database, just some text that is long enough ".repeat(100),
+    )
+    .expect("write");
+
+    ws.run(&["backup", "nope"])
+        .fails_with(&["unknown target `nope`", "db"]);
+    ws.run(&["backup", "notdb"])
+        .fails_with(&["target `notdb`", "not a SQLite database"]);
+    ws.run(&["backup", "gone"])
+        .fails_with(&["target `gone`", "cannot read source", "missing-dir"]);
+    ws.run(&["backup", "files"])
+        .fails_with(&["target `files`", "cannot read source", "src"]);
+    ws.run(&["restore", "db", "--to", "x.db"])
+        .fails_with(&["target `db`", "no backups yet"]);
+    ws.run(&["config", "check"])
+        .fails_with(&["target `notdb`"].map(|_| "does not exist"));
+
+    ws.run(&["backup", "db"]).ok();
+    ws.run(&["restore", "db", "--snapshot", "ffffffff", "--to", "x.db"])
+        .fails_with(&["target `db`", "no snapshot", "ffffffff"]);
+
+    // Wrong password: named as such, for the target.
+    let run = ws
+        .command(&["snapshots", "db"])
+        .env("RUNBOOK_REPOSITORY_PASSWORD", "wrong")
+        .output()
+        .expect("run");
+    assert_ne!(run.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("target `db`") && err.contains("wrong repository password"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    // Missing password file.
+    fs::rename(ws.path("runbook-data/repo.key"), ws.path("key.bak")).expect("move key");
+    ws.run(&["backup", "db"]).fails_with(&[
+        "repository password unavailable",
+        "repo.key",
+        "RUNBOOK_REPOSITORY_PASSWORD",
+    ]);
+    fs::rename(ws.path("key.bak"), ws.path("runbook-data/repo.key")).expect("restore key");
+
+    // A broken config names the file and the line.
+    fs::write(
+        ws.path("bad.toml"),
+        "[targets.db]\nkind = \"sqlite\"\npath = \"app.db\"\nschedul = \"daily\"\n",
+    )
+    .expect("write");
+    ws.run(&["--config", "bad.toml", "snapshots"]).fails_with(&[
+        "bad.toml:",
+        "[targets.db]",
+        "schedul",
+    ]);
+
+    // Exactly one snapshot: none of the failures left anything visible.
+    assert_eq!(ws.snapshot_ids("db").len(), 1);
+    for t in ["notdb", "gone", "files"] {
+        assert!(ws.snapshot_ids(t).is_empty(), "{t}");
+    }
+}
+
+#[test]
+fn corrupted_pack_is_found_by_check_and_fails_restore() {
+    let ws = Workspace::new(files_config());
+    fs::create_dir_all(ws.path("src")).expect("mkdir");
+    fs::write(ws.path("src/data.bin"), noise(2 << 20, 3)).expect("write");
+    ws.run(&["backup", "files"]).ok();
+    ws.run(&["check", "files", "--read-data", "100"]).ok();
+
+    // Flip bytes in the middle of the largest data pack.
+    let mut packs: Vec<_> = walk(&ws.repo("files").join("data"));
+    packs.sort_by_key(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0));
+    let pack = packs.pop().expect("a data pack");
+    let mut bytes = fs::read(&pack).expect("read pack");
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 64] {
+        *b ^= 0xff;
+    }
+    fs::write(&pack, bytes).expect("write pack");
+
+    ws.run(&["check", "files", "--read-data", "100"])
+        .fails_with(&["target `files`", "check found"]);
+    ws.run(&["restore", "files", "--to", "out"])
+        .fails_with(&["target `files`", "restore failed"]);
+    assert!(
+        !ws.path("out").exists(),
+        "no partial restore left at the destination"
+    );
+}
+
+/// Regression: `kill -9` in the middle of a backup must leave every earlier snapshot
+/// restorable and, once the next run has cleaned up, `check` clean.
+#[test]
+fn kill_during_backup_leaves_earlier_snapshots_and_clean_check() {
+    let ws = Workspace::new(files_config());
+    fs::create_dir_all(ws.path("src")).expect("mkdir");
+    fs::write(ws.path("src/small.txt"), b"version one").expect("write");
+    ws.run(&["backup", "files"]).ok();
+    let before = ws.snapshot_ids("files");
+
+    fs::write(ws.path("src/big.bin"), noise(400 << 20, 11)).expect("write");
+    let mut child = ws
+        .command(&["backup", "files"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let data = ws.repo("files").join("data");
+    let packs_before = walk(&data).len();
+    let until = Instant::now() + Duration::from_secs(120);
+    while walk(&data).len() < packs_before + 2 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("wait");
+    assert!(
+        walk(&data).len() >= packs_before + 2,
+        "the backup was writing when killed"
+    );
+    assert_eq!(
+        ws.snapshot_ids("files"),
+        before,
+        "no half-written snapshot is visible"
+    );
+
+    // The next run clears the debris by itself, then check is clean for runbook and restic.
+    fs::remove_file(ws.path("src/big.bin")).expect("rm");
+    ws.run(&["backup", "files"]).ok();
+    let check = ws.run(&["check", "files", "--read-data", "100"]).ok();
+    assert!(
+        check.stdout.contains("ok (0 warning(s))"),
+        "{}",
+        check.stdout
+    );
+    let restic = ws.restic("files", &["check", "--read-data"]).ok();
+    assert!(
+        !restic.stdout.contains("not referenced"),
+        "{}",
+        restic.stdout
+    );
+    ws.run(&[
+        "restore",
+        "files",
+        "--snapshot",
+        &before[0],
+        "--to",
+        "earlier",
+    ])
+    .ok();
+    let root = ws
+        .dir
+        .path()
+        .to_str()
+        .expect("utf8")
+        .trim_start_matches('/')
+        .to_string();
+    assert_eq!(
+        fs::read(ws.path(&format!("earlier/{root}/src/small.txt"))).expect("read"),
+        b"version one"
+    );
+}
+
+#[test]
+fn leftover_scratch_from_a_killed_run_is_removed() {
+    let ws = Workspace::new(&sqlite_config("app.db"));
+    make_db(&ws.path("app.db"), 10);
+    let stale = ws.path("runbook-data/scratch/db.4242424");
+    fs::create_dir_all(&stale).expect("mkdir");
+    fs::write(stale.join("app.db"), b"half a copy").expect("write");
+    ws.run(&["backup", "db"]).ok();
+    let left: Vec<_> = fs::read_dir(ws.path("runbook-data/scratch"))
+        .expect("ls")
+        .flatten()
+        .collect();
+    assert!(left.is_empty(), "scratch is empty after a backup: {left:?}");
+}
+
+#[test]
+fn full_disk_fails_cleanly() {
+    let ws = Workspace::new(
+        "[repository]\npath = \"small\"\n[targets.files]\nkind = \"files\"\npaths = [\"src\"]\n",
+    );
+    fs::create_dir_all(ws.path("small")).expect("mkdir");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(ws.path("small"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("SKIPPED full_disk_fails_cleanly: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(ws.path("small"));
+    fs::create_dir_all(ws.path("src")).expect("mkdir");
+    fs::write(ws.path("src/big.bin"), noise(8 << 20, 5)).expect("write");
+    ws.run(&["backup", "files"])
+        .fails_with(&["target `files`", "No space left on device"]);
+    assert!(ws.snapshot_ids("files").is_empty());
+}
+
+#[test]
+fn forget_dry_run_lists_and_forget_removes() {
+    let ws = Workspace::new(&sqlite_config("app.db"));
+    make_db(&ws.path("app.db"), 10);
+    for _ in 0..4 {
+        ws.run(&["backup", "db"]).ok();
+    }
+    let ids = ws.snapshot_ids("db");
+    let dry = ws.run(&["forget", "--dry-run"]).ok();
+    assert!(
+        dry.stdout.contains("keeping 2, would remove 2"),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(ws.snapshot_ids("db"), ids, "dry run removes nothing");
+    ws.run(&["forget", "db"]).ok();
+    assert_eq!(
+        ws.snapshot_ids("db"),
+        ids[2..].to_vec(),
+        "keeps the newest two"
+    );
+    ws.run(&["check", "--read-data", "100"]).ok();
+    ws.run(&["restore", "db", "--to", "r.db"]).ok();
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
