@@ -271,7 +271,7 @@ impl Repo {
             .inner
             .get_all_snapshots()
             .map_err(self.err("list snapshots"))?;
-        snaps.sort_by(|a, b| a.time.cmp(&b.time));
+        snaps.sort_by_key(|s| s.time.timestamp());
         Ok(snaps)
     }
 

@@ -11,7 +11,7 @@ pub fn run(engine: &Engine, args: &SnapshotsArgs) -> anyhow::Result<ExitCode> {
     for name in super::selected(engine, args.target.as_ref())? {
         all.extend(engine.snapshots(&name)?);
     }
-    all.sort_by(|a, b| a.time.cmp(&b.time));
+    all.sort_by_key(|s| s.time);
     if args.json {
         output::json(&all)?;
         return Ok(ExitCode::SUCCESS);

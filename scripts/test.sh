@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need on a fresh Debian machine, starts the
+# database servers if they are not running, then runs the format and lint gates and the
+# whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/runbook-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Debian packages the tests use: stock restic (interop tests), python3 (a second writer
+# process), util-linux mount (the full-disk test mounts a tiny tmpfs when run as root).
+missing=()
+command -v restic >/dev/null || missing+=(restic)
+command -v python3 >/dev/null || missing+=(python3)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Database servers (used by the database-target tests): start them if they are installed
+# and not running.
+if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+fi
+if command -v mariadbd >/dev/null && ! mariadb-admin -h 127.0.0.1 -uroot ping >/dev/null 2>&1; then
+  as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || true
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace
