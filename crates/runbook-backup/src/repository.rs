@@ -17,7 +17,7 @@ use runbook_config::Keep;
 use rustic_backend::BackendOptions;
 use rustic_core::{
     BackupOptions, CheckOptions, ConfigOptions, Credentials, KeepOptions, KeyOptions,
-    LocalDestination, LsOptions, NoProgressBars, OpenStatus, ParentOptions, PathList, PruneOptions,
+    IndexedFullStatus, LocalDestination, LsOptions, NoProgressBars, OpenStatus, ParentOptions, PathList, PruneOptions,
     ReadSubsetOption, Repository, RepositoryOptions, RestoreOptions, RusticError, SnapshotOptions,
     repofile::SnapshotFile,
 };
@@ -106,6 +106,16 @@ fn panic_cause(text: &str) -> String {
     format!("{}{hint}", cause.chars().take(300).collect::<String>())
 }
 
+/// Maps a rustic error to ours, naming the target and what was being done.
+fn rerr(target: &str, action: &'static str) -> impl FnOnce(Box<RusticError>) -> Error + use<> {
+    let target = target.to_string();
+    move |e| Error::Repository {
+        target,
+        action,
+        message: one_line(&e),
+    }
+}
+
 fn one_line(e: &RusticError) -> String {
     let log = e.display_log();
     let log = log.strip_prefix("Error: ").unwrap_or(&log);
@@ -122,14 +132,7 @@ impl Repo {
         create: Option<Chunking>,
     ) -> Result<Self> {
         let dir = root.join(target);
-        let rerr = |action: &'static str| {
-            let target = target.to_string();
-            move |e: Box<RusticError>| Error::Repository {
-                target,
-                action,
-                message: one_line(&e),
-            }
-        };
+        let rerr = |action: &'static str| rerr(target, action);
         let exists = dir.join("config").exists();
         if !exists && create.is_none() {
             return Err(Error::NoRepository {
@@ -185,12 +188,7 @@ impl Repo {
     }
 
     fn err(&self, action: &'static str) -> impl FnOnce(Box<RusticError>) -> Error + use<> {
-        let target = self.target.clone();
-        move |e| Error::Repository {
-            target,
-            action,
-            message: one_line(&e),
-        }
+        rerr(&self.target, action)
     }
 
     /// Backs up `spec.paths` and returns the saved snapshot.
@@ -336,24 +334,23 @@ impl Repo {
         })
     }
 
-    fn dump_file_inner(self, id: &str, path: &str, out: &mut impl Write) -> Result<()> {
+    /// The snapshot `id` and the repository with its full index loaded, for reading data.
+    fn indexed(self, id: &str) -> Result<(Repository<IndexedFullStatus>, SnapshotFile, String)> {
         let snap = self.find_raw(id)?;
-        let err = self.err("restore");
-        let target = self.target.clone();
-        let indexed = self.inner.to_indexed().map_err(err)?;
-        let err = || {
-            let target = target.clone();
-            move |e: Box<RusticError>| Error::Repository {
-                target,
-                action: "restore",
-                message: one_line(&e),
-            }
-        };
-        let rel = path.trim_start_matches('/');
+        let target = self.target;
+        let indexed = self
+            .inner
+            .to_indexed()
+            .map_err(rerr(&target, "read index"))?;
+        Ok((indexed, snap, target))
+    }
+
+    fn dump_file_inner(self, id: &str, path: &str, out: &mut impl Write) -> Result<()> {
+        let (indexed, snap, target) = self.indexed(id)?;
         let node = indexed
-            .node_from_snapshot_and_path(&snap, rel)
-            .map_err(err())?;
-        indexed.dump(&node, out).map_err(err())
+            .node_from_snapshot_and_path(&snap, path.trim_start_matches('/'))
+            .map_err(rerr(&target, "restore"))?;
+        indexed.dump(&node, out).map_err(rerr(&target, "restore"))
     }
 
     /// Restores the whole tree of snapshot `id` into the (new, empty) directory `dest`.
@@ -365,18 +362,8 @@ impl Repo {
     }
 
     fn restore_tree_inner(self, id: &str, dest: &Path) -> Result<()> {
-        let snap = self.find_raw(id)?;
-        let err = self.err("restore");
-        let target = self.target.clone();
-        let indexed = self.inner.to_indexed().map_err(err)?;
-        let err = || {
-            let target = target.clone();
-            move |e: Box<RusticError>| Error::Repository {
-                target,
-                action: "restore",
-                message: one_line(&e),
-            }
-        };
+        let (indexed, snap, target) = self.indexed(id)?;
+        let err = || rerr(&target, "restore");
         let node = indexed
             .node_from_snapshot_and_path(&snap, "")
             .map_err(err())?;

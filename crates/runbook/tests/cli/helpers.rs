@@ -80,6 +80,13 @@ impl Workspace {
         output(self.command(args).output().expect("run runbook"))
     }
 
+    /// The workspace path without its leading `/`: where a restore puts the workspace's files
+    /// below the destination (snapshots record absolute source paths).
+    pub fn root_rel(&self) -> String {
+        let root = self.dir.path().to_str().expect("utf8 temp path");
+        root.trim_start_matches('/').to_string()
+    }
+
     pub fn repo(&self, target: &str) -> PathBuf {
         self.path(&format!("runbook-data/repo/{target}"))
     }

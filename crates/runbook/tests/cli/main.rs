@@ -209,13 +209,7 @@ fn stock_restic_restores_snapshots_byte_identical() {
         )
         .ok();
     }
-    let root = ws
-        .dir
-        .path()
-        .to_str()
-        .expect("utf8")
-        .trim_start_matches('/')
-        .to_string();
+    let root = ws.root_rel();
     let via = |target: &str, rel: &str| ws.path(&format!("restic-{target}/{root}/{rel}"));
     // restic and runbook restore the same bytes; the data is the source's.
     ws.run(&["restore", "db", "--to", "mine.db"]).ok();
@@ -410,13 +404,7 @@ fn kill_during_backup_leaves_earlier_snapshots_and_clean_check() {
         "earlier",
     ])
     .ok();
-    let root = ws
-        .dir
-        .path()
-        .to_str()
-        .expect("utf8")
-        .trim_start_matches('/')
-        .to_string();
+    let root = ws.root_rel();
     assert_eq!(
         fs::read(ws.path(&format!("earlier/{root}/src/small.txt"))).expect("read"),
         b"version one"
