@@ -16,10 +16,10 @@ use jiff::{Span, Timestamp, tz::TimeZone};
 use runbook_config::Keep;
 use rustic_backend::BackendOptions;
 use rustic_core::{
-    BackupOptions, CheckOptions, ConfigOptions, Credentials, KeepOptions, KeyOptions,
-    IndexedFullStatus, LocalDestination, LsOptions, NoProgressBars, OpenStatus, ParentOptions, PathList, PruneOptions,
-    ReadSubsetOption, Repository, RepositoryOptions, RestoreOptions, RusticError, SnapshotOptions,
-    repofile::SnapshotFile,
+    BackupOptions, CheckOptions, ConfigOptions, Credentials, IndexedFullStatus, KeepOptions,
+    KeyOptions, LocalDestination, LsOptions, NoProgressBars, OpenStatus, ParentOptions, PathList,
+    PruneOptions, ReadSubsetOption, Repository, RepositoryOptions, RestoreOptions, RusticError,
+    SnapshotOptions, repofile::SnapshotFile,
 };
 use secrecy::{ExposeSecret, SecretString};
 

@@ -74,7 +74,11 @@ fn count_rules_keep_last_daily_and_weekly_exactly() {
 
     let plan = engine.forget("counts", now, true).expect("dry run");
     assert_eq!(plan.remove.len(), 7);
-    assert_eq!(kept_times(&engine, "counts").len(), 12, "dry run removes nothing");
+    assert_eq!(
+        kept_times(&engine, "counts").len(),
+        12,
+        "dry run removes nothing"
+    );
 
     engine.forget("counts", now, false).expect("forget");
     // last 2: 25th 05:00 and 04:00; daily 3: days 25 (05:00), 24, 23;
@@ -90,7 +94,9 @@ fn count_rules_keep_last_daily_and_weekly_exactly() {
     .map(|s| ts(s))
     .collect();
     assert_eq!(kept_times(&engine, "counts"), expected);
-    engine.check("counts", Some(100.0)).expect("check after prune");
+    engine
+        .check("counts", Some(100.0))
+        .expect("check after prune");
 }
 
 #[test]
