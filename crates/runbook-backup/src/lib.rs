@@ -224,22 +224,22 @@ impl Engine {
         let replaced = fs::symlink_metadata(to).is_ok();
         match &target.kind {
             TargetKind::Sqlite { .. } => {
+                // rustic's parallel restore into a staging directory beside `to`, then the
+                // one file is checked and renamed into place.
                 let sidecars = sqlite::sidecars(to);
                 let staged = Staged::new(to, force, &sidecars)?;
-                let mut file = fs::File::create(&staged.path).map_err(Error::io(format!(
+                fs::create_dir_all(&staged.path).map_err(Error::io(format!(
                     "cannot create {}",
                     staged.path.display()
                 )))?;
                 let inner = snapshot.paths.first().cloned().unwrap_or_default();
-                repo.dump_file(&snapshot.id, &inner, &mut file)?;
-                file.sync_all()
-                    .map_err(Error::io(format!("cannot write {}", staged.path.display())))?;
-                drop(file);
-                sqlite::check_file(&target.name, &staged.path, "the restored database")?;
-                for side in sqlite::sidecars(&staged.path) {
+                let file = staged.path.join(inner.trim_start_matches('/'));
+                repo.restore_tree(&snapshot.id, &staged.path)?;
+                sqlite::check_file(&target.name, &file, "the restored database")?;
+                for side in sqlite::sidecars(&file) {
                     let _ = fs::remove_file(side);
                 }
-                staged.commit(&sidecars)?;
+                staged.commit(Some(&file), &sidecars)?;
             }
             TargetKind::Files { .. } => {
                 let staged = Staged::new(to, force, &[])?;
@@ -248,7 +248,7 @@ impl Engine {
                     staged.path.display()
                 )))?;
                 repo.restore_tree(&snapshot.id, &staged.path)?;
-                staged.commit(&[])?;
+                staged.commit(None, &[])?;
             }
         }
         Ok(RestoreReport {

@@ -7,7 +7,6 @@
 mod progress;
 
 use std::{
-    io::Write,
     path::{Path, PathBuf},
     str::FromStr,
 };
@@ -326,14 +325,6 @@ impl Repo {
         self.find_raw(wanted).map(|s| self.describe(&s))
     }
 
-    /// Streams the single file recorded at `path` in snapshot `id` into `out`.
-    pub(crate) fn dump_file(self, id: &str, path: &str, out: &mut impl Write) -> Result<()> {
-        let target = self.target.clone();
-        guard(&target, "restore", move || {
-            self.dump_file_inner(id, path, out)
-        })
-    }
-
     /// The snapshot `id` and the repository with its full index loaded, for reading data.
     fn indexed(self, id: &str) -> Result<(Repository<IndexedFullStatus>, SnapshotFile, String)> {
         let snap = self.find_raw(id)?;
@@ -343,14 +334,6 @@ impl Repo {
             .to_indexed()
             .map_err(rerr(&target, "read index"))?;
         Ok((indexed, snap, target))
-    }
-
-    fn dump_file_inner(self, id: &str, path: &str, out: &mut impl Write) -> Result<()> {
-        let (indexed, snap, target) = self.indexed(id)?;
-        let node = indexed
-            .node_from_snapshot_and_path(&snap, path.trim_start_matches('/'))
-            .map_err(rerr(&target, "restore"))?;
-        indexed.dump(&node, out).map_err(rerr(&target, "restore"))
     }
 
     /// Restores the whole tree of snapshot `id` into the (new, empty) directory `dest`.

@@ -55,8 +55,10 @@ impl Staged {
 
     /// Moves the staged data onto the destination. An existing destination is moved aside
     /// first and removed only after the new data is in place (put back if that fails).
-    /// `remove_first` are stale files to delete once the old data is out of the way.
-    pub(crate) fn commit(mut self, remove_first: &[PathBuf]) -> Result<()> {
+    /// `from` is the path inside the staging directory to move (default: the staged path
+    /// itself); `remove_first` are stale files to delete once the old data is out of the way.
+    pub(crate) fn commit(mut self, from: Option<&Path>, remove_first: &[PathBuf]) -> Result<()> {
+        let from = from.map_or_else(|| self.path.clone(), Path::to_path_buf);
         let mut aside = self.path.clone().into_os_string();
         aside.push(".aside");
         let aside = PathBuf::from(aside);
@@ -71,7 +73,7 @@ impl Staged {
         for p in remove_first {
             let _ = fs::remove_file(p);
         }
-        if let Err(e) = fs::rename(&self.path, &self.dest) {
+        if let Err(e) = fs::rename(&from, &self.dest) {
             if had_old {
                 let _ = fs::rename(&aside, &self.dest);
             }
@@ -80,7 +82,7 @@ impl Staged {
                 source: e,
             });
         }
-        self.committed = true;
+        self.committed = from == self.path;
         if had_old {
             remove_any(&aside);
         }
