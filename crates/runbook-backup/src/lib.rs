@@ -235,7 +235,12 @@ impl Engine {
                 let inner = snapshot.paths.first().cloned().unwrap_or_default();
                 let file = staged.path.join(inner.trim_start_matches('/'));
                 repo.restore_tree(&snapshot.id, &staged.path)?;
-                sqlite::check_file(&target.name, &file, "the restored database")?;
+                sqlite::check_file(
+                    &target.name,
+                    &file,
+                    "the restored database",
+                    sqlite::Check::Quick,
+                )?;
                 for side in sqlite::sidecars(&file) {
                     let _ = fs::remove_file(side);
                 }
