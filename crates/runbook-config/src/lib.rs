@@ -39,6 +39,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Where backups are stored.
     pub repository: RepositoryConfig,
+    /// State store URL (`[state] url`, `RUNBOOK_STATE_URL`; default `sqlite://<data_dir>/state.db`).
+    pub state_url: String,
     /// What is backed up, by name.
     pub targets: BTreeMap<String, Target>,
 }

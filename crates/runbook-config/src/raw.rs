@@ -17,6 +17,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     repository: RawRepository,
     #[serde(default)]
+    state: RawState,
+    #[serde(default)]
     targets: BTreeMap<String, RawTarget>,
 }
 
@@ -25,6 +27,12 @@ pub(crate) struct RawConfig {
 struct RawRepository {
     path: Option<PathBuf>,
     password_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -140,8 +148,24 @@ impl RawConfig {
                 },
             );
         }
+        let state_url = std::env::var("RUNBOOK_STATE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .or(self.state.url)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("state.db").display()));
+        if !(state_url.starts_with("sqlite:")
+            || state_url.starts_with("postgres://")
+            || state_url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::invalid(
+                file,
+                "state.url",
+                "use sqlite://PATH or postgres://USER@HOST:PORT/DB",
+            ));
+        }
         Ok(Config {
             file: file.to_path_buf(),
+            state_url,
             data_dir,
             repository,
             targets,

@@ -40,6 +40,60 @@ pub enum Command {
     Forget(ForgetArgs),
     /// Verify repositories; optionally read back a share of the data.
     Check(CheckArgs),
+    /// Run the scheduler, the job worker and the HTTP API.
+    Serve,
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Show the operations log, or verify its hash chain.
+    Oplog(OplogArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; the secret is printed once.
+    Create {
+        /// owner, operator (dispatcher) or readonly.
+        #[arg(long)]
+        role: String,
+        /// A name to recognise it by.
+        #[arg(long)]
+        name: String,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List keys (never their secrets).
+    List {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        /// The key id from `keys list`.
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct OplogArgs {
+    #[command(subcommand)]
+    pub command: Option<OplogCommand>,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// How many entries, newest first.
+    #[arg(long, default_value_t = 50)]
+    pub limit: i64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OplogCommand {
+    /// Check the hash chain; exits nonzero naming the first bad entry.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,7 +5,10 @@ mod check;
 mod config;
 mod forget;
 mod init;
+mod keys;
+mod oplog;
 mod restore;
+mod serve;
 mod snapshots;
 
 use std::process::ExitCode;
@@ -34,6 +37,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Restore(args) => restore::run(&engine(&cli.config)?, &args),
         Command::Forget(args) => forget::run(&engine(&cli.config)?, &args),
         Command::Check(args) => check::run(&engine(&cli.config)?, &args),
+        Command::Serve => serve::run(load(&cli.config)?),
+        Command::Keys { command } => keys::run(&load(&cli.config)?, command),
+        Command::Oplog(args) => oplog::run(&load(&cli.config)?, &args),
     }
 }
 
@@ -60,4 +66,56 @@ fn exit_code(failed: usize) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// A runtime for the async state store, for commands that are otherwise synchronous.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Opens the state store named by the config.
+async fn store(config: &Config) -> anyhow::Result<runbook_store::Store> {
+    if let Some(dir) = config
+        .state_url
+        .strip_prefix("sqlite://")
+        .and_then(|p| std::path::Path::new(p).parent())
+    {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    runbook_store::Store::open(&config.state_url)
+        .await
+        .context("state store")
+}
+
+/// Records a CLI mutation in the ops log (actor `cli`). The operation itself has already
+/// happened, so a logging failure is a warning, not a failure of the command.
+fn audit(config: &Config, action: &str, target: &str, outcome: &str, detail: String) {
+    if let Err(e) = try_audit(config, action, target, outcome, detail) {
+        eprintln!("runbook: warning: could not record {action} in the ops log: {e:#}");
+    }
+}
+
+fn try_audit(
+    config: &Config,
+    action: &str,
+    target: &str,
+    outcome: &str,
+    detail: String,
+) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let store = store(config).await?;
+        let entry = runbook_store::NewEntry {
+            actor: "cli".into(),
+            action: action.into(),
+            target: target.into(),
+            outcome: outcome.into(),
+            detail,
+        };
+        store
+            .append(entry, jiff::Timestamp::now().as_millisecond())
+            .await?;
+        Ok(())
+    })
 }

@@ -31,6 +31,13 @@ pub fn run(engine: &Engine, args: &BackupArgs) -> anyhow::Result<ExitCode> {
     for name in &names {
         match engine.backup(name, &req) {
             Ok(snap) => {
+                super::audit(
+                    engine.config(),
+                    "backup.run",
+                    name,
+                    "ok",
+                    format!("snapshot {}", snap.id),
+                );
                 if !args.json {
                     println!(
                         "{name}: snapshot {} saved: {} read, {} added, {:.1}s",
@@ -44,6 +51,7 @@ pub fn run(engine: &Engine, args: &BackupArgs) -> anyhow::Result<ExitCode> {
             }
             Err(e) => {
                 failed += 1;
+                super::audit(engine.config(), "backup.run", name, "failed", e.to_string());
                 eprintln!("runbook: error: {e}");
             }
         }

@@ -13,6 +13,16 @@ pub fn run(engine: &Engine, args: &ForgetArgs) -> anyhow::Result<ExitCode> {
     for name in super::selected(engine, args.target.as_ref())? {
         match engine.forget(&name, Timestamp::now(), args.dry_run) {
             Ok(plan) => {
+                if !args.dry_run {
+                    let ids: Vec<&str> = plan.remove.iter().map(|s| s.short_id()).collect();
+                    super::audit(
+                        engine.config(),
+                        "forget.run",
+                        &name,
+                        "ok",
+                        format!("removed {}", ids.join(" ")),
+                    );
+                }
                 if !args.json {
                     let verb = if args.dry_run {
                         "would remove"

@@ -7,7 +7,24 @@ use runbook_backup::Engine;
 use crate::{cli::RestoreArgs, output};
 
 pub fn run(engine: &Engine, args: &RestoreArgs) -> anyhow::Result<ExitCode> {
-    let report = engine.restore(&args.target, &args.snapshot, &args.to, args.force)?;
+    let result = engine.restore(&args.target, &args.snapshot, &args.to, args.force);
+    let (outcome, detail) = match &result {
+        Ok(r) => (
+            "ok",
+            format!("snapshot {} to {}", r.snapshot.id, r.to.display()),
+        ),
+        Err(e) => ("failed", e.to_string()),
+    };
+    if engine.config().targets.contains_key(&args.target) {
+        super::audit(
+            engine.config(),
+            "restore.run",
+            &args.target,
+            outcome,
+            detail,
+        );
+    }
+    let report = result?;
     if args.json {
         output::json(&report)?;
     } else {

@@ -1,0 +1,189 @@
+//! The guard every request passes: client address (X-Forwarded-For only from trusted
+//! proxies), rate limit, request id, API key and role, security headers, and one JSON log
+//! line per request. Secrets are never logged.
+
+use std::{net::SocketAddr, time::Instant};
+
+use axum::{
+    extract::{ConnectInfo, Request, State},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use runbook_store::Role;
+
+use crate::{AppState, error::AppError};
+
+/// Who is calling, as handlers see it.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    /// For the ops log: `key:<id>:<name>` or `anonymous` when auth is off.
+    pub actor: String,
+}
+
+const PUBLIC: [&str; 4] = ["/healthz", "/health/live", "/readyz", "/health/ready"];
+
+/// The role a request needs.
+fn required_role(method: &Method, path: &str) -> Role {
+    if method == Method::GET || method == Method::HEAD {
+        Role::Readonly
+    } else if path == "/api/backups/run" {
+        Role::Operator
+    } else {
+        Role::Owner
+    }
+}
+
+/// Route label for metrics and logs (ids folded so label sets stay small).
+pub(crate) fn route_label(path: &str) -> String {
+    if path.starts_with("/api/jobs/") {
+        "/api/jobs/{id}".into()
+    } else {
+        path.to_string()
+    }
+}
+
+fn key_from(headers: &HeaderMap) -> Option<String> {
+    if let Some(v) = headers
+        .get("x-runbook-api-key")
+        .and_then(|v| v.to_str().ok())
+    {
+        return Some(v.trim().to_string());
+    }
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|v| v.trim().to_string())
+}
+
+fn client_ip(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> std::net::IpAddr {
+    if state.settings.trusted_proxies.contains(&peer.ip())
+        && let Some(ip) = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok())
+    {
+        return ip;
+    }
+    peer.ip()
+}
+
+pub(crate) async fn guard(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.is_ascii())
+        .map_or_else(new_request_id, str::to_string);
+    let ip = client_ip(&state, peer, req.headers());
+
+    let mut response = match authorize(&state, ip, &method, &path, req.headers()).await {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Err(resp) => resp,
+    };
+
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        (
+            "content-security-policy",
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+        ("referrer-policy", "no-referrer"),
+        ("cache-control", "no-store"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        headers.insert("x-request-id", v);
+    }
+    let status = response.status().as_u16();
+    let route = route_label(&path);
+    state.metrics.request(&route, method.as_str(), status);
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(route = %route, method = %method, status, ms, request_id = %request_id, "request");
+    response
+}
+
+async fn authorize(
+    state: &AppState,
+    ip: std::net::IpAddr,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Result<Caller, Response> {
+    if state.settings.rate_limit_enabled
+        && let Err(retry) = state.limiter.check(ip, state.clock.now_ms())
+    {
+        state.metrics.rate_limited();
+        let mut resp =
+            AppError::new(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded").into_response();
+        if let Ok(v) = HeaderValue::from_str(&retry.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return Err(resp);
+    }
+    if PUBLIC.contains(&path) {
+        return Ok(Caller {
+            actor: "anonymous".into(),
+        });
+    }
+    if !state.settings.auth_enabled {
+        return Ok(Caller {
+            actor: "anonymous (auth disabled)".into(),
+        });
+    }
+    let Some(secret) = key_from(headers) else {
+        return Err(unauthorized(
+            "missing API key: send x-runbook-api-key or Authorization: Bearer",
+        ));
+    };
+    let key = match state.store.find_key(&secret).await {
+        Ok(Some(k)) => k,
+        Ok(None) => return Err(unauthorized("unknown or revoked API key")),
+        Err(e) => return Err(AppError::internal(e).into_response()),
+    };
+    let needed = required_role(method, path);
+    if key.role < needed {
+        return Err(AppError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "role {} may not do this; it needs {}",
+                key.role.as_str(),
+                needed.as_str()
+            ),
+        )
+        .into_response());
+    }
+    Ok(Caller {
+        actor: format!("key:{}:{}", key.id, key.name),
+    })
+}
+
+fn unauthorized(msg: &str) -> Response {
+    let mut resp = AppError::new(StatusCode::UNAUTHORIZED, msg).into_response();
+    resp.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    resp
+}
+
+fn new_request_id() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 8];
+    rand::rng().fill_bytes(&mut b);
+    hex::encode(b)
+}

@@ -1,0 +1,117 @@
+//! `runbook serve`: the scheduler, the job worker and the secured HTTP API, all reading and
+//! writing the same state store.
+//!
+//! [`Server::bind`] binds a listener (port 0 works in tests) and [`Server::run`] serves until a
+//! shutdown future resolves. The worker exposes one step, [`worker::try_execute_next`], and the
+//! scheduler one tick, [`scheduler::tick`]; both take the time from a [`Clock`] so tests drive
+//! them without sleeping.
+
+mod auth;
+mod clock;
+mod error;
+mod metrics;
+mod ratelimit;
+mod routes;
+pub mod scheduler;
+mod settings;
+mod state;
+pub mod worker;
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use settings::Settings;
+pub use state::AppState;
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: tokio::net::TcpListener,
+    state: AppState,
+}
+
+impl Server {
+    /// Binds `state.settings.listen`.
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub async fn bind(state: AppState) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(state.settings.listen).await?;
+        Ok(Self { listener, state })
+    }
+
+    /// The bound address (the real port when 0 was asked for).
+    ///
+    /// # Errors
+    /// When the socket has no local address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves the API and runs the scheduler and worker until `shutdown` resolves; then stops
+    /// accepting requests and gives a running job `settings.shutdown_grace` to finish.
+    ///
+    /// # Errors
+    /// Server I/O errors.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let state = self.state;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let background = tokio::spawn(background(state.clone(), stop_rx));
+        let app = routes::router(state.clone());
+        axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
+        let _ = stop_tx.send(true);
+        let grace = state.settings.shutdown_grace;
+        if tokio::time::timeout(grace, background).await.is_err() {
+            worker::abandon_running(&state).await;
+        }
+        Ok(())
+    }
+}
+
+/// Scheduler ticks and worker steps until told to stop.
+async fn background(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    match state.store.recover_interrupted(state.clock.now_ms()).await {
+        Ok(jobs) => {
+            for job in jobs {
+                tracing::warn!(job = %job.id, target = %job.target, "job was interrupted by a stop; retrying once");
+                state
+                    .audit(
+                        "worker",
+                        "job.retry",
+                        &job.target,
+                        "interrupted",
+                        job.id.clone(),
+                    )
+                    .await;
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot recover interrupted jobs"),
+    }
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        if let Err(e) = scheduler::tick(&state).await {
+            tracing::error!(error = %e, "scheduler tick failed");
+        }
+        match worker::try_execute_next(&state).await {
+            Ok(worker::Outcome::Ran(_)) => continue,
+            Ok(worker::Outcome::Idle) => {}
+            Err(e) => tracing::error!(error = %e, "worker step failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// Shared pointer to a clock.
+pub type SharedClock = Arc<dyn Clock>;

@@ -1,0 +1,56 @@
+//! The router: public health endpoints, the JSON API, metrics and the OpenAPI description,
+//! all behind the guard (rate limit, auth, headers, logging), CORS and a body size limit.
+
+mod api;
+mod health;
+
+use axum::{
+    Router,
+    http::{HeaderValue, Method, header},
+    middleware,
+    routing::{get, post},
+};
+use tower_http::{
+    cors::{AllowOrigin, CorsLayer},
+    limit::RequestBodyLimitLayer,
+};
+
+use crate::{AppState, auth};
+
+pub(crate) fn router(state: AppState) -> Router {
+    let origins: Vec<HeaderValue> = state
+        .settings
+        .cors_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("x-runbook-api-key"),
+            header::HeaderName::from_static("x-request-id"),
+        ]);
+    Router::new()
+        .route("/healthz", get(health::live))
+        .route("/health/live", get(health::live))
+        .route("/readyz", get(health::ready))
+        .route("/health/ready", get(health::ready))
+        .route("/api/health", get(health::report))
+        .route("/api/targets", get(api::targets))
+        .route("/api/backups", get(api::backups))
+        .route("/api/backups/run", post(api::run_backup))
+        .route("/api/backups/restore", post(api::restore))
+        .route("/api/jobs", get(api::jobs))
+        .route("/api/jobs/{id}", get(api::job))
+        .route("/api/oplog", get(api::oplog))
+        .route("/metrics", get(api::metrics))
+        .route("/api/openapi.json", get(api::openapi))
+        .fallback(api::not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), auth::guard))
+        .layer(RequestBodyLimitLayer::new(state.settings.body_limit))
+        .layer(cors)
+        .with_state(state)
+}

@@ -1,0 +1,238 @@
+//! The JSON API: targets, backups, jobs, the ops log, metrics and the OpenAPI description.
+
+use axum::{
+    Extension, Json,
+    extract::{Path, Query, State, rejection::JsonRejection},
+    http::{StatusCode, header},
+    response::IntoResponse,
+};
+use runbook_store::{JobState, NewJob};
+use serde::Deserialize;
+
+use crate::{AppState, auth::Caller, error::AppError, scheduler};
+
+type ApiResult<T> = Result<T, AppError>;
+
+#[derive(Deserialize)]
+pub(crate) struct TargetQuery {
+    target: Option<String>,
+}
+
+pub(crate) async fn not_found() -> AppError {
+    AppError::new(
+        StatusCode::NOT_FOUND,
+        "no such endpoint; see /api/openapi.json",
+    )
+}
+
+pub(crate) async fn targets(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
+    let now = state.clock.now_ms();
+    let mut out = Vec::new();
+    for t in state.engine.config().targets.values() {
+        let ok = state
+            .store
+            .last_finished(&t.name, "backup", JobState::Succeeded)
+            .await?;
+        let failed = state
+            .store
+            .last_finished(&t.name, "backup", JobState::Failed)
+            .await?;
+        let last = state.store.last_scheduled(&t.name).await?.unwrap_or(now);
+        let next = t
+            .schedule
+            .as_ref()
+            .and_then(|s| scheduler::next_after(s, last));
+        let stale = match (&t.schedule, ok.as_ref().and_then(|j| j.finished_at)) {
+            (Some(s), Some(at)) => scheduler::next_after(s, at)
+                .and_then(|n| scheduler::next_after(s, n))
+                .is_some_and(|d| d <= now),
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        out.push(serde_json::json!({
+            "name": t.name,
+            "kind": t.kind.name(),
+            "schedule": t.schedule.as_ref().map(|s| s.as_str()),
+            "last_success": ok.and_then(|j| j.finished_at),
+            "last_failure": failed.as_ref().and_then(|j| j.finished_at),
+            "last_error": failed.and_then(|j| j.error),
+            "next_run": next,
+            "stale": stale,
+        }));
+    }
+    Ok(Json(out))
+}
+
+pub(crate) async fn backups(
+    State(state): State<AppState>,
+    Query(q): Query<TargetQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let engine = state.engine.clone();
+    let names: Vec<String> = match &q.target {
+        Some(t) => vec![
+            engine
+                .config()
+                .target(t)
+                .map_err(|e| AppError::new(StatusCode::NOT_FOUND, e.to_string()))?
+                .name
+                .clone(),
+        ],
+        None => engine.config().targets.keys().cloned().collect(),
+    };
+    let snaps = tokio::task::spawn_blocking(move || {
+        let mut all = Vec::new();
+        for n in names {
+            all.extend(engine.snapshots(&n)?);
+        }
+        all.sort_by_key(|s| s.time);
+        Ok::<_, runbook_backup::Error>(all)
+    })
+    .await
+    .map_err(AppError::internal)?
+    .map_err(AppError::internal)?;
+    Ok(Json(snaps))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RunBody {
+    target: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+fn body<T>(b: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
+    b.map(|Json(v)| v)
+        .map_err(|e| AppError::bad_request(e.body_text()))
+}
+
+async fn accept(
+    state: &AppState,
+    caller: &Caller,
+    new: NewJob,
+    action: &str,
+) -> ApiResult<axum::response::Response> {
+    let target = new.target.clone();
+    let job = state.store.enqueue(new, state.clock.now_ms()).await?;
+    state
+        .audit(
+            &caller.actor,
+            action,
+            &target,
+            "accepted",
+            serde_json::json!({ "job": job.id }).to_string(),
+        )
+        .await;
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, format!("/api/jobs/{}", job.id))],
+        Json(serde_json::json!({ "job_id": job.id, "job": job })),
+    )
+        .into_response())
+}
+
+pub(crate) async fn run_backup(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    b: Result<Json<RunBody>, JsonRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let b = body(b)?;
+    state
+        .engine
+        .config()
+        .target(&b.target)
+        .map_err(|e| AppError::new(StatusCode::NOT_FOUND, e.to_string()))?;
+    let reason = b.reason.unwrap_or_else(|| "api".into());
+    let new = NewJob {
+        kind: "backup".into(),
+        target: b.target,
+        params: serde_json::json!({ "reason": reason }),
+        requested_by: caller.actor.clone(),
+    };
+    accept(&state, &caller, new, "backup.run").await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RestoreBody {
+    target: String,
+    #[serde(default)]
+    snapshot: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    force: bool,
+}
+
+pub(crate) async fn restore(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    b: Result<Json<RestoreBody>, JsonRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let b = body(b)?;
+    state
+        .engine
+        .config()
+        .target(&b.target)
+        .map_err(|e| AppError::new(StatusCode::NOT_FOUND, e.to_string()))?;
+    if state.store.has_active(&b.target, "backup").await? {
+        return Err(AppError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "target `{}` is being backed up; try again when the backup job has finished",
+                b.target
+            ),
+        ));
+    }
+    let new = NewJob {
+        kind: "restore".into(),
+        target: b.target,
+        params: serde_json::json!({ "snapshot": b.snapshot.unwrap_or_else(|| "latest".into()), "to": b.to, "force": b.force }),
+        requested_by: caller.actor.clone(),
+    };
+    accept(&state, &caller, new, "restore.run").await
+}
+
+pub(crate) async fn jobs(
+    State(state): State<AppState>,
+    Query(q): Query<TargetQuery>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(state.store.jobs(q.target.as_deref(), 200).await?))
+}
+
+pub(crate) async fn job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(state.store.job(&id).await?))
+}
+
+pub(crate) async fn oplog(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(state.store.oplog(500).await?))
+}
+
+pub(crate) async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
+    let mut targets = Vec::new();
+    for t in state.engine.config().targets.keys() {
+        let ok = state
+            .store
+            .last_finished(t, "backup", JobState::Succeeded)
+            .await?;
+        #[allow(clippy::cast_precision_loss)]
+        targets.push((
+            t.clone(),
+            ok.and_then(|j| j.finished_at).map(|ms| ms as f64 / 1000.0),
+        ));
+    }
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(&targets),
+    ))
+}
+
+pub(crate) async fn openapi() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("../../openapi.json"),
+    )
+}

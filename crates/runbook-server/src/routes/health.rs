@@ -1,0 +1,130 @@
+//! `/healthz`, `/readyz` (and the seeds' `/health/live`, `/health/ready`), `/api/health`.
+
+use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
+use runbook_store::JobState;
+use serde::Serialize;
+
+use crate::{AppState, scheduler};
+
+pub(crate) async fn live() -> impl IntoResponse {
+    Json(serde_json::json!({ "status": "live" }))
+}
+
+fn repository_reachable(state: &AppState) -> Result<(), String> {
+    let root = &state.engine.config().repository.path;
+    std::fs::create_dir_all(root)
+        .and_then(|()| std::fs::metadata(root))
+        .map(drop)
+        .map_err(|e| format!("repository root {}: {e}", root.display()))
+}
+
+pub(crate) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    let store = state.store.ping().await.map_err(|e| e.to_string());
+    let repo = repository_reachable(&state);
+    let ok = store.is_ok() && repo.is_ok();
+    let body = serde_json::json!({
+        "status": if ok { "ready" } else { "not ready" },
+        "state_store": store.err().unwrap_or_else(|| "ok".into()),
+        "repository": repo.err().unwrap_or_else(|| "ok".into()),
+    });
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body))
+}
+
+#[derive(Serialize)]
+struct Check {
+    name: String,
+    status: &'static str,
+    message: String,
+}
+
+fn check(name: impl Into<String>, status: &'static str, message: impl Into<String>) -> Check {
+    Check {
+        name: name.into(),
+        status,
+        message: message.into(),
+    }
+}
+
+/// `ok` / `warn` / `critical` with named checks.
+pub(crate) async fn report(
+    State(state): State<AppState>,
+) -> Result<impl IntoResponse, crate::error::AppError> {
+    let mut checks = Vec::new();
+    checks.push(match repository_reachable(&state) {
+        Ok(()) => check("repository", "ok", "reachable"),
+        Err(e) => check("repository", "critical", e),
+    });
+    if state.settings.auth_enabled {
+        if state.store.has_owner_key().await? {
+            checks.push(check("auth", "ok", "enabled with an owner key"));
+        } else {
+            checks.push(check("auth", "critical", "auth enabled but no owner key: set SECURITY_OWNER_KEYS or run `runbook keys create --role owner`"));
+        }
+    } else {
+        checks.push(check(
+            "auth",
+            "warn",
+            "auth disabled (SECURITY_AUTH_ENABLED=0)",
+        ));
+    }
+    let now = state.clock.now_ms();
+    for target in state.engine.config().targets.values() {
+        let name = format!("backup:{}", target.name);
+        let last_ok = state
+            .store
+            .last_finished(&target.name, "backup", JobState::Succeeded)
+            .await?;
+        let last_fail = state
+            .store
+            .last_finished(&target.name, "backup", JobState::Failed)
+            .await?;
+        if let (Some(f), ok) = (&last_fail, &last_ok)
+            && ok.as_ref().is_none_or(|o| o.finished_at < f.finished_at)
+        {
+            checks.push(check(
+                format!("{name}:last-job"),
+                "critical",
+                format!(
+                    "last backup failed: {}",
+                    f.error.clone().unwrap_or_default()
+                ),
+            ));
+        }
+        let Some(schedule) = &target.schedule else {
+            continue;
+        };
+        match last_ok.and_then(|j| j.finished_at) {
+            None => checks.push(check(name, "warn", "no backup yet")),
+            Some(at) => {
+                // Stale when the slot after the one following the last success has passed.
+                let stale = scheduler::next_after(schedule, at)
+                    .and_then(|n| scheduler::next_after(schedule, n))
+                    .is_some_and(|deadline| deadline <= now);
+                if stale {
+                    checks.push(check(
+                        name,
+                        "critical",
+                        "last successful backup is older than its schedule allows",
+                    ));
+                } else {
+                    checks.push(check(name, "ok", "fresh"));
+                }
+            }
+        }
+    }
+    let status = if checks.iter().any(|c| c.status == "critical") {
+        "critical"
+    } else if checks.iter().any(|c| c.status == "warn") {
+        "warn"
+    } else {
+        "ok"
+    };
+    Ok(Json(
+        serde_json::json!({ "status": status, "checks": checks }),
+    ))
+}

@@ -1,0 +1,125 @@
+//! The scheduler: turns each target's schedule into queued backup jobs. [`tick`] is one
+//! step at the clock's time; a slot missed while the service was down runs once at the next
+//! tick (several missed slots collapse into one run).
+
+use chrono::{DateTime, Utc};
+use runbook_config::{Config, Schedule};
+use runbook_store::NewJob;
+
+use crate::AppState;
+
+/// Applies the seeds' variables to targets that set nothing themselves:
+/// `BACKUP_ENABLED=0` turns scheduled backups off; `BACKUP_DAILY_ENABLED=1` gives unscheduled
+/// targets a daily backup at `BACKUP_DAILY_HOUR_UTC` (default 3); `BACKUP_RETENTION_DAYS=N`
+/// gives targets without a `keep` rule `within = Nd`.
+///
+/// # Errors
+/// One line naming the bad variable.
+pub fn apply_seed_env(
+    config: &mut Config,
+    get: impl Fn(&str) -> Option<String>,
+) -> Result<(), String> {
+    let on = |name: &str, default: bool| match get(name).as_deref().map(str::trim) {
+        None | Some("") => Ok(default),
+        Some("1" | "true" | "yes" | "on") => Ok(true),
+        Some("0" | "false" | "no" | "off") => Ok(false),
+        Some(v) => Err(format!("{name}={v:?}: expected 1/0, true/false")),
+    };
+    let enabled = on("BACKUP_ENABLED", true)?;
+    let daily = on("BACKUP_DAILY_ENABLED", false)?;
+    let hour = match get("BACKUP_DAILY_HOUR_UTC").filter(|v| !v.trim().is_empty()) {
+        Some(v) => v
+            .trim()
+            .parse::<u8>()
+            .ok()
+            .filter(|h| *h < 24)
+            .ok_or_else(|| format!("BACKUP_DAILY_HOUR_UTC={v:?}: expected an hour 0-23"))?,
+        None => 3,
+    };
+    let retention = match get("BACKUP_RETENTION_DAYS").filter(|v| !v.trim().is_empty()) {
+        Some(v) => Some(
+            v.trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|d| *d > 0)
+                .ok_or_else(|| {
+                    format!("BACKUP_RETENTION_DAYS={v:?}: expected a positive number of days")
+                })?,
+        ),
+        None => None,
+    };
+    for t in config.targets.values_mut() {
+        if !enabled {
+            t.schedule = None;
+        } else if t.schedule.is_none() && daily {
+            t.schedule = Some(Schedule::parse(&format!("daily at {hour} UTC"))?);
+        }
+        if let Some(days) = retention
+            && t.keep.is_empty()
+        {
+            t.keep.within = Some(std::time::Duration::from_secs(days * 86_400));
+        }
+    }
+    Ok(())
+}
+
+/// The first slot of `schedule` strictly after `after_ms`.
+#[must_use]
+pub fn next_after(schedule: &Schedule, after_ms: i64) -> Option<i64> {
+    let after: DateTime<Utc> = DateTime::from_timestamp_millis(after_ms)?;
+    schedule
+        .cron()
+        .find_next_occurrence(&after, false)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+/// Enqueues a backup for every target whose next slot has come. Returns the targets queued.
+///
+/// # Errors
+/// State store errors.
+pub async fn tick(state: &AppState) -> Result<Vec<String>, runbook_store::Error> {
+    let now = state.clock.now_ms();
+    let mut queued = Vec::new();
+    for target in state.engine.config().targets.values() {
+        let Some(schedule) = &target.schedule else {
+            continue;
+        };
+        let Some(last) = state.store.last_scheduled(&target.name).await? else {
+            // First sight of this target: start counting from now.
+            state.store.set_last_scheduled(&target.name, now).await?;
+            continue;
+        };
+        let due = next_after(schedule, last).is_some_and(|next| next <= now);
+        if !due {
+            continue;
+        }
+        state.store.set_last_scheduled(&target.name, now).await?;
+        if state.store.has_active(&target.name, "backup").await? {
+            continue;
+        }
+        let job = state
+            .store
+            .enqueue(
+                NewJob {
+                    kind: "backup".into(),
+                    target: target.name.clone(),
+                    params: serde_json::json!({ "reason": "schedule" }),
+                    requested_by: "schedule".into(),
+                },
+                now,
+            )
+            .await?;
+        state
+            .audit(
+                "schedule",
+                "backup.run",
+                &target.name,
+                "accepted",
+                job.id.clone(),
+            )
+            .await;
+        queued.push(target.name.clone());
+    }
+    Ok(queued)
+}

@@ -1,0 +1,139 @@
+//! Server settings from the environment, with the seeds' variable names and defaults.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
+
+/// How `serve` listens and guards the API.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Listen address; default `127.0.0.1:9000`, `PORT` overrides the port,
+    /// `RUNBOOK_LISTEN` the whole address.
+    pub listen: SocketAddr,
+    /// `SECURITY_AUTH_ENABLED` (default on).
+    pub auth_enabled: bool,
+    /// `SECURITY_OWNER_KEYS`: comma-separated bootstrap owner keys.
+    pub owner_keys: Vec<String>,
+    /// `SECURITY_CORS_ORIGINS`: exact allow-list.
+    pub cors_origins: Vec<String>,
+    /// `SECURITY_RATE_LIMIT_ENABLED` (default on).
+    pub rate_limit_enabled: bool,
+    /// `SECURITY_RATE_LIMIT_MAX` (default 500).
+    pub rate_limit_max: u32,
+    /// `SECURITY_RATE_LIMIT_WINDOW` (default 15 minutes; seconds or a duration like `15m`).
+    pub rate_limit_window: Duration,
+    /// `SECURITY_TRUSTED_PROXIES`: addresses whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Largest request body accepted.
+    pub body_limit: usize,
+    /// `RUNBOOK_SHUTDOWN_GRACE` (default 30s): how long a running job may finish at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9000)),
+            auth_enabled: true,
+            owner_keys: Vec::new(),
+            cors_origins: Vec::new(),
+            rate_limit_enabled: true,
+            rate_limit_max: 500,
+            rate_limit_window: Duration::from_secs(15 * 60),
+            trusted_proxies: Vec::new(),
+            body_limit: 64 * 1024,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads the environment through `get` (so tests need not touch the process environment).
+    ///
+    /// # Errors
+    /// One line naming the variable and what is wrong with it.
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let mut s = Self::default();
+        let flag = |name: &str, default: bool| -> Result<bool, String> {
+            match get(name).as_deref().map(str::trim) {
+                None | Some("") => Ok(default),
+                Some("1" | "true" | "yes" | "on") => Ok(true),
+                Some("0" | "false" | "no" | "off") => Ok(false),
+                Some(v) => Err(format!("{name}={v:?}: expected 1/0, true/false")),
+            }
+        };
+        let list = |name: &str| -> Vec<String> {
+            get(name)
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        if let Some(port) = get("PORT").filter(|p| !p.is_empty()) {
+            let port: u16 = port
+                .parse()
+                .map_err(|_| format!("PORT={port:?}: not a port number"))?;
+            s.listen.set_port(port);
+        }
+        if let Some(addr) = get("RUNBOOK_LISTEN").filter(|p| !p.is_empty()) {
+            s.listen = addr
+                .parse()
+                .map_err(|_| format!("RUNBOOK_LISTEN={addr:?}: expected IP:PORT"))?;
+        }
+        s.auth_enabled = flag("SECURITY_AUTH_ENABLED", true)?;
+        s.owner_keys = list("SECURITY_OWNER_KEYS");
+        s.cors_origins = list("SECURITY_CORS_ORIGINS");
+        s.rate_limit_enabled = flag("SECURITY_RATE_LIMIT_ENABLED", true)?;
+        if let Some(v) = get("SECURITY_RATE_LIMIT_MAX").filter(|v| !v.is_empty()) {
+            s.rate_limit_max = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                format!("SECURITY_RATE_LIMIT_MAX={v:?}: expected a positive number")
+            })?;
+        }
+        if let Some(v) = get("SECURITY_RATE_LIMIT_WINDOW").filter(|v| !v.is_empty()) {
+            s.rate_limit_window = duration(&v).ok_or_else(|| {
+                format!(
+                    "SECURITY_RATE_LIMIT_WINDOW={v:?}: expected seconds or a duration such as 15m"
+                )
+            })?;
+        }
+        for p in list("SECURITY_TRUSTED_PROXIES") {
+            s.trusted_proxies
+                .push(p.parse().map_err(|_| {
+                    format!("SECURITY_TRUSTED_PROXIES: {p:?} is not an IP address")
+                })?);
+        }
+        if let Some(v) = get("RUNBOOK_SHUTDOWN_GRACE").filter(|v| !v.is_empty()) {
+            s.shutdown_grace = duration(&v).ok_or_else(|| {
+                format!("RUNBOOK_SHUTDOWN_GRACE={v:?}: expected a duration such as 30s")
+            })?;
+        }
+        if !s.auth_enabled && !s.listen.ip().is_loopback() {
+            return Err(format!(
+                "SECURITY_AUTH_ENABLED=0 is allowed only on a loopback listen address, not {}",
+                s.listen
+            ));
+        }
+        Ok(s)
+    }
+}
+
+fn duration(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return (secs > 0).then(|| Duration::from_secs(secs));
+    }
+    let (num, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = num.parse().ok()?;
+    let secs = match unit {
+        "ms" => return (n > 0).then(|| Duration::from_millis(n)),
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return None,
+    };
+    (secs > 0).then(|| Duration::from_secs(secs))
+}

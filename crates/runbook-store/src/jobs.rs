@@ -1,0 +1,323 @@
+//! The job queue: backups and restores requested by the API, the CLI or the scheduler.
+//!
+//! A job is claimed atomically (one `UPDATE … RETURNING`), never while another job of the same
+//! target runs. Jobs found `running` at start belonged to a process that died: they are marked
+//! `interrupted` and retried once.
+
+use serde::{Deserialize, Serialize};
+use sqlx::{Row, any::AnyRow};
+
+use crate::{Error, Result, Store, random_id};
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Waiting for the worker.
+    Queued,
+    /// Being worked on.
+    Running,
+    /// Done.
+    Succeeded,
+    /// Done, with an error.
+    Failed,
+    /// The process died while it ran.
+    Interrupted,
+}
+
+impl JobState {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "queued" => Self::Queued,
+            "running" => Self::Running,
+            "succeeded" => Self::Succeeded,
+            "failed" => Self::Failed,
+            "interrupted" => Self::Interrupted,
+            other => {
+                return Err(Error::Corrupt {
+                    what: "jobs.state",
+                    value: other.to_string(),
+                });
+            }
+        })
+    }
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Job {
+    /// Job id.
+    pub id: String,
+    /// `backup` or `restore`.
+    pub kind: String,
+    /// The target.
+    pub target: String,
+    /// Kind-specific parameters.
+    pub params: serde_json::Value,
+    /// Current state.
+    pub state: JobState,
+    /// Error message when failed or interrupted.
+    pub error: Option<String>,
+    /// Kind-specific result (the snapshot, the restore report).
+    pub result: Option<serde_json::Value>,
+    /// How many times it has been started.
+    pub attempts: i64,
+    /// Who asked for it (`cli`, `schedule`, `key:<id>:<name>`).
+    pub requested_by: String,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms.
+    pub started_at: Option<i64>,
+    /// Unix ms.
+    pub finished_at: Option<i64>,
+}
+
+/// A job to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// `backup` or `restore`.
+    pub kind: String,
+    /// The target.
+    pub target: String,
+    /// Parameters.
+    pub params: serde_json::Value,
+    /// Who asked.
+    pub requested_by: String,
+}
+
+const COLUMNS: &str = "id, kind, target, params, state, error, result, attempts, requested_by, created_at, started_at, finished_at";
+
+fn job_from(row: &AnyRow) -> Result<Job> {
+    let json = |s: Option<String>| -> Option<serde_json::Value> {
+        s.and_then(|s| serde_json::from_str(&s).ok())
+    };
+    Ok(Job {
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        target: row.try_get("target")?,
+        params: json(row.try_get("params")?).unwrap_or(serde_json::Value::Null),
+        state: JobState::parse(&row.try_get::<String, _>("state")?)?,
+        error: row.try_get("error")?,
+        result: json(row.try_get("result")?),
+        attempts: row.try_get("attempts")?,
+        requested_by: row.try_get("requested_by")?,
+        created_at: row.try_get("created_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+    })
+}
+
+impl Store {
+    /// Adds a queued job.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn enqueue(&self, new: NewJob, now_ms: i64) -> Result<Job> {
+        let id = random_id();
+        sqlx::query(
+            "INSERT INTO jobs (id, kind, target, params, state, attempts, requested_by, created_at)
+             VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6)",
+        )
+        .bind(&id)
+        .bind(&new.kind)
+        .bind(&new.target)
+        .bind(new.params.to_string())
+        .bind(&new.requested_by)
+        .bind(now_ms)
+        .execute(self.pool())
+        .await?;
+        self.job(&id).await
+    }
+
+    /// The job `id`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] or database errors.
+    pub async fn job(&self, id: &str) -> Result<Job> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM jobs WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or_else(|| Error::NotFound {
+            what: "job",
+            id: id.to_string(),
+        })?;
+        job_from(&row)
+    }
+
+    /// The newest `limit` jobs, optionally of one target.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn jobs(&self, target: Option<&str>, limit: i64) -> Result<Vec<Job>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM jobs WHERE ($1 = '' OR target = $2) ORDER BY created_at DESC, id LIMIT $3"
+        )))
+        .bind(target.unwrap_or(""))
+        .bind(target.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(job_from).collect()
+    }
+
+    /// Claims the oldest queued job whose target has no running job, marking it running.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn claim_next(&self, now_ms: i64) -> Result<Option<Job>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE jobs SET state = 'running', started_at = $1, attempts = attempts + 1
+             WHERE state = 'queued' AND id = (
+                SELECT j.id FROM jobs j WHERE j.state = 'queued' AND NOT EXISTS (
+                    SELECT 1 FROM jobs r WHERE r.state = 'running' AND r.target = j.target)
+                ORDER BY j.created_at, j.id LIMIT 1)
+             RETURNING {COLUMNS}"
+        )))
+        .bind(now_ms)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(job_from).transpose()
+    }
+
+    /// Records how a running job ended.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn finish(
+        &self,
+        id: &str,
+        state: JobState,
+        error: Option<&str>,
+        result: Option<&serde_json::Value>,
+        now_ms: i64,
+    ) -> Result<Job> {
+        sqlx::query(
+            "UPDATE jobs SET state = $1, error = $2, result = $3, finished_at = $4 WHERE id = $5",
+        )
+        .bind(state.as_str())
+        .bind(error)
+        .bind(result.map(ToString::to_string))
+        .bind(now_ms)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        self.job(id).await
+    }
+
+    /// At start: every job still `running` belonged to a process that died. Marks them
+    /// `interrupted` and re-queues each once (a job interrupted twice stays interrupted).
+    /// Returns the re-queued jobs.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn recover_interrupted(&self, now_ms: i64) -> Result<Vec<Job>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM jobs WHERE state = 'running'"
+        )))
+        .fetch_all(self.pool())
+        .await?;
+        let mut retried = Vec::new();
+        for row in &rows {
+            let job = job_from(row)?;
+            self.finish(
+                &job.id,
+                JobState::Interrupted,
+                Some("the runbook process stopped while this job ran"),
+                None,
+                now_ms,
+            )
+            .await?;
+            if job.attempts < 2 {
+                sqlx::query("UPDATE jobs SET state = 'queued', finished_at = NULL WHERE id = $1")
+                    .bind(&job.id)
+                    .execute(self.pool())
+                    .await?;
+                retried.push(self.job(&job.id).await?);
+            }
+        }
+        Ok(retried)
+    }
+
+    /// Whether `target` has a queued or running job of `kind`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn has_active(&self, target: &str, kind: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM jobs WHERE target = $1 AND kind = $2 AND state IN ('queued', 'running')",
+        )
+        .bind(target)
+        .bind(kind)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(n > 0)
+    }
+
+    /// The last finished job of `kind` on `target` in `state`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn last_finished(
+        &self,
+        target: &str,
+        kind: &str,
+        state: JobState,
+    ) -> Result<Option<Job>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM jobs WHERE target = $1 AND kind = $2 AND state = $3
+             ORDER BY finished_at DESC LIMIT 1"
+        )))
+        .bind(target)
+        .bind(kind)
+        .bind(state.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(job_from).transpose()
+    }
+
+    /// When the scheduler last enqueued `target` (Unix ms).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn last_scheduled(&self, target: &str) -> Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT last_run FROM schedule_state WHERE target = $1")
+                .bind(target)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
+    /// Records that the scheduler enqueued `target` for the slot at `at_ms`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn set_last_scheduled(&self, target: &str, at_ms: i64) -> Result<()> {
+        let updated = sqlx::query("UPDATE schedule_state SET last_run = $1 WHERE target = $2")
+            .bind(at_ms)
+            .bind(target)
+            .execute(self.pool())
+            .await?;
+        if updated.rows_affected() == 0 {
+            sqlx::query("INSERT INTO schedule_state (target, last_run) VALUES ($1, $2)")
+                .bind(target)
+                .bind(at_ms)
+                .execute(self.pool())
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,120 @@
+//! The state store: jobs, API keys, schedule state and the hash-chained ops log.
+//!
+//! One schema for SQLite (the embedded default, a file in `data_dir`) and PostgreSQL (to scale
+//! out), chosen from the URL. Queries use only what both engines share (`$n` parameters,
+//! `RETURNING`, `BIGINT`/`TEXT`), and migrations are plain SQL run in order.
+//! Times are Unix milliseconds supplied by the caller, so callers can drive a test clock.
+
+mod error;
+mod jobs;
+mod keys;
+mod migrate;
+mod oplog;
+
+use sqlx::{AnyPool, any::AnyPoolOptions};
+
+pub use error::{Error, Result};
+pub use jobs::{Job, JobState, NewJob};
+pub use keys::{ApiKey, NewKey, Role};
+pub use oplog::{Entry, NewEntry, VerifyError};
+
+/// Which database engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// Embedded SQLite file.
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+/// A connection pool to the state store, migrated to the current schema.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    engine: Engine,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://path` or `postgres://…`) and applies pending migrations.
+    ///
+    /// # Errors
+    /// Unsupported URL, connection failure, or a failed migration.
+    pub async fn open(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let engine = if url.starts_with("sqlite:") {
+            Engine::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Engine::Postgres
+        } else {
+            return Err(Error::Url(redact(url)));
+        };
+        let url = if engine == Engine::Sqlite && !url.contains('?') {
+            format!("{url}?mode=rwc")
+        } else {
+            url.to_string()
+        };
+        let max = if engine == Engine::Sqlite { 1 } else { 8 };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .connect(&url)
+            .await
+            .map_err(|e| Error::Connect {
+                url: redact(&url),
+                reason: e.to_string(),
+            })?;
+        if engine == Engine::Sqlite {
+            sqlx::query("PRAGMA journal_mode=WAL")
+                .execute(&pool)
+                .await?;
+            sqlx::query("PRAGMA busy_timeout=10000")
+                .execute(&pool)
+                .await?;
+        }
+        let store = Self { pool, engine };
+        migrate::run(&store).await?;
+        Ok(store)
+    }
+
+    /// The engine in use.
+    #[must_use]
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// A trivial query, for readiness checks.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}
+
+/// `scheme://user:secret@host` → `scheme://user:***@host`: URLs appear in errors, passwords
+/// never do.
+#[must_use]
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// 16 random bytes as hex: ids for jobs and keys.
+pub(crate) fn random_id() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 16];
+    rand::rng().fill_bytes(&mut b);
+    hex::encode(b)
+}

@@ -1,0 +1,66 @@
+//! Schema migrations: plain SQL valid on SQLite and PostgreSQL, applied in order once each.
+
+use crate::{Result, Store};
+
+const MIGRATIONS: &[&str] = &["CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        params TEXT NOT NULL,
+        state TEXT NOT NULL,
+        error TEXT,
+        result TEXT,
+        attempts BIGINT NOT NULL,
+        requested_by TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        started_at BIGINT,
+        finished_at BIGINT
+    );
+    CREATE INDEX jobs_state ON jobs (state, created_at);
+    CREATE INDEX jobs_target ON jobs (target, finished_at);
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        created_at BIGINT NOT NULL,
+        revoked_at BIGINT
+    );
+    CREATE TABLE schedule_state (
+        target TEXT PRIMARY KEY,
+        last_run BIGINT NOT NULL
+    );
+    CREATE TABLE oplog (
+        seq BIGINT PRIMARY KEY,
+        ts BIGINT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    )"];
+
+pub(crate) async fn run(store: &Store) -> Result<()> {
+    let pool = store.pool();
+    sqlx::query("CREATE TABLE IF NOT EXISTS runbook_schema (version BIGINT NOT NULL)")
+        .execute(pool)
+        .await?;
+    let current: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM runbook_schema")
+        .fetch_one(pool)
+        .await?;
+    let current = usize::try_from(current.unwrap_or(0)).unwrap_or(0);
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let mut tx = pool.begin().await?;
+        for stmt in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            sqlx::query(stmt).execute(&mut *tx).await?;
+        }
+        sqlx::query("INSERT INTO runbook_schema (version) VALUES ($1)")
+            .bind(i64::try_from(i + 1).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
