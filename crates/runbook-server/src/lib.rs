@@ -27,6 +27,7 @@ pub use state::AppState;
 pub struct Server {
     listener: tokio::net::TcpListener,
     state: AppState,
+    background: bool,
 }
 
 impl Server {
@@ -36,7 +37,19 @@ impl Server {
     /// When the address cannot be bound.
     pub async fn bind(state: AppState) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(state.settings.listen).await?;
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            state,
+            background: true,
+        })
+    }
+
+    /// Serves the API only: no scheduler and no worker (tests drive [`scheduler::tick`] and
+    /// [`worker::try_execute_next`] themselves).
+    #[must_use]
+    pub fn api_only(mut self) -> Self {
+        self.background = false;
+        self
     }
 
     /// The bound address (the real port when 0 was asked for).
@@ -58,7 +71,11 @@ impl Server {
     ) -> std::io::Result<()> {
         let state = self.state;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let background = tokio::spawn(background(state.clone(), stop_rx));
+        let background = if self.background {
+            tokio::spawn(background(state.clone(), stop_rx))
+        } else {
+            tokio::spawn(async {})
+        };
         let app = routes::router(state.clone());
         axum::serve(
             self.listener,

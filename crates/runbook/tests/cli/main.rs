@@ -494,3 +494,46 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn cli_mutations_are_audited_and_a_tampered_oplog_fails_verify() {
+    let ws = Workspace::new(&sqlite_config("app.db"));
+    make_db(&ws.path("app.db"), 10);
+    ws.run(&["backup", "db", "--reason", "audit"]).ok();
+    let secret = ws
+        .run(&["keys", "create", "--role", "dispatcher", "--name", "ci"])
+        .ok();
+    assert!(secret.stdout.trim().starts_with("rbk_"));
+    let keys = ws.run(&["keys", "list", "--json"]).ok();
+    assert!(!keys.stdout.contains("rbk_"), "secrets are never listed");
+    let v: serde_json::Value = serde_json::from_str(&keys.stdout).expect("json");
+    assert_eq!(v[0]["role"], "operator");
+    let id = v[0]["id"].as_str().expect("id").to_string();
+    ws.run(&["keys", "revoke", &id]).ok();
+    ws.run(&["keys", "revoke", &id]).fails_with(&["not found"]);
+    ws.run(&["keys", "create", "--role", "god", "--name", "x"])
+        .fails_with(&["unknown role"]);
+
+    let log = ws.run(&["oplog", "--json"]).ok();
+    let entries: serde_json::Value = serde_json::from_str(&log.stdout).expect("json");
+    let actions: Vec<&str> = entries
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|e| e["action"].as_str().expect("action"))
+        .collect();
+    assert_eq!(actions, ["key.revoke", "key.create", "backup.run"]);
+    assert!(
+        !log.stdout.contains(secret.stdout.trim()),
+        "no secret in the ops log"
+    );
+    let ok = ws.run(&["oplog", "verify"]).ok();
+    assert!(ok.stdout.contains("3 entries"), "{}", ok.stdout);
+
+    let conn = rusqlite::Connection::open(ws.path("runbook-data/state.db")).expect("state");
+    conn.execute("UPDATE oplog SET outcome = 'failed' WHERE seq = 1", [])
+        .expect("tamper");
+    drop(conn);
+    ws.run(&["oplog", "verify"])
+        .fails_with(&["ops log", "entry 1", "edited"]);
+}

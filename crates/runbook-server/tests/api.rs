@@ -1,0 +1,515 @@
+//! The real server on a random port, with a real SQLite state store, a real repository and a
+//! hand-driven clock.
+
+use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+
+use reqwest::{Client, Method, StatusCode};
+use runbook_backup::Engine;
+use runbook_config::Config;
+use runbook_server::{AppState, ManualClock, Server, Settings, scheduler, worker};
+use runbook_store::{JobState, Role, Store};
+
+/// 2026-11-25T00:00:00Z in ms.
+const DAY0: i64 = 1_795_564_800_000;
+const HOUR: i64 = 3_600_000;
+
+struct App {
+    _dir: tempfile::TempDir,
+    root: std::path::PathBuf,
+    addr: SocketAddr,
+    state: AppState,
+    clock: ManualClock,
+    keys: Keys,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+struct Keys {
+    owner: String,
+    operator: String,
+    readonly: String,
+}
+
+fn make_db(path: &Path, rows: i64) {
+    let conn = rusqlite::Connection::open(path).expect("db");
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, v TEXT); DELETE FROM items;",
+    )
+    .expect("schema");
+    for i in 0..rows {
+        conn.execute("INSERT INTO items (v) VALUES (?1)", [format!("row {i}")])
+            .expect("insert");
+    }
+}
+
+fn count(path: &Path) -> i64 {
+    let conn = rusqlite::Connection::open(path).expect("db");
+    conn.query_row("SELECT count(*) FROM items", [], |r| r.get(0))
+        .expect("count")
+}
+
+async fn spawn(settings: Settings, run_background: bool) -> App {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().to_path_buf();
+    make_db(&root.join("app.db"), 10);
+    std::fs::write(
+        root.join("runbook.toml"),
+        "[targets.app-db]\nkind = \"sqlite\"\npath = \"app.db\"\nschedule = \"daily at 03 UTC\"\nkeep = { last = 10 }\n",
+    )
+    .expect("config");
+    std::fs::create_dir_all(root.join("runbook-data")).expect("data");
+    std::fs::write(root.join("runbook-data/repo.key"), "pw\n").expect("key");
+    start(dir, root, settings, run_background).await
+}
+
+async fn start(
+    dir: tempfile::TempDir,
+    root: std::path::PathBuf,
+    settings: Settings,
+    run_background: bool,
+) -> App {
+    let config = Config::load(&root.join("runbook.toml")).expect("config");
+    let store = Store::open(&config.state_url).await.expect("store");
+    let clock = ManualClock::at(DAY0);
+    let mut settings = settings;
+    settings.listen = "127.0.0.1:0".parse().expect("addr");
+    settings.shutdown_grace = Duration::from_secs(5);
+    let state = AppState::new(
+        Engine::new(config),
+        store.clone(),
+        settings,
+        Arc::new(clock.clone()),
+    )
+    .await
+    .expect("state");
+    let keys = Keys {
+        owner: store
+            .create_key("o", Role::Owner, DAY0)
+            .await
+            .expect("k")
+            .secret,
+        operator: store
+            .create_key("d", Role::Operator, DAY0)
+            .await
+            .expect("k")
+            .secret,
+        readonly: store
+            .create_key("r", Role::Readonly, DAY0)
+            .await
+            .expect("k")
+            .secret,
+    };
+    let server = Server::bind(state.clone()).await.expect("bind");
+    let addr = server.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = if run_background {
+        Some(tokio::spawn(server.run(async move {
+            let _ = rx.await;
+        })))
+    } else {
+        // API only: tests drive the scheduler and worker steps themselves.
+        Some(tokio::spawn(server.api_only().run(async move {
+            let _ = rx.await;
+        })))
+    };
+    App {
+        _dir: dir,
+        root,
+        addr,
+        state,
+        clock,
+        keys,
+        stop: Some(tx),
+        handle,
+    }
+}
+
+impl App {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> reqwest::Response {
+        let mut req = Client::new().request(method, self.url(path));
+        if let Some(k) = key {
+            req = req.header("x-runbook-api-key", k);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.expect("request")
+    }
+
+    async fn stop(mut self) -> (tempfile::TempDir, std::path::PathBuf) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            let _ = h.await;
+        }
+        (self._dir, self.root)
+    }
+
+    async fn wait_job(&self, id: &str) -> runbook_store::Job {
+        for _ in 0..600 {
+            let job = self.state.store.job(id).await.expect("job");
+            if !matches!(job.state, JobState::Queued | JobState::Running) {
+                return job;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("job {id} did not finish");
+    }
+}
+
+fn no_limit() -> Settings {
+    Settings {
+        rate_limit_enabled: false,
+        ..Settings::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_by_role() {
+    let app = spawn(no_limit(), false).await;
+    let run = serde_json::json!({"target": "app-db", "reason": "t"});
+    let restore = serde_json::json!({"target": "app-db", "to": app.root.join("r.db")});
+    // (method, path, body, minimum role: 0 none, 1 readonly, 2 operator, 3 owner)
+    let cases: Vec<(Method, &str, Option<serde_json::Value>, u8, StatusCode)> = vec![
+        (Method::GET, "/healthz", None, 0, StatusCode::OK),
+        (Method::GET, "/health/live", None, 0, StatusCode::OK),
+        (Method::GET, "/readyz", None, 0, StatusCode::OK),
+        (Method::GET, "/health/ready", None, 0, StatusCode::OK),
+        (Method::GET, "/api/health", None, 1, StatusCode::OK),
+        (Method::GET, "/api/targets", None, 1, StatusCode::OK),
+        (Method::GET, "/api/backups", None, 1, StatusCode::OK),
+        (
+            Method::GET,
+            "/api/backups?target=app-db",
+            None,
+            1,
+            StatusCode::OK,
+        ),
+        (Method::GET, "/api/jobs", None, 1, StatusCode::OK),
+        (Method::GET, "/api/oplog", None, 1, StatusCode::OK),
+        (Method::GET, "/metrics", None, 1, StatusCode::OK),
+        (Method::GET, "/api/openapi.json", None, 1, StatusCode::OK),
+        (
+            Method::POST,
+            "/api/backups/run",
+            Some(run),
+            2,
+            StatusCode::ACCEPTED,
+        ),
+        (
+            Method::POST,
+            "/api/backups/restore",
+            Some(restore),
+            3,
+            StatusCode::ACCEPTED,
+        ),
+    ];
+    let keys = [
+        (0u8, None),
+        (1, Some(app.keys.readonly.clone())),
+        (2, Some(app.keys.operator.clone())),
+        (3, Some(app.keys.owner.clone())),
+    ];
+    for (method, path, body, min, ok) in &cases {
+        for (level, key) in &keys {
+            // A restore is refused while a backup is queued: finish queued work first.
+            while let worker::Outcome::Ran(_) =
+                worker::try_execute_next(&app.state).await.expect("step")
+            {}
+            let resp = app
+                .call(method.clone(), path, key.as_deref(), body.clone())
+                .await;
+            let expected = if level >= min {
+                *ok
+            } else if *level == 0 {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::FORBIDDEN
+            };
+            assert_eq!(
+                resp.status(),
+                expected,
+                "{method} {path} with role level {level}"
+            );
+            assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+            assert!(resp.headers().contains_key("x-request-id"));
+        }
+    }
+    let bad = app
+        .call(Method::GET, "/api/targets", Some("rbk_not_a_key"), None)
+        .await;
+    assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
+    let bearer = Client::new()
+        .get(app.url("/api/targets"))
+        .bearer_auth(&app.keys.readonly)
+        .header("x-request-id", "req-42")
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(bearer.status(), StatusCode::OK);
+    assert_eq!(
+        bearer.headers()["x-request-id"],
+        "req-42",
+        "request id echoed"
+    );
+    let unknown = app
+        .call(
+            Method::POST,
+            "/api/backups/run",
+            Some(&app.keys.owner),
+            Some(serde_json::json!({"target": "nope"})),
+        )
+        .await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let malformed = app
+        .call(
+            Method::POST,
+            "/api/backups/run",
+            Some(&app.keys.owner),
+            Some(serde_json::json!({"tgt": 1})),
+        )
+        .await;
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_answers_429_with_retry_after() {
+    let settings = Settings {
+        rate_limit_max: 3,
+        rate_limit_window: Duration::from_secs(60),
+        ..Settings::default()
+    };
+    let app = spawn(settings, false).await;
+    for _ in 0..3 {
+        assert_eq!(
+            app.call(Method::GET, "/healthz", None, None).await.status(),
+            StatusCode::OK
+        );
+    }
+    let limited = app.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("secs");
+    assert!((1..=60).contains(&retry), "{retry}");
+    app.clock.advance(61_000);
+    assert_eq!(
+        app.call(Method::GET, "/healthz", None, None).await.status(),
+        StatusCode::OK,
+        "next window"
+    );
+    let metrics = app
+        .call(Method::GET, "/metrics", Some(&app.keys.readonly), None)
+        .await
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("runbook_http_rate_limited_total 1"),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_only_for_allowed_origins() {
+    let settings = Settings {
+        cors_origins: vec!["https://ops.example.com".into()],
+        rate_limit_enabled: false,
+        ..Settings::default()
+    };
+    let app = spawn(settings, false).await;
+    let get = |origin: &'static str| {
+        Client::new()
+            .get(app.url("/healthz"))
+            .header("origin", origin)
+            .send()
+    };
+    let ok = get("https://ops.example.com").await.expect("req");
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://ops.example.com"
+    );
+    let other = get("https://evil.example.com").await.expect("req");
+    assert!(!other.headers().contains_key("access-control-allow-origin"));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedule_runs_at_its_hour_and_a_missed_slot_runs_once() {
+    let app = spawn(no_limit(), false).await;
+    // Midnight: first sight of the target, nothing due.
+    assert!(scheduler::tick(&app.state).await.expect("tick").is_empty());
+    app.clock.set(DAY0 + 2 * HOUR);
+    assert!(
+        scheduler::tick(&app.state).await.expect("tick").is_empty(),
+        "02:00 is before the slot"
+    );
+    app.clock.set(DAY0 + 3 * HOUR + 1000);
+    assert_eq!(
+        scheduler::tick(&app.state).await.expect("tick"),
+        vec!["app-db".to_string()]
+    );
+    assert!(
+        scheduler::tick(&app.state).await.expect("tick").is_empty(),
+        "not twice for one slot"
+    );
+    let worker::Outcome::Ran(job) = worker::try_execute_next(&app.state).await.expect("step")
+    else {
+        panic!("a job was queued");
+    };
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    assert_eq!(
+        job.result.as_ref().expect("result")["snapshot"]["reason"],
+        "schedule"
+    );
+    // Down for three days: one catch-up run, not three.
+    app.clock.set(DAY0 + 3 * 24 * HOUR + 12 * HOUR);
+    assert_eq!(scheduler::tick(&app.state).await.expect("tick").len(), 1);
+    assert!(scheduler::tick(&app.state).await.expect("tick").is_empty());
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_place_restore_leaves_a_pre_restore_snapshot_that_undoes_it() {
+    let app = spawn(no_limit(), true).await;
+    let owner = app.keys.owner.clone();
+    let db = app.root.join("app.db");
+    // Backup with 10 rows, then the data changes to 25 rows.
+    let resp = app
+        .call(
+            Method::POST,
+            "/api/backups/run",
+            Some(&owner),
+            Some(serde_json::json!({"target": "app-db"})),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let id = resp.json::<serde_json::Value>().await.expect("json")["job_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let backup = app.wait_job(&id).await;
+    let first = backup.result.expect("result")["snapshot"]["id"]
+        .as_str()
+        .expect("sid")
+        .to_string();
+    make_db(&db, 25);
+
+    // Restore the 10-row snapshot over the live file.
+    let resp = app
+        .call(
+            Method::POST,
+            "/api/backups/restore",
+            Some(&owner),
+            Some(serde_json::json!({"target": "app-db", "snapshot": first})),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let id = resp.json::<serde_json::Value>().await.expect("json")["job_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let job = app.wait_job(&id).await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    assert_eq!(count(&db), 10);
+    let pre = job.result.expect("result")["pre_restore_snapshot"]["id"]
+        .as_str()
+        .expect("pre")
+        .to_string();
+
+    // The pre-restore snapshot brings the 25 rows back.
+    let resp = app
+        .call(Method::POST, "/api/backups/restore", Some(&owner), Some(serde_json::json!({"target": "app-db", "snapshot": pre, "to": app.root.join("undo.db")})))
+        .await;
+    let id = resp.json::<serde_json::Value>().await.expect("json")["job_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert_eq!(app.wait_job(&id).await.state, JobState::Succeeded);
+    assert_eq!(count(&app.root.join("undo.db")), 25);
+
+    let oplog = app.state.store.verify_oplog().await.expect("verify");
+    assert!(
+        oplog.expect("intact") >= 6,
+        "requests and job outcomes are in the ops log"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_running_when_the_process_died_is_interrupted_and_retried() {
+    let app = spawn(no_limit(), false).await;
+    let store = app.state.store.clone();
+    let job = store
+        .enqueue(
+            runbook_store::NewJob {
+                kind: "backup".into(),
+                target: "app-db".into(),
+                params: serde_json::json!({"reason": "t"}),
+                requested_by: "test".into(),
+            },
+            DAY0,
+        )
+        .await
+        .expect("enqueue");
+    // The process claims it and dies: the row stays `running`.
+    store.claim_next(DAY0).await.expect("claim").expect("job");
+    let (dir, root) = app.stop().await;
+    // Restart: the background loop marks it interrupted, retries it once, and it succeeds.
+    let app = start(dir, root, no_limit(), true).await;
+    let done = app.wait_job(&job.id).await;
+    assert_eq!(done.state, JobState::Succeeded, "{:?}", done.error);
+    assert_eq!(done.attempts, 2);
+    let log = app.state.store.oplog(50).await.expect("oplog");
+    assert!(
+        log.iter()
+            .any(|e| e.action == "job.retry" && e.outcome == "interrupted")
+    );
+    app.stop().await;
+}
+
+#[test]
+fn settings_follow_the_seed_variables() {
+    let env = |pairs: &'static [(&'static str, &'static str)]| {
+        move |k: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_string())
+        }
+    };
+    let s = Settings::from_env(env(&[
+        ("PORT", "9100"),
+        ("SECURITY_OWNER_KEYS", "a, b"),
+        ("SECURITY_RATE_LIMIT_WINDOW", "15m"),
+    ]))
+    .expect("ok");
+    assert_eq!(s.listen.port(), 9100);
+    assert_eq!(s.owner_keys, vec!["a", "b"]);
+    assert_eq!(s.rate_limit_max, 500);
+    assert_eq!(s.rate_limit_window, Duration::from_secs(900));
+    assert!(s.auth_enabled);
+    let e = Settings::from_env(env(&[
+        ("SECURITY_AUTH_ENABLED", "0"),
+        ("RUNBOOK_LISTEN", "0.0.0.0:9000"),
+    ]))
+    .expect_err("refused");
+    assert!(e.contains("loopback"), "{e}");
+    let e = Settings::from_env(env(&[("SECURITY_RATE_LIMIT_MAX", "lots")])).expect_err("bad");
+    assert!(e.contains("SECURITY_RATE_LIMIT_MAX"), "{e}");
+}
