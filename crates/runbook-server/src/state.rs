@@ -20,6 +20,47 @@ pub struct AppState {
     pub clock: SharedClock,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) limiter: Arc<RateLimiter>,
+    pub(crate) snapshots: Arc<SnapshotCache>,
+}
+
+/// Snapshot lists per target. Opening a repository derives its key (scrypt, by design slow),
+/// so lists are kept until a job of this process changes the target, or for `TTL_MS` at most
+/// (backups run by another process show up after that).
+#[derive(Debug, Default)]
+pub(crate) struct SnapshotCache {
+    lists:
+        std::sync::Mutex<std::collections::HashMap<String, (i64, Vec<runbook_backup::Snapshot>)>>,
+}
+
+impl SnapshotCache {
+    const TTL_MS: i64 = 10_000;
+
+    pub(crate) fn get(&self, target: &str, now_ms: i64) -> Option<Vec<runbook_backup::Snapshot>> {
+        let lists = self
+            .lists
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        lists
+            .get(target)
+            .filter(|(at, _)| now_ms - at < Self::TTL_MS && *at <= now_ms)
+            .map(|(_, l)| l.clone())
+    }
+
+    pub(crate) fn put(&self, target: &str, now_ms: i64, list: Vec<runbook_backup::Snapshot>) {
+        let mut lists = self
+            .lists
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        lists.insert(target.to_string(), (now_ms, list));
+    }
+
+    pub(crate) fn invalidate(&self, target: &str) {
+        let mut lists = self
+            .lists
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        lists.remove(target);
+    }
 }
 
 impl AppState {
@@ -52,6 +93,7 @@ impl AppState {
             clock,
             metrics: Arc::new(Metrics::default()),
             limiter: Arc::new(limiter),
+            snapshots: Arc::new(SnapshotCache::default()),
         })
     }
 

@@ -48,6 +48,7 @@ pub async fn try_execute_next(state: &AppState) -> Result<Outcome, runbook_store
         .await
         .unwrap_or_else(|e| Err(format!("job panicked: {e}")));
     let finished_at = state.clock.now_ms();
+    state.snapshots.invalidate(&job.target);
     let (job_state, error, value) = match result {
         Ok(v) => (JobState::Succeeded, None, Some(v)),
         Err(e) => (JobState::Failed, Some(e), None),

@@ -95,6 +95,8 @@ pub struct NewJob {
     pub requested_by: String,
 }
 
+const INTERRUPTED: &str = "interrupted: the runbook process stopped while this job ran";
+
 const COLUMNS: &str = "id, kind, target, params, state, error, result, attempts, requested_by, created_at, started_at, finished_at";
 
 fn job_from(row: &AnyRow) -> Result<Job> {
@@ -232,20 +234,23 @@ impl Store {
         let mut retried = Vec::new();
         for row in &rows {
             let job = job_from(row)?;
-            self.finish(
-                &job.id,
-                JobState::Interrupted,
-                Some("the runbook process stopped while this job ran"),
-                None,
-                now_ms,
-            )
-            .await?;
             if job.attempts < 2 {
-                sqlx::query("UPDATE jobs SET state = 'queued', finished_at = NULL WHERE id = $1")
+                // Straight back to queued (never seen as finished), noting why.
+                sqlx::query("UPDATE jobs SET state = 'queued', error = $1 WHERE id = $2 AND state = 'running'")
+                    .bind(INTERRUPTED)
                     .bind(&job.id)
                     .execute(self.pool())
                     .await?;
                 retried.push(self.job(&job.id).await?);
+            } else {
+                self.finish(
+                    &job.id,
+                    JobState::Interrupted,
+                    Some(INTERRUPTED),
+                    None,
+                    now_ms,
+                )
+                .await?;
             }
         }
         Ok(retried)

@@ -79,17 +79,23 @@ pub(crate) async fn backups(
         ],
         None => engine.config().targets.keys().cloned().collect(),
     };
-    let snaps = tokio::task::spawn_blocking(move || {
-        let mut all = Vec::new();
-        for n in names {
-            all.extend(engine.snapshots(&n)?);
+    let now = state.clock.now_ms();
+    let mut snaps = Vec::new();
+    for name in names {
+        if let Some(list) = state.snapshots.get(&name, now) {
+            snaps.extend(list);
+            continue;
         }
-        all.sort_by_key(|s| s.time);
-        Ok::<_, runbook_backup::Error>(all)
-    })
-    .await
-    .map_err(AppError::internal)?
-    .map_err(AppError::internal)?;
+        let engine = engine.clone();
+        let target = name.clone();
+        let list = tokio::task::spawn_blocking(move || engine.snapshots(&target))
+            .await
+            .map_err(AppError::internal)?
+            .map_err(AppError::internal)?;
+        state.snapshots.put(&name, now, list.clone());
+        snaps.extend(list);
+    }
+    snaps.sort_by_key(|s| s.time);
     Ok(Json(snaps))
 }
 

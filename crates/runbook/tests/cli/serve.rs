@@ -1,0 +1,139 @@
+//! `runbook serve` as a process: SIGTERM, and kill -9 in the middle of a job.
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    process::{Child, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::helpers::{Workspace, noise};
+
+const KEY: &str = "rbk_test_owner_key_0123456789abcdef0123456789abcdef";
+
+pub struct Serve {
+    pub child: Child,
+    pub addr: String,
+}
+
+pub fn serve(ws: &Workspace) -> Serve {
+    let mut child = ws
+        .command(&["serve"])
+        .env("PORT", "0")
+        .env("SECURITY_OWNER_KEYS", KEY)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("serve printed its address")
+            .expect("line");
+        if let Some(rest) = line.strip_prefix("runbook: listening on http://") {
+            break rest.trim().to_string();
+        }
+    };
+    assert!(!addr.contains(KEY));
+    // Keep draining the JSON log so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Serve { child, addr }
+}
+
+/// Minimal HTTP/1.1 client: returns (status, body).
+pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    let body = body.unwrap_or("");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nx-runbook-api-key: {KEY}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    let status = resp[9..12].parse().expect("status");
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn job(addr: &str, id: &str) -> serde_json::Value {
+    let (code, body) = http(addr, "GET", &format!("/api/jobs/{id}"), None);
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).expect("json")
+}
+
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigterm_stops_serve_with_exit_zero() {
+    let ws = Workspace::new(crate::helpers::files_config());
+    let mut s = serve(&ws);
+    assert_eq!(http(&s.addr, "GET", "/healthz", None).0, 200);
+    let pid = s.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let status = s.child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn job_killed_mid_run_is_interrupted_and_retried_after_restart() {
+    let ws = Workspace::new(crate::helpers::files_config());
+    std::fs::create_dir_all(ws.path("src")).expect("mkdir");
+    std::fs::write(ws.path("src/big.bin"), noise(300 << 20, 21)).expect("write");
+    let mut s = serve(&ws);
+    let (code, body) = http(
+        &s.addr,
+        "POST",
+        "/api/backups/run",
+        Some(r#"{"target":"files","reason":"crash-test"}"#),
+    );
+    assert_eq!(code, 202, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let id = v["job_id"].as_str().expect("id").to_string();
+    let data = ws.repo("files").join("data");
+    wait_for("the backup to be writing", 120, || {
+        job(&s.addr, &id)["state"] == "running"
+            && std::fs::read_dir(&data)
+                .map(|d| d.count() > 0)
+                .unwrap_or(false)
+    });
+    s.child.kill().expect("kill -9");
+    s.child.wait().expect("wait");
+
+    let mut s = serve(&ws);
+    wait_for("the retried job to finish", 240, || {
+        let j = job(&s.addr, &id);
+        j["state"] != "running" && j["state"] != "queued"
+    });
+    let j = job(&s.addr, &id);
+    assert_eq!(j["state"], "succeeded", "{j}");
+    assert_eq!(j["attempts"], 2);
+    s.child.kill().expect("stop");
+    s.child.wait().expect("wait");
+    assert_eq!(
+        ws.snapshot_ids("files").len(),
+        1,
+        "one snapshot: no partial one from the killed run"
+    );
+    ws.run(&["check", "files"]).ok();
+    let log = ws.run(&["oplog", "--json"]).ok();
+    assert!(log.stdout.contains("job.retry"), "{}", log.stdout);
+}
