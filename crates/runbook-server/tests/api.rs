@@ -513,3 +513,161 @@ fn settings_follow_the_seed_variables() {
     let e = Settings::from_env(env(&[("SECURITY_RATE_LIMIT_MAX", "lots")])).expect_err("bad");
     assert!(e.contains("SECURITY_RATE_LIMIT_MAX"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_for_is_trusted_only_from_trusted_proxies() {
+    for (trusted, second_status) in [
+        (true, StatusCode::OK),
+        (false, StatusCode::TOO_MANY_REQUESTS),
+    ] {
+        let settings = Settings {
+            rate_limit_max: 1,
+            trusted_proxies: if trusted {
+                vec!["127.0.0.1".parse().expect("ip")]
+            } else {
+                Vec::new()
+            },
+            ..Settings::default()
+        };
+        let app = spawn(settings, false).await;
+        let from = |ip: &'static str| {
+            Client::new()
+                .get(app.url("/healthz"))
+                .header("x-forwarded-for", ip)
+                .send()
+        };
+        assert_eq!(
+            from("10.0.0.1").await.expect("req").status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            from("10.0.0.2").await.expect("req").status(),
+            second_status,
+            "trusted proxy: {trusted}"
+        );
+        app.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_turns_critical_on_a_failed_backup_and_without_an_owner_key() {
+    let app = spawn(no_limit(), false).await;
+    let health = |app: &App| {
+        let key = app.keys.readonly.clone();
+        let url = app.url("/api/health");
+        async move {
+            let v: serde_json::Value = Client::new()
+                .get(url)
+                .header("x-runbook-api-key", key)
+                .send()
+                .await
+                .expect("req")
+                .json()
+                .await
+                .expect("json");
+            v
+        }
+    };
+    let v = health(&app).await;
+    assert_eq!(v["status"], "warn", "no backup yet: {v}");
+
+    std::fs::remove_file(app.root.join("app.db")).expect("rm");
+    app.call(
+        Method::POST,
+        "/api/backups/run",
+        Some(&app.keys.operator),
+        Some(serde_json::json!({"target": "app-db"})),
+    )
+    .await;
+    let worker::Outcome::Ran(job) = worker::try_execute_next(&app.state).await.expect("step")
+    else {
+        panic!("queued");
+    };
+    assert_eq!(job.state, JobState::Failed);
+    assert!(
+        job.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("cannot read source"),
+        "{:?}",
+        job.error
+    );
+    let v = health(&app).await;
+    assert_eq!(v["status"], "critical", "{v}");
+    assert!(
+        v["checks"].to_string().contains("last backup failed"),
+        "{v}"
+    );
+
+    // Revoke every owner key: auth on without an owner is critical too.
+    for k in app.state.store.keys().await.expect("keys") {
+        if k.role == Role::Owner {
+            app.state
+                .store
+                .revoke_key(&k.id, DAY0)
+                .await
+                .expect("revoke");
+        }
+    }
+    let v = health(&app).await;
+    assert!(v["checks"].to_string().contains("no owner key"), "{v}");
+    app.stop().await;
+}
+
+#[test]
+fn seed_backup_variables_apply_to_targets_without_their_own() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("runbook.toml");
+    std::fs::write(
+        &file,
+        "[targets.a]\nkind = \"sqlite\"\npath = \"a.db\"\n[targets.b]\nkind = \"sqlite\"\npath = \"b.db\"\nschedule = \"0 1 * * *\"\nkeep = { last = 3 }\n",
+    )
+    .expect("write");
+    let env = |pairs: &'static [(&'static str, &'static str)]| {
+        move |k: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_string())
+        }
+    };
+    let mut c = Config::load(&file).expect("config");
+    scheduler::apply_seed_env(
+        &mut c,
+        env(&[
+            ("BACKUP_DAILY_ENABLED", "1"),
+            ("BACKUP_DAILY_HOUR_UTC", "4"),
+            ("BACKUP_RETENTION_DAYS", "14"),
+        ]),
+    )
+    .expect("ok");
+    assert_eq!(
+        c.targets["a"]
+            .schedule
+            .as_ref()
+            .map(|s| s.cron().pattern.to_string()),
+        Some("0 4 * * *".into())
+    );
+    assert_eq!(
+        c.targets["a"].keep.within,
+        Some(Duration::from_secs(14 * 86_400))
+    );
+    assert_eq!(
+        c.targets["b"]
+            .schedule
+            .as_ref()
+            .map(|s| s.as_str().to_string()),
+        Some("0 1 * * *".into()),
+        "own schedule kept"
+    );
+    assert_eq!(c.targets["b"].keep.last, Some(3));
+    assert_eq!(c.targets["b"].keep.within, None, "own keep kept");
+
+    let mut c = Config::load(&file).expect("config");
+    scheduler::apply_seed_env(&mut c, env(&[("BACKUP_ENABLED", "0")])).expect("ok");
+    assert!(c.targets.values().all(|t| t.schedule.is_none()));
+    let mut c = Config::load(&file).expect("config");
+    let e = scheduler::apply_seed_env(&mut c, env(&[("BACKUP_DAILY_HOUR_UTC", "25")]))
+        .expect_err("bad hour");
+    assert!(e.contains("BACKUP_DAILY_HOUR_UTC"), "{e}");
+}
