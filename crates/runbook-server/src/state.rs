@@ -30,20 +30,27 @@ pub struct AppState {
 pub(crate) struct SnapshotCache {
     lists:
         std::sync::Mutex<std::collections::HashMap<String, (i64, Vec<runbook_backup::Snapshot>)>>,
+    /// One refill at a time: when an entry expires under load, one request reloads it and the
+    /// others wait for its result instead of all opening the repository at once.
+    pub(crate) refill: tokio::sync::Mutex<()>,
 }
 
 impl SnapshotCache {
     const TTL_MS: i64 = 10_000;
 
-    pub(crate) fn get(&self, target: &str, now_ms: i64) -> Option<Vec<runbook_backup::Snapshot>> {
+    /// The cached list and whether it is still fresh.
+    pub(crate) fn get(
+        &self,
+        target: &str,
+        now_ms: i64,
+    ) -> Option<(Vec<runbook_backup::Snapshot>, bool)> {
         let lists = self
             .lists
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         lists
             .get(target)
-            .filter(|(at, _)| now_ms - at < Self::TTL_MS && *at <= now_ms)
-            .map(|(_, l)| l.clone())
+            .map(|(at, l)| (l.clone(), now_ms - at < Self::TTL_MS && *at <= now_ms))
     }
 
     pub(crate) fn put(&self, target: &str, now_ms: i64, list: Vec<runbook_backup::Snapshot>) {

@@ -82,21 +82,43 @@ pub(crate) async fn backups(
     let now = state.clock.now_ms();
     let mut snaps = Vec::new();
     for name in names {
-        if let Some(list) = state.snapshots.get(&name, now) {
-            snaps.extend(list);
-            continue;
+        match state.snapshots.get(&name, now) {
+            Some((list, true)) => snaps.extend(list),
+            Some((list, false)) => {
+                // Stale: answer with it now, refresh in the background (one refresh at a time).
+                snaps.extend(list);
+                let state = state.clone();
+                tokio::spawn(async move {
+                    if let Ok(_one) = state.snapshots.refill.try_lock() {
+                        let _ = load_snapshots(&state, &name).await;
+                    }
+                });
+            }
+            None => {
+                let _one = state.snapshots.refill.lock().await;
+                match state.snapshots.get(&name, now) {
+                    Some((list, _)) => snaps.extend(list),
+                    None => snaps.extend(load_snapshots(&state, &name).await?),
+                }
+            }
         }
-        let engine = engine.clone();
-        let target = name.clone();
-        let list = tokio::task::spawn_blocking(move || engine.snapshots(&target))
-            .await
-            .map_err(AppError::internal)?
-            .map_err(AppError::internal)?;
-        state.snapshots.put(&name, now, list.clone());
-        snaps.extend(list);
     }
     snaps.sort_by_key(|s| s.time);
     Ok(Json(snaps))
+}
+
+/// Reads a target's snapshot list from its repository and caches it.
+async fn load_snapshots(state: &AppState, name: &str) -> ApiResult<Vec<runbook_backup::Snapshot>> {
+    let engine = state.engine.clone();
+    let target = name.to_string();
+    let list = tokio::task::spawn_blocking(move || engine.snapshots(&target))
+        .await
+        .map_err(AppError::internal)?
+        .map_err(AppError::internal)?;
+    state
+        .snapshots
+        .put(name, state.clock.now_ms(), list.clone());
+    Ok(list)
 }
 
 #[derive(Deserialize)]
