@@ -115,7 +115,8 @@ pub(crate) async fn guard(
     let route = route_label(&path);
     state.metrics.request(&route, method.as_str(), status);
     let ms = started.elapsed().as_secs_f64() * 1000.0;
-    tracing::info!(route = %route, method = %method, status, ms, request_id = %request_id, "request");
+    let ts = jiff::Timestamp::now();
+    tracing::info!(ts = %ts, route = %route, method = %method, status, ms, request_id = %request_id, "request");
     response
 }
 

@@ -14,6 +14,8 @@ const KEY: &str = "rbk_test_owner_key_0123456789abcdef0123456789abcdef";
 pub struct Serve {
     pub child: Child,
     pub addr: String,
+    /// Every line the server wrote to stderr (its JSON log).
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 pub fn serve(ws: &Workspace) -> Serve {
@@ -38,8 +40,14 @@ pub fn serve(ws: &Workspace) -> Serve {
     };
     assert!(!addr.contains(KEY));
     // Keep draining the JSON log so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Serve { child, addr }
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            sink.lock().expect("log").push(line);
+        }
+    });
+    Serve { child, addr, log }
 }
 
 /// Minimal HTTP/1.1 client: returns (status, body).
@@ -91,6 +99,42 @@ fn sigterm_stops_serve_with_exit_zero() {
     );
     let status = s.child.wait().expect("wait");
     assert_eq!(status.code(), Some(0));
+    std::thread::sleep(Duration::from_millis(200));
+    let log = s.log.lock().expect("log").clone();
+    let request = log
+        .iter()
+        .find(|l| l.contains("\"route\":\"/healthz\""))
+        .expect("one JSON line per request");
+    let v: serde_json::Value = serde_json::from_str(request).expect("JSON line");
+    for field in [
+        "ts",
+        "level",
+        "route",
+        "method",
+        "status",
+        "ms",
+        "request_id",
+    ] {
+        assert!(v.get(field).is_some(), "{field} missing in {request}");
+    }
+    assert!(
+        log.iter().all(|l| !l.contains(KEY)),
+        "the API key never appears in the log"
+    );
+}
+
+#[test]
+fn oversized_body_is_refused() {
+    let ws = Workspace::new(crate::helpers::files_config());
+    let mut s = serve(&ws);
+    let big = format!(
+        "{{\"target\":\"files\",\"reason\":\"{}\"}}",
+        "x".repeat(200_000)
+    );
+    let (code, _) = http(&s.addr, "POST", "/api/backups/run", Some(&big));
+    assert_eq!(code, 413);
+    s.child.kill().expect("stop");
+    s.child.wait().expect("wait");
 }
 
 #[test]
