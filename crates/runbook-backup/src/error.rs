@@ -92,6 +92,24 @@ pub enum Error {
         /// The destination.
         path: PathBuf,
     },
+    /// The restore database has content and `--force` was not given.
+    #[error(
+        "target `{target}`: database {database} is not empty; pass --force to drop and recreate it before restoring"
+    )]
+    DatabaseNotEmpty {
+        /// The target.
+        target: String,
+        /// The database.
+        database: String,
+    },
+    /// An operation that does not apply to this kind of target.
+    #[error("target `{target}`: {message}")]
+    Usage {
+        /// The target.
+        target: String,
+        /// What to do instead.
+        message: String,
+    },
     /// Another runbook process holds the target.
     #[error("target `{target}`: busy, another runbook process is working on it ({holder})")]
     Busy {

@@ -6,6 +6,7 @@
 
 mod error;
 mod lock;
+mod postgres;
 mod repository;
 mod restore;
 mod scratch;
@@ -156,6 +157,23 @@ impl Engine {
                     time: req.time,
                 })?
             }
+            TargetKind::Postgres(pg) => {
+                let conn = postgres::Conn::new(&target.name, pg)?;
+                conn.check_versions()?;
+                let repo = Repo::open(root, &target.name, &password, Some(Chunking::Content))?;
+                let (reader, failure) = conn.start_dump()?;
+                lock.begin_write()?;
+                let path = PathBuf::from(format!("/postgres/{}.dump", pg.url.database));
+                repo.backup_stream(reader, &path, meta, req.time)
+                    .map_err(|e| match failure.lock().ok().and_then(|f| f.clone()) {
+                        Some(why) => Error::Repository {
+                            target: target.name.clone(),
+                            action: "backup",
+                            message: format!("{why} (no snapshot was written)"),
+                        },
+                        None => e,
+                    })?
+            }
             TargetKind::Files { paths, exclude } => {
                 for p in paths {
                     fs::metadata(p).map_err(|e| Error::Source {
@@ -246,6 +264,12 @@ impl Engine {
                 }
                 staged.commit(Some(&file), &sidecars)?;
             }
+            TargetKind::Postgres(_) => {
+                return Err(Error::Usage {
+                    target: target.name.clone(),
+                    message: "a postgres target restores into a database: use --into DBNAME".into(),
+                });
+            }
             TargetKind::Files { .. } => {
                 let staged = Staged::new(to, force, &[])?;
                 fs::create_dir_all(&staged.path).map_err(Error::io(format!(
@@ -260,6 +284,83 @@ impl Engine {
             snapshot,
             to: to.to_path_buf(),
             replaced,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Restores snapshot `wanted` of a PostgreSQL target into database `into` on the target's
+    /// server: created from `template0` when missing; an existing database that holds any
+    /// relation is refused unless `force`, which drops and recreates it first. Owners are not
+    /// restored unless `keep_owners`. `ANALYZE` runs afterwards.
+    ///
+    /// # Errors
+    /// Not a postgres target, bad database name, refusal, tool failures (stderr redacted).
+    pub fn restore_database(
+        &self,
+        target: &str,
+        wanted: &str,
+        into: &str,
+        force: bool,
+        keep_owners: bool,
+    ) -> Result<RestoreReport> {
+        let started = Instant::now();
+        let target = self.config.target(target)?;
+        let TargetKind::Postgres(pg) = &target.kind else {
+            return Err(Error::Usage {
+                target: target.name.clone(),
+                message: "--into is for database targets; use --to PATH".into(),
+            });
+        };
+        postgres::check_db_name(&target.name, into)?;
+        let conn = postgres::Conn::new(&target.name, pg)?;
+        let repo = Repo::open(
+            &self.config.repository.path,
+            &target.name,
+            &self.password()?,
+            None,
+        )?;
+        let snapshot = repo.find(wanted)?;
+        let maintenance = "postgres";
+        let exists = conn.psql(
+            maintenance,
+            &format!("SELECT count(*) FROM pg_database WHERE datname = '{into}'"),
+        )? != "0";
+        if exists {
+            let relations = conn.psql(
+                into,
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'",
+            )?;
+            if relations != "0" && !force {
+                return Err(Error::DatabaseNotEmpty {
+                    target: target.name.clone(),
+                    database: into.to_string(),
+                });
+            }
+            if relations != "0" {
+                conn.psql(
+                    maintenance,
+                    &format!("DROP DATABASE \"{into}\" WITH (FORCE)"),
+                )?;
+                conn.psql(
+                    maintenance,
+                    &format!("CREATE DATABASE \"{into}\" TEMPLATE template0"),
+                )?;
+            }
+        } else {
+            conn.psql(
+                maintenance,
+                &format!("CREATE DATABASE \"{into}\" TEMPLATE template0"),
+            )?;
+        }
+        let inner = snapshot.paths.first().cloned().unwrap_or_default();
+        let id = snapshot.id.clone();
+        conn.restore(into, keep_owners, |stdin| repo.dump_to(&id, &inner, stdin))?;
+        conn.psql(into, "ANALYZE")?;
+        Ok(RestoreReport {
+            snapshot,
+            to: PathBuf::from(format!("postgres database {into}")),
+            replaced: exists,
             seconds: started.elapsed().as_secs_f64(),
         })
     }

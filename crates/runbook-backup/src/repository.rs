@@ -77,6 +77,13 @@ pub(crate) struct Repo {
 /// threads) and turns a panic into an [`Error`] naming the target and the cause.
 fn guard<T>(target: &str, action: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        if let Some(failed) = payload.downcast_ref::<crate::postgres::StreamFailed>() {
+            return Err(Error::Repository {
+                target: target.to_string(),
+                action,
+                message: format!("{} (no snapshot was written)", failed.0),
+            });
+        }
         let text = payload
             .downcast_ref::<String>()
             .map(String::as_str)
@@ -325,6 +332,58 @@ impl Repo {
         self.find_raw(wanted).map(|s| self.describe(&s))
     }
 
+    /// Backs up one stream as the file `path` (a database dump). The stream may abort the
+    /// backup by unwinding with `StreamFailed`; then no snapshot is written.
+    pub(crate) fn backup_stream(
+        self,
+        reader: impl std::io::Read + Send + 'static,
+        path: &Path,
+        meta: Meta,
+        time: Option<Timestamp>,
+    ) -> Result<Snapshot> {
+        let target = self.target.clone();
+        let path = path.to_path_buf();
+        guard(&self.target.clone(), "backup", move || {
+            let mut snap_opts = SnapshotOptions::default()
+                .label(self.target.clone())
+                .description(serde_json::to_string(&meta).ok());
+            if let Some(t) = time {
+                snap_opts = snap_opts.time(Some(t.to_zoned(TimeZone::UTC)));
+            }
+            let snap = snap_opts
+                .add_tags(&format!("runbook,kind:{}", meta.kind))
+                .and_then(|o| o.to_snapshot())
+                .map_err(self.err("backup"))?;
+            let source = StreamSource {
+                path: path.clone(),
+                reader: std::sync::Mutex::new(Some(reader)),
+            };
+            let opts = BackupOptions::default().parent_opts(ParentOptions::default().force(true));
+            let err = self.err("backup");
+            let index_err = self.err("read index");
+            let indexed = self.inner.to_indexed_ids().map_err(index_err)?;
+            let saved = indexed
+                .archive(&opts, &source, snap, std::slice::from_ref(&path))
+                .map_err(err)?;
+            Ok(describe(&target, &saved))
+        })
+    }
+
+    /// Streams the file recorded at `path` in snapshot `id` into `out`.
+    pub(crate) fn dump_to(self, id: &str, path: &str, out: &mut dyn std::io::Write) -> Result<()> {
+        let target = self.target.clone();
+        guard(&target, "restore", move || {
+            let (indexed, snap, target) = self.indexed(id)?;
+            let node = indexed
+                .node_from_snapshot_and_path(&snap, path.trim_start_matches('/'))
+                .map_err(rerr(&target, "restore"))?;
+            let mut out = out;
+            indexed
+                .dump(&node, &mut out)
+                .map_err(rerr(&target, "restore"))
+        })
+    }
+
     /// The snapshot `id` and the repository with its full index loaded, for reading data.
     fn indexed(self, id: &str) -> Result<(Repository<IndexedFullStatus>, SnapshotFile, String)> {
         let snap = self.find_raw(id)?;
@@ -466,5 +525,39 @@ fn unreachable_none(target: &str) -> Error {
     Error::NoSnapshot {
         target: target.to_string(),
         wanted: "(internal: empty match)".into(),
+    }
+}
+
+/// A single stream presented to the archiver as one file.
+struct StreamSource<R> {
+    path: PathBuf,
+    reader: std::sync::Mutex<Option<R>>,
+}
+
+impl<R: std::io::Read + Send + 'static> rustic_core::ReadSource for StreamSource<R> {
+    type Open = R;
+    type Iter = std::iter::Once<rustic_core::RusticResult<rustic_core::ReadSourceEntry<R>>>;
+
+    fn size(&self) -> rustic_core::RusticResult<Option<u64>> {
+        Ok(None)
+    }
+
+    fn entries(&self) -> Self::Iter {
+        let open = self
+            .reader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let name = self.path.file_name().unwrap_or(self.path.as_os_str());
+        let node = rustic_core::repofile::Node::new_node(
+            name,
+            rustic_core::repofile::NodeType::File,
+            rustic_core::repofile::Metadata::default(),
+        );
+        std::iter::once(Ok(rustic_core::ReadSourceEntry {
+            path: self.path.clone(),
+            node,
+            open,
+        }))
     }
 }

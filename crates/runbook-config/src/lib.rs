@@ -6,6 +6,7 @@
 //! paths exist, a repository password is available). Restoring must work when the source is gone,
 //! so only `config check` and `backup` ask for the second step.
 
+mod dburl;
 mod error;
 mod keep;
 mod raw;
@@ -18,6 +19,7 @@ use std::{
 
 use secrecy::SecretString;
 
+pub use dburl::DbUrl;
 pub use error::ConfigError;
 pub use keep::Keep;
 pub use schedule::Schedule;
@@ -75,6 +77,8 @@ pub enum TargetKind {
         /// The live database file.
         path: PathBuf,
     },
+    /// A PostgreSQL database, dumped with `pg_dump -Fc -Z0` straight into the repository.
+    Postgres(Postgres),
     /// Plain files and directories.
     Files {
         /// Files and directories to back up.
@@ -84,12 +88,28 @@ pub enum TargetKind {
     },
 }
 
+/// A PostgreSQL target.
+#[derive(Debug, Clone)]
+pub struct Postgres {
+    /// Where the database is (the password, if the URL had one, is held apart).
+    pub url: DbUrl,
+    /// File holding the password (else the URL's, else `PGPASSWORD`).
+    pub password_file: Option<PathBuf>,
+    /// Tables left out of the dump (`pg_dump -T`).
+    pub exclude_tables: Vec<String>,
+    /// Only these schemas (`pg_dump -n`); empty is all.
+    pub schemas: Vec<String>,
+    /// Directory of `pg_dump`/`pg_restore`/`psql`; default: `PATH`.
+    pub pg_bin_dir: Option<PathBuf>,
+}
+
 impl TargetKind {
     /// The kind's name as written in the config.
     #[must_use]
     pub fn name(&self) -> &'static str {
         match self {
             Self::Sqlite { .. } => "sqlite",
+            Self::Postgres(_) => "postgres",
             Self::Files { .. } => "files",
         }
     }
@@ -99,6 +119,7 @@ impl TargetKind {
     pub fn paths(&self) -> Vec<&Path> {
         match self {
             Self::Sqlite { path } => vec![path.as_path()],
+            Self::Postgres(_) => Vec::new(),
             Self::Files { paths, .. } => paths.iter().map(PathBuf::as_path).collect(),
         }
     }

@@ -44,6 +44,18 @@ enum RawTarget {
         #[serde(default)]
         keep: RawKeep,
     },
+    Postgres {
+        url: String,
+        password_file: Option<PathBuf>,
+        #[serde(default)]
+        exclude_tables: Vec<String>,
+        #[serde(default)]
+        schemas: Vec<String>,
+        pg_bin_dir: Option<PathBuf>,
+        schedule: Option<String>,
+        #[serde(default)]
+        keep: RawKeep,
+    },
     Files {
         paths: Vec<PathBuf>,
         #[serde(default)]
@@ -109,6 +121,29 @@ impl RawConfig {
                     schedule,
                     keep,
                 ),
+                RawTarget::Postgres {
+                    url,
+                    password_file,
+                    exclude_tables,
+                    schemas,
+                    pg_bin_dir,
+                    schedule,
+                    keep,
+                } => {
+                    let url = crate::DbUrl::parse(&url)
+                        .map_err(|r| ConfigError::invalid(file, format!("{key}.url"), r))?;
+                    (
+                        TargetKind::Postgres(crate::Postgres {
+                            url,
+                            password_file: password_file.as_deref().map(resolve),
+                            exclude_tables,
+                            schemas,
+                            pg_bin_dir: pg_bin_dir.as_deref().map(resolve),
+                        }),
+                        schedule,
+                        keep,
+                    )
+                }
                 RawTarget::Files {
                     paths,
                     exclude,

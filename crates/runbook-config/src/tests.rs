@@ -55,7 +55,7 @@ exclude = ["*.tmp"]
             assert_eq!(paths[0], Path::new("/etc/runbook/server/data/state.json"));
             assert_eq!(exclude, &["*.tmp"]);
         }
-        TargetKind::Sqlite { .. } => panic!("state is a files target"),
+        TargetKind::Sqlite { .. } | TargetKind::Postgres(_) => panic!("state is a files target"),
     }
 }
 
@@ -142,4 +142,23 @@ fn unknown_target_lists_known_ones() {
     let cfg = parse(EXAMPLE_CONFIG).expect("parses");
     let e = cfg.target("nope").expect_err("unknown").to_string();
     assert!(e.contains("nope") && e.contains("app-db"), "{e}");
+}
+
+#[test]
+fn postgres_target_keeps_the_password_out_of_its_url() {
+    let cfg = parse(
+        "[targets.pg]\nkind = \"postgres\"\nurl = \"postgres://app:pw1@db:5432/shop\"\nexclude_tables = [\"audit\"]\n",
+    )
+    .expect("parses");
+    match &cfg.targets["pg"].kind {
+        TargetKind::Postgres(pg) => {
+            assert_eq!(pg.url.to_string(), "postgresql://app@db:5432/shop");
+            assert_eq!(pg.url.password(), Some("pw1"));
+            assert_eq!(pg.exclude_tables, ["audit"]);
+        }
+        other => panic!("not postgres: {other:?}"),
+    }
+    assert!(!format!("{cfg:?}").contains("pw1"), "Debug never shows it");
+    let e = err("[targets.pg]\nkind = \"postgres\"\nurl = \"postgres://app:pw1@db:port/shop\"\n");
+    assert!(e.contains("targets.pg.url") && !e.contains("pw1"), "{e}");
 }

@@ -24,6 +24,7 @@ struct RestoreParams {
     #[serde(default = "latest")]
     snapshot: String,
     to: Option<String>,
+    into: Option<String>,
     #[serde(default)]
     force: bool,
 }
@@ -120,6 +121,12 @@ fn execute(
                 .config()
                 .target(&job.target)
                 .map_err(|e| e.to_string())?;
+            if let Some(db) = &p.into {
+                let report = engine
+                    .restore_database(&job.target, &p.snapshot, db, p.force, false)
+                    .map_err(|e| e.to_string())?;
+                return Ok(serde_json::json!({ "restore": report }));
+            }
             let (to, force, pre) = match p.to {
                 Some(to) => (std::path::PathBuf::from(to), p.force, None),
                 None => {

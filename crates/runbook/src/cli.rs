@@ -147,9 +147,15 @@ pub struct RestoreArgs {
     /// Snapshot id (or unique prefix), or `latest`.
     #[arg(long, default_value = "latest")]
     pub snapshot: String,
-    /// Where to write the restored data.
+    /// Where to write the restored data (files and sqlite targets).
+    #[arg(long, required_unless_present = "into", conflicts_with = "into")]
+    pub to: Option<PathBuf>,
+    /// Database to restore into, on the target's server (postgres targets).
     #[arg(long)]
-    pub to: PathBuf,
+    pub into: Option<String>,
+    /// Keep the dump's object owners (default: objects belong to the restoring user).
+    #[arg(long)]
+    pub keep_owners: bool,
     /// Replace the destination if it exists (only once the restore has fully succeeded).
     #[arg(long)]
     pub force: bool,

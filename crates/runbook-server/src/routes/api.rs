@@ -189,6 +189,8 @@ pub(crate) struct RestoreBody {
     #[serde(default)]
     to: Option<String>,
     #[serde(default)]
+    into: Option<String>,
+    #[serde(default)]
     force: bool,
 }
 
@@ -215,7 +217,7 @@ pub(crate) async fn restore(
     let new = NewJob {
         kind: "restore".into(),
         target: b.target,
-        params: serde_json::json!({ "snapshot": b.snapshot.unwrap_or_else(|| "latest".into()), "to": b.to, "force": b.force }),
+        params: serde_json::json!({ "snapshot": b.snapshot.unwrap_or_else(|| "latest".into()), "to": b.to, "into": b.into, "force": b.force }),
         requested_by: caller.actor.clone(),
     };
     accept(&state, &caller, new, "restore.run").await

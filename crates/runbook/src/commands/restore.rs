@@ -7,7 +7,17 @@ use runbook_backup::Engine;
 use crate::{cli::RestoreArgs, output};
 
 pub fn run(engine: &Engine, args: &RestoreArgs) -> anyhow::Result<ExitCode> {
-    let result = engine.restore(&args.target, &args.snapshot, &args.to, args.force);
+    let result = match (&args.into, &args.to) {
+        (Some(db), _) => engine.restore_database(
+            &args.target,
+            &args.snapshot,
+            db,
+            args.force,
+            args.keep_owners,
+        ),
+        (None, Some(to)) => engine.restore(&args.target, &args.snapshot, to, args.force),
+        (None, None) => anyhow::bail!("give --to PATH or --into DATABASE"),
+    };
     let (outcome, detail) = match &result {
         Ok(r) => (
             "ok",

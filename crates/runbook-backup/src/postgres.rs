@@ -1,0 +1,329 @@
+//! PostgreSQL targets: `pg_dump -Fc -Z0` streamed straight into the repository, and restores
+//! with `pg_restore` into a named database.
+//!
+//! The password travels only in the child's environment (`PGPASSWORD`), never on a command
+//! line; tool output is redacted before it reaches an error message. A dump that exits
+//! nonzero or is empty aborts the backup before any snapshot is written (see [`DumpReader`]).
+
+use std::{
+    io::{Read, Write},
+    path::{Path, PathBuf},
+    process::{Child, ChildStdout, Command, Stdio},
+    sync::{Arc, Mutex},
+};
+
+use runbook_config::Postgres;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::{Error, Result};
+
+/// Why a stream ended badly; carried out of rustic's worker threads by unwinding.
+#[derive(Debug)]
+pub(crate) struct StreamFailed(pub String);
+
+/// What a tool needs to reach the database.
+pub(crate) struct Conn<'a> {
+    pub target: &'a str,
+    pub pg: &'a Postgres,
+    pub password: Option<SecretString>,
+}
+
+impl Conn<'_> {
+    pub(crate) fn new<'a>(target: &'a str, pg: &'a Postgres) -> Result<Conn<'a>> {
+        let password = match (&pg.password_file, pg.url.password()) {
+            (Some(file), _) => {
+                let text = std::fs::read_to_string(file).map_err(|e| Error::Source {
+                    target: target.to_string(),
+                    path: file.clone(),
+                    reason: format!("cannot read password_file: {e}"),
+                })?;
+                Some(SecretString::from(
+                    text.trim_end_matches(['\n', '\r']).to_string(),
+                ))
+            }
+            (None, Some(p)) => Some(SecretString::from(p.to_string())),
+            (None, None) => std::env::var("PGPASSWORD").ok().map(SecretString::from),
+        };
+        Ok(Conn {
+            target,
+            pg,
+            password,
+        })
+    }
+
+    fn tool(&self, name: &str) -> PathBuf {
+        self.pg
+            .pg_bin_dir
+            .as_ref()
+            .map_or_else(|| PathBuf::from(name), |d| d.join(name))
+    }
+
+    /// A command for `tool` with the connection in its environment, never in its arguments.
+    pub(crate) fn command(&self, tool: &str, database: &str) -> Command {
+        let mut cmd = Command::new(self.tool(tool));
+        let url = &self.pg.url;
+        cmd.env("PGHOST", &url.host)
+            .env("PGDATABASE", database)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .env_remove("PGPASSWORD");
+        if let Some(port) = url.port {
+            cmd.env("PGPORT", port.to_string());
+        }
+        if !url.user.is_empty() {
+            cmd.env("PGUSER", &url.user);
+        }
+        if let Some(p) = &self.password {
+            cmd.env("PGPASSWORD", p.expose_secret());
+        }
+        cmd
+    }
+
+    /// Removes the password from tool output.
+    pub(crate) fn redact(&self, text: &str) -> String {
+        let mut out = text.trim().replace('\n', "; ");
+        if let Some(p) = &self.password
+            && !p.expose_secret().is_empty()
+        {
+            out = out.replace(p.expose_secret(), "***");
+        }
+        out
+    }
+
+    fn missing(&self, tool: &str, e: &std::io::Error) -> Error {
+        Error::Source {
+            target: self.target.to_string(),
+            path: self.tool(tool),
+            reason: if e.kind() == std::io::ErrorKind::NotFound {
+                format!(
+                    "{tool} not found: install the PostgreSQL client (Debian: apt-get install postgresql-client) or set pg_bin_dir"
+                )
+            } else {
+                e.to_string()
+            },
+        }
+    }
+
+    fn fail(&self, what: &str, detail: &str) -> Error {
+        Error::Source {
+            target: self.target.to_string(),
+            path: PathBuf::from(self.pg.url.without_password()),
+            reason: format!("{what}: {}", self.redact(detail)),
+        }
+    }
+
+    /// Runs one SQL statement with `psql` against `database`; returns its unaligned output.
+    pub(crate) fn psql(&self, database: &str, sql: &str) -> Result<String> {
+        let out = self
+            .command("psql", database)
+            .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .map_err(|e| self.missing("psql", &e))?;
+        if !out.status.success() {
+            return Err(self.fail("psql failed", &String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// Refuses a server newer than the local `pg_dump`.
+    pub(crate) fn check_versions(&self) -> Result<()> {
+        let out = self
+            .command("pg_dump", &self.pg.url.database)
+            .arg("--version")
+            .output()
+            .map_err(|e| self.missing("pg_dump", &e))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let client: u32 = text
+            .split_whitespace()
+            .find_map(|w| w.split('.').next().and_then(|m| m.parse().ok()))
+            .ok_or_else(|| self.fail("cannot read the pg_dump version", &text))?;
+        let server_num: u32 = self
+            .psql(&self.pg.url.database, "SHOW server_version_num")?
+            .parse()
+            .map_err(|_| self.fail("cannot read the server version", ""))?;
+        let server = server_num / 10_000;
+        if server > client {
+            return Err(self.fail(
+                "version mismatch",
+                &format!("server is PostgreSQL {server} but pg_dump is {client}; install postgresql-client-{server} or set pg_bin_dir to its bin directory"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Starts `pg_dump` in custom format without compression, writing to a pipe.
+    pub(crate) fn start_dump(&self) -> Result<(DumpReader, Arc<Mutex<Option<String>>>)> {
+        let mut cmd = self.command("pg_dump", &self.pg.url.database);
+        // `--blobs` (not `--large-objects`, which needs pg_dump 16): large objects are included.
+        cmd.args([
+            "--format=custom",
+            "--compress=0",
+            "--no-password",
+            "--blobs",
+        ]);
+        for s in &self.pg.schemas {
+            cmd.arg(format!("--schema={s}"));
+        }
+        for t in &self.pg.exclude_tables {
+            cmd.arg(format!("--exclude-table={t}"));
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| self.missing("pg_dump", &e))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| self.fail("pg_dump", "no stdout"))?;
+        let stderr = collect(child.stderr.take());
+        let failure = Arc::new(Mutex::new(None));
+        Ok((
+            DumpReader {
+                child,
+                stdout,
+                stderr,
+                bytes: 0,
+                redact: self
+                    .password
+                    .as_ref()
+                    .map(|p| p.expose_secret().to_string()),
+                failure: failure.clone(),
+            },
+            failure,
+        ))
+    }
+
+    /// Runs `pg_restore` into `database`, feeding it the dump through `feed`.
+    pub(crate) fn restore(
+        &self,
+        database: &str,
+        keep_owners: bool,
+        feed: impl FnOnce(&mut dyn Write) -> Result<()>,
+    ) -> Result<()> {
+        let mut cmd = self.command("pg_restore", database);
+        cmd.args([
+            "--no-password",
+            "--exit-on-error",
+            "--single-transaction",
+            "--dbname",
+            database,
+        ]);
+        if !keep_owners {
+            cmd.args(["--no-owner", "--no-privileges"]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| self.missing("pg_restore", &e))?;
+        let stderr = collect(child.stderr.take());
+        let mut stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| self.fail("pg_restore", "no stdin"))?;
+        let fed = feed(&mut stdin);
+        drop(stdin);
+        let status = child
+            .wait()
+            .map_err(|e| self.fail("pg_restore", &e.to_string()))?;
+        let err_text = stderr.lock().map(|s| s.clone()).unwrap_or_default();
+        fed?;
+        if !status.success() {
+            return Err(self.fail("pg_restore failed", &err_text));
+        }
+        Ok(())
+    }
+}
+
+fn collect(stderr: Option<std::process::ChildStderr>) -> Arc<Mutex<String>> {
+    let buf = Arc::new(Mutex::new(String::new()));
+    if let Some(mut s) = stderr {
+        let sink = buf.clone();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = s.read_to_string(&mut text);
+            if let Ok(mut b) = sink.lock() {
+                *b = text;
+            }
+        });
+    }
+    buf
+}
+
+/// The dump as it streams out of `pg_dump`. At the end of the stream it waits for the tool:
+/// a nonzero exit or an empty dump unwinds with [`StreamFailed`], which aborts the backup inside
+/// the repository library before its snapshot is written (a plain read error would only make
+/// it skip the file and save the snapshot without it).
+pub(crate) struct DumpReader {
+    child: Child,
+    stdout: ChildStdout,
+    stderr: Arc<Mutex<String>>,
+    bytes: u64,
+    redact: Option<String>,
+    /// Why the dump failed, for the caller: the unwinding payload itself may be replaced by the
+    /// repository library's thread scope on its way out.
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+impl DumpReader {
+    fn fail(&self, why: String) -> ! {
+        if let Ok(mut f) = self.failure.lock() {
+            *f = Some(why.clone());
+        }
+        std::panic::resume_unwind(Box::new(StreamFailed(why)))
+    }
+}
+
+impl Read for DumpReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.stdout.read(buf)?;
+        self.bytes += n as u64;
+        if n == 0 {
+            let status = self.child.wait()?;
+            // Give the stderr reader a moment to finish collecting.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let mut err = self
+                .stderr
+                .lock()
+                .map(|s| s.trim().replace('\n', "; "))
+                .unwrap_or_default();
+            if let Some(p) = self.redact.as_deref().filter(|p| !p.is_empty()) {
+                err = err.replace(p, "***");
+            }
+            if !status.success() {
+                self.fail(format!("pg_dump failed ({status}): {err}"));
+            }
+            if self.bytes == 0 {
+                self.fail("pg_dump produced no output".into());
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Drop for DumpReader {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Database names runbook creates or drops are plain identifiers (no quoting games).
+pub(crate) fn check_db_name(target: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Source {
+            target: target.to_string(),
+            path: Path::new(name).to_path_buf(),
+            reason: "database name must be letters, digits and '_' (at most 63, not starting with a digit)".into(),
+        })
+    }
+}

@@ -1,0 +1,316 @@
+//! PostgreSQL targets against the server on this machine; every test makes its own uniquely
+//! named databases and drops them.
+
+use std::{
+    fs,
+    os::unix::fs::PermissionsExt,
+    process::Command,
+    sync::atomic::{AtomicBool, Ordering},
+};
+
+use crate::helpers::Workspace;
+
+fn psql(db: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            db,
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("psql (PostgreSQL client)");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A database name unique to this test process and `tag`, dropped on drop.
+struct Db(String);
+
+impl Db {
+    fn new(tag: &str) -> Self {
+        let name = format!("rbt_{tag}_{}", std::process::id());
+        psql(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        );
+        psql("postgres", &format!("CREATE DATABASE {name}"));
+        Self(name)
+    }
+
+    /// A name that is not created (for restores to create).
+    fn name_only(tag: &str) -> Self {
+        let name = format!("rbt_{tag}_{}", std::process::id());
+        psql(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        );
+        Self(name)
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-q",
+                "-d",
+                "postgres",
+                "-c",
+            ])
+            .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0))
+            .output();
+    }
+}
+
+fn config(db: &str, extra: &str) -> String {
+    format!(
+        "[targets.pg]\nkind = \"postgres\"\nurl = \"postgres://postgres@127.0.0.1:5432/{db}\"\n{extra}"
+    )
+}
+
+const SCHEMA: &str = "
+CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL, avatar bytea);
+CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id int NOT NULL REFERENCES customers(id), note text, doc oid);
+CREATE SEQUENCE invoice_no START 1000;
+CREATE VIEW big_orders AS SELECT * FROM orders WHERE id > 5;
+CREATE FUNCTION add1(i int) RETURNS int LANGUAGE sql AS 'SELECT i + 1';
+INSERT INTO customers (name, avatar) SELECT 'Zoë ✓ 東京 ' || g, decode(md5(g::text) || '00ff', 'hex') FROM generate_series(1, 200) g;
+INSERT INTO orders (customer_id, note, doc) SELECT (g % 200) + 1, 'naïve café ' || g,
+  CASE WHEN g = 1 THEN lo_from_bytea(0, '\\xdeadbeef00') END FROM generate_series(1, 2000) g;
+SELECT setval('invoice_no', 1234);
+";
+
+/// Row count and content checksum of every user table, and counts of object kinds.
+fn fingerprint(db: &str) -> Vec<String> {
+    let tables = psql(
+        db,
+        "SELECT string_agg(quote_ident(schemaname) || '.' || quote_ident(tablename), ' ' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'",
+    );
+    let mut out: Vec<String> = tables
+        .split_whitespace()
+        .map(|t| {
+            psql(db, &format!("SELECT '{t}:' || count(*) || ':' || coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '') FROM {t} x"))
+        })
+        .collect();
+    out.push(psql(
+        db,
+        "SELECT 'views:' || count(*) FROM pg_views WHERE schemaname = 'public'",
+    ));
+    out.push(psql(db, "SELECT 'functions:' || count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public'"));
+    out.push(psql(
+        db,
+        "SELECT 'sequences:' || count(*) FROM pg_sequences WHERE schemaname = 'public'",
+    ));
+    out.push(psql(
+        db,
+        "SELECT 'invoice_no:' || last_value FROM invoice_no",
+    ));
+    out.push(psql(
+        db,
+        "SELECT 'fks:' || count(*) FROM pg_constraint WHERE contype = 'f'",
+    ));
+    out.push(psql(
+        db,
+        "SELECT 'lo:' || string_agg(encode(lo_get(oid), 'hex'), ',') FROM pg_largeobject_metadata",
+    ));
+    out
+}
+
+#[test]
+fn postgres_round_trip_restores_every_table_and_object() {
+    let src = Db::new("src");
+    psql(&src.0, SCHEMA);
+    let ws = Workspace::new(&config(&src.0, ""));
+    ws.run(&["backup", "pg"]).ok();
+    let dst = Db::name_only("dst");
+    ws.run(&["restore", "pg", "--into", &dst.0]).ok();
+    let want = fingerprint(&src.0);
+    assert!(
+        want.iter().any(|l| l.starts_with("public.orders:2000:")),
+        "{want:?}"
+    );
+    assert!(want.iter().any(|l| l == "lo:deadbeef00"), "{want:?}");
+    assert_eq!(fingerprint(&dst.0), want);
+    // Stock restic lists the dump too.
+    let ls = ws.restic("pg", &["ls", "latest"]).ok();
+    assert!(
+        ls.stdout.contains(&format!("/postgres/{}.dump", src.0)),
+        "{}",
+        ls.stdout
+    );
+}
+
+#[test]
+fn restore_refuses_a_non_empty_database_without_force() {
+    let src = Db::new("rsrc");
+    psql(
+        &src.0,
+        "CREATE TABLE t (x int); INSERT INTO t VALUES (1), (2);",
+    );
+    let ws = Workspace::new(&config(&src.0, ""));
+    ws.run(&["backup", "pg"]).ok();
+    let busy = Db::new("busy");
+    psql(
+        &busy.0,
+        "CREATE TABLE precious (y int); INSERT INTO precious VALUES (42);",
+    );
+    ws.run(&["restore", "pg", "--into", &busy.0]).fails_with(&[
+        "target `pg`",
+        &busy.0,
+        "not empty",
+        "--force",
+    ]);
+    assert_eq!(
+        psql(&busy.0, "SELECT y FROM precious"),
+        "42",
+        "left as it was"
+    );
+    ws.run(&["restore", "pg", "--into", &busy.0, "--force"])
+        .ok();
+    assert_eq!(psql(&busy.0, "SELECT count(*) FROM t"), "2");
+    assert_eq!(
+        psql(
+            &busy.0,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'precious'"
+        ),
+        "0",
+        "cleaned first"
+    );
+    let empty = Db::new("empty");
+    ws.run(&["restore", "pg", "--into", &empty.0]).ok();
+    assert_eq!(psql(&empty.0, "SELECT count(*) FROM t"), "2");
+    ws.run(&["restore", "pg", "--into", "bad-name;drop"])
+        .fails_with(&["database name"]);
+    ws.run(&["restore", "pg", "--to", "x.dump"])
+        .fails_with(&["--into"]);
+}
+
+#[test]
+fn dump_taken_during_writes_is_consistent() {
+    let src = Db::new("live");
+    psql(&src.0, "CREATE TABLE log (i int PRIMARY KEY, pad text); CREATE TABLE meta (n int); INSERT INTO meta VALUES (0);
+                  INSERT INTO log SELECT g, repeat('x', 500) FROM generate_series(1, 20000) g; UPDATE meta SET n = 20000;");
+    let ws = Workspace::new(&config(&src.0, ""));
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let mut i = 20_000;
+            while !stop.load(Ordering::SeqCst) {
+                i += 1;
+                psql(
+                    &src.0,
+                    &format!(
+                        "BEGIN; INSERT INTO log VALUES ({i}, 'y'); UPDATE meta SET n = {i}; COMMIT;"
+                    ),
+                );
+            }
+            i
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        ws.run(&["backup", "pg"]).ok();
+        stop.store(true, Ordering::SeqCst);
+        writer.join().expect("writer");
+    });
+    let dst = Db::name_only("livedst");
+    ws.run(&["restore", "pg", "--into", &dst.0]).ok();
+    let n = psql(&dst.0, "SELECT n FROM meta");
+    let rows = psql(&dst.0, "SELECT count(*) || ':' || max(i) FROM log");
+    assert_eq!(
+        rows,
+        format!("{n}:{n}"),
+        "log holds exactly the rows the counter says"
+    );
+}
+
+/// A stand-in `pg_dump` that records its arguments and environment, writes half a dump and
+/// fails, printing the password it was given (as a careless tool might).
+fn fake_tools(ws: &Workspace) -> std::path::PathBuf {
+    let dir = ws.path("fakebin");
+    fs::create_dir_all(&dir).expect("mkdir");
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = --version ]; then exec /usr/bin/pg_dump --version; fi\necho \"$@\" > {args}\necho \"$PGPASSWORD\" > {env}\nhead -c 200000 /dev/urandom\necho \"FATAL: password $PGPASSWORD rejected\" >&2\nexit 1\n",
+        args = ws.path("args.txt").display(),
+        env = ws.path("env.txt").display()
+    );
+    fs::write(dir.join("pg_dump"), script).expect("script");
+    fs::set_permissions(dir.join("pg_dump"), fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::os::unix::fs::symlink("/usr/bin/psql", dir.join("psql")).expect("symlink");
+    dir
+}
+
+#[test]
+fn failing_or_cut_short_dump_leaves_no_snapshot_and_no_password_anywhere() {
+    let src = Db::new("fail");
+    let dir = tempfile::tempdir().expect("tmp");
+    let ws = Workspace { dir };
+    fs::create_dir_all(ws.path("runbook-data")).expect("data");
+    fs::write(ws.path("runbook-data/repo.key"), "pw\n").expect("key");
+    let bin = fake_tools(&ws);
+    fs::write(
+        ws.path("runbook.toml"),
+        format!(
+            "[targets.pg]\nkind = \"postgres\"\nurl = \"postgres://postgres:sekret-pw@127.0.0.1:5432/{}\"\npg_bin_dir = \"{}\"\n",
+            src.0,
+            bin.display()
+        ),
+    )
+    .expect("config");
+    let run = ws.run(&["backup", "pg"]).fails_with(&[
+        "target `pg`",
+        "pg_dump failed",
+        "no snapshot was written",
+    ]);
+    assert!(
+        !run.stderr.contains("sekret-pw"),
+        "password redacted: {}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("***"), "{}", run.stderr);
+    let args = fs::read_to_string(ws.path("args.txt")).expect("args");
+    assert!(
+        !args.contains("sekret"),
+        "password not in pg_dump's arguments: {args}"
+    );
+    assert_eq!(
+        fs::read_to_string(ws.path("env.txt")).expect("env").trim(),
+        "sekret-pw",
+        "passed by environment"
+    );
+    assert!(
+        ws.snapshot_ids("pg").is_empty(),
+        "no snapshot from a failed dump"
+    );
+    // The next run cleans what the aborted one wrote; the repository checks clean.
+    fs::remove_file(bin.join("pg_dump")).expect("rm");
+    std::os::unix::fs::symlink("/usr/bin/pg_dump", bin.join("pg_dump")).expect("real pg_dump");
+    ws.run(&["backup", "pg"]).ok();
+    ws.run(&["check", "pg", "--read-data", "100"]).ok();
+
+    // A database that does not exist: the real tool fails, with a clear line.
+    fs::write(
+        ws.path("runbook.toml"),
+        config("rbt_does_not_exist_at_all", ""),
+    )
+    .expect("config");
+    ws.run(&["backup", "pg"])
+        .fails_with(&["target `pg`", "does not exist"]);
+}
