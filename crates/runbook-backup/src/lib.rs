@@ -4,8 +4,10 @@
 //! targets of a [`runbook_config::Config`]. Each target has its own repository at
 //! `<repository.path>/<target>`, its own lock, and the chunker its data wants.
 
+mod dump;
 mod error;
 mod lock;
+mod mariadb;
 mod postgres;
 mod repository;
 mod restore;
@@ -174,6 +176,15 @@ impl Engine {
                         None => e,
                     })?
             }
+            TargetKind::Mariadb(db) => {
+                let conn = mariadb::Conn::new(&target.name, db, &self.config.scratch_dir())?;
+                let repo = Repo::open(root, &target.name, &password, Some(Chunking::Content))?;
+                let (reader, failure) = conn.start_dump()?;
+                lock.begin_write()?;
+                let path = PathBuf::from(format!("/mariadb/{}.sql", db.url.database));
+                repo.backup_stream(reader, &path, meta, req.time)
+                    .map_err(|e| stream_error(&target.name, &failure, e))?
+            }
             TargetKind::Files { paths, exclude } => {
                 for p in paths {
                     fs::metadata(p).map_err(|e| Error::Source {
@@ -264,10 +275,10 @@ impl Engine {
                 }
                 staged.commit(Some(&file), &sidecars)?;
             }
-            TargetKind::Postgres(_) => {
+            TargetKind::Postgres(_) | TargetKind::Mariadb(_) => {
                 return Err(Error::Usage {
                     target: target.name.clone(),
-                    message: "a postgres target restores into a database: use --into DBNAME".into(),
+                    message: "a database target restores into a database: use --into DBNAME".into(),
                 });
             }
             TargetKind::Files { .. } => {
@@ -305,14 +316,7 @@ impl Engine {
     ) -> Result<RestoreReport> {
         let started = Instant::now();
         let target = self.config.target(target)?;
-        let TargetKind::Postgres(pg) = &target.kind else {
-            return Err(Error::Usage {
-                target: target.name.clone(),
-                message: "--into is for database targets; use --to PATH".into(),
-            });
-        };
         postgres::check_db_name(&target.name, into)?;
-        let conn = postgres::Conn::new(&target.name, pg)?;
         let repo = Repo::open(
             &self.config.repository.path,
             &target.name,
@@ -320,47 +324,46 @@ impl Engine {
             None,
         )?;
         let snapshot = repo.find(wanted)?;
-        let maintenance = "postgres";
-        let exists = conn.psql(
-            maintenance,
-            &format!("SELECT count(*) FROM pg_database WHERE datname = '{into}'"),
-        )? != "0";
-        if exists {
-            let relations = conn.psql(
-                into,
-                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'",
-            )?;
-            if relations != "0" && !force {
-                return Err(Error::DatabaseNotEmpty {
-                    target: target.name.clone(),
-                    database: into.to_string(),
-                });
-            }
-            if relations != "0" {
-                conn.psql(
-                    maintenance,
-                    &format!("DROP DATABASE \"{into}\" WITH (FORCE)"),
-                )?;
-                conn.psql(
-                    maintenance,
-                    &format!("CREATE DATABASE \"{into}\" TEMPLATE template0"),
-                )?;
-            }
-        } else {
-            conn.psql(
-                maintenance,
-                &format!("CREATE DATABASE \"{into}\" TEMPLATE template0"),
-            )?;
-        }
         let inner = snapshot.paths.first().cloned().unwrap_or_default();
         let id = snapshot.id.clone();
-        conn.restore(into, keep_owners, |stdin| repo.dump_to(&id, &inner, stdin))?;
-        conn.psql(into, "ANALYZE")?;
+        let replaced = match &target.kind {
+            TargetKind::Postgres(pg) => {
+                let conn = postgres::Conn::new(&target.name, pg)?;
+                let exists = prepare_pg(&conn, &target.name, into, force)?;
+                conn.restore(into, keep_owners, |stdin| repo.dump_to(&id, &inner, stdin))?;
+                conn.psql(into, "ANALYZE")?;
+                exists
+            }
+            TargetKind::Mariadb(db) => {
+                let conn = mariadb::Conn::new(&target.name, db, &self.config.scratch_dir())?;
+                let exists = conn.sql(&format!(
+                    "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{into}'"
+                ))? != "0";
+                if exists {
+                    let tables = conn.sql(&format!("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{into}'"))?;
+                    if tables != "0" && !force {
+                        return Err(Error::DatabaseNotEmpty {
+                            target: target.name.clone(),
+                            database: into.to_string(),
+                        });
+                    }
+                    conn.sql(&format!("DROP DATABASE `{into}`"))?;
+                }
+                conn.sql(&format!("CREATE DATABASE `{into}` CHARACTER SET utf8mb4"))?;
+                conn.restore(into, |stdin| repo.dump_to(&id, &inner, stdin))?;
+                exists
+            }
+            _ => {
+                return Err(Error::Usage {
+                    target: target.name.clone(),
+                    message: "--into is for database targets; use --to PATH".into(),
+                });
+            }
+        };
         Ok(RestoreReport {
             snapshot,
-            to: PathBuf::from(format!("postgres database {into}")),
-            replaced: exists,
+            to: PathBuf::from(format!("database {into}")),
+            replaced,
             seconds: started.elapsed().as_secs_f64(),
         })
     }
@@ -413,5 +416,56 @@ fn remove_tmp_files(dir: &Path) {
         } else if entry.file_name().to_string_lossy().ends_with("-tmp-") {
             let _ = fs::remove_file(path);
         }
+    }
+}
+
+/// Creates `into` or, if it exists with content, refuses (or with `force` drops and recreates
+/// it). Returns whether it existed.
+fn prepare_pg(conn: &postgres::Conn<'_>, target: &str, into: &str, force: bool) -> Result<bool> {
+    let maintenance = "postgres";
+    let exists = conn.psql(
+        maintenance,
+        &format!("SELECT count(*) FROM pg_database WHERE datname = '{into}'"),
+    )? != "0";
+    if exists {
+        let relations = conn.psql(
+            into,
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'",
+        )?;
+        if relations == "0" {
+            return Ok(true);
+        }
+        if !force {
+            return Err(Error::DatabaseNotEmpty {
+                target: target.to_string(),
+                database: into.to_string(),
+            });
+        }
+        conn.psql(
+            maintenance,
+            &format!("DROP DATABASE \"{into}\" WITH (FORCE)"),
+        )?;
+    }
+    conn.psql(
+        maintenance,
+        &format!("CREATE DATABASE \"{into}\" TEMPLATE template0"),
+    )?;
+    Ok(exists)
+}
+
+/// A dump that failed inside the repository library: report the tool's reason.
+fn stream_error(
+    target: &str,
+    failure: &std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    e: Error,
+) -> Error {
+    match failure.lock().ok().and_then(|f| f.clone()) {
+        Some(why) => Error::Repository {
+            target: target.to_string(),
+            action: "backup",
+            message: format!("{why} (no snapshot was written)"),
+        },
+        None => e,
     }
 }

@@ -6,20 +6,19 @@
 //! nonzero or is empty aborts the backup before any snapshot is written (see [`DumpReader`]).
 
 use std::{
-    io::{Read, Write},
+    io::Write,
     path::{Path, PathBuf},
-    process::{Child, ChildStdout, Command, Stdio},
+    process::{Command, Stdio},
     sync::{Arc, Mutex},
 };
 
 use runbook_config::Postgres;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::{Error, Result};
-
-/// Why a stream ended badly; carried out of rustic's worker threads by unwinding.
-#[derive(Debug)]
-pub(crate) struct StreamFailed(pub String);
+use crate::{
+    Error, Result,
+    dump::{DumpReader, collect},
+};
 
 /// What a tool needs to reach the database.
 pub(crate) struct Conn<'a> {
@@ -176,20 +175,14 @@ impl Conn<'_> {
             .take()
             .ok_or_else(|| self.fail("pg_dump", "no stdout"))?;
         let stderr = collect(child.stderr.take());
-        let failure = Arc::new(Mutex::new(None));
-        Ok((
-            DumpReader {
-                child,
-                stdout,
-                stderr,
-                bytes: 0,
-                redact: self
-                    .password
-                    .as_ref()
-                    .map(|p| p.expose_secret().to_string()),
-                failure: failure.clone(),
-            },
-            failure,
+        Ok(DumpReader::new(
+            "pg_dump",
+            child,
+            stdout,
+            stderr,
+            self.password
+                .as_ref()
+                .map(|p| p.expose_secret().to_string()),
         ))
     }
 
@@ -233,81 +226,6 @@ impl Conn<'_> {
             return Err(self.fail("pg_restore failed", &err_text));
         }
         Ok(())
-    }
-}
-
-fn collect(stderr: Option<std::process::ChildStderr>) -> Arc<Mutex<String>> {
-    let buf = Arc::new(Mutex::new(String::new()));
-    if let Some(mut s) = stderr {
-        let sink = buf.clone();
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = s.read_to_string(&mut text);
-            if let Ok(mut b) = sink.lock() {
-                *b = text;
-            }
-        });
-    }
-    buf
-}
-
-/// The dump as it streams out of `pg_dump`. At the end of the stream it waits for the tool:
-/// a nonzero exit or an empty dump unwinds with [`StreamFailed`], which aborts the backup inside
-/// the repository library before its snapshot is written (a plain read error would only make
-/// it skip the file and save the snapshot without it).
-pub(crate) struct DumpReader {
-    child: Child,
-    stdout: ChildStdout,
-    stderr: Arc<Mutex<String>>,
-    bytes: u64,
-    redact: Option<String>,
-    /// Why the dump failed, for the caller: the unwinding payload itself may be replaced by the
-    /// repository library's thread scope on its way out.
-    failure: Arc<Mutex<Option<String>>>,
-}
-
-impl DumpReader {
-    fn fail(&self, why: String) -> ! {
-        if let Ok(mut f) = self.failure.lock() {
-            *f = Some(why.clone());
-        }
-        std::panic::resume_unwind(Box::new(StreamFailed(why)))
-    }
-}
-
-impl Read for DumpReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.stdout.read(buf)?;
-        self.bytes += n as u64;
-        if n == 0 {
-            let status = self.child.wait()?;
-            // Give the stderr reader a moment to finish collecting.
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            let mut err = self
-                .stderr
-                .lock()
-                .map(|s| s.trim().replace('\n', "; "))
-                .unwrap_or_default();
-            if let Some(p) = self.redact.as_deref().filter(|p| !p.is_empty()) {
-                err = err.replace(p, "***");
-            }
-            if !status.success() {
-                self.fail(format!("pg_dump failed ({status}): {err}"));
-            }
-            if self.bytes == 0 {
-                self.fail("pg_dump produced no output".into());
-            }
-        }
-        Ok(n)
-    }
-}
-
-impl Drop for DumpReader {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 

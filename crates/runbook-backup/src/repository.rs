@@ -77,7 +77,7 @@ pub(crate) struct Repo {
 /// threads) and turns a panic into an [`Error`] naming the target and the cause.
 fn guard<T>(target: &str, action: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
-        if let Some(failed) = payload.downcast_ref::<crate::postgres::StreamFailed>() {
+        if let Some(failed) = payload.downcast_ref::<crate::dump::StreamFailed>() {
             return Err(Error::Repository {
                 target: target.to_string(),
                 action,

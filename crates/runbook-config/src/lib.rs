@@ -79,6 +79,8 @@ pub enum TargetKind {
     },
     /// A PostgreSQL database, dumped with `pg_dump -Fc -Z0` straight into the repository.
     Postgres(Postgres),
+    /// A MariaDB or MySQL database, dumped with `mariadb-dump --single-transaction`.
+    Mariadb(Mariadb),
     /// Plain files and directories.
     Files {
         /// Files and directories to back up.
@@ -103,6 +105,15 @@ pub struct Postgres {
     pub pg_bin_dir: Option<PathBuf>,
 }
 
+/// A MariaDB/MySQL target.
+#[derive(Debug, Clone)]
+pub struct Mariadb {
+    /// Where the database is (`mysql://user@host:port/db`; a password in it is held apart).
+    pub url: DbUrl,
+    /// File holding the password (else the URL's, else `MYSQL_PWD`).
+    pub password_file: Option<PathBuf>,
+}
+
 impl TargetKind {
     /// The kind's name as written in the config.
     #[must_use]
@@ -110,6 +121,7 @@ impl TargetKind {
         match self {
             Self::Sqlite { .. } => "sqlite",
             Self::Postgres(_) => "postgres",
+            Self::Mariadb(_) => "mariadb",
             Self::Files { .. } => "files",
         }
     }
@@ -119,7 +131,7 @@ impl TargetKind {
     pub fn paths(&self) -> Vec<&Path> {
         match self {
             Self::Sqlite { path } => vec![path.as_path()],
-            Self::Postgres(_) => Vec::new(),
+            Self::Postgres(_) | Self::Mariadb(_) => Vec::new(),
             Self::Files { paths, .. } => paths.iter().map(PathBuf::as_path).collect(),
         }
     }

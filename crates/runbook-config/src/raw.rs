@@ -56,6 +56,13 @@ enum RawTarget {
         #[serde(default)]
         keep: RawKeep,
     },
+    Mariadb {
+        url: String,
+        password_file: Option<PathBuf>,
+        schedule: Option<String>,
+        #[serde(default)]
+        keep: RawKeep,
+    },
     Files {
         paths: Vec<PathBuf>,
         #[serde(default)]
@@ -139,6 +146,23 @@ impl RawConfig {
                             exclude_tables,
                             schemas,
                             pg_bin_dir: pg_bin_dir.as_deref().map(resolve),
+                        }),
+                        schedule,
+                        keep,
+                    )
+                }
+                RawTarget::Mariadb {
+                    url,
+                    password_file,
+                    schedule,
+                    keep,
+                } => {
+                    let url = crate::DbUrl::parse(&url)
+                        .map_err(|r| ConfigError::invalid(file, format!("{key}.url"), r))?;
+                    (
+                        TargetKind::Mariadb(crate::Mariadb {
+                            url,
+                            password_file: password_file.as_deref().map(resolve),
                         }),
                         schedule,
                         keep,

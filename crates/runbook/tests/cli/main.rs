@@ -2,6 +2,7 @@
 //! Debian's `restic` and a real (tmpfs) full disk.
 
 mod helpers;
+mod mariadb;
 mod postgres;
 mod serve;
 

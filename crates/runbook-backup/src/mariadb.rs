@@ -1,0 +1,211 @@
+//! MariaDB/MySQL targets: `mariadb-dump --single-transaction` (or `mysqldump`) streamed into the
+//! repository; restores into a named database with the `mariadb` (or `mysql`) client.
+//!
+//! The password goes into a 0600 defaults file in runbook's scratch directory, named with
+//! `--defaults-extra-file`: never on a command line, never in a message.
+
+use std::{
+    io::Write,
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use runbook_config::Mariadb;
+
+use crate::{
+    Error, Result,
+    dump::{DumpReader, collect},
+    scratch::ScratchDir,
+};
+
+/// A connection: the tools found, and a defaults file holding the password if there is one.
+pub(crate) struct Conn<'a> {
+    target: &'a str,
+    db: &'a Mariadb,
+    password: Option<String>,
+    defaults: Option<PathBuf>,
+    _scratch: ScratchDir,
+}
+
+fn find(tools: &[&str]) -> Option<String> {
+    tools.iter().find_map(|t| {
+        Command::new(t)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .ok()
+            .filter(std::process::ExitStatus::success)
+            .map(|_| (*t).to_string())
+    })
+}
+
+impl<'a> Conn<'a> {
+    pub(crate) fn new(target: &'a str, db: &'a Mariadb, scratch_root: &Path) -> Result<Self> {
+        let password = match (&db.password_file, db.url.password()) {
+            (Some(file), _) => Some(
+                std::fs::read_to_string(file)
+                    .map_err(|e| Error::Source {
+                        target: target.to_string(),
+                        path: file.clone(),
+                        reason: format!("cannot read password_file: {e}"),
+                    })?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string(),
+            ),
+            (None, Some(p)) => Some(p.to_string()),
+            (None, None) => std::env::var("MYSQL_PWD").ok(),
+        };
+        let scratch = ScratchDir::new(scratch_root, &format!("{target}-client"))?;
+        let defaults = match &password {
+            Some(p) => {
+                let path = scratch.join("client.cnf");
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .map_err(Error::io(format!("cannot write {}", path.display())))?;
+                let escaped = p.replace('\\', "\\\\").replace('"', "\\\"");
+                writeln!(f, "[client]\npassword=\"{escaped}\"")
+                    .map_err(Error::io(format!("cannot write {}", path.display())))?;
+                Some(path)
+            }
+            None => None,
+        };
+        Ok(Self {
+            target,
+            db,
+            password,
+            defaults,
+            _scratch: scratch,
+        })
+    }
+
+    fn command(&self, tools: &[&str], database: Option<&str>) -> Result<Command> {
+        let tool = find(tools).ok_or_else(|| Error::Source {
+            target: self.target.to_string(),
+            path: PathBuf::from(tools[0]),
+            reason: format!(
+                "{} not found: install the MariaDB client (Debian: apt-get install mariadb-client)",
+                tools.join(" or ")
+            ),
+        })?;
+        let mut cmd = Command::new(tool);
+        // The defaults file must be the first option.
+        if let Some(d) = &self.defaults {
+            cmd.arg(format!("--defaults-extra-file={}", d.display()));
+        }
+        let url = &self.db.url;
+        cmd.arg(format!("--host={}", url.host))
+            .env_remove("MYSQL_PWD");
+        if let Some(port) = url.port {
+            cmd.arg(format!("--port={port}"));
+        }
+        if !url.user.is_empty() {
+            cmd.arg(format!("--user={}", url.user));
+        }
+        if let Some(db) = database {
+            cmd.arg(db);
+        }
+        Ok(cmd)
+    }
+
+    fn redact(&self, text: &str) -> String {
+        let mut out = text.trim().replace('\n', "; ");
+        if let Some(p) = self.password.as_deref().filter(|p| !p.is_empty()) {
+            out = out.replace(p, "***");
+        }
+        out
+    }
+
+    fn fail(&self, what: &str, detail: &str) -> Error {
+        Error::Source {
+            target: self.target.to_string(),
+            path: PathBuf::from(self.db.url.without_password()),
+            reason: format!("{what}: {}", self.redact(detail)),
+        }
+    }
+
+    /// Runs one SQL statement; returns its tab-separated output without headers.
+    pub(crate) fn sql(&self, sql: &str) -> Result<String> {
+        let mut cmd = self.command(&["mariadb", "mysql"], None)?;
+        let out = cmd
+            .args(["--batch", "--skip-column-names", "-e", sql])
+            .output()
+            .map_err(|e| self.fail("client", &e.to_string()))?;
+        if !out.status.success() {
+            return Err(self.fail("mariadb failed", &String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// Starts the dump, writing to a pipe.
+    pub(crate) fn start_dump(
+        &self,
+    ) -> Result<(DumpReader, std::sync::Arc<std::sync::Mutex<Option<String>>>)> {
+        let mut cmd = self.command(&["mariadb-dump", "mysqldump"], None)?;
+        cmd.args([
+            "--single-transaction",
+            "--routines",
+            "--events",
+            "--triggers",
+            "--hex-blob",
+            "--default-character-set=utf8mb4",
+            // Without --databases: no CREATE DATABASE/USE lines, so the dump loads into any
+            // database the restore names.
+            &self.db.url.database,
+        ]);
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| self.fail("mariadb-dump", &e.to_string()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| self.fail("mariadb-dump", "no stdout"))?;
+        let stderr = collect(child.stderr.take());
+        Ok(DumpReader::new(
+            "mariadb-dump",
+            child,
+            stdout,
+            stderr,
+            self.password.clone(),
+        ))
+    }
+
+    /// Runs the client against `database` with the dump fed through `feed`.
+    pub(crate) fn restore(
+        &self,
+        database: &str,
+        feed: impl FnOnce(&mut dyn Write) -> Result<()>,
+    ) -> Result<()> {
+        let mut cmd = self.command(&["mariadb", "mysql"], Some(database))?;
+        let mut child = cmd
+            .arg("--default-character-set=utf8mb4")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| self.fail("mariadb", &e.to_string()))?;
+        let stderr = collect(child.stderr.take());
+        let mut stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| self.fail("mariadb", "no stdin"))?;
+        let fed = feed(&mut stdin);
+        drop(stdin);
+        let status = child
+            .wait()
+            .map_err(|e| self.fail("mariadb", &e.to_string()))?;
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let err_text = stderr.lock().map(|s| s.clone()).unwrap_or_default();
+        fed?;
+        if !status.success() {
+            return Err(self.fail("restore failed", &err_text));
+        }
+        Ok(())
+    }
+}

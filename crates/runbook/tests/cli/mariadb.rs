@@ -1,0 +1,144 @@
+//! MariaDB targets against the server on this machine (root, empty password); every test makes
+//! its own uniquely named databases and drops them.
+
+use std::process::Command;
+
+use crate::helpers::Workspace;
+
+fn sql(db: &str, statement: &str) -> String {
+    let out = Command::new("mariadb")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-uroot",
+            "--batch",
+            "--skip-column-names",
+            "--default-character-set=utf8mb4",
+            "-e",
+            statement,
+        ])
+        .args((!db.is_empty()).then_some(db))
+        .output()
+        .expect("mariadb client");
+    assert!(
+        out.status.success(),
+        "{statement}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+struct Db(String);
+
+impl Db {
+    fn new(tag: &str, create: bool) -> Self {
+        let name = format!("rbt_{tag}_{}", std::process::id());
+        sql("", &format!("DROP DATABASE IF EXISTS `{name}`"));
+        if create {
+            sql(
+                "",
+                &format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"),
+            );
+        }
+        Self(name)
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let _ = Command::new("mariadb")
+            .args(["-h", "127.0.0.1", "-uroot", "-e"])
+            .arg(format!("DROP DATABASE IF EXISTS `{}`", self.0))
+            .output();
+    }
+}
+
+fn config(url: &str) -> String {
+    format!("[targets.my]\nkind = \"mariadb\"\nurl = \"{url}\"\n")
+}
+
+fn fingerprint(db: &str) -> Vec<String> {
+    let tables = sql(
+        db,
+        &format!(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = '{db}' AND table_type = 'BASE TABLE' ORDER BY table_name"
+        ),
+    );
+    let mut out: Vec<String> = tables
+        .lines()
+        .map(|t| {
+            format!(
+                "{t}:{}:{}",
+                sql(db, &format!("SELECT COUNT(*) FROM `{t}`")),
+                sql(db, &format!("CHECKSUM TABLE `{t}` EXTENDED"))
+                    .split('\t')
+                    .nth(1)
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    out.push(sql(db, &format!("SELECT CONCAT('views:', COUNT(*)) FROM information_schema.views WHERE table_schema = '{db}'")));
+    out.push(sql(db, &format!("SELECT CONCAT('routines:', COUNT(*)) FROM information_schema.routines WHERE routine_schema = '{db}'")));
+    out.push(sql(db, &format!("SELECT CONCAT('triggers:', COUNT(*)) FROM information_schema.triggers WHERE trigger_schema = '{db}'")));
+    out
+}
+
+#[test]
+fn mariadb_round_trip_and_refusal_rules() {
+    let src = Db::new("msrc", true);
+    sql(&src.0, "CREATE TABLE c (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(100), pic BLOB) ENGINE=InnoDB;
+        CREATE TABLE o (id INT AUTO_INCREMENT PRIMARY KEY, c_id INT NOT NULL, FOREIGN KEY (c_id) REFERENCES c(id)) ENGINE=InnoDB;
+        INSERT INTO c (name, pic) VALUES ('Zoë ✓ 東京', UNHEX('DEADBEEF00')), ('plain', NULL);
+        INSERT INTO o (c_id) SELECT 1 FROM seq_1_to_500;
+        CREATE VIEW v AS SELECT * FROM o WHERE id > 10;
+        CREATE FUNCTION add1(i INT) RETURNS INT DETERMINISTIC RETURN i + 1;
+        CREATE TRIGGER tr BEFORE INSERT ON o FOR EACH ROW SET NEW.c_id = NEW.c_id;");
+    let ws = Workspace::new(&config(&format!("mysql://root@127.0.0.1:3306/{}", src.0)));
+    ws.run(&["backup", "my"]).ok();
+    let dst = Db::new("mdst", false);
+    ws.run(&["restore", "my", "--into", &dst.0]).ok();
+    let want = fingerprint(&src.0);
+    assert!(want.iter().any(|l| l.starts_with("o:500:")), "{want:?}");
+    assert_eq!(fingerprint(&dst.0), want);
+    assert_eq!(
+        sql(&dst.0, "SELECT HEX(pic) FROM c WHERE id = 1"),
+        "DEADBEEF00"
+    );
+
+    ws.run(&["restore", "my", "--into", &dst.0]).fails_with(&[
+        "target `my`",
+        "not empty",
+        "--force",
+    ]);
+    sql(&dst.0, "INSERT INTO c (name) VALUES ('extra')");
+    ws.run(&["restore", "my", "--into", &dst.0, "--force"]).ok();
+    assert_eq!(fingerprint(&dst.0), want, "--force replaced the content");
+}
+
+#[test]
+fn mariadb_failing_dump_leaves_no_snapshot_and_hides_the_password() {
+    // root has an empty password here, so any password is refused by the server.
+    let ws = Workspace::new(&config("mysql://root:wrong-sekret@127.0.0.1:3306/mysql"));
+    let run = ws
+        .run(&["backup", "my"])
+        .fails_with(&["target `my`", "Access denied"]);
+    assert!(!run.stderr.contains("wrong-sekret"), "{}", run.stderr);
+    assert!(ws.snapshot_ids("my").is_empty());
+    let left: Vec<_> = std::fs::read_dir(ws.path("runbook-data/scratch"))
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "the defaults file holding the password is removed: {left:?}"
+    );
+
+    let ws = Workspace::new(&config(
+        "mysql://root@127.0.0.1:3306/rbt_no_such_database_here",
+    ));
+    ws.run(&["backup", "my"]).fails_with(&[
+        "target `my`",
+        "mariadb-dump failed",
+        "no snapshot was written",
+    ]);
+    assert!(ws.snapshot_ids("my").is_empty());
+}
