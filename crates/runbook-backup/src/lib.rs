@@ -58,6 +58,27 @@ impl Default for BackupRequest {
     }
 }
 
+/// How to restore a database target.
+#[derive(Debug, Clone, Copy)]
+pub struct DbRestore {
+    /// Replace a non-empty database (dropped and recreated first).
+    pub force: bool,
+    /// Keep the dump's object owners (PostgreSQL).
+    pub keep_owners: bool,
+    /// Parallel restore jobs (PostgreSQL); above 1 the dump is staged in `data_dir` first.
+    pub jobs: u32,
+}
+
+impl Default for DbRestore {
+    fn default() -> Self {
+        Self {
+            force: false,
+            keep_owners: false,
+            jobs: 1,
+        }
+    }
+}
+
 /// What a restore did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RestoreReport {
@@ -311,9 +332,13 @@ impl Engine {
         target: &str,
         wanted: &str,
         into: &str,
-        force: bool,
-        keep_owners: bool,
+        opts: &DbRestore,
     ) -> Result<RestoreReport> {
+        let DbRestore {
+            force,
+            keep_owners,
+            jobs,
+        } = *opts;
         let started = Instant::now();
         let target = self.config.target(target)?;
         postgres::check_db_name(&target.name, into)?;
@@ -330,7 +355,25 @@ impl Engine {
             TargetKind::Postgres(pg) => {
                 let conn = postgres::Conn::new(&target.name, pg)?;
                 let exists = prepare_pg(&conn, &target.name, into, force)?;
-                conn.restore(into, keep_owners, |stdin| repo.dump_to(&id, &inner, stdin))?;
+                if jobs > 1 {
+                    // pg_restore runs in parallel only from a file: stage the dump in data_dir.
+                    let scratch = ScratchDir::new(
+                        &self.config.scratch_dir(),
+                        &format!("{}-restore", target.name),
+                    )?;
+                    let file = scratch.join("restore.dump");
+                    let mut out = fs::File::create(&file)
+                        .map_err(Error::io(format!("cannot create {}", file.display())))?;
+                    repo.dump_to(&id, &inner, &mut out)?;
+                    out.sync_all()
+                        .map_err(Error::io(format!("cannot write {}", file.display())))?;
+                    drop(out);
+                    conn.restore(into, keep_owners, Some((&file, jobs)), |_| Ok(()))?;
+                } else {
+                    conn.restore(into, keep_owners, None, |stdin| {
+                        repo.dump_to(&id, &inner, stdin)
+                    })?;
+                }
                 conn.psql(into, "ANALYZE")?;
                 exists
             }

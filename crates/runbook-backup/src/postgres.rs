@@ -187,20 +187,26 @@ impl Conn<'_> {
     }
 
     /// Runs `pg_restore` into `database`, feeding it the dump through `feed`.
+    /// With `staged` (a dump file) and `jobs > 1`, restores in parallel from the file;
+    /// otherwise streams the dump through stdin in one transaction.
     pub(crate) fn restore(
         &self,
         database: &str,
         keep_owners: bool,
+        parallel: Option<(&Path, u32)>,
         feed: impl FnOnce(&mut dyn Write) -> Result<()>,
     ) -> Result<()> {
         let mut cmd = self.command("pg_restore", database);
-        cmd.args([
-            "--no-password",
-            "--exit-on-error",
-            "--single-transaction",
-            "--dbname",
-            database,
-        ]);
+        cmd.args(["--no-password", "--exit-on-error"]);
+        match parallel {
+            Some((file, jobs)) => {
+                cmd.arg(format!("--jobs={jobs}")).arg(file);
+            }
+            None => {
+                cmd.arg("--single-transaction");
+            }
+        }
+        cmd.args(["--dbname", database]);
         if !keep_owners {
             cmd.args(["--no-owner", "--no-privileges"]);
         }

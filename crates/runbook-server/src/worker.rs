@@ -123,7 +123,15 @@ fn execute(
                 .map_err(|e| e.to_string())?;
             if let Some(db) = &p.into {
                 let report = engine
-                    .restore_database(&job.target, &p.snapshot, db, p.force, false)
+                    .restore_database(
+                        &job.target,
+                        &p.snapshot,
+                        db,
+                        &runbook_backup::DbRestore {
+                            force: p.force,
+                            ..runbook_backup::DbRestore::default()
+                        },
+                    )
                     .map_err(|e| e.to_string())?;
                 return Ok(serde_json::json!({ "restore": report }));
             }

@@ -156,6 +156,9 @@ pub struct RestoreArgs {
     /// Keep the dump's object owners (default: objects belong to the restoring user).
     #[arg(long)]
     pub keep_owners: bool,
+    /// Parallel restore jobs for PostgreSQL (stages the dump in data_dir, removed afterwards).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: u32,
     /// Replace the destination if it exists (only once the restore has fully succeeded).
     #[arg(long)]
     pub force: bool,

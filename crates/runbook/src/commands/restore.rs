@@ -12,8 +12,11 @@ pub fn run(engine: &Engine, args: &RestoreArgs) -> anyhow::Result<ExitCode> {
             &args.target,
             &args.snapshot,
             db,
-            args.force,
-            args.keep_owners,
+            &runbook_backup::DbRestore {
+                force: args.force,
+                keep_owners: args.keep_owners,
+                jobs: args.jobs,
+            },
         ),
         (None, Some(to)) => engine.restore(&args.target, &args.snapshot, to, args.force),
         (None, None) => anyhow::bail!("give --to PATH or --into DATABASE"),

@@ -198,6 +198,15 @@ fn restore_refuses_a_non_empty_database_without_force() {
     let empty = Db::new("empty");
     ws.run(&["restore", "pg", "--into", &empty.0]).ok();
     assert_eq!(psql(&empty.0, "SELECT count(*) FROM t"), "2");
+    // Parallel restore stages the dump in data_dir and removes it afterwards.
+    let par = Db::name_only("par");
+    ws.run(&["restore", "pg", "--into", &par.0, "--jobs", "2"])
+        .ok();
+    assert_eq!(psql(&par.0, "SELECT count(*) FROM t"), "2");
+    let left: Vec<_> = fs::read_dir(ws.path("runbook-data/scratch"))
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "staged dump removed: {left:?}");
     ws.run(&["restore", "pg", "--into", "bad-name;drop"])
         .fails_with(&["database name"]);
     ws.run(&["restore", "pg", "--to", "x.dump"])
