@@ -11,10 +11,13 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages the tests use: stock restic (interop tests), python3 (a second writer
-# process), util-linux mount (the full-disk test mounts a tiny tmpfs when run as root).
+# process), the PostgreSQL and MariaDB clients (database targets); util-linux mount (the
+# full-disk test mounts a tiny tmpfs when run as root) is part of the base system.
 missing=()
 command -v restic >/dev/null || missing+=(restic)
 command -v python3 >/dev/null || missing+=(python3)
+command -v pg_dump >/dev/null || missing+=(postgresql-client)
+command -v mariadb-dump >/dev/null || command -v mysqldump >/dev/null || missing+=(mariadb-client)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq
