@@ -4,7 +4,7 @@
 //! would only make it skip the file and save the snapshot without it).
 
 use std::{
-    io::Read,
+    io::{BufReader, Read},
     process::{Child, ChildStdout},
     sync::{Arc, Mutex},
 };
@@ -35,7 +35,8 @@ pub(crate) fn collect(stderr: Option<std::process::ChildStderr>) -> Arc<Mutex<St
 pub(crate) struct DumpReader {
     tool: &'static str,
     child: Child,
-    stdout: ChildStdout,
+    /// Buffered: the chunker reads in small pieces, and a pipe read is a system call.
+    stdout: BufReader<ChildStdout>,
     stderr: Arc<Mutex<String>>,
     bytes: u64,
     redact: Option<String>,
@@ -57,7 +58,7 @@ impl DumpReader {
         let reader = Self {
             tool,
             child,
-            stdout,
+            stdout: BufReader::with_capacity(1 << 20, stdout),
             stderr,
             bytes: 0,
             redact,

@@ -115,6 +115,16 @@ impl Engine {
         Ok(self.config.password()?)
     }
 
+    /// Opens the existing repository of `target`.
+    fn open_repo(&self, target: &str) -> Result<Repo> {
+        Repo::open(
+            &self.config.repository.path,
+            target,
+            &self.password()?,
+            None,
+        )
+    }
+
     fn lock(&self, target: &Target) -> Result<TargetLock> {
         let mut lock = TargetLock::acquire(&self.config.data_dir, &target.name)?;
         if lock.interrupted {
@@ -133,12 +143,7 @@ impl Engine {
             return Ok(());
         }
         remove_tmp_files(&dir);
-        let repo = Repo::open(
-            &self.config.repository.path,
-            &target.name,
-            &self.password()?,
-            None,
-        )?;
+        let repo = self.open_repo(&target.name)?;
         repo.prune()
     }
 
@@ -236,12 +241,7 @@ impl Engine {
     /// Unknown target, wrong password, unreadable repository.
     pub fn snapshots(&self, target: &str) -> Result<Vec<Snapshot>> {
         let target = self.config.target(target)?;
-        match Repo::open(
-            &self.config.repository.path,
-            &target.name,
-            &self.password()?,
-            None,
-        ) {
+        match self.open_repo(&target.name) {
             Ok(repo) => repo.snapshots(),
             Err(Error::NoRepository { .. }) => Ok(Vec::new()),
             Err(e) => Err(e),
@@ -264,12 +264,7 @@ impl Engine {
     ) -> Result<RestoreReport> {
         let started = Instant::now();
         let target = self.config.target(target)?;
-        let repo = Repo::open(
-            &self.config.repository.path,
-            &target.name,
-            &self.password()?,
-            None,
-        )?;
+        let repo = self.open_repo(&target.name)?;
         let snapshot = repo.find(wanted)?;
         let replaced = fs::symlink_metadata(to).is_ok();
         match &target.kind {
@@ -342,12 +337,7 @@ impl Engine {
         let started = Instant::now();
         let target = self.config.target(target)?;
         postgres::check_db_name(&target.name, into)?;
-        let repo = Repo::open(
-            &self.config.repository.path,
-            &target.name,
-            &self.password()?,
-            None,
-        )?;
+        let repo = self.open_repo(&target.name)?;
         let snapshot = repo.find(wanted)?;
         let inner = snapshot.paths.first().cloned().unwrap_or_default();
         let id = snapshot.id.clone();
@@ -417,9 +407,8 @@ impl Engine {
     /// Unknown target, busy target, repository failures.
     pub fn forget(&self, target: &str, now: Timestamp, dry_run: bool) -> Result<ForgetPlan> {
         let target = self.config.target(target)?;
-        let password = self.password()?;
         let _lock = self.lock(target)?;
-        match Repo::open(&self.config.repository.path, &target.name, &password, None) {
+        match self.open_repo(&target.name) {
             Ok(repo) => repo.forget(&target.keep, now, dry_run),
             Err(Error::NoRepository { .. }) => Ok(ForgetPlan::default()),
             Err(e) => Err(e),
@@ -432,9 +421,8 @@ impl Engine {
     /// [`Error::CheckFailed`] when damage is found, and the usual open errors.
     pub fn check(&self, target: &str, read_data_percent: Option<f64>) -> Result<CheckReport> {
         let target = self.config.target(target)?;
-        let password = self.password()?;
         let _lock = self.lock(target)?;
-        let repo = Repo::open(&self.config.repository.path, &target.name, &password, None)?;
+        let repo = self.open_repo(&target.name)?;
         let report = repo.check(read_data_percent)?;
         if let Some(first) = report.errors.first() {
             return Err(Error::CheckFailed {

@@ -123,3 +123,15 @@ pub async fn tick(state: &AppState) -> Result<Vec<String>, runbook_store::Error>
     }
     Ok(queued)
 }
+
+/// A target is stale when the slot after the one following its last success has passed (one
+/// missed run is tolerated), or when it has a schedule and has never succeeded.
+#[must_use]
+pub fn is_stale(schedule: &Schedule, last_success_ms: Option<i64>, now_ms: i64) -> bool {
+    match last_success_ms {
+        None => true,
+        Some(at) => next_after(schedule, at)
+            .and_then(|n| next_after(schedule, n))
+            .is_some_and(|deadline| deadline <= now_ms),
+    }
+}

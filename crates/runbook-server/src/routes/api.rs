@@ -42,18 +42,16 @@ pub(crate) async fn targets(State(state): State<AppState>) -> ApiResult<impl Int
             .schedule
             .as_ref()
             .and_then(|s| scheduler::next_after(s, last));
-        let stale = match (&t.schedule, ok.as_ref().and_then(|j| j.finished_at)) {
-            (Some(s), Some(at)) => scheduler::next_after(s, at)
-                .and_then(|n| scheduler::next_after(s, n))
-                .is_some_and(|d| d <= now),
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
+        let last_ok = ok.as_ref().and_then(|j| j.finished_at);
+        let stale = t
+            .schedule
+            .as_ref()
+            .is_some_and(|s| scheduler::is_stale(s, last_ok, now));
         out.push(serde_json::json!({
             "name": t.name,
             "kind": t.kind.name(),
             "schedule": t.schedule.as_ref().map(|s| s.as_str()),
-            "last_success": ok.and_then(|j| j.finished_at),
+            "last_success": last_ok,
             "last_failure": failed.as_ref().and_then(|j| j.finished_at),
             "last_error": failed.and_then(|j| j.error),
             "next_run": next,
@@ -129,6 +127,15 @@ pub(crate) struct RunBody {
     reason: Option<String>,
 }
 
+fn known_target(state: &AppState, name: &str) -> ApiResult<()> {
+    state
+        .engine
+        .config()
+        .target(name)
+        .map(drop)
+        .map_err(|e| AppError::new(StatusCode::NOT_FOUND, e.to_string()))
+}
+
 fn body<T>(b: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
     b.map(|Json(v)| v)
         .map_err(|e| AppError::bad_request(e.body_text()))
@@ -165,11 +172,7 @@ pub(crate) async fn run_backup(
     b: Result<Json<RunBody>, JsonRejection>,
 ) -> ApiResult<impl IntoResponse> {
     let b = body(b)?;
-    state
-        .engine
-        .config()
-        .target(&b.target)
-        .map_err(|e| AppError::new(StatusCode::NOT_FOUND, e.to_string()))?;
+    known_target(&state, &b.target)?;
     let reason = b.reason.unwrap_or_else(|| "api".into());
     let new = NewJob {
         kind: "backup".into(),
@@ -200,11 +203,7 @@ pub(crate) async fn restore(
     b: Result<Json<RestoreBody>, JsonRejection>,
 ) -> ApiResult<impl IntoResponse> {
     let b = body(b)?;
-    state
-        .engine
-        .config()
-        .target(&b.target)
-        .map_err(|e| AppError::new(StatusCode::NOT_FOUND, e.to_string()))?;
+    known_target(&state, &b.target)?;
     if state.store.has_active(&b.target, "backup").await? {
         return Err(AppError::new(
             StatusCode::CONFLICT,

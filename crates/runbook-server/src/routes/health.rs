@@ -98,23 +98,17 @@ pub(crate) async fn report(
         let Some(schedule) = &target.schedule else {
             continue;
         };
-        match last_ok.and_then(|j| j.finished_at) {
-            None => checks.push(check(name, "warn", "no backup yet")),
-            Some(at) => {
-                // Stale when the slot after the one following the last success has passed.
-                let stale = scheduler::next_after(schedule, at)
-                    .and_then(|n| scheduler::next_after(schedule, n))
-                    .is_some_and(|deadline| deadline <= now);
-                if stale {
-                    checks.push(check(
-                        name,
-                        "critical",
-                        "last successful backup is older than its schedule allows",
-                    ));
-                } else {
-                    checks.push(check(name, "ok", "fresh"));
-                }
-            }
+        let last = last_ok.and_then(|j| j.finished_at);
+        if last.is_none() {
+            checks.push(check(name, "warn", "no backup yet"));
+        } else if scheduler::is_stale(schedule, last, now) {
+            checks.push(check(
+                name,
+                "critical",
+                "last successful backup is older than its schedule allows",
+            ));
+        } else {
+            checks.push(check(name, "ok", "fresh"));
         }
     }
     let status = if checks.iter().any(|c| c.status == "critical") {
