@@ -4,8 +4,8 @@
 //! would only make it skip the file and save the snapshot without it).
 
 use std::{
-    io::{BufReader, Read},
-    process::{Child, ChildStdout},
+    io::{BufReader, Read, Write},
+    process::{Child, ChildStderr, ChildStdout, ExitStatus},
     sync::{Arc, Mutex},
 };
 
@@ -13,19 +13,42 @@ use std::{
 #[derive(Debug)]
 pub(crate) struct StreamFailed(pub String);
 
-pub(crate) fn collect(stderr: Option<std::process::ChildStderr>) -> Arc<Mutex<String>> {
-    let buf = Arc::new(Mutex::new(String::new()));
-    if let Some(mut s) = stderr {
-        let sink = buf.clone();
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = s.read_to_string(&mut text);
-            if let Ok(mut b) = sink.lock() {
-                *b = text;
-            }
-        });
+/// Everything a child writes to stderr, read on a thread so the child never blocks on it.
+pub(crate) struct Stderr(Option<std::thread::JoinHandle<String>>);
+
+impl Stderr {
+    pub(crate) fn collect(stderr: Option<ChildStderr>) -> Self {
+        Self(stderr.map(|mut s| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = s.read_to_string(&mut text);
+                text
+            })
+        }))
     }
-    buf
+
+    /// Waits for the child's stderr to close and returns what it wrote.
+    pub(crate) fn finish(&mut self) -> String {
+        self.0
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+/// Feeds a child's stdin through `feed`, closes it, waits for the child, and returns the feed's
+/// result, the exit status and what the child wrote to stderr.
+pub(crate) fn feed_child(
+    mut child: Child,
+    feed: impl FnOnce(&mut dyn Write) -> crate::Result<()>,
+) -> std::io::Result<(crate::Result<()>, ExitStatus, String)> {
+    let mut stderr = Stderr::collect(child.stderr.take());
+    let fed = match child.stdin.take() {
+        Some(mut stdin) => feed(&mut stdin),
+        None => Ok(()),
+    };
+    let status = child.wait()?;
+    Ok((fed, status, stderr.finish()))
 }
 
 /// The dump as it streams out of `pg_dump`. At the end of the stream it waits for the tool:
@@ -37,7 +60,7 @@ pub(crate) struct DumpReader {
     child: Child,
     /// Buffered: the chunker reads in small pieces, and a pipe read is a system call.
     stdout: BufReader<ChildStdout>,
-    stderr: Arc<Mutex<String>>,
+    stderr: Stderr,
     bytes: u64,
     redact: Option<String>,
     /// Why the dump failed, for the caller: the unwinding payload itself may be replaced by the
@@ -51,7 +74,7 @@ impl DumpReader {
         tool: &'static str,
         child: Child,
         stdout: ChildStdout,
-        stderr: Arc<Mutex<String>>,
+        stderr: Stderr,
         redact: Option<String>,
     ) -> (Self, Arc<Mutex<Option<String>>>) {
         let failure = Arc::new(Mutex::new(None));
@@ -81,13 +104,7 @@ impl Read for DumpReader {
         self.bytes += n as u64;
         if n == 0 {
             let status = self.child.wait()?;
-            // Give the stderr reader a moment to finish collecting.
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            let mut err = self
-                .stderr
-                .lock()
-                .map(|s| s.trim().replace('\n', "; "))
-                .unwrap_or_default();
+            let mut err = self.stderr.finish().trim().replace('\n', "; ");
             if let Some(p) = self.redact.as_deref().filter(|p| !p.is_empty()) {
                 err = err.replace(p, "***");
             }

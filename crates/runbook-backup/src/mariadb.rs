@@ -15,7 +15,7 @@ use runbook_config::Mariadb;
 
 use crate::{
     Error, Result,
-    dump::{DumpReader, collect},
+    dump::{DumpReader, Stderr, feed_child},
     scratch::ScratchDir,
 };
 
@@ -166,7 +166,7 @@ impl<'a> Conn<'a> {
             .stdout
             .take()
             .ok_or_else(|| self.fail("mariadb-dump", "no stdout"))?;
-        let stderr = collect(child.stderr.take());
+        let stderr = Stderr::collect(child.stderr.take());
         Ok(DumpReader::new(
             "mariadb-dump",
             child,
@@ -183,25 +183,15 @@ impl<'a> Conn<'a> {
         feed: impl FnOnce(&mut dyn Write) -> Result<()>,
     ) -> Result<()> {
         let mut cmd = self.command(&["mariadb", "mysql"], Some(database))?;
-        let mut child = cmd
+        let child = cmd
             .arg("--default-character-set=utf8mb4")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| self.fail("mariadb", &e.to_string()))?;
-        let stderr = collect(child.stderr.take());
-        let mut stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| self.fail("mariadb", "no stdin"))?;
-        let fed = feed(&mut stdin);
-        drop(stdin);
-        let status = child
-            .wait()
-            .map_err(|e| self.fail("mariadb", &e.to_string()))?;
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        let err_text = stderr.lock().map(|s| s.clone()).unwrap_or_default();
+        let (fed, status, err_text) =
+            feed_child(child, feed).map_err(|e| self.fail("mariadb", &e.to_string()))?;
         fed?;
         if !status.success() {
             return Err(self.fail("restore failed", &err_text));

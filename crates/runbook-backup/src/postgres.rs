@@ -17,7 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
     Error, Result,
-    dump::{DumpReader, collect},
+    dump::{DumpReader, Stderr, feed_child},
 };
 
 /// What a tool needs to reach the database.
@@ -174,7 +174,7 @@ impl Conn<'_> {
             .stdout
             .take()
             .ok_or_else(|| self.fail("pg_dump", "no stdout"))?;
-        let stderr = collect(child.stderr.take());
+        let stderr = Stderr::collect(child.stderr.take());
         Ok(DumpReader::new(
             "pg_dump",
             child,
@@ -210,23 +210,14 @@ impl Conn<'_> {
         if !keep_owners {
             cmd.args(["--no-owner", "--no-privileges"]);
         }
-        let mut child = cmd
+        let child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| self.missing("pg_restore", &e))?;
-        let stderr = collect(child.stderr.take());
-        let mut stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| self.fail("pg_restore", "no stdin"))?;
-        let fed = feed(&mut stdin);
-        drop(stdin);
-        let status = child
-            .wait()
-            .map_err(|e| self.fail("pg_restore", &e.to_string()))?;
-        let err_text = stderr.lock().map(|s| s.clone()).unwrap_or_default();
+        let (fed, status, err_text) =
+            feed_child(child, feed).map_err(|e| self.fail("pg_restore", &e.to_string()))?;
         fed?;
         if !status.success() {
             return Err(self.fail("pg_restore failed", &err_text));
