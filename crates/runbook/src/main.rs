@@ -11,6 +11,8 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     quiet_panics();
+    let _ = log::set_boxed_logger(Box::new(RepositoryWarnings))
+        .map(|()| log::set_max_level(log::LevelFilter::Warn));
     let cli = cli::Cli::parse();
     match commands::run(cli) {
         Ok(code) => code,
@@ -57,4 +59,33 @@ fn quiet_panics() {
             msg.replace('\n', " ")
         );
     }));
+}
+
+/// Shows the repository library's warnings (for example a file it could not read and left out
+/// of a snapshot), one line each; everything below warning level stays quiet.
+struct RepositoryWarnings;
+
+impl log::Log for RepositoryWarnings {
+    fn enabled(&self, meta: &log::Metadata<'_>) -> bool {
+        meta.level() <= log::Level::Warn && meta.target().starts_with("rustic")
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        // Only the archiver's "ignoring error" (a source file left out of the snapshot):
+        // errors that fail an operation are reported once, by runbook itself.
+        let msg = record.args().to_string();
+        if self.enabled(record.metadata()) && msg.starts_with("ignoring error") {
+            let line: String = msg.split_whitespace().collect::<Vec<_>>().join(" ");
+            let short: String = line
+                .split(" Some additional details")
+                .next()
+                .unwrap_or(&line)
+                .chars()
+                .take(400)
+                .collect();
+            eprintln!("runbook: warning: left out of the snapshot: {short}");
+        }
+    }
+
+    fn flush(&self) {}
 }

@@ -540,3 +540,22 @@ fn cli_mutations_are_audited_and_a_tampered_oplog_fails_verify() {
     ws.run(&["oplog", "verify"])
         .fails_with(&["ops log", "entry 1", "edited"]);
 }
+
+/// Regression: the repository library leaves a file it cannot read out of the snapshot and
+/// carries on; the user must be told. (/proc/self/mem fails to read even for root.)
+#[test]
+fn a_source_file_that_cannot_be_read_is_reported() {
+    let ws = Workspace::new(
+        "[targets.files]\nkind = \"files\"\npaths = [\"src\", \"/proc/self/mem\"]\n",
+    );
+    fs::create_dir_all(ws.path("src")).expect("mkdir");
+    fs::write(ws.path("src/a.txt"), b"a").expect("write");
+    let run = ws.run(&["backup", "files"]).ok();
+    assert!(
+        run.stderr
+            .contains("runbook: warning: left out of the snapshot"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("Input/output error"), "{}", run.stderr);
+}
