@@ -164,3 +164,43 @@ fn postgres_target_keeps_the_password_out_of_its_url() {
     let e = err("[targets.pg]\nkind = \"postgres\"\nurl = \"postgres://app:pw1@db:port/shop\"\n");
     assert!(e.contains("targets.pg.url") && !e.contains("pw1"), "{e}");
 }
+
+#[test]
+fn example_with_every_commented_section_enabled_parses() {
+    let text: String = EXAMPLE_CONFIG
+        .lines()
+        .map(|l| {
+            let t = l.strip_prefix("# ").unwrap_or(l);
+            let enabled = [
+                "[",
+                "kind",
+                "url",
+                "paths",
+                "exclude",
+                "password_file",
+                "schedule",
+                "keep",
+            ]
+            .iter()
+            .any(|k| t.starts_with(k));
+            if enabled {
+                t.to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let cfg = parse(&text).expect("every example section parses");
+    assert_eq!(
+        cfg.targets.len(),
+        4,
+        "{:?}",
+        cfg.targets.keys().collect::<Vec<_>>()
+    );
+    assert!(
+        cfg.state_url.starts_with("postgres://"),
+        "{}",
+        cfg.state_url
+    );
+}
