@@ -61,6 +61,9 @@ fn quiet_panics() {
     }));
 }
 
+/// Set by `serve`: warnings go into the JSON log instead of plain stderr lines.
+pub static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Shows the repository library's warnings (for example a file it could not read and left out
 /// of a snapshot), one line each; everything below warning level stays quiet.
 struct RepositoryWarnings;
@@ -83,7 +86,11 @@ impl log::Log for RepositoryWarnings {
                 .chars()
                 .take(400)
                 .collect();
-            eprintln!("runbook: warning: left out of the snapshot: {short}");
+            if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(warning = %short, "left out of the snapshot");
+            } else {
+                eprintln!("runbook: warning: left out of the snapshot: {short}");
+            }
         }
     }
 

@@ -18,6 +18,7 @@ pub fn run(mut config: Config) -> anyhow::Result<ExitCode> {
         )
         .with_writer(std::io::stderr)
         .init();
+    crate::JSON_LOGS.store(true, std::sync::atomic::Ordering::Relaxed);
     let env = |k: &str| std::env::var(k).ok();
     let settings = Settings::from_env(env).map_err(anyhow::Error::msg)?;
     scheduler::apply_seed_env(&mut config, env).map_err(anyhow::Error::msg)?;
