@@ -184,17 +184,30 @@ fn job_killed_mid_run_is_interrupted_and_retried_after_restart() {
 
 #[test]
 fn serve_logs_source_files_left_out_of_a_snapshot() {
-    let ws = Workspace::new("[targets.files]\nkind = \"files\"\npaths = [\"src\", \"/proc/self/mem\"]\n");
+    let ws = Workspace::new(
+        "[targets.files]\nkind = \"files\"\npaths = [\"src\", \"/proc/self/mem\"]\n",
+    );
     std::fs::create_dir_all(ws.path("src")).expect("mkdir");
     std::fs::write(ws.path("src/a.txt"), b"a").expect("write");
     let mut s = serve(&ws);
-    let (code, body) = http(&s.addr, "POST", "/api/backups/run", Some(r#"{"target":"files"}"#));
+    let (code, body) = http(
+        &s.addr,
+        "POST",
+        "/api/backups/run",
+        Some(r#"{"target":"files"}"#),
+    );
     assert_eq!(code, 202, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     let id = v["job_id"].as_str().expect("id").to_string();
-    wait_for("the backup", 60, || job(&s.addr, &id)["state"] == "succeeded");
+    wait_for("the backup", 60, || {
+        job(&s.addr, &id)["state"] == "succeeded"
+    });
     wait_for("the warning in the log", 10, || {
-        s.log.lock().expect("log").iter().any(|l| l.contains("left out of the snapshot") && l.starts_with('{'))
+        s.log
+            .lock()
+            .expect("log")
+            .iter()
+            .any(|l| l.contains("left out of the snapshot") && l.starts_with('{'))
     });
     s.child.kill().expect("stop");
     s.child.wait().expect("wait");
