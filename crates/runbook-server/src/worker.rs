@@ -54,16 +54,6 @@ pub async fn try_execute_next(state: &AppState) -> Result<Outcome, runbook_store
         Ok(v) => (JobState::Succeeded, None, Some(v)),
         Err(e) => (JobState::Failed, Some(e), None),
     };
-    let done = state
-        .store
-        .finish(
-            &job.id,
-            job_state,
-            error.as_deref(),
-            value.as_ref(),
-            finished_at,
-        )
-        .await?;
     let outcome = if job_state == JobState::Succeeded {
         "ok"
     } else {
@@ -90,6 +80,18 @@ pub async fn try_execute_next(state: &AppState) -> Result<Outcome, runbook_store
             detail,
         )
         .await;
+    // Recorded in the ops log before the job shows as finished, so whoever sees it finished
+    // also finds its outcome in the log.
+    let done = state
+        .store
+        .finish(
+            &job.id,
+            job_state,
+            error.as_deref(),
+            value.as_ref(),
+            finished_at,
+        )
+        .await?;
     Ok(Outcome::Ran(Box::new(done)))
 }
 
