@@ -167,13 +167,14 @@ impl Engine {
         };
         let snapshot = match &target.kind {
             TargetKind::Sqlite { path } => {
-                let page = sqlite::page_size(&target.name, path)?;
-                let repo = Repo::open(root, &target.name, &password, Some(Chunking::Fixed(page)))?;
+                let source = sqlite::Source::open(&target.name, path)?;
+                let chunking = Chunking::Fixed(source.page_size);
+                let repo = Repo::open(root, &target.name, &password, Some(chunking))?;
                 // The copy keeps the source's file name: the snapshot records it under the
                 // source's path (`as_path` replaces only the directory).
                 let scratch = ScratchDir::new(&self.config.scratch_dir(), &target.name)?;
                 let copy = scratch.join(path.file_name().unwrap_or(path.as_os_str()));
-                sqlite::consistent_copy(&target.name, path, &copy)?;
+                sqlite::consistent_copy(&target.name, source, path, &copy)?;
                 meta.prepare_seconds = started.elapsed().as_secs_f64();
                 lock.begin_write()?;
                 repo.backup(&BackupSpec {

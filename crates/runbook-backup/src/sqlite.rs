@@ -18,11 +18,22 @@ use crate::{Error, Result};
 /// How long to wait for a writer that holds the database exclusively (rollback-journal mode).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Opens `path` read-only and makes sure it is a SQLite database; returns its page size.
-pub(crate) fn page_size(target: &str, path: &Path) -> Result<u32> {
-    let conn = open_source(target, path)?;
-    conn.query_row("PRAGMA page_size", [], |r| r.get::<_, u32>(0))
-        .map_err(|e| not_sqlite(target, path, &e))
+/// A live database opened read-only and checked to be SQLite.
+pub(crate) struct Source {
+    conn: Connection,
+    /// The database page size: the repository's chunk size.
+    pub page_size: u32,
+}
+
+impl Source {
+    /// Opens `path` read-only and makes sure it is a SQLite database.
+    pub(crate) fn open(target: &str, path: &Path) -> Result<Self> {
+        let conn = open_source(target, path)?;
+        let page_size = conn
+            .query_row("PRAGMA page_size", [], |r| r.get::<_, u32>(0))
+            .map_err(|e| not_sqlite(target, path, &e))?;
+        Ok(Self { conn, page_size })
+    }
 }
 
 fn open_source(target: &str, path: &Path) -> Result<Connection> {
@@ -56,8 +67,8 @@ fn not_sqlite(target: &str, path: &Path, e: &rusqlite::Error) -> Error {
 
 /// Copies the database at `src` into the new file `dest` in one read transaction, then runs
 /// `PRAGMA integrity_check` on the copy.
-pub(crate) fn consistent_copy(target: &str, src: &Path, dest: &Path) -> Result<()> {
-    let source = open_source(target, src)?;
+pub(crate) fn consistent_copy(target: &str, source: Source, src: &Path, dest: &Path) -> Result<()> {
+    let source = source.conn;
     let mut copy = Connection::open(dest).map_err(|e| Error::Io {
         context: format!("cannot create scratch copy {}", dest.display()),
         source: std::io::Error::other(e.to_string()),

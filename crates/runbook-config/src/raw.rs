@@ -137,8 +137,7 @@ impl RawConfig {
                     schedule,
                     keep,
                 } => {
-                    let url = crate::DbUrl::parse(&url)
-                        .map_err(|r| ConfigError::invalid(file, format!("{key}.url"), r))?;
+                    let url = db_url(file, &key, &url, "postgres")?;
                     (
                         TargetKind::Postgres(crate::Postgres {
                             url,
@@ -157,8 +156,7 @@ impl RawConfig {
                     schedule,
                     keep,
                 } => {
-                    let url = crate::DbUrl::parse(&url)
-                        .map_err(|r| ConfigError::invalid(file, format!("{key}.url"), r))?;
+                    let url = db_url(file, &key, &url, "mysql")?;
                     (
                         TargetKind::Mariadb(crate::Mariadb {
                             url,
@@ -247,6 +245,23 @@ impl RawKeep {
                 .transpose()?,
         })
     }
+}
+
+/// Parses a database target's URL and checks its scheme matches the target's kind.
+fn db_url(file: &Path, key: &str, url: &str, scheme: &str) -> Result<crate::DbUrl, ConfigError> {
+    let parsed = crate::DbUrl::parse(url)
+        .map_err(|r| ConfigError::invalid(file, format!("{key}.url"), r))?;
+    if parsed.scheme != scheme {
+        return Err(ConfigError::invalid(
+            file,
+            format!("{key}.url"),
+            format!(
+                "a {} URL does not fit this target's kind; use {scheme}://",
+                parsed.scheme
+            ),
+        ));
+    }
+    Ok(parsed)
 }
 
 /// Target names become directory names: keep them short and plain.

@@ -204,3 +204,17 @@ fn example_with_every_commented_section_enabled_parses() {
         cfg.state_url
     );
 }
+
+#[test]
+fn database_url_must_match_the_target_kind() {
+    let e = err("[targets.pg]\nkind = \"postgres\"\nurl = \"mysql://root@db:3306/shop\"\n");
+    assert!(
+        e.contains("targets.pg.url") && e.contains("postgres://"),
+        "{e}"
+    );
+    let e = err("[targets.my]\nkind = \"mariadb\"\nurl = \"postgres://app@db/shop\"\n");
+    assert!(
+        e.contains("targets.my.url") && e.contains("mysql://"),
+        "{e}"
+    );
+}
