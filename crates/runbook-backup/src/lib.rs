@@ -4,6 +4,7 @@
 //! targets of a [`runbook_config::Config`]. Each target has its own repository at
 //! `<repository.path>/<target>`, its own lock, and the chunker its data wants.
 
+mod database;
 mod dump;
 mod error;
 mod lock;
@@ -25,15 +26,16 @@ use jiff::Timestamp;
 use runbook_config::{Config, Target, TargetKind};
 use secrecy::SecretString;
 
+pub use database::Database;
 pub use error::{Error, Result};
+pub use lock::TargetLock;
 pub use repository::{CheckReport, ForgetPlan};
+pub use scratch::{ScratchDir, remove_leftovers};
 pub use snapshot::Snapshot;
 
 use crate::{
-    lock::TargetLock,
     repository::{BackupSpec, Chunking, Repo},
     restore::Staged,
-    scratch::ScratchDir,
     snapshot::Meta,
 };
 
@@ -59,7 +61,7 @@ impl Default for BackupRequest {
 }
 
 /// How to restore a database target.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct DbRestore {
     /// Replace a non-empty database (dropped and recreated first).
     pub force: bool,
@@ -67,6 +69,8 @@ pub struct DbRestore {
     pub keep_owners: bool,
     /// Parallel restore jobs (PostgreSQL); above 1 the dump is staged in `data_dir` first.
     pub jobs: u32,
+    /// Restore onto this server instead of the target's own (a drill server).
+    pub server: Option<runbook_config::DbUrl>,
 }
 
 impl Default for DbRestore {
@@ -75,6 +79,7 @@ impl Default for DbRestore {
             force: false,
             keep_owners: false,
             jobs: 1,
+            server: None,
         }
     }
 }
@@ -334,15 +339,27 @@ impl Engine {
             force,
             keep_owners,
             jobs,
+            ref server,
         } = *opts;
         let started = Instant::now();
         let target = self.config.target(target)?;
         postgres::check_db_name(&target.name, into)?;
+        let db = Database::new(
+            &target.name,
+            &target.kind,
+            server.as_ref(),
+            &self.config.scratch_dir(),
+        )
+        .ok();
+        let kind = match (&target.kind, db.as_ref().map(Database::server_kind)) {
+            (TargetKind::Postgres(_), Some(k)) | (TargetKind::Mariadb(_), Some(k)) => k,
+            _ => target.kind.clone(),
+        };
         let repo = self.open_repo(&target.name)?;
         let snapshot = repo.find(wanted)?;
         let inner = snapshot.paths.first().cloned().unwrap_or_default();
         let id = snapshot.id.clone();
-        let replaced = match &target.kind {
+        let replaced = match &kind {
             TargetKind::Postgres(pg) => {
                 let conn = postgres::Conn::new(&target.name, pg)?;
                 let exists = prepare_pg(&conn, &target.name, into, force)?;
@@ -400,6 +417,41 @@ impl Engine {
             replaced,
             seconds: started.elapsed().as_secs_f64(),
         })
+    }
+
+    /// The database server of a PostgreSQL or MariaDB target, or `server` standing in for it.
+    ///
+    /// # Errors
+    /// Unknown target, or a target that is not a database.
+    pub fn database(
+        &self,
+        target: &str,
+        server: Option<&runbook_config::DbUrl>,
+    ) -> Result<Database> {
+        let target = self.config.target(target)?;
+        Database::new(
+            &target.name,
+            &target.kind,
+            server,
+            &self.config.scratch_dir(),
+        )
+    }
+
+    /// Checks the files restored from snapshot `id` of `target` under `dir` against the
+    /// snapshot itself: every file's chunks are re-hashed and compared with the chunk ids the
+    /// snapshot records (the ids are SHA-256 of the original content). Returns the files that
+    /// differ or are missing, and how many files were checked.
+    ///
+    /// # Errors
+    /// Unknown target or snapshot, unreadable repository.
+    pub fn verify_restored(
+        &self,
+        target: &str,
+        id: &str,
+        dir: &Path,
+    ) -> Result<(usize, Vec<String>)> {
+        let target = self.config.target(target)?;
+        self.open_repo(&target.name)?.verify_tree(id, dir)
     }
 
     /// Applies `target`'s `keep` rule as of `now`; prunes unreferenced data unless `dry_run`.

@@ -141,6 +141,21 @@ impl<'a> Conn<'a> {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
+    /// Runs one query in `database`; returns its rows, columns split.
+    pub(crate) fn rows(&self, database: &str, sql: &str) -> Result<Vec<Vec<String>>> {
+        let mut cmd = self.command(&["mariadb", "mysql"], Some(database))?;
+        let out = cmd
+            .args(["--batch", "--skip-column-names", "-e", sql])
+            .output()
+            .map_err(|e| self.fail("client", &e.to_string()))?;
+        if !out.status.success() {
+            return Err(self.fail("mariadb failed", &String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok(crate::postgres::split_rows(&String::from_utf8_lossy(
+            &out.stdout,
+        )))
+    }
+
     /// Starts the dump, writing to a pipe.
     pub(crate) fn start_dump(
         &self,

@@ -123,6 +123,30 @@ impl Conn<'_> {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
+    /// Runs one query with `psql` against `database`; returns its rows, columns split.
+    pub(crate) fn rows(&self, database: &str, sql: &str) -> Result<Vec<Vec<String>>> {
+        let out = self
+            .command("psql", database)
+            .args([
+                "-X",
+                "-q",
+                "-t",
+                "-A",
+                "-F",
+                "\t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
+            .output()
+            .map_err(|e| self.missing("psql", &e))?;
+        if !out.status.success() {
+            return Err(self.fail("psql failed", &String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok(split_rows(&String::from_utf8_lossy(&out.stdout)))
+    }
+
     /// Refuses a server newer than the local `pg_dump`.
     pub(crate) fn check_versions(&self) -> Result<()> {
         let out = self
@@ -224,6 +248,14 @@ impl Conn<'_> {
         }
         Ok(())
     }
+}
+
+/// Tab-separated lines into rows of columns (empty lines dropped).
+pub(crate) fn split_rows(text: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect()
 }
 
 /// Database names runbook creates or drops are plain identifiers (no quoting games).

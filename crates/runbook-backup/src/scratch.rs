@@ -5,18 +5,20 @@ use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
 
-/// A private scratch directory `<dir>/<target>.<pid>`, deleted with its content when dropped.
+/// A private scratch directory `<dir>/<name>.<pid>`, deleted with its content when dropped.
 #[derive(Debug)]
-pub(crate) struct ScratchDir {
+pub struct ScratchDir {
     path: PathBuf,
 }
 
 impl ScratchDir {
-    /// Creates the directory after removing leftovers of earlier runs of `target`. The caller
-    /// must hold the target lock, so no live run owns those leftovers.
-    pub(crate) fn new(dir: &Path, target: &str) -> Result<Self> {
-        remove_leftovers(dir, target);
-        let path = dir.join(format!("{target}.{}", std::process::id()));
+    /// Creates the directory after removing leftovers of earlier, dead runs of `name`.
+    ///
+    /// # Errors
+    /// When the directory cannot be created.
+    pub fn new(dir: &Path, name: &str) -> Result<Self> {
+        remove_leftovers(dir, name);
+        let path = dir.join(format!("{name}.{}", std::process::id()));
         std::fs::create_dir_all(&path).map_err(Error::io(format!(
             "cannot create scratch directory {}",
             path.display()
@@ -25,8 +27,15 @@ impl ScratchDir {
     }
 
     /// A path inside the scratch directory.
-    pub(crate) fn join(&self, name: impl AsRef<Path>) -> PathBuf {
+    #[must_use]
+    pub fn join(&self, name: impl AsRef<Path>) -> PathBuf {
         self.path.join(name)
+    }
+
+    /// The directory itself.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 
@@ -36,22 +45,35 @@ impl Drop for ScratchDir {
     }
 }
 
-/// Removes `<dir>/<target>.*` left by runs that were killed. Returns how many were removed.
-pub(crate) fn remove_leftovers(dir: &Path, target: &str) -> usize {
-    let prefix = format!("{target}.");
+/// Removes `<dir>/<name>.<pid>` left by runs whose process is gone (killed, crashed). A
+/// directory of a live process — another runbook working on the same name, or this process
+/// — is left alone. Returns what was removed.
+pub fn remove_leftovers(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let prefix = format!("{name}.");
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
+        return Vec::new();
     };
-    let mut removed = 0;
+    let mut removed = Vec::new();
     for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
-            let p = entry.path();
-            let ok = if p.is_dir() {
-                std::fs::remove_dir_all(&p)
-            } else {
-                std::fs::remove_file(&p)
-            };
-            removed += usize::from(ok.is_ok());
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file_name
+            .strip_prefix(&prefix)
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+        if alive {
+            continue;
+        }
+        let p = entry.path();
+        let ok = if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        if ok.is_ok() {
+            removed.push(p);
         }
     }
     removed

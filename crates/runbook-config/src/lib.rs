@@ -7,6 +7,7 @@
 //! so only `config check` and `backup` ask for the second step.
 
 mod dburl;
+mod drill;
 mod error;
 mod keep;
 mod raw;
@@ -20,6 +21,7 @@ use std::{
 use secrecy::SecretString;
 
 pub use dburl::DbUrl;
+pub use drill::{Drill, DrillCheck, DrillSnapshot, parse_percent};
 pub use error::ConfigError;
 pub use keep::Keep;
 pub use schedule::Schedule;
@@ -67,6 +69,8 @@ pub struct Target {
     pub schedule: Option<Schedule>,
     /// Retention rule applied by `forget`.
     pub keep: Keep,
+    /// Restore drills (`[targets.X.drill]`); `None` when the table is absent.
+    pub drill: Option<Drill>,
 }
 
 /// The kinds of data runbook backs up.
@@ -222,6 +226,15 @@ impl Config {
                 name: name.to_string(),
                 known: self.targets.keys().cloned().collect::<Vec<_>>().join(", "),
             })
+    }
+
+    /// The directory of the configuration file (a drill's `ready_command` runs there).
+    #[must_use]
+    pub fn base_dir(&self) -> PathBuf {
+        self.file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
     }
 
     /// Where scratch files live (always inside `data_dir`).

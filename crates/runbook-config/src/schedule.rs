@@ -13,7 +13,7 @@ pub struct Schedule {
 
 impl Schedule {
     /// Parses `0 3 * * *`, `daily at 03 UTC`, `daily at 03:30 UTC`, `hourly`, `daily`,
-    /// `weekly`, `monthly`.
+    /// `weekly`, `monthly`, `quarterly`.
     ///
     /// # Errors
     /// A message saying what forms are accepted.
@@ -24,6 +24,7 @@ impl Schedule {
             "daily" => "0 0 * * *".to_string(),
             "weekly" => "0 0 * * 1".to_string(),
             "monthly" => "0 0 1 * *".to_string(),
+            "quarterly" => "0 0 1 1,4,7,10 *".to_string(),
             lower if lower.starts_with("daily at ") => daily_at(lower)?,
             _ => t.to_string(),
         };

@@ -218,3 +218,93 @@ fn database_url_must_match_the_target_kind() {
         "{e}"
     );
 }
+
+#[test]
+fn issue_drill_example_parses() {
+    let cfg = parse(
+        r#"
+[targets.app-db]
+kind = "postgres"
+url = "postgres://app@db:5432/app"
+[targets.app-db.drill]
+schedule = "0 5 * * 1"
+snapshot = "latest"
+max_restore = "15m"
+max_data_age = "26h"
+ready_command = "./bin/migrate --check"
+server = "postgres://drill:s3cret@scratch-db:5432/postgres"
+[[targets.app-db.drill.checks]]
+sql = "select count(*) > 0 from users"
+[[targets.app-db.drill.checks]]
+row_counts = { tolerance = "1%" }
+"#,
+    )
+    .expect("parses");
+    let d = cfg.targets["app-db"].drill.as_ref().expect("has a drill");
+    assert_eq!(d.max_restore, Some(std::time::Duration::from_secs(900)));
+    assert_eq!(
+        d.max_data_age,
+        Some(std::time::Duration::from_secs(26 * 3600))
+    );
+    assert_eq!(d.snapshot, DrillSnapshot::Latest);
+    assert_eq!(d.ready_timeout, std::time::Duration::from_secs(300));
+    assert_eq!(
+        d.checks,
+        vec![
+            DrillCheck::Sql("select count(*) > 0 from users".into()),
+            DrillCheck::RowCounts {
+                tolerance_percent: 1.0
+            }
+        ]
+    );
+    let server = d.server.as_ref().expect("server");
+    assert_eq!(server.host, "scratch-db");
+    assert!(!server.to_string().contains("s3cret"));
+}
+
+#[test]
+fn drill_shorthands_and_random_snapshot() {
+    let cfg = parse(
+        r#"
+[targets.db]
+kind = "sqlite"
+path = "/srv/app.db"
+drill = { schedule = "quarterly", snapshot = "random-within:30d" }
+"#,
+    )
+    .expect("parses");
+    let d = cfg.targets["db"].drill.as_ref().expect("has a drill");
+    assert_eq!(
+        d.snapshot,
+        DrillSnapshot::RandomWithin(std::time::Duration::from_secs(30 * 86400))
+    );
+    assert_eq!(d.schedule.as_ref().map(Schedule::as_str), Some("quarterly"));
+}
+
+#[test]
+fn bad_drill_settings_name_their_key() {
+    let base = "[targets.db]\nkind = \"sqlite\"\npath = \"/a.db\"\n[targets.db.drill]\n";
+    let cases = [
+        ("max_restore = \"soon\"", "targets.db.drill.max_restore"),
+        ("snapshot = \"oldest\"", "targets.db.drill.snapshot"),
+        ("schedule = \"fortnightly\"", "targets.db.drill.schedule"),
+        ("server = \"postgres://x@h/d\"", "targets.db.drill.server"),
+        ("checks = [{}]", "targets.db.drill.checks[0]"),
+        (
+            "checks = [{ sql = \"select 1\", row_counts = {} }]",
+            "targets.db.drill.checks[0]",
+        ),
+        (
+            "checks = [{ row_counts = { tolerance = \"5\" } }]",
+            "targets.db.drill.checks[0].row_counts.tolerance",
+        ),
+        ("colour = \"red\"", "colour"),
+    ];
+    for (line, key) in cases {
+        let msg = err(&format!("{base}{line}\n"));
+        assert!(msg.contains(key), "{line}: {msg}");
+        assert_eq!(msg.lines().count(), 1, "{msg}");
+    }
+    let files = "[targets.f]\nkind = \"files\"\npaths = [\"/x\"]\n[targets.f.drill]\nchecks = [{ sql = \"select 1\" }]\n";
+    assert!(err(files).contains("need a database target"));
+}

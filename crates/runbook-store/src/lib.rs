@@ -1,10 +1,11 @@
-//! The state store: jobs, API keys, schedule state and the hash-chained ops log.
+//! The state store: jobs, restore drills, API keys, schedule state and the hash-chained ops log.
 //!
 //! One schema for SQLite (the embedded default, a file in `data_dir`) and PostgreSQL (to scale
 //! out), chosen from the URL. Queries use only what both engines share (`$n` parameters,
 //! `RETURNING`, `BIGINT`/`TEXT`), and migrations are plain SQL run in order.
 //! Times are Unix milliseconds supplied by the caller, so callers can drive a test clock.
 
+mod drills;
 mod error;
 mod jobs;
 mod keys;
@@ -13,6 +14,7 @@ mod oplog;
 
 use sqlx::{AnyPool, any::AnyPoolOptions};
 
+pub use drills::{DrillRecord, NewDrill};
 pub use error::{Error, Result};
 pub use jobs::{Job, JobState, NewJob};
 pub use keys::{ApiKey, NewKey, Role};

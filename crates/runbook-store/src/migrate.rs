@@ -2,7 +2,8 @@
 
 use crate::{Result, Store};
 
-const MIGRATIONS: &[&str] = &["CREATE TABLE jobs (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE jobs (
         id TEXT PRIMARY KEY,
         kind TEXT NOT NULL,
         target TEXT NOT NULL,
@@ -40,7 +41,23 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE jobs (
         detail TEXT NOT NULL,
         prev_hash TEXT NOT NULL,
         hash TEXT NOT NULL
-    )"];
+    )",
+    "CREATE TABLE drills (
+        id TEXT PRIMARY KEY,
+        target TEXT NOT NULL,
+        snapshot_id TEXT,
+        snapshot_time BIGINT,
+        started_at BIGINT NOT NULL,
+        finished_at BIGINT NOT NULL,
+        restore_ms BIGINT,
+        data_age_ms BIGINT,
+        outcome TEXT NOT NULL,
+        failed_checks TEXT NOT NULL,
+        report TEXT NOT NULL,
+        requested_by TEXT NOT NULL
+    );
+    CREATE INDEX drills_target ON drills (target, started_at)",
+];
 
 pub(crate) async fn run(store: &Store) -> Result<()> {
     let pool = store.pool();

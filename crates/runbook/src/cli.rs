@@ -40,6 +40,13 @@ pub enum Command {
     Forget(ForgetArgs),
     /// Verify repositories; optionally read back a share of the data.
     Check(CheckArgs),
+    /// Restore drill: restore a snapshot into scratch, check it, measure RTO and data age.
+    Drill(DrillArgs),
+    /// Reports for an operations log or an audit.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// Run the scheduler, the job worker and the HTTP API.
     Serve,
     /// Manage API keys.
@@ -49,6 +56,38 @@ pub enum Command {
     },
     /// Show the operations log, or verify its hash chain.
     Oplog(OplogArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// Targets to drill.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub targets: Vec<String>,
+    /// Drill every configured target.
+    #[arg(long)]
+    pub all: bool,
+    /// Snapshot id (or unique prefix) instead of the target's `drill.snapshot` choice.
+    #[arg(long)]
+    pub snapshot: Option<String>,
+    /// Print the reports as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// The restore drills of a period: date, snapshot, RTO, RPO, outcome, failing checks.
+    Drills {
+        /// How far back: 90d, 12w, 48h.
+        #[arg(long, default_value = "90d")]
+        since: String,
+        /// Only this target.
+        #[arg(long)]
+        target: Option<String>,
+        /// md (a Markdown table) or json.
+        #[arg(long, default_value = "md", value_parser = ["md", "json"])]
+        format: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

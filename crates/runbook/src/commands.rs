@@ -3,6 +3,7 @@
 mod backup;
 mod check;
 mod config;
+mod drill;
 mod forget;
 mod init;
 mod keys;
@@ -17,7 +18,7 @@ use anyhow::Context;
 use runbook_backup::Engine;
 use runbook_config::Config;
 
-use crate::cli::{Cli, Command, ConfigCommand};
+use crate::cli::{Cli, Command, ConfigCommand, ReportCommand};
 
 /// Runs the command; `Ok` carries the exit code for commands that report partial failure.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -37,6 +38,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Restore(args) => restore::run(&engine(&cli.config)?, &args),
         Command::Forget(args) => forget::run(&engine(&cli.config)?, &args),
         Command::Check(args) => check::run(&engine(&cli.config)?, &args),
+        Command::Drill(args) => drill::run(&engine(&cli.config)?, &args),
+        Command::Report {
+            command:
+                ReportCommand::Drills {
+                    since,
+                    target,
+                    format,
+                },
+        } => drill::report(&load(&cli.config)?, &since, target.as_deref(), &format),
         Command::Serve => serve::run(load(&cli.config)?),
         Command::Keys { command } => keys::run(&load(&cli.config)?, command),
         Command::Oplog(args) => oplog::run(&load(&cli.config)?, &args),

@@ -16,6 +16,7 @@ pub fn run(engine: &Engine, args: &RestoreArgs) -> anyhow::Result<ExitCode> {
                 force: args.force,
                 keep_owners: args.keep_owners,
                 jobs: args.jobs,
+                server: None,
             },
         ),
         (None, Some(to)) => engine.restore(&args.target, &args.snapshot, to, args.force),

@@ -1,0 +1,80 @@
+//! `runbook report drills`: the drill table a runbook asks for, ready to paste into an
+//! operations log or an audit.
+
+use std::fmt::Write;
+
+use runbook_store::DrillRecord;
+
+use crate::seconds;
+
+/// Parses `--since 90d` (also `12w`, `48h`).
+///
+/// # Errors
+/// A message naming the accepted form.
+pub fn parse_since(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid --since {text:?}: use a number and a unit: 90d, 12w, 48h"))?;
+    let secs = match unit {
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => {
+            return Err(format!(
+                "invalid --since {text:?}: use a number and a unit: 90d, 12w, 48h"
+            ));
+        }
+    };
+    Ok(std::time::Duration::from_secs(n * secs))
+}
+
+fn ms_time(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default()
+}
+
+/// A Markdown table of `drills` (newest first), with a header line naming the period.
+#[must_use]
+pub fn markdown(drills: &[DrillRecord], since: &str) -> String {
+    let mut out = String::new();
+    let passed = drills.iter().filter(|d| d.outcome == "passed").count();
+    let _ = writeln!(
+        out,
+        "## Restore drills (last {since}): {} run, {passed} passed, {} not passed\n",
+        drills.len(),
+        drills.len() - passed
+    );
+    let _ = writeln!(
+        out,
+        "| Date | Target | Snapshot | Snapshot time | RTO (restore) | RPO (data age) | Outcome | Failing checks |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    #[allow(clippy::cast_precision_loss)]
+    for d in drills {
+        let secs =
+            |ms: Option<i64>| ms.map_or_else(|| "-".to_string(), |m| seconds(m as f64 / 1000.0));
+        let failing = if d.failed_checks.is_empty() {
+            d.report["error"].as_str().unwrap_or("-").to_string()
+        } else {
+            d.failed_checks.join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            ms_time(d.started_at),
+            d.target,
+            d.snapshot_id
+                .as_deref()
+                .map_or("-", |s| &s[..s.len().min(8)]),
+            d.snapshot_time.map_or_else(|| "-".to_string(), ms_time),
+            secs(d.restore_ms),
+            secs(d.data_age_ms),
+            d.outcome,
+            failing.replace('|', "\\|"),
+        );
+    }
+    out
+}
