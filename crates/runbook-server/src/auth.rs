@@ -27,7 +27,7 @@ const PUBLIC: [&str; 4] = ["/healthz", "/health/live", "/readyz", "/health/ready
 fn required_role(method: &Method, path: &str) -> Role {
     if method == Method::GET || method == Method::HEAD {
         Role::Readonly
-    } else if path == "/api/backups/run" {
+    } else if path == "/api/backups/run" || path == "/api/drills/run" {
         Role::Operator
     } else {
         Role::Owner

@@ -1,5 +1,5 @@
-//! Prometheus text metrics kept in memory; per-target backup facts are read from the state
-//! store at scrape time.
+//! Prometheus text metrics kept in memory; per-target backup and drill facts are read from the
+//! state store at scrape time.
 
 use std::{collections::BTreeMap, fmt::Write, sync::Mutex};
 
@@ -97,5 +97,69 @@ impl Metrics {
             let _ = writeln!(out, "# HELP runbook_http_rate_limited_total Requests refused by the rate limit.\n# TYPE runbook_http_rate_limited_total counter\nrunbook_http_rate_limited_total {}", m.rate_limited);
             out
         })
+    }
+}
+
+/// What the state store knows about one target's drills, for `/metrics`.
+#[derive(Debug)]
+pub(crate) struct DrillFacts {
+    pub target: String,
+    pub last_success_ms: Option<i64>,
+    pub restore_ms: Option<i64>,
+    pub data_age_ms: Option<i64>,
+    pub failures: i64,
+}
+
+/// Appends the drill gauges and counter: last success, last restore time (RTO), last data age
+/// (RPO), failures.
+#[allow(clippy::cast_precision_loss)]
+pub(crate) fn render_drills(out: &mut String, drills: &[DrillFacts]) {
+    let secs = |ms: Option<i64>| ms.map_or(0.0, |m| m as f64 / 1000.0);
+    let _ = writeln!(
+        out,
+        "# HELP runbook_drill_last_success_timestamp_seconds Unix time of the last passed restore drill (0: never).\n# TYPE runbook_drill_last_success_timestamp_seconds gauge"
+    );
+    for d in drills {
+        let _ = writeln!(
+            out,
+            "runbook_drill_last_success_timestamp_seconds{{target=\"{}\"}} {}",
+            d.target,
+            secs(d.last_success_ms)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP runbook_drill_restore_seconds Restore time of the last drill (the measured RTO).\n# TYPE runbook_drill_restore_seconds gauge"
+    );
+    for d in drills.iter().filter(|d| d.restore_ms.is_some()) {
+        let _ = writeln!(
+            out,
+            "runbook_drill_restore_seconds{{target=\"{}\"}} {}",
+            d.target,
+            secs(d.restore_ms)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP runbook_drill_data_age_seconds Age of the data restored by the last drill (the measured RPO).\n# TYPE runbook_drill_data_age_seconds gauge"
+    );
+    for d in drills.iter().filter(|d| d.data_age_ms.is_some()) {
+        let _ = writeln!(
+            out,
+            "runbook_drill_data_age_seconds{{target=\"{}\"}} {}",
+            d.target,
+            secs(d.data_age_ms)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP runbook_drill_failures_total Drills that failed or could not run.\n# TYPE runbook_drill_failures_total counter"
+    );
+    for d in drills {
+        let _ = writeln!(
+            out,
+            "runbook_drill_failures_total{{target=\"{}\"}} {}",
+            d.target, d.failures
+        );
     }
 }

@@ -43,6 +43,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/backups", get(api::backups))
         .route("/api/backups/run", post(api::run_backup))
         .route("/api/backups/restore", post(api::restore))
+        .route("/api/drills", get(api::drills))
+        .route("/api/drills/run", post(api::run_drill))
         .route("/api/jobs", get(api::jobs))
         .route("/api/jobs/{id}", get(api::job))
         .route("/api/oplog", get(api::oplog))

@@ -1,4 +1,4 @@
-//! The scheduler: turns each target's schedule into queued backup jobs. [`tick`] is one
+//! The scheduler: turns each target's backup and drill schedules into queued jobs. [`tick`] is one
 //! step at the clock's time; a slot missed while the service was down runs once at the next
 //! tick (several missed slots collapse into one run).
 
@@ -74,7 +74,8 @@ pub fn next_after(schedule: &Schedule, after_ms: i64) -> Option<i64> {
         .map(|t| t.timestamp_millis())
 }
 
-/// Enqueues a backup for every target whose next slot has come. Returns the targets queued.
+/// Enqueues a backup for every target whose backup slot has come, and a drill for every target
+/// whose drill slot has come. Returns what was queued (`target` or `target:drill`).
 ///
 /// # Errors
 /// State store errors.
@@ -82,46 +83,68 @@ pub async fn tick(state: &AppState) -> Result<Vec<String>, runbook_store::Error>
     let now = state.clock.now_ms();
     let mut queued = Vec::new();
     for target in state.engine.config().targets.values() {
-        let Some(schedule) = &target.schedule else {
-            continue;
-        };
-        let Some(last) = state.store.last_scheduled(&target.name).await? else {
-            // First sight of this target: start counting from now.
-            state.store.set_last_scheduled(&target.name, now).await?;
-            continue;
-        };
-        let due = next_after(schedule, last).is_some_and(|next| next <= now);
-        if !due {
-            continue;
+        if let Some(schedule) = &target.schedule
+            && due(state, &target.name, "backup", schedule, now).await?
+        {
+            queued.push(target.name.clone());
         }
-        state.store.set_last_scheduled(&target.name, now).await?;
-        if state.store.has_active(&target.name, "backup").await? {
-            continue;
+        if let Some(schedule) = target.drill.as_ref().and_then(|d| d.schedule.as_ref())
+            && due(state, &target.name, "drill", schedule, now).await?
+        {
+            queued.push(format!("{}:drill", target.name));
         }
-        let job = state
-            .store
-            .enqueue(
-                NewJob {
-                    kind: "backup".into(),
-                    target: target.name.clone(),
-                    params: serde_json::json!({ "reason": "schedule" }),
-                    requested_by: "schedule".into(),
-                },
-                now,
-            )
-            .await?;
-        state
-            .audit(
-                "schedule",
-                "backup.run",
-                &target.name,
-                "accepted",
-                job.id.clone(),
-            )
-            .await;
-        queued.push(target.name.clone());
     }
     Ok(queued)
+}
+
+/// Enqueues a `kind` job for `target` when its slot has come; true when it did.
+async fn due(
+    state: &AppState,
+    target: &str,
+    kind: &str,
+    schedule: &Schedule,
+    now: i64,
+) -> Result<bool, runbook_store::Error> {
+    // Backups keep the plain target name as their key (state written by earlier versions).
+    let key = if kind == "backup" {
+        target.to_string()
+    } else {
+        format!("{target}:{kind}")
+    };
+    let Some(last) = state.store.last_scheduled(&key).await? else {
+        // First sight of this schedule: start counting from now.
+        state.store.set_last_scheduled(&key, now).await?;
+        return Ok(false);
+    };
+    if next_after(schedule, last).is_none_or(|next| next > now) {
+        return Ok(false);
+    }
+    state.store.set_last_scheduled(&key, now).await?;
+    if state.store.has_active(target, kind).await? {
+        return Ok(false);
+    }
+    let job = state
+        .store
+        .enqueue(
+            NewJob {
+                kind: kind.into(),
+                target: target.to_string(),
+                params: serde_json::json!({ "reason": "schedule" }),
+                requested_by: "schedule".into(),
+            },
+            now,
+        )
+        .await?;
+    state
+        .audit(
+            "schedule",
+            &format!("{kind}.run"),
+            target,
+            "accepted",
+            job.id,
+        )
+        .await;
+    Ok(true)
 }
 
 /// A target is stale when the slot after the one following its last success has passed (one

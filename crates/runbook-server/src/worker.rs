@@ -51,6 +51,7 @@ pub async fn try_execute_next(state: &AppState) -> Result<Outcome, runbook_store
     let finished_at = state.clock.now_ms();
     state.snapshots.invalidate(&job.target);
     let (job_state, error, value) = match result {
+        Ok(v) if job.kind == "drill" => record_drill(state, &job, v).await?,
         Ok(v) => (JobState::Succeeded, None, Some(v)),
         Err(e) => (JobState::Failed, Some(e), None),
     };
@@ -93,6 +94,35 @@ pub async fn try_execute_next(state: &AppState) -> Result<Outcome, runbook_store
         )
         .await?;
     Ok(Outcome::Ran(Box::new(done)))
+}
+
+/// Records a drill's report in the state store and the ops log; the job fails when the drill
+/// did not pass, with the drill's one-line summary as its error.
+async fn record_drill(
+    state: &AppState,
+    job: &Job,
+    value: serde_json::Value,
+) -> Result<(JobState, Option<String>, Option<serde_json::Value>), runbook_store::Error> {
+    let report: runbook_drill::Report = match serde_json::from_value(value.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            return Ok((
+                JobState::Failed,
+                Some(format!("bad drill report: {e}")),
+                None,
+            ));
+        }
+    };
+    let rec = runbook_drill::record(&state.store, &report, &job.requested_by).await?;
+    for left in &report.leftovers_removed {
+        tracing::warn!(target_name = %job.target, leftover = %left, "removed scratch left by an interrupted drill");
+    }
+    let out = serde_json::json!({ "drill_id": rec.id, "drill": report });
+    Ok(if report.outcome == runbook_drill::Outcome::Passed {
+        (JobState::Succeeded, None, Some(out))
+    } else {
+        (JobState::Failed, Some(report.summary()), Some(out))
+    })
 }
 
 /// Runs one job to completion on the calling (blocking) thread.
@@ -165,6 +195,14 @@ fn execute(
                 .restore(&job.target, &p.snapshot, &to, force)
                 .map_err(|e| e.to_string())?;
             Ok(serde_json::json!({ "restore": report, "pre_restore_snapshot": pre }))
+        }
+        "drill" => {
+            let req = runbook_drill::Request {
+                snapshot: job.params["snapshot"].as_str().map(str::to_string),
+                now,
+            };
+            let report = runbook_drill::run(engine, &job.target, &req, &mut |_| {});
+            serde_json::to_value(&report).map_err(|e| e.to_string())
         }
         other => Err(format!("unknown job kind {other:?}")),
     }

@@ -49,12 +49,17 @@ fn count(path: &Path) -> i64 {
 }
 
 async fn spawn(settings: Settings, run_background: bool) -> App {
+    spawn_with(settings, run_background, "").await
+}
+
+/// `extra` is appended to the config (more tables for `app-db`).
+async fn spawn_with(settings: Settings, run_background: bool, extra: &str) -> App {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().to_path_buf();
     make_db(&root.join("app.db"), 10);
     std::fs::write(
         root.join("runbook.toml"),
-        "[targets.app-db]\nkind = \"sqlite\"\npath = \"app.db\"\nschedule = \"daily at 03 UTC\"\nkeep = { last = 10 }\n",
+        format!("[targets.app-db]\nkind = \"sqlite\"\npath = \"app.db\"\nschedule = \"daily at 03 UTC\"\nkeep = {{ last = 10 }}\n{extra}"),
     )
     .expect("config");
     std::fs::create_dir_all(root.join("runbook-data")).expect("data");
@@ -197,6 +202,7 @@ async fn every_endpoint_by_role() {
             StatusCode::OK,
         ),
         (Method::GET, "/api/jobs", None, 1, StatusCode::OK),
+        (Method::GET, "/api/drills", None, 1, StatusCode::OK),
         (Method::GET, "/api/oplog", None, 1, StatusCode::OK),
         (Method::GET, "/metrics", None, 1, StatusCode::OK),
         (Method::GET, "/api/openapi.json", None, 1, StatusCode::OK),
@@ -204,6 +210,13 @@ async fn every_endpoint_by_role() {
             Method::POST,
             "/api/backups/run",
             Some(run),
+            2,
+            StatusCode::ACCEPTED,
+        ),
+        (
+            Method::POST,
+            "/api/drills/run",
+            Some(serde_json::json!({"target": "app-db"})),
             2,
             StatusCode::ACCEPTED,
         ),
@@ -670,4 +683,163 @@ fn seed_backup_variables_apply_to_targets_without_their_own() {
     let e = scheduler::apply_seed_env(&mut c, env(&[("BACKUP_DAILY_HOUR_UTC", "25")]))
         .expect_err("bad hour");
     assert!(e.contains("BACKUP_DAILY_HOUR_UTC"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drills_run_through_the_api_and_show_in_health_metrics_and_schedule() {
+    // Mondays at 05:00; DAY0 is a Wednesday.
+    let app = spawn_with(
+        no_limit(),
+        false,
+        "[targets.app-db.drill]\nschedule = \"0 5 * * 1\"\n[[targets.app-db.drill.checks]]\nsql = \"select count(*) = 10 from items\"\n",
+    )
+    .await;
+    let get = |path: &'static str| {
+        let key = app.keys.readonly.clone();
+        let url = app.url(path);
+        async move {
+            Client::new()
+                .get(url)
+                .header("x-runbook-api-key", key)
+                .send()
+                .await
+                .expect("req")
+                .text()
+                .await
+                .expect("body")
+        }
+    };
+    let step = || async {
+        match worker::try_execute_next(&app.state).await.expect("step") {
+            worker::Outcome::Ran(job) => *job,
+            worker::Outcome::Idle => panic!("a job was queued"),
+        }
+    };
+    assert!(scheduler::tick(&app.state).await.expect("tick").is_empty());
+    let health: serde_json::Value = serde_json::from_str(&get("/api/health").await).expect("json");
+    assert!(
+        health["checks"]
+            .to_string()
+            .contains("no passed restore drill yet"),
+        "{health}"
+    );
+
+    app.call(
+        Method::POST,
+        "/api/backups/run",
+        Some(&app.keys.operator),
+        Some(serde_json::json!({"target": "app-db"})),
+    )
+    .await;
+    assert_eq!(step().await.state, JobState::Succeeded);
+    let body = serde_json::json!({"target": "app-db"});
+    let denied = app
+        .call(
+            Method::POST,
+            "/api/drills/run",
+            Some(&app.keys.readonly),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(denied.status(), StatusCode::FORBIDDEN);
+    let unknown = app
+        .call(
+            Method::POST,
+            "/api/drills/run",
+            Some(&app.keys.operator),
+            Some(serde_json::json!({"target": "nope"})),
+        )
+        .await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let accepted = app
+        .call(
+            Method::POST,
+            "/api/drills/run",
+            Some(&app.keys.operator),
+            Some(body),
+        )
+        .await;
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    let job = step().await;
+    assert_eq!(job.kind, "drill");
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let result = job.result.expect("result");
+    assert_eq!(result["drill"]["outcome"], "passed");
+
+    let drills: serde_json::Value =
+        serde_json::from_str(&get("/api/drills?target=app-db").await).expect("json");
+    assert_eq!(drills.as_array().map(Vec::len), Some(1), "{drills}");
+    assert_eq!(drills[0]["outcome"], "passed");
+    assert!(drills[0]["restore_ms"].as_i64().is_some(), "{drills}");
+    assert!(
+        drills[0]["report"]["checks"]
+            .to_string()
+            .contains("select count(*) = 10 from items")
+    );
+    let health: serde_json::Value = serde_json::from_str(&get("/api/health").await).expect("json");
+    assert!(
+        health["checks"].to_string().contains("drilled on schedule"),
+        "{health}"
+    );
+    let metrics = get("/metrics").await;
+    for line in [
+        "runbook_drill_last_success_timestamp_seconds{target=\"app-db\"} 1795564800",
+        "runbook_drill_restore_seconds{target=\"app-db\"} ",
+        "runbook_drill_data_age_seconds{target=\"app-db\"} ",
+        "runbook_drill_failures_total{target=\"app-db\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+    let oplog = app.state.store.oplog(50).await.expect("oplog");
+    assert!(
+        oplog
+            .iter()
+            .any(|e| e.action == "drill.run" && e.outcome == "passed")
+    );
+
+    // A drill that fails: the job fails with the drill's summary; health is critical.
+    let bad = serde_json::json!({"target": "app-db", "snapshot": "deadbeef"});
+    app.call(
+        Method::POST,
+        "/api/drills/run",
+        Some(&app.keys.operator),
+        Some(bad),
+    )
+    .await;
+    let job = step().await;
+    assert_eq!(job.state, JobState::Failed);
+    assert!(
+        job.error
+            .as_deref()
+            .is_some_and(|e| e.contains("failed snapshot")),
+        "{:?}",
+        job.error
+    );
+    let health: serde_json::Value = serde_json::from_str(&get("/api/health").await).expect("json");
+    assert_eq!(health["status"], "critical", "{health}");
+    assert!(
+        health["checks"]
+            .to_string()
+            .contains("last restore drill failed"),
+        "{health}"
+    );
+    assert!(
+        get("/metrics")
+            .await
+            .contains("runbook_drill_failures_total{target=\"app-db\"} 1")
+    );
+
+    // Thirteen days on (two Monday slots missed): the drill is overdue and the scheduler
+    // queues one.
+    app.clock.set(DAY0 + 13 * 24 * HOUR);
+    let queued = scheduler::tick(&app.state).await.expect("tick");
+    assert!(queued.contains(&"app-db:drill".to_string()), "{queued:?}");
+    let health: serde_json::Value = serde_json::from_str(&get("/api/health").await).expect("json");
+    assert!(
+        health["checks"]
+            .to_string()
+            .contains("restore drill overdue"),
+        "{health}"
+    );
+    app.stop().await;
 }

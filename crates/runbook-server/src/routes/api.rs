@@ -185,6 +185,56 @@ pub(crate) async fn run_backup(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(crate) struct DrillBody {
+    target: String,
+    #[serde(default)]
+    snapshot: Option<String>,
+}
+
+pub(crate) async fn run_drill(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    b: Result<Json<DrillBody>, JsonRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let b = body(b)?;
+    known_target(&state, &b.target)?;
+    let new = NewJob {
+        kind: "drill".into(),
+        target: b.target,
+        params: serde_json::json!({ "snapshot": b.snapshot, "reason": "api" }),
+        requested_by: caller.actor.clone(),
+    };
+    accept(&state, &caller, new, "drill.run").await
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DrillQuery {
+    target: Option<String>,
+    since: Option<String>,
+}
+
+pub(crate) async fn drills(
+    State(state): State<AppState>,
+    Query(q): Query<DrillQuery>,
+) -> ApiResult<impl IntoResponse> {
+    if let Some(t) = &q.target {
+        known_target(&state, t)?;
+    }
+    let since = match &q.since {
+        Some(s) => {
+            let window = runbook_drill::parse_since(s).map_err(AppError::bad_request)?;
+            let ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+            state.clock.now_ms().saturating_sub(ms)
+        }
+        None => 0,
+    };
+    Ok(Json(
+        state.store.drills(q.target.as_deref(), since, 500).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RestoreBody {
     target: String,
     #[serde(default)]
@@ -253,10 +303,24 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> ApiResult<impl Int
             ok.and_then(|j| j.finished_at).map(|ms| ms as f64 / 1000.0),
         ));
     }
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&targets),
-    ))
+    let mut drills = Vec::new();
+    for t in state.engine.config().targets.keys() {
+        let last = state.store.last_drill(t, None).await?;
+        let passed = state.store.last_drill(t, Some("passed")).await?;
+        if last.is_none() && state.engine.config().targets[t].drill.is_none() {
+            continue;
+        }
+        drills.push(crate::metrics::DrillFacts {
+            target: t.clone(),
+            last_success_ms: passed.map(|d| d.finished_at),
+            restore_ms: last.as_ref().and_then(|d| d.restore_ms),
+            data_age_ms: last.as_ref().and_then(|d| d.data_age_ms),
+            failures: state.store.drill_failures(t).await?,
+        });
+    }
+    let mut text = state.metrics.render(&targets);
+    crate::metrics::render_drills(&mut text, &drills);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }
 
 pub(crate) async fn openapi() -> impl IntoResponse {

@@ -111,6 +111,39 @@ pub(crate) async fn report(
             checks.push(check(name, "ok", "fresh"));
         }
     }
+    for target in state.engine.config().targets.values() {
+        let Some(drill) = &target.drill else { continue };
+        let name = format!("drill:{}", target.name);
+        let last = state.store.last_drill(&target.name, None).await?;
+        if let Some(d) = last.as_ref().filter(|d| d.outcome != "passed") {
+            let why = if d.failed_checks.is_empty() {
+                d.report["error"].as_str().unwrap_or("").to_string()
+            } else {
+                format!("failed {}", d.failed_checks.join(", "))
+            };
+            checks.push(check(
+                format!("{name}:last"),
+                "critical",
+                format!("last restore drill {}: {why}", d.outcome),
+            ));
+        }
+        let Some(schedule) = &drill.schedule else {
+            continue;
+        };
+        let passed = state.store.last_drill(&target.name, Some("passed")).await?;
+        let at = passed.as_ref().map(|d| d.finished_at);
+        if at.is_none() {
+            checks.push(check(name, "warn", "no passed restore drill yet"));
+        } else if scheduler::is_stale(schedule, at, now) {
+            checks.push(check(
+                name,
+                "warn",
+                "restore drill overdue: the last passed drill is older than its schedule allows",
+            ));
+        } else {
+            checks.push(check(name, "ok", "drilled on schedule"));
+        }
+    }
     let status = if checks.iter().any(|c| c.status == "critical") {
         "critical"
     } else if checks.iter().any(|c| c.status == "warn") {
