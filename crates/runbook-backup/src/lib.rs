@@ -71,6 +71,9 @@ pub struct DbRestore {
     pub jobs: u32,
     /// Restore onto this server instead of the target's own (a drill server).
     pub server: Option<runbook_config::DbUrl>,
+    /// Run `ANALYZE` afterwards (PostgreSQL), so the restored database plans queries well.
+    /// Drills, which drop the database minutes later, skip it.
+    pub analyze: bool,
 }
 
 impl Default for DbRestore {
@@ -80,6 +83,7 @@ impl Default for DbRestore {
             keep_owners: false,
             jobs: 1,
             server: None,
+            analyze: true,
         }
     }
 }
@@ -340,6 +344,7 @@ impl Engine {
             keep_owners,
             jobs,
             ref server,
+            analyze,
         } = *opts;
         let started = Instant::now();
         let target = self.config.target(target)?;
@@ -382,7 +387,9 @@ impl Engine {
                         repo.dump_to(&id, &inner, stdin)
                     })?;
                 }
-                conn.psql(into, "ANALYZE")?;
+                if analyze {
+                    conn.psql(into, "ANALYZE")?;
+                }
                 exists
             }
             TargetKind::Mariadb(db) => {

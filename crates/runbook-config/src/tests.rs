@@ -180,6 +180,9 @@ fn example_with_every_commented_section_enabled_parses() {
                 "password_file",
                 "schedule",
                 "keep",
+                "sql",
+                "row_counts",
+                "ready_",
             ]
             .iter()
             .any(|k| t.starts_with(k));
@@ -203,6 +206,9 @@ fn example_with_every_commented_section_enabled_parses() {
         "{}",
         cfg.state_url
     );
+    let drill = cfg.targets["app-db"].drill.as_ref().expect("example drill");
+    assert_eq!(drill.checks.len(), 2);
+    assert!(drill.ready_command.is_some());
 }
 
 #[test]

@@ -570,6 +570,7 @@ fn restore(
             let db = scratch_database(name, now);
             let opts = DbRestore {
                 server: settings.server.clone(),
+                analyze: false,
                 ..DbRestore::default()
             };
             engine

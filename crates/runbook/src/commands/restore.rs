@@ -17,6 +17,7 @@ pub fn run(engine: &Engine, args: &RestoreArgs) -> anyhow::Result<ExitCode> {
                 keep_owners: args.keep_owners,
                 jobs: args.jobs,
                 server: None,
+                analyze: true,
             },
         ),
         (None, Some(to)) => engine.restore(&args.target, &args.snapshot, to, args.force),
