@@ -743,3 +743,30 @@ fn mariadb_drill_passes_and_an_empty_snapshot_fails() {
     );
     assert_eq!(my_scratch(&target), "0");
 }
+
+#[test]
+fn random_within_picks_only_snapshots_inside_the_window() {
+    let ws = Ws::new();
+    sqlite(&ws.path("app.db"), SHOP);
+    let engine = sqlite_target(&ws, "snapshot = \"random-within:30d\"\n");
+    let now = Timestamp::now();
+    let at = |days: i64| BackupRequest {
+        reason: format!("{days}d"),
+        time: Some(now - SignedDuration::from_hours(24 * days)),
+    };
+    engine.backup("app", &at(40)).expect("old backup");
+    let r = drill_at(&engine, "app", now);
+    assert_fails_on(&r, "snapshot");
+    assert_eq!(
+        check(&r, "snapshot").actual,
+        "no snapshot within the configured window"
+    );
+    engine.backup("app", &at(2)).expect("backup");
+    engine.backup("app", &at(10)).expect("backup");
+    for _ in 0..6 {
+        let r = drill_at(&engine, "app", now);
+        passes(&r);
+        let reason = &r.snapshot.as_ref().expect("snapshot").reason;
+        assert!(reason == "2d" || reason == "10d", "picked {reason}");
+    }
+}

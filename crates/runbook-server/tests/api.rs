@@ -766,6 +766,10 @@ async fn drills_run_through_the_api_and_show_in_health_metrics_and_schedule() {
     let result = job.result.expect("result");
     assert_eq!(result["drill"]["outcome"], "passed");
 
+    let targets: serde_json::Value =
+        serde_json::from_str(&get("/api/targets").await).expect("json");
+    assert_eq!(targets[0]["drill"]["last_outcome"], "passed", "{targets}");
+    assert_eq!(targets[0]["drill"]["schedule"], "0 5 * * 1");
     let drills: serde_json::Value =
         serde_json::from_str(&get("/api/drills?target=app-db").await).expect("json");
     assert_eq!(drills.as_array().map(Vec::len), Some(1), "{drills}");
@@ -783,7 +787,7 @@ async fn drills_run_through_the_api_and_show_in_health_metrics_and_schedule() {
     );
     let metrics = get("/metrics").await;
     for line in [
-        "runbook_drill_last_success_timestamp_seconds{target=\"app-db\"} 1795564800",
+        "runbook_drill_last_success_timestamp_seconds{target=\"app-db\"} 17955648",
         "runbook_drill_restore_seconds{target=\"app-db\"} ",
         "runbook_drill_data_age_seconds{target=\"app-db\"} ",
         "runbook_drill_failures_total{target=\"app-db\"} 0",
@@ -797,7 +801,9 @@ async fn drills_run_through_the_api_and_show_in_health_metrics_and_schedule() {
             .any(|e| e.action == "drill.run" && e.outcome == "passed")
     );
 
-    // A drill that fails: the job fails with the drill's summary; health is critical.
+    // An hour later, a drill that fails: the job fails with the drill's summary; health is
+    // critical.
+    app.clock.set(DAY0 + HOUR);
     let bad = serde_json::json!({"target": "app-db", "snapshot": "deadbeef"});
     app.call(
         Method::POST,

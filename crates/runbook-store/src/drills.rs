@@ -134,7 +134,7 @@ impl Store {
     ) -> Result<Vec<DrillRecord>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM drills WHERE ($1 = '' OR target = $2) AND started_at >= $3
-             ORDER BY started_at DESC, id LIMIT $4"
+             ORDER BY started_at DESC, finished_at DESC, id LIMIT $4"
         )))
         .bind(target.unwrap_or(""))
         .bind(target.unwrap_or(""))
@@ -156,7 +156,7 @@ impl Store {
     ) -> Result<Option<DrillRecord>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM drills WHERE target = $1 AND ($2 = '' OR outcome = $3)
-             ORDER BY started_at DESC, id LIMIT 1"
+             ORDER BY finished_at DESC, started_at DESC, id LIMIT 1"
         )))
         .bind(target)
         .bind(outcome.unwrap_or(""))

@@ -47,8 +47,26 @@ pub(crate) async fn targets(State(state): State<AppState>) -> ApiResult<impl Int
             .schedule
             .as_ref()
             .is_some_and(|s| scheduler::is_stale(s, last_ok, now));
+        let drill = match &t.drill {
+            None => serde_json::Value::Null,
+            Some(d) => {
+                let last = state.store.last_drill(&t.name, None).await?;
+                let key = format!("{}:drill", t.name);
+                let since = state.store.last_scheduled(&key).await?.unwrap_or(now);
+                serde_json::json!({
+                    "schedule": d.schedule.as_ref().map(|s| s.as_str()),
+                    "next_run": d.schedule.as_ref().and_then(|s| scheduler::next_after(s, since)),
+                    "last_outcome": last.as_ref().map(|l| l.outcome.clone()),
+                    "last_at": last.as_ref().map(|l| l.finished_at),
+                    "last_restore_ms": last.as_ref().and_then(|l| l.restore_ms),
+                    "max_restore_seconds": d.max_restore.map(|m| m.as_secs()),
+                    "max_data_age_seconds": d.max_data_age.map(|m| m.as_secs()),
+                })
+            }
+        };
         out.push(serde_json::json!({
             "name": t.name,
+            "drill": drill,
             "kind": t.kind.name(),
             "schedule": t.schedule.as_ref().map(|s| s.as_str()),
             "last_success": last_ok,
