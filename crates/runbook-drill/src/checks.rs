@@ -55,18 +55,8 @@ pub(crate) fn run(
             database_checks(&probe, settings, &|_| false, out);
         }
         (TargetKind::Postgres(pg), Place::Database(db)) => {
-            let Some(server) = database else { return };
-            let source = match engine.database(&target.name, None) {
-                Ok(s) => s,
-                Err(e) => {
-                    out.push(CheckResult::new(
-                        "tables",
-                        "the live source is readable",
-                        e.to_string(),
-                        false,
-                    ));
-                    return;
-                }
+            let (Some(server), Some(source)) = (database, live_source(engine, target, out)) else {
+                return;
             };
             let excludes = globs(&pg.exclude_tables);
             let probe = PgProbe {
@@ -82,18 +72,8 @@ pub(crate) fn run(
             database_checks(&probe, settings, &excluded, out);
         }
         (TargetKind::Mariadb(_), Place::Database(db)) => {
-            let Some(server) = database else { return };
-            let source = match engine.database(&target.name, None) {
-                Ok(s) => s,
-                Err(e) => {
-                    out.push(CheckResult::new(
-                        "tables",
-                        "the live source is readable",
-                        e.to_string(),
-                        false,
-                    ));
-                    return;
-                }
+            let (Some(server), Some(source)) = (database, live_source(engine, target, out)) else {
+                return;
             };
             let probe = MariaProbe {
                 source_db: source.source_database().to_string(),
@@ -112,6 +92,22 @@ pub(crate) fn run(
             "internal error: restored to the wrong kind of place",
             false,
         )),
+    }
+}
+
+/// The target's own server, to compare the copy with; a failure is a failed `tables` check.
+fn live_source(engine: &Engine, target: &Target, out: &mut Vec<CheckResult>) -> Option<Database> {
+    match engine.database(&target.name, None) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            out.push(CheckResult::new(
+                "tables",
+                "the live source is readable",
+                e.to_string(),
+                false,
+            ));
+            None
+        }
     }
 }
 

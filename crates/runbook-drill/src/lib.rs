@@ -189,10 +189,10 @@ pub async fn record(
     let rec = store.record_drill(report.to_record(actor)).await?;
     let detail = serde_json::json!({
         "drill": rec.id,
-        "snapshot": rec.snapshot_id,
+        "snapshot": rec.drill.snapshot_id,
         "restore_seconds": report.restore_seconds,
         "data_age_seconds": report.data_age_seconds,
-        "failed_checks": rec.failed_checks,
+        "failed_checks": rec.drill.failed_checks,
         "error": report.error,
     });
     store

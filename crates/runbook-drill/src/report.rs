@@ -40,7 +40,10 @@ fn ms_time(ms: i64) -> String {
 #[must_use]
 pub fn markdown(drills: &[DrillRecord], since: &str) -> String {
     let mut out = String::new();
-    let passed = drills.iter().filter(|d| d.outcome == "passed").count();
+    let passed = drills
+        .iter()
+        .filter(|d| d.drill.outcome == "passed")
+        .count();
     let _ = writeln!(
         out,
         "## Restore drills (last {since}): {} run, {passed} passed, {} not passed\n",
@@ -53,7 +56,7 @@ pub fn markdown(drills: &[DrillRecord], since: &str) -> String {
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
     #[allow(clippy::cast_precision_loss)]
-    for d in drills {
+    for d in drills.iter().map(|r| &r.drill) {
         let secs =
             |ms: Option<i64>| ms.map_or_else(|| "-".to_string(), |m| seconds(m as f64 / 1000.0));
         let failing = if d.failed_checks.is_empty() {

@@ -6,7 +6,7 @@ use sqlx::{Row, any::AnyRow};
 use crate::{Result, Store, random_id};
 
 /// A drill to record.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct NewDrill {
     /// The target drilled.
     pub target: String,
@@ -32,33 +32,14 @@ pub struct NewDrill {
     pub requested_by: String,
 }
 
-/// A drill as stored.
+/// A drill as stored: its id and what was recorded (serialized flat).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct DrillRecord {
     /// Drill id.
     pub id: String,
-    /// The target drilled.
-    pub target: String,
-    /// The snapshot restored.
-    pub snapshot_id: Option<String>,
-    /// Its time (Unix ms).
-    pub snapshot_time: Option<i64>,
-    /// Unix ms.
-    pub started_at: i64,
-    /// Unix ms.
-    pub finished_at: i64,
-    /// Restore time (RTO), ms.
-    pub restore_ms: Option<i64>,
-    /// Data age (RPO), ms.
-    pub data_age_ms: Option<i64>,
-    /// `passed`, `failed` or `error`.
-    pub outcome: String,
-    /// Names of the checks that failed.
-    pub failed_checks: Vec<String>,
-    /// The whole report.
-    pub report: serde_json::Value,
-    /// Who asked.
-    pub requested_by: String,
+    /// What was recorded.
+    #[serde(flatten)]
+    pub drill: NewDrill,
 }
 
 const COLUMNS: &str = "id, target, snapshot_id, snapshot_time, started_at, finished_at, restore_ms, data_age_ms, outcome, failed_checks, report, requested_by";
@@ -68,17 +49,19 @@ fn drill_from(row: &AnyRow) -> Result<DrillRecord> {
     let report: String = row.try_get("report")?;
     Ok(DrillRecord {
         id: row.try_get("id")?,
-        target: row.try_get("target")?,
-        snapshot_id: row.try_get("snapshot_id")?,
-        snapshot_time: row.try_get("snapshot_time")?,
-        started_at: row.try_get("started_at")?,
-        finished_at: row.try_get("finished_at")?,
-        restore_ms: row.try_get("restore_ms")?,
-        data_age_ms: row.try_get("data_age_ms")?,
-        outcome: row.try_get("outcome")?,
-        failed_checks: serde_json::from_str(&failed).unwrap_or_default(),
-        report: serde_json::from_str(&report).unwrap_or(serde_json::Value::Null),
-        requested_by: row.try_get("requested_by")?,
+        drill: NewDrill {
+            target: row.try_get("target")?,
+            snapshot_id: row.try_get("snapshot_id")?,
+            snapshot_time: row.try_get("snapshot_time")?,
+            started_at: row.try_get("started_at")?,
+            finished_at: row.try_get("finished_at")?,
+            restore_ms: row.try_get("restore_ms")?,
+            data_age_ms: row.try_get("data_age_ms")?,
+            outcome: row.try_get("outcome")?,
+            failed_checks: serde_json::from_str(&failed).unwrap_or_default(),
+            report: serde_json::from_str(&report).unwrap_or(serde_json::Value::Null),
+            requested_by: row.try_get("requested_by")?,
+        },
     })
 }
 
@@ -106,20 +89,7 @@ impl Store {
         .bind(&d.requested_by)
         .execute(self.pool())
         .await?;
-        Ok(DrillRecord {
-            id,
-            target: d.target,
-            snapshot_id: d.snapshot_id,
-            snapshot_time: d.snapshot_time,
-            started_at: d.started_at,
-            finished_at: d.finished_at,
-            restore_ms: d.restore_ms,
-            data_age_ms: d.data_age_ms,
-            outcome: d.outcome,
-            failed_checks: d.failed_checks,
-            report: d.report,
-            requested_by: d.requested_by,
-        })
+        Ok(DrillRecord { id, drill: d })
     }
 
     /// Drills started at or after `since_ms`, optionally of one target, newest first.

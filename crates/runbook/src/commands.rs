@@ -69,6 +69,26 @@ fn selected(engine: &Engine, target: Option<&String>) -> anyhow::Result<Vec<Stri
     }
 }
 
+/// The targets named on the command line (all checked before any work starts), or every
+/// configured target with `--all`.
+fn named_or_all(engine: &Engine, names: &[String], all: bool) -> anyhow::Result<Vec<String>> {
+    let names: Vec<String> = if all {
+        engine.config().targets.keys().cloned().collect()
+    } else {
+        for name in names {
+            engine.config().target(name)?;
+        }
+        names.to_vec()
+    };
+    if names.is_empty() {
+        anyhow::bail!(
+            "no targets configured in {}",
+            engine.config().file.display()
+        );
+    }
+    Ok(names)
+}
+
 /// Exit code for a command that ran on several targets, `failed` of which failed.
 fn exit_code(failed: usize) -> ExitCode {
     if failed == 0 {

@@ -50,7 +50,11 @@ pub(crate) async fn targets(State(state): State<AppState>) -> ApiResult<impl Int
         let drill = match &t.drill {
             None => serde_json::Value::Null,
             Some(d) => {
-                let last = state.store.last_drill(&t.name, None).await?;
+                let last = state
+                    .store
+                    .last_drill(&t.name, None)
+                    .await?
+                    .map(|r| r.drill);
                 let key = format!("{}:drill", t.name);
                 let since = state.store.last_scheduled(&key).await?.unwrap_or(now);
                 serde_json::json!({
@@ -323,8 +327,12 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> ApiResult<impl Int
     }
     let mut drills = Vec::new();
     for t in state.engine.config().targets.keys() {
-        let last = state.store.last_drill(t, None).await?;
-        let passed = state.store.last_drill(t, Some("passed")).await?;
+        let last = state.store.last_drill(t, None).await?.map(|r| r.drill);
+        let passed = state
+            .store
+            .last_drill(t, Some("passed"))
+            .await?
+            .map(|r| r.drill);
         if last.is_none() && state.engine.config().targets[t].drill.is_none() {
             continue;
         }

@@ -114,7 +114,11 @@ pub(crate) async fn report(
     for target in state.engine.config().targets.values() {
         let Some(drill) = &target.drill else { continue };
         let name = format!("drill:{}", target.name);
-        let last = state.store.last_drill(&target.name, None).await?;
+        let last = state
+            .store
+            .last_drill(&target.name, None)
+            .await?
+            .map(|r| r.drill);
         if let Some(d) = last.as_ref().filter(|d| d.outcome != "passed") {
             let why = if d.failed_checks.is_empty() {
                 d.report["error"].as_str().unwrap_or("").to_string()
@@ -130,7 +134,11 @@ pub(crate) async fn report(
         let Some(schedule) = &drill.schedule else {
             continue;
         };
-        let passed = state.store.last_drill(&target.name, Some("passed")).await?;
+        let passed = state
+            .store
+            .last_drill(&target.name, Some("passed"))
+            .await?
+            .map(|r| r.drill);
         let at = passed.as_ref().map(|d| d.finished_at);
         if at.is_none() {
             checks.push(check(name, "warn", "no passed restore drill yet"));

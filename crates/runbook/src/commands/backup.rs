@@ -7,21 +7,7 @@ use runbook_backup::{BackupRequest, Engine};
 use crate::{cli::BackupArgs, output};
 
 pub fn run(engine: &Engine, args: &BackupArgs) -> anyhow::Result<ExitCode> {
-    let names: Vec<String> = if args.all {
-        engine.config().targets.keys().cloned().collect()
-    } else {
-        // Reject unknown names before backing anything up.
-        for name in &args.targets {
-            engine.config().target(name)?;
-        }
-        args.targets.clone()
-    };
-    if names.is_empty() {
-        anyhow::bail!(
-            "no targets configured in {}",
-            engine.config().file.display()
-        );
-    }
+    let names = super::named_or_all(engine, &args.targets, args.all)?;
     let req = BackupRequest {
         reason: args.reason.clone(),
         time: None,

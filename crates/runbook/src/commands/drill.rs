@@ -10,20 +10,7 @@ use runbook_drill::{Outcome, Request};
 use crate::{cli::DrillArgs, output};
 
 pub fn run(engine: &Engine, args: &DrillArgs) -> anyhow::Result<ExitCode> {
-    let names: Vec<String> = if args.all {
-        engine.config().targets.keys().cloned().collect()
-    } else {
-        for name in &args.targets {
-            engine.config().target(name)?;
-        }
-        args.targets.clone()
-    };
-    if names.is_empty() {
-        anyhow::bail!(
-            "no targets configured in {}",
-            engine.config().file.display()
-        );
-    }
+    let names = super::named_or_all(engine, &args.targets, args.all)?;
     let rt = super::runtime()?;
     let store = rt.block_on(super::store(engine.config()))?;
     let chatty = !args.json && std::io::stderr().is_terminal();
