@@ -394,15 +394,23 @@ fn drill(
     }
     let scratch = ScratchDir::new(&root, name).map_err(|e| e.to_string())?;
     progress(&format!("restoring snapshot {}", short(&snapshot.id)));
-    let restore_started = Instant::now();
-    if matches!(
-        target.kind,
-        TargetKind::Postgres(_) | TargetKind::Mariadb(_)
-    ) {
+    if let Some(server) = &database {
         let db = scratch_database(name, req.now);
+        // Never touch a database this drill did not create: a name already taken (another
+        // runbook drilling a same-named target this second) stops the drill instead.
+        if server
+            .databases(&db)
+            .map_err(|e| e.to_string())?
+            .contains(&db)
+        {
+            return Err(format!(
+                "scratch database {db} already exists on the server; left alone (is another drill of a target named {name} running?)"
+            ));
+        }
         std::fs::write(&marker, &db)
             .map_err(|e| format!("cannot write {}: {e}", marker.display()))?;
     }
+    let restore_started = Instant::now();
     let restored = restore(engine, &target, &settings, &snapshot, &scratch, req.now);
     let restore_seconds = restore_started.elapsed().as_secs_f64();
     let place = match restored {

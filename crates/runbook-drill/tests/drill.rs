@@ -770,3 +770,44 @@ fn random_within_picks_only_snapshots_inside_the_window() {
         assert!(reason == "2d" || reason == "10d", "picked {reason}");
     }
 }
+
+#[test]
+fn postgres_drill_on_a_drill_server_never_touches_a_database_it_did_not_create() {
+    let src = PgDb::new("srv");
+    psql(&src.0, PG_SHOP);
+    let ws = Ws::new();
+    let target = format!("pg-srv-{}", std::process::id());
+    let engine = pg_engine(
+        &ws,
+        &target,
+        &src.0,
+        &format!(
+            "[targets.{target}.drill]\nserver = \"postgres://postgres@127.0.0.1:5432/postgres\"\n"
+        ),
+    );
+    backup(&engine, &target);
+    passes(&drill(&engine, &target));
+    // Someone else's database holds the name this drill would use: the drill stops.
+    let at: Timestamp = "2030-01-01T00:00:00Z".parse().expect("time");
+    let taken = format!("{}20300101000000", runbook_drill::database_prefix(&target));
+    let theirs = PgDb(taken.clone());
+    psql("postgres", &format!("CREATE DATABASE {taken}"));
+    psql(
+        &taken,
+        "CREATE TABLE precious (x int); INSERT INTO precious VALUES (7)",
+    );
+    let r = drill_at(&engine, &target, at);
+    assert_eq!(r.outcome, Outcome::Error, "{}", r.summary());
+    assert!(
+        r.error
+            .as_deref()
+            .is_some_and(|e| e.contains("already exists")),
+        "{:?}",
+        r.error
+    );
+    assert_eq!(
+        psql(&theirs.0, "SELECT x FROM precious"),
+        "7",
+        "left as it was"
+    );
+}
