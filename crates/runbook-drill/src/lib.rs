@@ -217,6 +217,9 @@ pub struct Request {
     pub snapshot: Option<String>,
     /// The drill's time: data age is measured against it.
     pub now: Timestamp,
+    /// Take a backup (reason `restore-drill`) first and drill that snapshot: the seeds'
+    /// "run a backup with reason restore-drill, then restore the latest" in one step.
+    pub backup_first: bool,
 }
 
 /// `8` hex digits of a snapshot id.
@@ -320,6 +323,7 @@ fn drill(
     progress: &mut dyn FnMut(&str),
     report: &mut Report,
 ) -> Result<(), String> {
+    let mut req = std::borrow::Cow::Borrowed(req);
     let config = engine.config();
     let target = config.target(name).map_err(|e| e.to_string())?.clone();
     report.kind = target.kind.name().to_string();
@@ -328,42 +332,52 @@ fn drill(
     let _lock = TargetLock::acquire(&config.data_dir, &format!("{name}.drill"))
         .map_err(|e| format!("{e} (another drill of this target is running)"))?;
     let root = scratch_root(engine);
-    report.leftovers_removed = runbook_backup::remove_leftovers(&root, name)
-        .into_iter()
-        .map(|p| p.display().to_string())
-        .collect();
-    let marker = config
-        .data_dir
-        .join("locks")
-        .join(format!("{name}.drill-database"));
+    let marker = marker_file(engine, name);
     let database = match target.kind {
-        TargetKind::Postgres(_) | TargetKind::Mariadb(_) => {
-            let db = engine
+        TargetKind::Postgres(_) | TargetKind::Mariadb(_) => Some(
+            engine
                 .database(name, settings.server.as_ref())
-                .map_err(|e| e.to_string())?;
-            // A drill killed mid-way left its scratch database, named in the marker.
-            if let Ok(old) = std::fs::read_to_string(&marker) {
-                let old = old.trim();
-                if is_scratch_database(&database_prefix(name), old) {
-                    if db
-                        .databases(old)
-                        .map_err(|e| e.to_string())?
-                        .iter()
-                        .any(|d| d == old)
-                    {
-                        report.leftovers_removed.push(format!("database {old}"));
-                    }
-                    db.drop_database(old).map_err(|e| e.to_string())?;
-                }
-                let _ = std::fs::remove_file(&marker);
-            }
-            Some(db)
-        }
+                .map_err(|e| e.to_string())?,
+        ),
         _ => None,
     };
+    report.leftovers_removed = remove_dead_scratch(engine, name, database.as_ref())?;
+    if req.backup_first {
+        progress("backing up (reason restore-drill)");
+        let fresh = engine.backup(
+            name,
+            &runbook_backup::BackupRequest {
+                reason: "restore-drill".into(),
+                time: None,
+            },
+        );
+        match fresh {
+            Ok(snap) => {
+                report.checks.push(CheckResult::new(
+                    "backup",
+                    "a fresh backup to drill",
+                    format!("snapshot {} saved", short(&snap.id)),
+                    true,
+                ));
+                req = std::borrow::Cow::Owned(Request {
+                    snapshot: Some(snap.id),
+                    ..req.into_owned()
+                });
+            }
+            Err(e) => {
+                report.checks.push(CheckResult::new(
+                    "backup",
+                    "a fresh backup to drill",
+                    e.to_string(),
+                    false,
+                ));
+                return Ok(());
+            }
+        }
+    }
     progress("choosing the snapshot");
     let snapshots = engine.snapshots(name).map_err(|e| e.to_string())?;
-    let Some(snapshot) = choose(&snapshots, req, &settings) else {
+    let Some(snapshot) = choose(&snapshots, &req, &settings) else {
         let why = match &req.snapshot {
             Some(id) => format!("no snapshot {id:?}"),
             None if snapshots.is_empty() => "the target has no snapshot".into(),
@@ -484,6 +498,65 @@ fn drill(
     }
     drop(scratch);
     Ok(())
+}
+
+fn marker_file(engine: &Engine, target: &str) -> PathBuf {
+    engine
+        .config()
+        .data_dir
+        .join("locks")
+        .join(format!("{target}.drill-database"))
+}
+
+/// Removes what killed drills of `target` left: scratch directories of dead processes, and
+/// the scratch database named in the marker file. The caller holds the drill lock.
+fn remove_dead_scratch(
+    engine: &Engine,
+    name: &str,
+    database: Option<&Database>,
+) -> Result<Vec<String>, String> {
+    let mut removed: Vec<String> = runbook_backup::remove_leftovers(&scratch_root(engine), name)
+        .into_iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let marker = marker_file(engine, name);
+    if let (Some(db), Ok(old)) = (database, std::fs::read_to_string(&marker)) {
+        let old = old.trim();
+        if is_scratch_database(&database_prefix(name), old) {
+            if db
+                .databases(old)
+                .map_err(|e| e.to_string())?
+                .iter()
+                .any(|d| d == old)
+            {
+                removed.push(format!("database {old}"));
+            }
+            db.drop_database(old).map_err(|e| e.to_string())?;
+        }
+        let _ = std::fs::remove_file(&marker);
+    }
+    Ok(removed)
+}
+
+/// Removes what killed drills of `target` left behind, unless a drill of it is running now
+/// (then that drill owns what is there). `serve` calls it at start; every drill does it first.
+///
+/// # Errors
+/// Unknown target, or a scratch database that cannot be dropped.
+pub fn clean_leftovers(engine: &Engine, target: &str) -> Result<Vec<String>, String> {
+    let t = engine.config().target(target).map_err(|e| e.to_string())?;
+    let Ok(_lock) = TargetLock::acquire(&engine.config().data_dir, &format!("{target}.drill"))
+    else {
+        return Ok(Vec::new());
+    };
+    let database = match t.kind {
+        TargetKind::Postgres(_) | TargetKind::Mariadb(_) => {
+            let server = t.drill.as_ref().and_then(|d| d.server.as_ref());
+            Some(engine.database(target, server).map_err(|e| e.to_string())?)
+        }
+        _ => None,
+    };
+    remove_dead_scratch(engine, target, database.as_ref())
 }
 
 /// Drops the scratch database; a failure is a failed `cleanup` check (the marker stays, so

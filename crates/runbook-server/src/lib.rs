@@ -92,6 +92,32 @@ impl Server {
     }
 }
 
+/// At start: scratch left by drills that were killed (files, scratch databases) is removed and
+/// reported in the log and the ops log.
+async fn remove_drill_leftovers(state: &AppState) {
+    for target in state.engine.config().targets.keys() {
+        let engine = state.engine.clone();
+        let name = target.clone();
+        let cleaned =
+            tokio::task::spawn_blocking(move || runbook_drill::clean_leftovers(&engine, &name))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+        match cleaned {
+            Ok(removed) => {
+                for left in removed {
+                    tracing::warn!(target_name = %target, leftover = %left, "removed scratch left by an interrupted drill");
+                    state
+                        .audit("worker", "drill.cleanup", target, "ok", left)
+                        .await;
+                }
+            }
+            Err(e) => {
+                tracing::error!(target_name = %target, error = %e, "cannot remove scratch left by an interrupted drill");
+            }
+        }
+    }
+}
+
 /// Scheduler ticks and worker steps until told to stop.
 async fn background(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     match state.store.recover_interrupted(state.clock.now_ms()).await {
@@ -111,6 +137,7 @@ async fn background(state: AppState, mut stop: tokio::sync::watch::Receiver<bool
         }
         Err(e) => tracing::error!(error = %e, "cannot recover interrupted jobs"),
     }
+    remove_drill_leftovers(&state).await;
     loop {
         if *stop.borrow() {
             return;

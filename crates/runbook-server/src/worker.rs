@@ -200,6 +200,7 @@ fn execute(
             let req = runbook_drill::Request {
                 snapshot: job.params["snapshot"].as_str().map(str::to_string),
                 now,
+                backup_first: job.params["backup_first"].as_bool().unwrap_or(false),
             };
             let report = runbook_drill::run(engine, &job.target, &req, &mut |_| {});
             serde_json::to_value(&report).map_err(|e| e.to_string())

@@ -67,8 +67,11 @@ pub struct DrillArgs {
     #[arg(long)]
     pub all: bool,
     /// Snapshot id (or unique prefix) instead of the target's `drill.snapshot` choice.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "backup_first")]
     pub snapshot: Option<String>,
+    /// Back up first (reason `restore-drill`) and drill that fresh snapshot.
+    #[arg(long)]
+    pub backup_first: bool,
     /// Print the reports as JSON.
     #[arg(long)]
     pub json: bool,

@@ -211,6 +211,8 @@ pub(crate) struct DrillBody {
     target: String,
     #[serde(default)]
     snapshot: Option<String>,
+    #[serde(default)]
+    backup_first: bool,
 }
 
 pub(crate) async fn run_drill(
@@ -223,7 +225,11 @@ pub(crate) async fn run_drill(
     let new = NewJob {
         kind: "drill".into(),
         target: b.target,
-        params: serde_json::json!({ "snapshot": b.snapshot, "reason": "api" }),
+        params: serde_json::json!({
+            "snapshot": b.snapshot,
+            "backup_first": b.backup_first,
+            "reason": "api",
+        }),
         requested_by: caller.actor.clone(),
     };
     accept(&state, &caller, new, "drill.run").await

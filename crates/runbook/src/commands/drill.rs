@@ -20,6 +20,7 @@ pub fn run(engine: &Engine, args: &DrillArgs) -> anyhow::Result<ExitCode> {
         let req = Request {
             snapshot: args.snapshot.clone(),
             now: jiff::Timestamp::now(),
+            backup_first: args.backup_first,
         };
         let report = runbook_drill::run(engine, name, &req, &mut |step| {
             if chatty {

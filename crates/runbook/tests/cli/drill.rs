@@ -102,6 +102,24 @@ fn failing_drill_exits_nonzero_with_one_line_naming_the_check() {
     assert_scratch_empty(&ws);
 }
 
+#[test]
+fn backup_first_drills_a_fresh_restore_drill_snapshot() {
+    let ws = Workspace::new(&drill_config(""));
+    make_db(&ws.path("app.db"), 20);
+    let run = ws.run(&["drill", "db", "--backup-first", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!(v[0]["outcome"], "passed", "{v}");
+    assert_eq!(v[0]["snapshot"]["reason"], "restore-drill");
+    assert_eq!(v[0]["checks"][0]["name"], "backup");
+    assert_eq!(ws.snapshot_ids("db").len(), 1);
+    let both = ws.run(&["drill", "db", "--backup-first", "--snapshot", "latest"]);
+    assert_ne!(both.code, 0);
+    assert!(
+        both.stderr
+            .contains("'--backup-first' cannot be used with '--snapshot")
+    );
+}
+
 fn assert_scratch_empty(ws: &Workspace) {
     let left: Vec<_> = fs::read_dir(ws.path("runbook-data/scratch/drills"))
         .map(|d| d.flatten().map(|e| e.path()).collect())
