@@ -849,3 +849,37 @@ async fn drills_run_through_the_api_and_show_in_health_metrics_and_schedule() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_removes_scratch_of_a_killed_drill_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().to_path_buf();
+    make_db(&root.join("app.db"), 3);
+    std::fs::write(
+        root.join("runbook.toml"),
+        "[targets.app-db]\nkind = \"sqlite\"\npath = \"app.db\"\n",
+    )
+    .expect("config");
+    std::fs::create_dir_all(root.join("runbook-data")).expect("data");
+    std::fs::write(root.join("runbook-data/repo.key"), "pw\n").expect("key");
+    // What a drill killed with -9 leaves: its scratch directory, named with a dead pid.
+    let stale = root.join("runbook-data/scratch/drills/app-db.4242424");
+    std::fs::create_dir_all(&stale).expect("stale");
+    std::fs::write(stale.join("app.db"), "half a restore").expect("write");
+    let app = start(dir, root, no_limit(), true).await;
+    let mut logged = false;
+    for _ in 0..200 {
+        let log = app.state.store.oplog(20).await.expect("oplog");
+        if log
+            .iter()
+            .any(|e| e.action == "drill.cleanup" && e.detail.contains("app-db.4242424"))
+        {
+            logged = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(logged, "the cleanup is in the ops log");
+    assert!(!stale.exists());
+    app.stop().await;
+}
