@@ -883,3 +883,103 @@ async fn serve_removes_scratch_of_a_killed_drill_at_start() {
     assert!(!stale.exists());
     app.stop().await;
 }
+
+fn client_sql(tool: &str, db: &str, sql: &str) -> String {
+    let out = if tool == "psql" {
+        std::process::Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-X", "-q", "-t", "-A"])
+            .args(["-v", "ON_ERROR_STOP=1", "-d", db, "-c", sql])
+            .output()
+    } else {
+        std::process::Command::new("mariadb")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-uroot",
+                "--batch",
+                "--skip-column-names",
+                "-e",
+                sql,
+            ])
+            .output()
+    }
+    .expect("database client");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drills_pass_through_the_api_for_every_kind() {
+    let pid = std::process::id();
+    let db = format!("rbt_apidrill_{pid}");
+    client_sql(
+        "psql",
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    );
+    client_sql("psql", "postgres", &format!("CREATE DATABASE {db}"));
+    client_sql(
+        "psql",
+        &db,
+        "CREATE TABLE t (id int); INSERT INTO t VALUES (1)",
+    );
+    client_sql(
+        "mariadb",
+        "",
+        &format!(
+            "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT); INSERT INTO {db}.t VALUES (1)"
+        ),
+    );
+    let extra = format!(
+        "[targets.pg]\nkind = \"postgres\"\nurl = \"postgres://postgres@127.0.0.1:5432/{db}\"\n\
+         [targets.my]\nkind = \"mariadb\"\nurl = \"mysql://root@127.0.0.1:3306/{db}\"\n\
+         [targets.files]\nkind = \"files\"\npaths = [\"app.db\"]\n"
+    );
+    let app = spawn_with(no_limit(), false, &extra).await;
+    for target in ["app-db", "pg", "my", "files"] {
+        let body = serde_json::json!({ "target": target, "backup_first": true });
+        let resp = app
+            .call(
+                Method::POST,
+                "/api/drills/run",
+                Some(&app.keys.operator),
+                Some(body),
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        let worker::Outcome::Ran(job) = worker::try_execute_next(&app.state).await.expect("step")
+        else {
+            panic!("queued");
+        };
+        assert_eq!(job.state, JobState::Succeeded, "{target}: {:?}", job.error);
+        let drill = &job.result.as_ref().expect("result")["drill"];
+        assert_eq!(drill["snapshot"]["reason"], "restore-drill", "{target}");
+    }
+    let drills: serde_json::Value = app
+        .call(Method::GET, "/api/drills", Some(&app.keys.readonly), None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let passed: Vec<&str> = drills
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|d| d["outcome"] == "passed")
+        .filter_map(|d| d["report"]["kind"].as_str())
+        .collect();
+    for kind in ["sqlite", "postgres", "mariadb", "files"] {
+        assert!(passed.contains(&kind), "{kind}: {passed:?}");
+    }
+    app.stop().await;
+    client_sql(
+        "psql",
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    );
+    client_sql("mariadb", "", &format!("DROP DATABASE IF EXISTS {db}"));
+}

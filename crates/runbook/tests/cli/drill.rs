@@ -120,6 +120,96 @@ fn backup_first_drills_a_fresh_restore_drill_snapshot() {
     );
 }
 
+fn mariadb(sql: &str) -> String {
+    let out = Command::new("mariadb")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-uroot",
+            "--batch",
+            "--skip-column-names",
+            "-e",
+            sql,
+        ])
+        .output()
+        .expect("mariadb client");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn drill_all_passes_for_sqlite_postgres_mariadb_and_files() {
+    let pid = std::process::id();
+    let pg = format!("rbt_drillall_{pid}");
+    let my = format!("rbt_drillall_{pid}");
+    psql(
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {pg} WITH (FORCE)"),
+    );
+    psql("postgres", &format!("CREATE DATABASE {pg}"));
+    psql(
+        &pg,
+        "CREATE TABLE t (id serial PRIMARY KEY, v text); INSERT INTO t (v) VALUES ('a'), ('b');",
+    );
+    mariadb(&format!(
+        "DROP DATABASE IF EXISTS {my}; CREATE DATABASE {my}; CREATE TABLE {my}.t (id INT PRIMARY KEY); INSERT INTO {my}.t VALUES (1), (2);"
+    ));
+    let ws = Workspace::new(&format!(
+        "{}{}[targets.pg-{pid}]\nkind = \"postgres\"\nurl = \"postgres://postgres@127.0.0.1:5432/{pg}\"\n[[targets.pg-{pid}.drill.checks]]\nsql = \"select count(*) = 2 from t\"\n[targets.my-{pid}]\nkind = \"mariadb\"\nurl = \"mysql://root@127.0.0.1:3306/{my}\"\n[[targets.my-{pid}.drill.checks]]\nsql = \"select count(*) = 2 from t\"\n",
+        sqlite_config("app.db"),
+        files_config(),
+    ));
+    make_db(&ws.path("app.db"), 10);
+    fs::create_dir_all(ws.path("src")).expect("src");
+    fs::write(ws.path("src/state.json"), r#"{"ok": true}"#).expect("json");
+    ws.run(&["backup", "--all"]).ok();
+    let run = ws.run(&["drill", "--all", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    let kinds: Vec<(&str, &str)> = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap_or(""),
+                r["outcome"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    for kind in ["sqlite", "postgres", "mariadb", "files"] {
+        assert!(kinds.contains(&(kind, "passed")), "{kind}: {kinds:?}");
+    }
+    for prefix in [
+        format!("runbook_drill_pg_{pid}_"),
+        format!("runbook_drill_my_{pid}_"),
+    ] {
+        assert_eq!(
+            psql(
+                "postgres",
+                &format!("SELECT count(*) FROM pg_database WHERE starts_with(datname, '{prefix}')")
+            ),
+            "0"
+        );
+        assert_eq!(
+            mariadb(&format!(
+                "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE LEFT(SCHEMA_NAME, {}) = '{prefix}'",
+                prefix.len()
+            )),
+            "0"
+        );
+    }
+    assert_scratch_empty(&ws);
+    psql(
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {pg} WITH (FORCE)"),
+    );
+    mariadb(&format!("DROP DATABASE IF EXISTS {my}"));
+}
+
 fn assert_scratch_empty(ws: &Workspace) {
     let left: Vec<_> = fs::read_dir(ws.path("runbook-data/scratch/drills"))
         .map(|d| d.flatten().map(|e| e.path()).collect())
