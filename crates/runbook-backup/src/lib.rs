@@ -349,17 +349,15 @@ impl Engine {
         let started = Instant::now();
         let target = self.config.target(target)?;
         postgres::check_db_name(&target.name, into)?;
-        let db = Database::new(
+        // The target's kind with its connection replaced by `server` when one is given
+        // (non-database kinds are refused below).
+        let kind = Database::new(
             &target.name,
             &target.kind,
             server.as_ref(),
             &self.config.scratch_dir(),
         )
-        .ok();
-        let kind = match (&target.kind, db.as_ref().map(Database::server_kind)) {
-            (TargetKind::Postgres(_), Some(k)) | (TargetKind::Mariadb(_), Some(k)) => k,
-            _ => target.kind.clone(),
-        };
+        .map_or_else(|_| target.kind.clone(), |db| db.server_kind());
         let repo = self.open_repo(&target.name)?;
         let snapshot = repo.find(wanted)?;
         let inner = snapshot.paths.first().cloned().unwrap_or_default();
