@@ -60,9 +60,12 @@ pub(crate) fn run(
             };
             let excludes = globs(&pg.exclude_tables);
             let probe = PgProbe {
-                source,
-                restored: server.clone(),
-                restored_db: db.clone(),
+                sides: Sides {
+                    source_db: source.source_database().to_string(),
+                    source,
+                    restored: server.clone(),
+                    restored_db: db.clone(),
+                },
                 schemas: pg.schemas.clone(),
             };
             let excluded = |t: &str| {
@@ -76,10 +79,12 @@ pub(crate) fn run(
                 return;
             };
             let probe = MariaProbe {
-                source_db: source.source_database().to_string(),
-                source,
-                restored: server.clone(),
-                restored_db: db.clone(),
+                sides: Sides {
+                    source_db: source.source_database().to_string(),
+                    source,
+                    restored: server.clone(),
+                    restored_db: db.clone(),
+                },
             };
             database_checks(&probe, settings, &|_| false, out);
         }
@@ -480,26 +485,21 @@ impl Probe for SqliteProbe {
     }
 }
 
-struct PgProbe {
+/// The live source database and the restored copy, each on its server.
+struct Sides {
     source: Database,
+    source_db: String,
     restored: Database,
     restored_db: String,
-    schemas: Vec<String>,
 }
 
-const PG_USER_NS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'";
-
-impl PgProbe {
-    fn on(&self, side: Side) -> (&Database, String) {
-        match side {
-            Side::Source => (&self.source, self.source.source_database().to_string()),
-            Side::Restored => (&self.restored, self.restored_db.clone()),
-        }
-    }
-
+impl Sides {
     fn column(&self, side: Side, sql: &str) -> Probed<Vec<String>> {
-        let (db, name) = self.on(side);
-        db.query(&name, sql)
+        let (db, name) = match side {
+            Side::Source => (&self.source, &self.source_db),
+            Side::Restored => (&self.restored, &self.restored_db),
+        };
+        db.query(name, sql)
             .map(|rows| {
                 rows.into_iter()
                     .filter_map(|r| r.into_iter().next())
@@ -508,6 +508,30 @@ impl PgProbe {
             .map_err(|e| e.to_string())
     }
 
+    fn count(&self, side: Side, sql: &str) -> Probed<i64> {
+        self.column(side, sql)?
+            .first()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("no count from {sql}"))
+    }
+
+    /// The first value `sql` returns on the restored copy.
+    fn scalar(&self, sql: &str) -> Probed<String> {
+        self.column(Side::Restored, sql)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| "the query returned no row".into())
+    }
+}
+
+struct PgProbe {
+    sides: Sides,
+    schemas: Vec<String>,
+}
+
+const PG_USER_NS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'";
+
+impl PgProbe {
     fn schema_filter(&self) -> String {
         if self.schemas.is_empty() {
             String::new()
@@ -521,13 +545,6 @@ impl PgProbe {
             format!(" AND n.nspname IN ({list})")
         }
     }
-
-    fn count(&self, side: Side, sql: &str) -> Probed<i64> {
-        self.column(side, sql)?
-            .first()
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| format!("no count from {sql}"))
-    }
 }
 
 fn split_qualified(t: &str) -> (&str, &str) {
@@ -536,7 +553,7 @@ fn split_qualified(t: &str) -> (&str, &str) {
 
 impl Probe for PgProbe {
     fn tables(&self, side: Side) -> Probed<Vec<String>> {
-        self.column(
+        self.sides.column(
             side,
             &format!(
                 "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -563,7 +580,7 @@ impl Probe for PgProbe {
                 })
                 .collect::<Vec<_>>()
                 .join(" UNION ALL ");
-            found.extend(self.column(side, &sql)?);
+            found.extend(self.sides.column(side, &sql)?);
         }
         Ok(found)
     }
@@ -571,62 +588,30 @@ impl Probe for PgProbe {
     fn objects(&self, side: Side) -> Probed<BTreeMap<&'static str, i64>> {
         let f = self.schema_filter();
         let mut m = BTreeMap::new();
-        m.insert("views", self.count(side, &format!("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('v', 'm') AND {PG_USER_NS}{f}"))?);
-        m.insert("sequences", self.count(side, &format!("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'S' AND {PG_USER_NS}{f}"))?);
-        m.insert("functions", self.count(side, &format!("SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {PG_USER_NS}{f}"))?);
+        m.insert("views", self.sides.count(side, &format!("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('v', 'm') AND {PG_USER_NS}{f}"))?);
+        m.insert("sequences", self.sides.count(side, &format!("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'S' AND {PG_USER_NS}{f}"))?);
+        m.insert("functions", self.sides.count(side, &format!("SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {PG_USER_NS}{f}"))?);
         Ok(m)
     }
 
     fn rows(&self, side: Side, table: &str) -> Probed<i64> {
         let (s, n) = split_qualified(table);
-        self.count(side, &format!("SELECT count(*) FROM {}.{}", dq(s), dq(n)))
+        self.sides
+            .count(side, &format!("SELECT count(*) FROM {}.{}", dq(s), dq(n)))
     }
 
     fn scalar(&self, sql: &str) -> Probed<String> {
-        self.column(Side::Restored, sql)?
-            .into_iter()
-            .next()
-            .ok_or_else(|| "the query returned no row".into())
+        self.sides.scalar(sql)
     }
 }
 
 struct MariaProbe {
-    source: Database,
-    source_db: String,
-    restored: Database,
-    restored_db: String,
-}
-
-impl MariaProbe {
-    fn on(&self, side: Side) -> (&Database, &str) {
-        match side {
-            Side::Source => (&self.source, &self.source_db),
-            Side::Restored => (&self.restored, &self.restored_db),
-        }
-    }
-
-    fn column(&self, side: Side, sql: &str) -> Probed<Vec<String>> {
-        let (db, name) = self.on(side);
-        db.query(name, sql)
-            .map(|rows| {
-                rows.into_iter()
-                    .filter_map(|r| r.into_iter().next())
-                    .collect()
-            })
-            .map_err(|e| e.to_string())
-    }
-
-    fn count(&self, side: Side, sql: &str) -> Probed<i64> {
-        self.column(side, sql)?
-            .first()
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| format!("no count from {sql}"))
-    }
+    sides: Sides,
 }
 
 impl Probe for MariaProbe {
     fn tables(&self, side: Side) -> Probed<Vec<String>> {
-        self.column(
+        self.sides.column(
             side,
             "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1",
         )
@@ -646,29 +631,27 @@ impl Probe for MariaProbe {
                 })
                 .collect::<Vec<_>>()
                 .join(" UNION ALL ");
-            found.extend(self.column(side, &sql)?);
+            found.extend(self.sides.column(side, &sql)?);
         }
         Ok(found)
     }
 
     fn objects(&self, side: Side) -> Probed<BTreeMap<&'static str, i64>> {
         let mut m = BTreeMap::new();
-        m.insert("views", self.count(side, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'VIEW'")?);
-        m.insert("sequences", self.count(side, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'SEQUENCE'")?);
-        m.insert("routines", self.count(side, "SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = DATABASE()")?);
-        m.insert("triggers", self.count(side, "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()")?);
+        m.insert("views", self.sides.count(side, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'VIEW'")?);
+        m.insert("sequences", self.sides.count(side, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'SEQUENCE'")?);
+        m.insert("routines", self.sides.count(side, "SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = DATABASE()")?);
+        m.insert("triggers", self.sides.count(side, "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()")?);
         Ok(m)
     }
 
     fn rows(&self, side: Side, table: &str) -> Probed<i64> {
-        self.count(side, &format!("SELECT COUNT(*) FROM {}", bq(table)))
+        self.sides
+            .count(side, &format!("SELECT COUNT(*) FROM {}", bq(table)))
     }
 
     fn scalar(&self, sql: &str) -> Probed<String> {
-        self.column(Side::Restored, sql)?
-            .into_iter()
-            .next()
-            .ok_or_else(|| "the query returned no row".into())
+        self.sides.scalar(sql)
     }
 }
 
