@@ -817,3 +817,33 @@ fn postgres_drill_on_a_drill_server_never_touches_a_database_it_did_not_create()
         "left as it was"
     );
 }
+
+#[test]
+fn the_database_password_reaches_ready_command_but_never_the_report() {
+    let src = PgDb::new("secret");
+    psql(&src.0, PG_SHOP);
+    let ws = Ws::new();
+    // Trust authentication here accepts any password, so the secret only has to travel.
+    fs::write(ws.path("pg.pass"), "s3cr3t-pw\n").expect("password file");
+    let target = format!("pg-secret-{}", std::process::id());
+    let engine = pg_engine(
+        &ws,
+        &target,
+        &src.0,
+        &format!(
+            "password_file = \"pg.pass\"\n[targets.{target}.drill]\nready_command = \"psql -X -q -t -A \\\"$RUNBOOK_DRILL_DATABASE_URL\\\" -c 'select 1' >/dev/null && echo \\\"$RUNBOOK_DRILL_DATABASE_URL\\\" && exit 3\"\n"
+        ),
+    );
+    backup(&engine, &target);
+    let r = drill(&engine, &target);
+    assert_fails_on(&r, "ready_command");
+    let c = check(&r, "ready_command");
+    assert!(c.actual.starts_with("exit 3 after"), "{c:?}");
+    assert!(
+        c.actual.contains(":***@127.0.0.1"),
+        "the URL had the password: {c:?}"
+    );
+    let json = serde_json::to_string(&r).expect("json");
+    assert!(!json.contains("s3cr3t-pw"), "{json}");
+    assert!(!r.summary().contains("s3cr3t-pw"));
+}
