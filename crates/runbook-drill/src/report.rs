@@ -30,6 +30,21 @@ pub fn parse_since(text: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs(n * secs))
 }
 
+/// `0.35s` plus the objective the drill checked it against, if it had one: `0.35s (≤ 15m00s)`.
+fn with_objective(measured: String, report: &serde_json::Value, check: &str) -> String {
+    let objective = report["checks"].as_array().and_then(|checks| {
+        checks
+            .iter()
+            .find(|c| c["name"] == check)
+            .and_then(|c| c["expected"].as_str())
+            .and_then(|e| e.strip_prefix("at most "))
+    });
+    match objective {
+        Some(o) if measured != "-" => format!("{measured} (≤ {o})"),
+        _ => measured,
+    }
+}
+
 fn ms_time(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
         .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
@@ -73,8 +88,8 @@ pub fn markdown(drills: &[DrillRecord], since: &str) -> String {
                 .as_deref()
                 .map_or("-", |s| &s[..s.len().min(8)]),
             d.snapshot_time.map_or_else(|| "-".to_string(), ms_time),
-            secs(d.restore_ms),
-            secs(d.data_age_ms),
+            with_objective(secs(d.restore_ms), &d.report, "max_restore"),
+            with_objective(secs(d.data_age_ms), &d.report, "max_data_age"),
             d.outcome,
             failing.replace('|', "\\|"),
         );

@@ -54,6 +54,11 @@ fn drill_passes_is_recorded_and_reported() {
         md.stdout
     );
     assert_eq!(md.stdout.matches("| db |").count(), 2, "{}", md.stdout);
+    assert!(
+        md.stdout.contains(" (≤ 1d02h) | passed |"),
+        "RPO with its objective: {}",
+        md.stdout
+    );
     let js = ws
         .run(&["report", "drills", "--since", "1d", "--format", "json"])
         .ok();
