@@ -6,13 +6,13 @@ use std::{
     fs,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
-    process::Command,
 };
 
 use jiff::{SignedDuration, Timestamp};
 use runbook_backup::{BackupRequest, Engine};
 use runbook_config::Config;
 use runbook_drill::{Outcome, Report, Request};
+use runbook_testkit::{MyDb, PgDb, mariadb, psql, which};
 
 struct Ws {
     dir: tempfile::TempDir,
@@ -297,10 +297,19 @@ fn ready_command_that_exits_1_or_hangs_fails() {
     assert!(c.actual.starts_with("exit 1 after"), "{c:?}");
     assert!(c.actual.ends_with(": migrations pending"), "{c:?}");
 
+    // A command that hangs, with a child of its own: the whole group is killed, nothing else.
+    let pidfile = ws.path("bg.pid");
     let engine = sqlite_target(
         &ws,
-        "ready_command = \"sleep 30\"\nready_timeout = \"300ms\"\n",
+        &format!(
+            "ready_command = \"sleep 30 & echo $! > {}; wait\"\nready_timeout = \"500ms\"\n",
+            pidfile.display()
+        ),
     );
+    let bystander = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("bystander");
     let r = drill(&engine, "app");
     assert_fails_on(&r, "ready_command");
     assert!(
@@ -308,6 +317,20 @@ fn ready_command_that_exits_1_or_hangs_fails() {
         "{:?}",
         r.checks
     );
+    let bg = fs::read_to_string(&pidfile).expect("the command started its child");
+    let bg_alive = |pid: &str| {
+        fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+            .is_ok_and(|stat| !stat.contains(") Z "))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(!bg_alive(&bg), "the command's own child was killed too");
+    let mut bystander = bystander;
+    assert!(
+        bystander.try_wait().expect("wait").is_none(),
+        "a process outside the command's group is untouched"
+    );
+    let _ = bystander.kill();
+    let _ = bystander.wait();
 }
 
 #[test]
@@ -446,53 +469,6 @@ fn content_changed_in_the_repository_fails_the_restore_check() {
 
 // ---- PostgreSQL ----
 
-fn psql(db: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-X", "-q", "-t", "-A"])
-        .args(["-v", "ON_ERROR_STOP=1", "-d", db, "-c", sql])
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// A uniquely named PostgreSQL database, dropped on drop.
-struct PgDb(String);
-
-impl PgDb {
-    fn new(tag: &str) -> Self {
-        let name = format!("rbt_drill_{tag}_{}", std::process::id());
-        psql(
-            "postgres",
-            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        );
-        psql("postgres", &format!("CREATE DATABASE {name}"));
-        Self(name)
-    }
-}
-
-impl Drop for PgDb {
-    fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-q",
-                "-d",
-                "postgres",
-                "-c",
-            ])
-            .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0))
-            .output();
-    }
-}
-
 fn scratch_databases(prefix: &str) -> String {
     psql(
         "postgres",
@@ -517,7 +493,7 @@ fn pg_engine(ws: &Ws, target: &str, db: &str, extra: &str) -> Engine {
 
 #[test]
 fn postgres_drill_passes_and_drops_its_scratch_database() {
-    let src = PgDb::new("pass");
+    let src = PgDb::create("drill_pass");
     psql(&src.0, PG_SHOP);
     let ws = Ws::new();
     let target = format!("pg-pass-{}", std::process::id());
@@ -554,7 +530,7 @@ fn postgres_drill_passes_and_drops_its_scratch_database() {
 
 #[test]
 fn postgres_snapshot_of_an_empty_database_fails_not_empty() {
-    let src = PgDb::new("empty");
+    let src = PgDb::create("drill_empty");
     psql(
         &src.0,
         "CREATE TABLE users (id serial PRIMARY KEY, name text)",
@@ -575,33 +551,26 @@ fn postgres_snapshot_of_an_empty_database_fails_not_empty() {
 
 #[test]
 fn postgres_dump_cut_short_fails_the_restore_check() {
-    let src = PgDb::new("short");
+    let src = PgDb::create("drill_short");
     psql(&src.0, PG_SHOP);
     let ws = Ws::new();
     // A pg_dump whose output is cut after 3000 bytes but which still exits 0 (a full disk on
     // a pipe, a proxy closing early): the backup cannot know; the drill must find out.
     let bin = ws.path("bin");
     fs::create_dir_all(&bin).expect("bin");
-    let real = |tool: &str| {
-        let out = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .expect("sh");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
     let script = bin.join("pg_dump");
     fs::write(
         &script,
         format!(
             "#!/bin/sh\nif [ \"$1\" = --version ]; then exec {} --version; fi\n{} \"$@\" | head -c 3000\nexit 0\n",
-            real("pg_dump"),
-            real("pg_dump")
+            which("pg_dump"),
+            which("pg_dump")
         ),
     )
     .expect("script");
     fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
     for tool in ["pg_restore", "psql"] {
-        std::os::unix::fs::symlink(real(tool), bin.join(tool)).expect("symlink");
+        std::os::unix::fs::symlink(which(tool), bin.join(tool)).expect("symlink");
     }
     let target = format!("pg-short-{}", std::process::id());
     let engine = pg_engine(
@@ -626,7 +595,7 @@ fn postgres_dump_cut_short_fails_the_restore_check() {
 
 #[test]
 fn postgres_scratch_database_of_a_killed_drill_is_dropped_at_the_next_start() {
-    let src = PgDb::new("left");
+    let src = PgDb::create("drill_left");
     psql(&src.0, PG_SHOP);
     let ws = Ws::new();
     let target = format!("pg-left-{}", std::process::id());
@@ -657,49 +626,6 @@ fn postgres_scratch_database_of_a_killed_drill_is_dropped_at_the_next_start() {
 
 // ---- MariaDB ----
 
-fn mariadb(sql: &str) -> String {
-    let out = Command::new("mariadb")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-u",
-            "root",
-            "--batch",
-            "--skip-column-names",
-            "-e",
-            sql,
-        ])
-        .output()
-        .expect("mariadb client");
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-struct MyDb(String);
-
-impl MyDb {
-    fn new(tag: &str) -> Self {
-        let name = format!("rbt_drill_{tag}_{}", std::process::id());
-        mariadb(&format!(
-            "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
-        ));
-        Self(name)
-    }
-}
-
-impl Drop for MyDb {
-    fn drop(&mut self) {
-        let _ = Command::new("mariadb")
-            .args(["-h", "127.0.0.1", "-u", "root", "-e"])
-            .arg(format!("DROP DATABASE IF EXISTS {}", self.0))
-            .output();
-    }
-}
-
 fn my_engine(ws: &Ws, target: &str, db: &str, extra: &str) -> Engine {
     ws.engine(&format!(
         "[targets.{target}]\nkind = \"mariadb\"\nurl = \"mysql://root@127.0.0.1:3306/{db}\"\n{extra}"
@@ -707,21 +633,27 @@ fn my_engine(ws: &Ws, target: &str, db: &str, extra: &str) -> Engine {
 }
 
 fn my_scratch(target: &str) -> String {
-    mariadb(&format!(
-        "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE '{}%'",
-        runbook_drill::database_prefix(target).replace('_', "\\_")
-    ))
+    mariadb(
+        "",
+        &format!(
+            "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE '{}%'",
+            runbook_drill::database_prefix(target).replace('_', "\\_")
+        ),
+    )
 }
 
 #[test]
 fn mariadb_drill_passes_and_an_empty_snapshot_fails() {
-    let src = MyDb::new("my");
-    mariadb(&format!(
-        "USE {}; CREATE TABLE users (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(50));
+    let src = MyDb::create("drill_my");
+    mariadb(
+        "",
+        &format!(
+            "USE {}; CREATE TABLE users (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(50));
          CREATE VIEW v AS SELECT name FROM users;
          CREATE FUNCTION two() RETURNS INT DETERMINISTIC RETURN 2;",
-        src.0
-    ));
+            src.0
+        ),
+    );
     let ws = Ws::new();
     let target = format!("my-{}", std::process::id());
     let engine = my_engine(
@@ -732,10 +664,13 @@ fn mariadb_drill_passes_and_an_empty_snapshot_fails() {
     );
     // Empty when backed up, rows afterwards: the drill must fail.
     backup(&engine, &target);
-    mariadb(&format!(
-        "INSERT INTO {}.users (name) VALUES ('ada'), ('grace')",
-        src.0
-    ));
+    mariadb(
+        "",
+        &format!(
+            "INSERT INTO {}.users (name) VALUES ('ada'), ('grace')",
+            src.0
+        ),
+    );
     let r = drill(&engine, &target);
     assert_fails_on(&r, "not_empty");
     assert_eq!(my_scratch(&target), "0");
@@ -779,7 +714,7 @@ fn random_within_picks_only_snapshots_inside_the_window() {
 
 #[test]
 fn postgres_drill_on_a_drill_server_never_touches_a_database_it_did_not_create() {
-    let src = PgDb::new("srv");
+    let src = PgDb::create("drill_srv");
     psql(&src.0, PG_SHOP);
     let ws = Ws::new();
     let target = format!("pg-srv-{}", std::process::id());
@@ -820,7 +755,7 @@ fn postgres_drill_on_a_drill_server_never_touches_a_database_it_did_not_create()
 
 #[test]
 fn the_database_password_reaches_ready_command_but_never_the_report() {
-    let src = PgDb::new("secret");
+    let src = PgDb::create("drill_secret");
     psql(&src.0, PG_SHOP);
     let ws = Ws::new();
     // Trust authentication here accepts any password, so the secret only has to travel.

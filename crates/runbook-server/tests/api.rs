@@ -884,51 +884,17 @@ async fn serve_removes_scratch_of_a_killed_drill_at_start() {
     app.stop().await;
 }
 
-fn client_sql(tool: &str, db: &str, sql: &str) -> String {
-    let out = if tool == "psql" {
-        std::process::Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-X", "-q", "-t", "-A"])
-            .args(["-v", "ON_ERROR_STOP=1", "-d", db, "-c", sql])
-            .output()
-    } else {
-        std::process::Command::new("mariadb")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-uroot",
-                "--batch",
-                "--skip-column-names",
-                "-e",
-                sql,
-            ])
-            .output()
-    }
-    .expect("database client");
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drills_pass_through_the_api_for_every_kind() {
     let pid = std::process::id();
     let db = format!("rbt_apidrill_{pid}");
-    client_sql(
-        "psql",
+    runbook_testkit::psql(
         "postgres",
         &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
     );
-    client_sql("psql", "postgres", &format!("CREATE DATABASE {db}"));
-    client_sql(
-        "psql",
-        &db,
-        "CREATE TABLE t (id int); INSERT INTO t VALUES (1)",
-    );
-    client_sql(
-        "mariadb",
+    runbook_testkit::psql("postgres", &format!("CREATE DATABASE {db}"));
+    runbook_testkit::psql(&db, "CREATE TABLE t (id int); INSERT INTO t VALUES (1)");
+    runbook_testkit::mariadb(
         "",
         &format!(
             "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT); INSERT INTO {db}.t VALUES (1)"
@@ -976,10 +942,9 @@ async fn drills_pass_through_the_api_for_every_kind() {
         assert!(passed.contains(&kind), "{kind}: {passed:?}");
     }
     app.stop().await;
-    client_sql(
-        "psql",
+    runbook_testkit::psql(
         "postgres",
         &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
     );
-    client_sql("mariadb", "", &format!("DROP DATABASE IF EXISTS {db}"));
+    runbook_testkit::mariadb("", &format!("DROP DATABASE IF EXISTS {db}"));
 }

@@ -8,6 +8,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use runbook_testkit::{mariadb, psql, which};
+
 use crate::helpers::*;
 
 fn drill_config(drill: &str) -> String {
@@ -125,27 +127,6 @@ fn backup_first_drills_a_fresh_restore_drill_snapshot() {
     );
 }
 
-fn mariadb(sql: &str) -> String {
-    let out = Command::new("mariadb")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-uroot",
-            "--batch",
-            "--skip-column-names",
-            "-e",
-            sql,
-        ])
-        .output()
-        .expect("mariadb client");
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 #[test]
 fn drill_all_passes_for_sqlite_postgres_mariadb_and_files() {
     let pid = std::process::id();
@@ -160,9 +141,12 @@ fn drill_all_passes_for_sqlite_postgres_mariadb_and_files() {
         &pg,
         "CREATE TABLE t (id serial PRIMARY KEY, v text); INSERT INTO t (v) VALUES ('a'), ('b');",
     );
-    mariadb(&format!(
-        "DROP DATABASE IF EXISTS {my}; CREATE DATABASE {my}; CREATE TABLE {my}.t (id INT PRIMARY KEY); INSERT INTO {my}.t VALUES (1), (2);"
-    ));
+    mariadb(
+        "",
+        &format!(
+            "DROP DATABASE IF EXISTS {my}; CREATE DATABASE {my}; CREATE TABLE {my}.t (id INT PRIMARY KEY); INSERT INTO {my}.t VALUES (1), (2);"
+        ),
+    );
     let ws = Workspace::new(&format!(
         "{}{}[targets.pg-{pid}]\nkind = \"postgres\"\nurl = \"postgres://postgres@127.0.0.1:5432/{pg}\"\n[[targets.pg-{pid}.drill.checks]]\nsql = \"select count(*) = 2 from t\"\n[targets.my-{pid}]\nkind = \"mariadb\"\nurl = \"mysql://root@127.0.0.1:3306/{my}\"\n[[targets.my-{pid}.drill.checks]]\nsql = \"select count(*) = 2 from t\"\n",
         sqlite_config("app.db"),
@@ -200,10 +184,13 @@ fn drill_all_passes_for_sqlite_postgres_mariadb_and_files() {
             "0"
         );
         assert_eq!(
-            mariadb(&format!(
-                "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE LEFT(SCHEMA_NAME, {}) = '{prefix}'",
-                prefix.len()
-            )),
+            mariadb(
+                "",
+                &format!(
+                    "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE LEFT(SCHEMA_NAME, {}) = '{prefix}'",
+                    prefix.len()
+                )
+            ),
             "0"
         );
     }
@@ -212,7 +199,7 @@ fn drill_all_passes_for_sqlite_postgres_mariadb_and_files() {
         "postgres",
         &format!("DROP DATABASE IF EXISTS {pg} WITH (FORCE)"),
     );
-    mariadb(&format!("DROP DATABASE IF EXISTS {my}"));
+    mariadb("", &format!("DROP DATABASE IF EXISTS {my}"));
 }
 
 fn assert_scratch_empty(ws: &Workspace) {
@@ -220,39 +207,6 @@ fn assert_scratch_empty(ws: &Workspace) {
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "drill scratch left: {left:?}");
-}
-
-fn psql(db: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-X",
-            "-q",
-            "-t",
-            "-A",
-            "-v",
-            "ON_ERROR_STOP=1",
-        ])
-        .args(["-d", db, "-c", sql])
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn which(tool: &str) -> String {
-    let out = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .expect("sh");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 #[test]

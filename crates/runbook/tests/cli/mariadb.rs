@@ -1,57 +1,9 @@
 //! MariaDB targets against the server on this machine (root, empty password); every test makes
 //! its own uniquely named databases and drops them.
 
-use std::process::Command;
+use runbook_testkit::{MyDb as Db, mariadb as sql};
 
 use crate::helpers::Workspace;
-
-fn sql(db: &str, statement: &str) -> String {
-    let out = Command::new("mariadb")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-uroot",
-            "--batch",
-            "--skip-column-names",
-            "--default-character-set=utf8mb4",
-            "-e",
-            statement,
-        ])
-        .args((!db.is_empty()).then_some(db))
-        .output()
-        .expect("mariadb client");
-    assert!(
-        out.status.success(),
-        "{statement}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-struct Db(String);
-
-impl Db {
-    fn new(tag: &str, create: bool) -> Self {
-        let name = format!("rbt_{tag}_{}", std::process::id());
-        sql("", &format!("DROP DATABASE IF EXISTS `{name}`"));
-        if create {
-            sql(
-                "",
-                &format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"),
-            );
-        }
-        Self(name)
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        let _ = Command::new("mariadb")
-            .args(["-h", "127.0.0.1", "-uroot", "-e"])
-            .arg(format!("DROP DATABASE IF EXISTS `{}`", self.0))
-            .output();
-    }
-}
 
 fn config(url: &str) -> String {
     format!("[targets.my]\nkind = \"mariadb\"\nurl = \"{url}\"\n")
@@ -85,7 +37,7 @@ fn fingerprint(db: &str) -> Vec<String> {
 
 #[test]
 fn mariadb_round_trip_and_refusal_rules() {
-    let src = Db::new("msrc", true);
+    let src = Db::create("msrc");
     sql(&src.0, "CREATE TABLE c (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(100), pic BLOB) ENGINE=InnoDB;
         CREATE TABLE o (id INT AUTO_INCREMENT PRIMARY KEY, c_id INT NOT NULL, FOREIGN KEY (c_id) REFERENCES c(id)) ENGINE=InnoDB;
         INSERT INTO c (name, pic) VALUES ('Zoë ✓ 東京', UNHEX('DEADBEEF00')), ('plain', NULL);
@@ -95,7 +47,7 @@ fn mariadb_round_trip_and_refusal_rules() {
         CREATE TRIGGER tr BEFORE INSERT ON o FOR EACH ROW SET NEW.c_id = NEW.c_id;");
     let ws = Workspace::new(&config(&format!("mysql://root@127.0.0.1:3306/{}", src.0)));
     ws.run(&["backup", "my"]).ok();
-    let dst = Db::new("mdst", false);
+    let dst = Db::absent("mdst");
     ws.run(&["restore", "my", "--into", &dst.0]).ok();
     let want = fingerprint(&src.0);
     assert!(want.iter().any(|l| l.starts_with("o:500:")), "{want:?}");

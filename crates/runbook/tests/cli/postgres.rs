@@ -4,82 +4,12 @@
 use std::{
     fs,
     os::unix::fs::PermissionsExt,
-    process::Command,
     sync::atomic::{AtomicBool, Ordering},
 };
 
+use runbook_testkit::{PgDb as Db, psql};
+
 use crate::helpers::Workspace;
-
-fn psql(db: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-X",
-            "-q",
-            "-t",
-            "-A",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            db,
-            "-c",
-            sql,
-        ])
-        .output()
-        .expect("psql (PostgreSQL client)");
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// A database name unique to this test process and `tag`, dropped on drop.
-struct Db(String);
-
-impl Db {
-    fn new(tag: &str) -> Self {
-        let name = format!("rbt_{tag}_{}", std::process::id());
-        psql(
-            "postgres",
-            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        );
-        psql("postgres", &format!("CREATE DATABASE {name}"));
-        Self(name)
-    }
-
-    /// A name that is not created (for restores to create).
-    fn name_only(tag: &str) -> Self {
-        let name = format!("rbt_{tag}_{}", std::process::id());
-        psql(
-            "postgres",
-            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        );
-        Self(name)
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-q",
-                "-d",
-                "postgres",
-                "-c",
-            ])
-            .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0))
-            .output();
-    }
-}
 
 fn config(db: &str, extra: &str) -> String {
     format!(
@@ -137,11 +67,11 @@ fn fingerprint(db: &str) -> Vec<String> {
 
 #[test]
 fn postgres_round_trip_restores_every_table_and_object() {
-    let src = Db::new("src");
+    let src = Db::create("src");
     psql(&src.0, SCHEMA);
     let ws = Workspace::new(&config(&src.0, ""));
     ws.run(&["backup", "pg"]).ok();
-    let dst = Db::name_only("dst");
+    let dst = Db::absent("dst");
     ws.run(&["restore", "pg", "--into", &dst.0]).ok();
     let want = fingerprint(&src.0);
     assert!(
@@ -161,14 +91,14 @@ fn postgres_round_trip_restores_every_table_and_object() {
 
 #[test]
 fn restore_refuses_a_non_empty_database_without_force() {
-    let src = Db::new("rsrc");
+    let src = Db::create("rsrc");
     psql(
         &src.0,
         "CREATE TABLE t (x int); INSERT INTO t VALUES (1), (2);",
     );
     let ws = Workspace::new(&config(&src.0, ""));
     ws.run(&["backup", "pg"]).ok();
-    let busy = Db::new("busy");
+    let busy = Db::create("busy");
     psql(
         &busy.0,
         "CREATE TABLE precious (y int); INSERT INTO precious VALUES (42);",
@@ -195,11 +125,11 @@ fn restore_refuses_a_non_empty_database_without_force() {
         "0",
         "cleaned first"
     );
-    let empty = Db::new("empty");
+    let empty = Db::create("empty");
     ws.run(&["restore", "pg", "--into", &empty.0]).ok();
     assert_eq!(psql(&empty.0, "SELECT count(*) FROM t"), "2");
     // Parallel restore stages the dump in data_dir and removes it afterwards.
-    let par = Db::name_only("par");
+    let par = Db::absent("par");
     ws.run(&["restore", "pg", "--into", &par.0, "--jobs", "2"])
         .ok();
     assert_eq!(psql(&par.0, "SELECT count(*) FROM t"), "2");
@@ -215,7 +145,7 @@ fn restore_refuses_a_non_empty_database_without_force() {
 
 #[test]
 fn dump_taken_during_writes_is_consistent() {
-    let src = Db::new("live");
+    let src = Db::create("live");
     psql(&src.0, "CREATE TABLE log (i int PRIMARY KEY, pad text); CREATE TABLE meta (n int); INSERT INTO meta VALUES (0);
                   INSERT INTO log SELECT g, repeat('x', 500) FROM generate_series(1, 20000) g; UPDATE meta SET n = 20000;");
     let ws = Workspace::new(&config(&src.0, ""));
@@ -239,7 +169,7 @@ fn dump_taken_during_writes_is_consistent() {
         stop.store(true, Ordering::SeqCst);
         writer.join().expect("writer");
     });
-    let dst = Db::name_only("livedst");
+    let dst = Db::absent("livedst");
     ws.run(&["restore", "pg", "--into", &dst.0]).ok();
     let n = psql(&dst.0, "SELECT n FROM meta");
     let rows = psql(&dst.0, "SELECT count(*) || ':' || max(i) FROM log");
@@ -268,7 +198,7 @@ fn fake_tools(ws: &Workspace) -> std::path::PathBuf {
 
 #[test]
 fn failing_or_cut_short_dump_leaves_no_snapshot_and_no_password_anywhere() {
-    let src = Db::new("fail");
+    let src = Db::create("fail");
     let dir = tempfile::tempdir().expect("tmp");
     let ws = Workspace { dir };
     fs::create_dir_all(ws.path("runbook-data")).expect("data");
