@@ -128,9 +128,9 @@ impl<'a> Conn<'a> {
         }
     }
 
-    /// Runs one SQL statement; returns its tab-separated output without headers.
-    pub(crate) fn sql(&self, sql: &str) -> Result<String> {
-        let mut cmd = self.command(&["mariadb", "mysql"], None)?;
+    /// Runs `sql` with the client, in `database` if given; tab-separated, no headers.
+    fn run(&self, database: Option<&str>, sql: &str) -> Result<String> {
+        let mut cmd = self.command(&["mariadb", "mysql"], database)?;
         let out = cmd
             .args(["--batch", "--skip-column-names", "-e", sql])
             .output()
@@ -138,22 +138,17 @@ impl<'a> Conn<'a> {
         if !out.status.success() {
             return Err(self.fail("mariadb failed", &String::from_utf8_lossy(&out.stderr)));
         }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Runs one SQL statement; returns its output, trimmed.
+    pub(crate) fn sql(&self, sql: &str) -> Result<String> {
+        Ok(self.run(None, sql)?.trim().to_string())
     }
 
     /// Runs one query in `database`; returns its rows, columns split.
     pub(crate) fn rows(&self, database: &str, sql: &str) -> Result<Vec<Vec<String>>> {
-        let mut cmd = self.command(&["mariadb", "mysql"], Some(database))?;
-        let out = cmd
-            .args(["--batch", "--skip-column-names", "-e", sql])
-            .output()
-            .map_err(|e| self.fail("client", &e.to_string()))?;
-        if !out.status.success() {
-            return Err(self.fail("mariadb failed", &String::from_utf8_lossy(&out.stderr)));
-        }
-        Ok(crate::postgres::split_rows(&String::from_utf8_lossy(
-            &out.stdout,
-        )))
+        Ok(crate::postgres::split_rows(&self.run(Some(database), sql)?))
     }
 
     /// Starts the dump, writing to a pipe.

@@ -110,21 +110,8 @@ impl Conn<'_> {
         }
     }
 
-    /// Runs one SQL statement with `psql` against `database`; returns its unaligned output.
-    pub(crate) fn psql(&self, database: &str, sql: &str) -> Result<String> {
-        let out = self
-            .command("psql", database)
-            .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c", sql])
-            .output()
-            .map_err(|e| self.missing("psql", &e))?;
-        if !out.status.success() {
-            return Err(self.fail("psql failed", &String::from_utf8_lossy(&out.stderr)));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    }
-
-    /// Runs one query with `psql` against `database`; returns its rows, columns split.
-    pub(crate) fn rows(&self, database: &str, sql: &str) -> Result<Vec<Vec<String>>> {
+    /// Runs `sql` with `psql` against `database`: unaligned, tuples only, tab-separated.
+    fn run(&self, database: &str, sql: &str) -> Result<String> {
         let out = self
             .command("psql", database)
             .args([
@@ -144,7 +131,17 @@ impl Conn<'_> {
         if !out.status.success() {
             return Err(self.fail("psql failed", &String::from_utf8_lossy(&out.stderr)));
         }
-        Ok(split_rows(&String::from_utf8_lossy(&out.stdout)))
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Runs one SQL statement with `psql` against `database`; returns its output, trimmed.
+    pub(crate) fn psql(&self, database: &str, sql: &str) -> Result<String> {
+        Ok(self.run(database, sql)?.trim().to_string())
+    }
+
+    /// Runs one query with `psql` against `database`; returns its rows, columns split.
+    pub(crate) fn rows(&self, database: &str, sql: &str) -> Result<Vec<Vec<String>>> {
+        Ok(split_rows(&self.run(database, sql)?))
     }
 
     /// Refuses a server newer than the local `pg_dump`.

@@ -23,7 +23,7 @@ use secrecy::SecretString;
 pub use dburl::DbUrl;
 pub use drill::{Drill, DrillCheck, DrillSnapshot, parse_percent};
 pub use error::ConfigError;
-pub use keep::Keep;
+pub use keep::{Keep, parse_duration};
 pub use schedule::Schedule;
 
 /// The example configuration written by `runbook init`, embedded in the binary.

@@ -47,11 +47,11 @@ pub(crate) fn run(
     let out = &mut report.checks;
     match (&target.kind, place) {
         (TargetKind::Sqlite { path }, Place::File(file)) => {
-            sqlite_integrity(file, out);
             let probe = SqliteProbe {
                 source: path.clone(),
                 restored: file.clone(),
             };
+            sqlite_integrity(&probe, out);
             database_checks(&probe, settings, &|_| false, out);
         }
         (TargetKind::Postgres(pg), Place::Database(db)) => {
@@ -320,36 +320,18 @@ fn row_counts(
     CheckResult::new(name, expected, actual, ok)
 }
 
-fn sqlite_integrity(file: &std::path::Path, out: &mut Vec<CheckResult>) {
-    let conn = match rusqlite::Connection::open_with_flags(
-        file,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            out.push(CheckResult::new(
-                "integrity_check",
-                "ok",
-                e.to_string(),
-                false,
-            ));
-            return;
-        }
-    };
-    let rows = |sql: &str| -> Result<Vec<String>, String> {
-        let mut stmt = conn.prepare(sql).map_err(|e| e.to_string())?;
-        let rows = stmt
-            .query_map([], |r| r.get::<_, rusqlite::types::Value>(0))
-            .map_err(|e| e.to_string())?;
-        rows.map(|r| r.map(|v| value_text(&v)).map_err(|e| e.to_string()))
-            .collect()
-    };
+/// SQLite's own checks on the restored file.
+fn sqlite_integrity(probe: &SqliteProbe, out: &mut Vec<CheckResult>) {
+    let rows = |sql: &str| probe.column(Side::Restored, sql);
     match rows("PRAGMA integrity_check") {
         Ok(r) => {
             let ok = r == ["ok"];
             out.push(CheckResult::new("integrity_check", "ok", list(&r, 3), ok));
         }
-        Err(e) => out.push(CheckResult::new("integrity_check", "ok", e, false)),
+        Err(e) => {
+            out.push(CheckResult::new("integrity_check", "ok", e, false));
+            return;
+        }
     }
     match rows("PRAGMA foreign_key_check") {
         Ok(r) => out.push(CheckResult::new(
@@ -362,11 +344,7 @@ fn sqlite_integrity(file: &std::path::Path, out: &mut Vec<CheckResult>) {
                     "{} violations, in tables {}",
                     r.len(),
                     list(
-                        &r.iter()
-                            .cloned()
-                            .collect::<BTreeSet<_>>()
-                            .into_iter()
-                            .collect::<Vec<_>>(),
+                        &Vec::from_iter(r.iter().cloned().collect::<BTreeSet<_>>()),
                         5
                     )
                 )
@@ -515,6 +493,26 @@ impl Sides {
             .ok_or_else(|| format!("no count from {sql}"))
     }
 
+    /// The tables of `tables` holding a row: one `EXISTS` per table (`probe` writes it),
+    /// joined with `UNION ALL` in batches of 200 to keep each command line short.
+    fn non_empty(
+        &self,
+        side: Side,
+        tables: &[String],
+        probe: impl Fn(&str) -> String,
+    ) -> Probed<Vec<String>> {
+        let mut found = Vec::new();
+        for chunk in tables.chunks(200) {
+            let sql = chunk
+                .iter()
+                .map(|t| probe(t))
+                .collect::<Vec<_>>()
+                .join(" UNION ALL ");
+            found.extend(self.column(side, &sql)?);
+        }
+        Ok(found)
+    }
+
     /// The first value `sql` returns on the restored copy.
     fn scalar(&self, sql: &str) -> Probed<String> {
         self.column(Side::Restored, sql)?
@@ -564,25 +562,15 @@ impl Probe for PgProbe {
     }
 
     fn non_empty(&self, side: Side, tables: &[String]) -> Probed<Vec<String>> {
-        let mut found = Vec::new();
-        // In batches: one statement per few hundred tables keeps the command line short.
-        for chunk in tables.chunks(200) {
-            let sql = chunk
-                .iter()
-                .map(|t| {
-                    let (s, n) = split_qualified(t);
-                    format!(
-                        "SELECT {} WHERE EXISTS (SELECT 1 FROM {}.{})",
-                        lit(t),
-                        dq(s),
-                        dq(n)
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" UNION ALL ");
-            found.extend(self.sides.column(side, &sql)?);
-        }
-        Ok(found)
+        self.sides.non_empty(side, tables, |t| {
+            let (s, n) = split_qualified(t);
+            format!(
+                "SELECT {} WHERE EXISTS (SELECT 1 FROM {}.{})",
+                lit(t),
+                dq(s),
+                dq(n)
+            )
+        })
     }
 
     fn objects(&self, side: Side) -> Probed<BTreeMap<&'static str, i64>> {
@@ -618,22 +606,13 @@ impl Probe for MariaProbe {
     }
 
     fn non_empty(&self, side: Side, tables: &[String]) -> Probed<Vec<String>> {
-        let mut found = Vec::new();
-        for chunk in tables.chunks(200) {
-            let sql = chunk
-                .iter()
-                .map(|t| {
-                    format!(
-                        "SELECT {} FROM DUAL WHERE EXISTS (SELECT 1 FROM {})",
-                        lit(t),
-                        bq(t)
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" UNION ALL ");
-            found.extend(self.sides.column(side, &sql)?);
-        }
-        Ok(found)
+        self.sides.non_empty(side, tables, |t| {
+            format!(
+                "SELECT {} FROM DUAL WHERE EXISTS (SELECT 1 FROM {})",
+                lit(t),
+                bq(t)
+            )
+        })
     }
 
     fn objects(&self, side: Side) -> Probed<BTreeMap<&'static str, i64>> {

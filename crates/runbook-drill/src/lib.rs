@@ -445,13 +445,7 @@ fn drill(
                 e,
                 false,
             ));
-            let cleaned = match (&place, &database) {
-                (Some(Place::Database(db)), Some(server)) => cleanup_database(server, db, report),
-                _ => true,
-            };
-            if cleaned {
-                let _ = std::fs::remove_file(&marker);
-            }
+            remove_scratch_database(place.as_ref(), database.as_ref(), &marker, report);
             return Ok(());
         }
     };
@@ -489,13 +483,7 @@ fn drill(
     }
     report.check_seconds = checks_started.elapsed().as_secs_f64();
     progress("removing the scratch copy");
-    let cleaned = match (&place, &database) {
-        (Place::Database(db), Some(server)) => cleanup_database(server, db, report),
-        _ => true,
-    };
-    if cleaned {
-        let _ = std::fs::remove_file(&marker);
-    }
+    remove_scratch_database(Some(&place), database.as_ref(), &marker, report);
     drop(scratch);
     Ok(())
 }
@@ -559,21 +547,26 @@ pub fn clean_leftovers(engine: &Engine, target: &str) -> Result<Vec<String>, Str
     remove_dead_scratch(engine, target, database.as_ref())
 }
 
-/// Drops the scratch database; a failure is a failed `cleanup` check (the marker stays, so
-/// the next drill drops it).
-fn cleanup_database(server: &Database, name: &str, report: &mut Report) -> bool {
-    match server.drop_database(name) {
-        Ok(()) => true,
-        Err(e) => {
-            report.checks.push(CheckResult::new(
-                "cleanup",
-                format!("scratch database {name} dropped"),
-                format!("{e} (the next drill of this target drops it)"),
-                false,
-            ));
-            false
-        }
+/// Drops the drill's scratch database, if it restored into one, and then its marker. A failed
+/// drop is a failed `cleanup` check and keeps the marker, so the next drill drops it.
+fn remove_scratch_database(
+    place: Option<&Place>,
+    server: Option<&Database>,
+    marker: &std::path::Path,
+    report: &mut Report,
+) {
+    if let (Some(Place::Database(name)), Some(server)) = (place, server)
+        && let Err(e) = server.drop_database(name)
+    {
+        report.checks.push(CheckResult::new(
+            "cleanup",
+            format!("scratch database {name} dropped"),
+            format!("{e} (the next drill of this target drops it)"),
+            false,
+        ));
+        return;
     }
+    let _ = std::fs::remove_file(marker);
 }
 
 /// Where a drill restored the snapshot.

@@ -12,22 +12,7 @@ use crate::seconds;
 /// # Errors
 /// A message naming the accepted form.
 pub fn parse_since(text: &str) -> Result<std::time::Duration, String> {
-    let t = text.trim();
-    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid --since {text:?}: use a number and a unit: 90d, 12w, 48h"))?;
-    let secs = match unit {
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => {
-            return Err(format!(
-                "invalid --since {text:?}: use a number and a unit: 90d, 12w, 48h"
-            ));
-        }
-    };
-    Ok(std::time::Duration::from_secs(n * secs))
+    runbook_config::parse_duration(text).map_err(|e| format!("--since (for example 90d): {e}"))
 }
 
 /// `0.35s` plus the objective the drill checked it against, if it had one: `0.35s (≤ 15m00s)`.

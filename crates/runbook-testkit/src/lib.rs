@@ -3,7 +3,6 @@
 //! clients, and uniquely named databases that drop themselves.
 //!
 //! Every helper panics with the client's message on failure: they are for tests only.
-#![allow(clippy::missing_panics_doc)]
 
 use std::process::Command;
 
