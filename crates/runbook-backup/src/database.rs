@@ -156,24 +156,8 @@ impl Database {
     /// # Errors
     /// An unreadable password file.
     pub fn connection_url(&self, database: &str) -> Result<String> {
-        let (url, file) = match &self.server {
-            Server::Postgres(pg) => (&pg.url, &pg.password_file),
-            Server::Mariadb(db) => (&db.url, &db.password_file),
-        };
-        let password = match (file, url.password()) {
-            (Some(f), _) => Some(
-                std::fs::read_to_string(f)
-                    .map_err(|e| Error::Source {
-                        target: self.target.clone(),
-                        path: f.clone(),
-                        reason: format!("cannot read password_file: {e}"),
-                    })?
-                    .trim_end_matches(['\n', '\r'])
-                    .to_string(),
-            ),
-            (None, Some(p)) => Some(p.to_string()),
-            (None, None) => None,
-        };
+        let url = self.url();
+        let password = self.password()?;
         let scheme = if url.scheme == "postgres" {
             "postgresql"
         } else {
@@ -186,6 +170,76 @@ impl Database {
         };
         let port = url.port.map(|p| format!(":{p}")).unwrap_or_default();
         Ok(format!("{scheme}://{auth}{}{port}/{database}", url.host))
+    }
+
+    /// The variables the server's own clients and most applications read to connect to
+    /// `database`: `DATABASE_URL`, plus `PGHOST`/`PGPORT`/`PGUSER`/`PGPASSWORD`/`PGDATABASE`
+    /// for PostgreSQL or `MYSQL_HOST`/`MYSQL_TCP_PORT`/`MYSQL_USER`/`MYSQL_PWD`/
+    /// `MYSQL_PASSWORD`/`MYSQL_DATABASE` for MariaDB. The password is in them: give them only
+    /// to a child process's environment.
+    ///
+    /// # Errors
+    /// When the `password_file` cannot be read.
+    pub fn client_env(&self, database: &str) -> Result<Vec<(&'static str, String)>> {
+        let url = self.url();
+        let password = self.password()?;
+        let mut env = vec![("DATABASE_URL", self.connection_url(database)?)];
+        let port = url.port.map(|p| p.to_string());
+        let names: [&'static str; 5] = if url.scheme == "postgres" {
+            ["PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD"]
+        } else {
+            [
+                "MYSQL_HOST",
+                "MYSQL_TCP_PORT",
+                "MYSQL_USER",
+                "MYSQL_DATABASE",
+                "MYSQL_PWD",
+            ]
+        };
+        env.push((names[0], url.host.clone()));
+        if let Some(port) = port {
+            env.push((names[1], port));
+        }
+        if !url.user.is_empty() {
+            env.push((names[2], url.user.clone()));
+        }
+        env.push((names[3], database.to_string()));
+        if let Some(p) = password {
+            if url.scheme != "postgres" {
+                env.push(("MYSQL_PASSWORD", p.clone()));
+            }
+            env.push((names[4], p));
+        }
+        Ok(env)
+    }
+
+    fn url(&self) -> &runbook_config::DbUrl {
+        match &self.server {
+            Server::Postgres(pg) => &pg.url,
+            Server::Mariadb(db) => &db.url,
+        }
+    }
+
+    /// The password: from `password_file` (read as restic reads one), else the URL's.
+    fn password(&self) -> Result<Option<String>> {
+        let (url, file) = match &self.server {
+            Server::Postgres(pg) => (&pg.url, &pg.password_file),
+            Server::Mariadb(db) => (&db.url, &db.password_file),
+        };
+        Ok(match (file, url.password()) {
+            (Some(f), _) => Some(
+                std::fs::read_to_string(f)
+                    .map_err(|e| Error::Source {
+                        target: self.target.clone(),
+                        path: f.clone(),
+                        reason: format!("cannot read password_file: {e}"),
+                    })?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string(),
+            ),
+            (None, Some(p)) => Some(p.to_string()),
+            (None, None) => None,
+        })
     }
 }
 

@@ -38,6 +38,26 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A database server or its client tool failed (dump, restore, a query).
+    #[error("target `{target}`: {server}: {reason}")]
+    Database {
+        /// The target.
+        target: String,
+        /// The server, password removed.
+        server: String,
+        /// What failed and why (tool output, password replaced by `***`).
+        reason: String,
+    },
+    /// A database name runbook will not use.
+    #[error("target `{target}`: database name {name:?} refused: {reason}")]
+    DatabaseName {
+        /// The target.
+        target: String,
+        /// The name given.
+        name: String,
+        /// The rule it breaks.
+        reason: &'static str,
+    },
     /// The source file is not a SQLite database.
     #[error("target `{target}`: {} is not a SQLite database ({reason})", path.display())]
     NotSqlite {
@@ -91,6 +111,14 @@ pub enum Error {
     DestinationExists {
         /// The destination.
         path: PathBuf,
+    },
+    /// A restore destination that is not allowed.
+    #[error("restore destination {}: refused: {reason}", path.display())]
+    Destination {
+        /// The destination as given.
+        path: PathBuf,
+        /// Which rule it breaks.
+        reason: String,
     },
     /// The restore database has content and `--force` was not given.
     #[error(

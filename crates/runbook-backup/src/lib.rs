@@ -5,8 +5,10 @@
 //! `<repository.path>/<target>`, its own lock, and the chunker its data wants.
 
 mod database;
+mod destination;
 mod dump;
 mod error;
+mod heal;
 mod lock;
 mod mariadb;
 mod postgres;
@@ -156,6 +158,47 @@ impl Engine {
         repo.prune()
     }
 
+    /// Before a backup writes: damaged packs recorded by earlier reads go to quarantine, and
+    /// packs that are gone leave the index, so the new snapshot never reuses data that cannot
+    /// be read back (see `heal.rs`).
+    fn heal(&self, target: &Target, repo: &Repo) -> Result<()> {
+        let data_dir = &self.config.data_dir;
+        if let Some(mut packs) = heal::recorded(data_dir, &target.name) {
+            if packs.iter().any(|p| p == heal::UNKNOWN) {
+                // A restore or drill failed on damaged data without saying where: read it all.
+                packs = match repo.check(Some(100.0)) {
+                    Ok(report) => heal::packs_named(&report.errors),
+                    Err(e) => return Err(e),
+                };
+            }
+            let moved = heal::quarantine(
+                &self.config.repository.path.join(&target.name),
+                &data_dir.join("quarantine").join(&target.name),
+                &packs,
+            )?;
+            for pack in moved {
+                log::warn!(
+                    "target `{}`: damaged pack {pack} moved to {}; its data is stored again by this backup",
+                    target.name,
+                    data_dir.join("quarantine").join(&target.name).display()
+                );
+            }
+        }
+        repo.heal_index()?;
+        heal::clear(data_dir, &target.name);
+        Ok(())
+    }
+
+    /// Records damage a read ran into, for the next backup to heal.
+    fn noting_damage<T>(&self, target: &str, result: Result<T>) -> Result<T> {
+        if let Err(e) = &result
+            && e.to_string().contains(repository::DAMAGED)
+        {
+            heal::record(&self.config.data_dir, target, &[heal::UNKNOWN.to_string()]);
+        }
+        result
+    }
+
     /// Backs up `target` and returns the new snapshot.
     ///
     /// # Errors
@@ -186,6 +229,7 @@ impl Engine {
                 sqlite::consistent_copy(&target.name, source, path, &copy)?;
                 meta.prepare_seconds = started.elapsed().as_secs_f64();
                 lock.begin_write()?;
+                self.heal(target, &repo)?;
                 repo.backup(&BackupSpec {
                     paths: std::slice::from_ref(&copy),
                     as_path: Some(path),
@@ -201,6 +245,7 @@ impl Engine {
                 let repo = Repo::open(root, &target.name, &password, Some(Chunking::Content))?;
                 let (reader, failure) = conn.start_dump()?;
                 lock.begin_write()?;
+                self.heal(target, &repo)?;
                 let path = PathBuf::from(format!("/postgres/{}.dump", pg.url.database));
                 repo.backup_stream(reader, &path, meta, req.time)
                     .map_err(|e| match failure.lock().ok().and_then(|f| f.clone()) {
@@ -217,6 +262,7 @@ impl Engine {
                 let repo = Repo::open(root, &target.name, &password, Some(Chunking::Content))?;
                 let (reader, failure) = conn.start_dump()?;
                 lock.begin_write()?;
+                self.heal(target, &repo)?;
                 let path = PathBuf::from(format!("/mariadb/{}.sql", db.url.database));
                 repo.backup_stream(reader, &path, meta, req.time)
                     .map_err(|e| stream_error(&target.name, &failure, e))?
@@ -231,6 +277,7 @@ impl Engine {
                 }
                 let repo = Repo::open(root, &target.name, &password, Some(Chunking::Content))?;
                 lock.begin_write()?;
+                self.heal(target, &repo)?;
                 repo.backup(&BackupSpec {
                     paths,
                     as_path: None,
@@ -272,8 +319,19 @@ impl Engine {
         to: &Path,
         force: bool,
     ) -> Result<RestoreReport> {
+        self.noting_damage(target, self.restore_file(target, wanted, to, force))
+    }
+
+    fn restore_file(
+        &self,
+        target: &str,
+        wanted: &str,
+        to: &Path,
+        force: bool,
+    ) -> Result<RestoreReport> {
         let started = Instant::now();
         let target = self.config.target(target)?;
+        destination::check_not_protected(&self.config, to)?;
         let repo = self.open_repo(&target.name)?;
         let snapshot = repo.find(wanted)?;
         let replaced = fs::symlink_metadata(to).is_ok();
@@ -325,6 +383,16 @@ impl Engine {
         })
     }
 
+    /// Resolves a restore destination requested through the API: a relative path lands in the
+    /// first `restore_roots` directory, an absolute one must lie inside a root; `..`, symlinks
+    /// and runbook's own files are refused.
+    ///
+    /// # Errors
+    /// [`Error::Destination`] naming the rule broken.
+    pub fn api_restore_path(&self, requested: &str) -> Result<PathBuf> {
+        destination::resolve_api(&self.config, requested)
+    }
+
     /// Restores snapshot `wanted` of a PostgreSQL target into database `into` on the target's
     /// server: created from `template0` when missing; an existing database that holds any
     /// relation is refused unless `force`, which drops and recreates it first. Owners are not
@@ -333,6 +401,16 @@ impl Engine {
     /// # Errors
     /// Not a postgres target, bad database name, refusal, tool failures (stderr redacted).
     pub fn restore_database(
+        &self,
+        target: &str,
+        wanted: &str,
+        into: &str,
+        opts: &DbRestore,
+    ) -> Result<RestoreReport> {
+        self.noting_damage(target, self.restore_db(target, wanted, into, opts))
+    }
+
+    fn restore_db(
         &self,
         target: &str,
         wanted: &str,
@@ -465,12 +543,21 @@ impl Engine {
     /// Unknown target, busy target, repository failures.
     pub fn forget(&self, target: &str, now: Timestamp, dry_run: bool) -> Result<ForgetPlan> {
         let target = self.config.target(target)?;
-        let _lock = self.lock(target)?;
-        match self.open_repo(&target.name) {
-            Ok(repo) => repo.forget(&target.keep, now, dry_run),
-            Err(Error::NoRepository { .. }) => Ok(ForgetPlan::default()),
-            Err(e) => Err(e),
+        let mut lock = self.lock(target)?;
+        let repo = match self.open_repo(&target.name) {
+            Ok(repo) => repo,
+            Err(Error::NoRepository { .. }) => return Ok(ForgetPlan::default()),
+            Err(e) => return Err(e),
+        };
+        if dry_run {
+            return repo.forget(&target.keep, now, true);
         }
+        // Removing snapshots and pruning their data is one write: a run killed in between
+        // leaves the marker, and the next run on the target prunes what it left.
+        lock.begin_write()?;
+        let plan = repo.forget(&target.keep, now, false)?;
+        lock.end_write();
+        Ok(plan)
     }
 
     /// Checks `target`'s repository; `read_data_percent` also reads that share of the data.
@@ -479,10 +566,17 @@ impl Engine {
     /// [`Error::CheckFailed`] when damage is found, and the usual open errors.
     pub fn check(&self, target: &str, read_data_percent: Option<f64>) -> Result<CheckReport> {
         let target = self.config.target(target)?;
-        let _lock = self.lock(target)?;
+        // Checking never writes: what a killed run left is cleaned up by the next write, so
+        // the lock is taken without recovery (a read-only repository can be checked).
+        let _lock = TargetLock::acquire(&self.config.data_dir, &target.name)?;
         let repo = self.open_repo(&target.name)?;
         let report = repo.check(read_data_percent)?;
         if let Some(first) = report.errors.first() {
+            let mut packs = heal::packs_named(&report.errors);
+            if packs.is_empty() {
+                packs.push(heal::UNKNOWN.to_string());
+            }
+            heal::record(&self.config.data_dir, &target.name, &packs);
             return Err(Error::CheckFailed {
                 target: target.name.clone(),
                 count: report.errors.len(),
@@ -490,6 +584,35 @@ impl Engine {
             });
         }
         Ok(report)
+    }
+}
+
+/// Fault injection for tests: when `RUNBOOK_FAILPOINT` names this point, the process dies
+/// here as abruptly as under `kill -9` (no destructors, no cleanup).
+pub(crate) fn failpoint(name: &str) {
+    if std::env::var("RUNBOOK_FAILPOINT").is_ok_and(|v| v == name) {
+        std::process::abort();
+    }
+}
+
+/// What kind of file `meta` describes, in words for error lines.
+pub(crate) fn file_type_name(meta: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_file() {
+        "a regular file"
+    } else {
+        "a special file"
     }
 }
 

@@ -39,11 +39,9 @@ impl TargetLock {
             .open(&path)
             .map_err(Error::io(format!("cannot open lock {}", path.display())))?;
         if file.try_lock().is_err() {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
             return Err(Error::Busy {
                 target: target.to_string(),
-                holder: holder.trim().to_string(),
+                holder: read_holder(&mut file),
             });
         }
         file.set_len(0)
@@ -72,4 +70,21 @@ impl TargetLock {
         let _ = std::fs::remove_file(&self.marker);
         self.interrupted = false;
     }
+}
+
+/// What the holder wrote into the lock file (`pid N`). The holder writes it just after taking
+/// the lock, so a reader that comes in between finds it empty: look again briefly.
+fn read_holder(file: &mut File) -> String {
+    use std::io::Seek;
+    for _ in 0..20 {
+        let mut holder = String::new();
+        let _ = file.rewind();
+        let _ = file.read_to_string(&mut holder);
+        let holder = holder.trim();
+        if !holder.is_empty() {
+            return holder.to_string();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    "pid unknown".into()
 }

@@ -121,9 +121,9 @@ impl<'a> Conn<'a> {
     }
 
     fn fail(&self, what: &str, detail: &str) -> Error {
-        Error::Source {
+        Error::Database {
             target: self.target.to_string(),
-            path: PathBuf::from(self.db.url.without_password()),
+            server: self.db.url.without_password(),
             reason: format!("{what}: {}", self.redact(detail)),
         }
     }

@@ -103,9 +103,9 @@ impl Conn<'_> {
     }
 
     fn fail(&self, what: &str, detail: &str) -> Error {
-        Error::Source {
+        Error::Database {
             target: self.target.to_string(),
-            path: PathBuf::from(self.pg.url.without_password()),
+            server: self.pg.url.without_password(),
             reason: format!("{what}: {}", self.redact(detail)),
         }
     }
@@ -264,10 +264,10 @@ pub(crate) fn check_db_name(target: &str, name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::Source {
+        Err(Error::DatabaseName {
             target: target.to_string(),
-            path: Path::new(name).to_path_buf(),
-            reason: "database name must be letters, digits and '_' (at most 63, not starting with a digit)".into(),
+            name: name.to_string(),
+            reason: "use letters, digits and '_' (at most 63, not starting with a digit)",
         })
     }
 }

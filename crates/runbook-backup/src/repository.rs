@@ -17,8 +17,8 @@ use rustic_backend::BackendOptions;
 use rustic_core::{
     BackupOptions, CheckOptions, ConfigOptions, Credentials, IndexedFullStatus, KeepOptions,
     KeyOptions, LocalDestination, LsOptions, NoProgressBars, OpenStatus, ParentOptions, PathList,
-    PruneOptions, ReadSubsetOption, Repository, RepositoryOptions, RestoreOptions, RusticError,
-    SnapshotOptions, repofile::SnapshotFile,
+    PruneOptions, ReadSubsetOption, RepairIndexOptions, Repository, RepositoryOptions,
+    RestoreOptions, RusticError, SnapshotOptions, repofile::SnapshotFile,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -97,19 +97,56 @@ fn guard<T>(target: &str, action: &'static str, f: impl FnOnce() -> Result<T>) -
     })
 }
 
-/// The readable part of a panic message that wraps a `RusticError`'s Debug output.
+/// Words in an error that mean the repository's data did not read back intact.
+pub(crate) const DAMAGED: &str = "repository data is damaged";
+
+/// The readable part of a panic message: the `guidance` of a `RusticError` it wraps (with its
+/// `{placeholders}` filled from the error's context), without the `unwrap` boilerplate or a
+/// backtrace.
 fn panic_cause(text: &str) -> String {
-    let cause = text
+    let text = text
+        .strip_prefix("called `Result::unwrap()` on an `Err` value: ")
+        .unwrap_or(text);
+    let mut cause = text
         .split_once("guidance: \"")
         .and_then(|(_, rest)| rest.split_once('"'))
-        .map_or(text, |(g, _)| g);
+        .map_or(text, |(g, _)| g)
+        .to_string();
+    for (key, value) in debug_context(text) {
+        cause = cause.replace(&format!("{{{key}}}"), &value);
+    }
     let hint = if cause.contains("MAC check failed") || cause.contains("decrypt") {
-        " (repository data is damaged; run `runbook check --read-data 100`)"
+        " (repository data is damaged; the next backup stores it again; `runbook check --read-data 100` shows where)"
     } else {
         ""
     };
+    let cause = without_backtrace(&cause);
     let cause: String = cause.split_whitespace().collect::<Vec<_>>().join(" ");
     format!("{}{hint}", cause.chars().take(300).collect::<String>())
+}
+
+/// The `("key", "value")` pairs of a `RusticError`'s Debug output.
+fn debug_context(text: &str) -> Vec<(String, String)> {
+    let Some((_, rest)) = text.split_once("context: [") else {
+        return Vec::new();
+    };
+    let rest = rest.split_once(']').map_or(rest, |(c, _)| c);
+    let mut out = Vec::new();
+    for pair in rest.split("), (") {
+        let pair = pair.trim_matches(['(', ')', ' ']);
+        if let Some((k, v)) = pair.split_once("\", \"") {
+            out.push((
+                k.trim_matches('"').to_string(),
+                v.trim_matches('"').to_string(),
+            ));
+        }
+    }
+    out
+}
+
+/// Everything before a `Backtrace:` section: error lines are one line.
+fn without_backtrace(text: &str) -> &str {
+    text.split_once("Backtrace:").map_or(text, |(head, _)| head)
 }
 
 /// Maps a rustic error to ours, naming the target and what was being done.
@@ -125,7 +162,10 @@ fn rerr(target: &str, action: &'static str) -> impl FnOnce(Box<RusticError>) -> 
 fn one_line(e: &RusticError) -> String {
     let log = e.display_log();
     let log = log.strip_prefix("Error: ").unwrap_or(&log);
-    log.split_whitespace().collect::<Vec<_>>().join(" ")
+    without_backtrace(log)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl Repo {
@@ -357,6 +397,7 @@ impl Repo {
             let source = StreamSource {
                 path: path.clone(),
                 reader: std::sync::Mutex::new(Some(reader)),
+                mtime: time.unwrap_or_else(Timestamp::now),
             };
             let opts = BackupOptions::default().parent_opts(ParentOptions::default().force(true));
             let err = self.err("backup");
@@ -525,9 +566,20 @@ impl Repo {
             self.inner
                 .delete_snapshots(&remove_ids)
                 .map_err(self.err("forget"))?;
+            crate::failpoint("forget-before-prune");
             self.prune()?;
         }
         Ok(plan)
+    }
+
+    /// Rebuilds the index against the packs that exist: packs that are gone (deleted, or
+    /// moved to quarantine) leave the index, so their data counts as not stored and the next
+    /// backup stores it again; packs the index lacks are read and added. Writes only when
+    /// something changed.
+    pub(crate) fn heal_index(&self) -> Result<()> {
+        self.inner
+            .repair_index(&RepairIndexOptions::default(), false)
+            .map_err(self.err("repair index"))
     }
 
     /// Removes data no snapshot references. Callers hold the target lock, so no backup is
@@ -585,6 +637,8 @@ fn unreachable_none(target: &str) -> Error {
 struct StreamSource<R> {
     path: PathBuf,
     reader: std::sync::Mutex<Option<R>>,
+    /// The dump's time, recorded as the file's modification time.
+    mtime: Timestamp,
 }
 
 impl<R: std::io::Read + Send + 'static> rustic_core::ReadSource for StreamSource<R> {
@@ -602,15 +656,47 @@ impl<R: std::io::Read + Send + 'static> rustic_core::ReadSource for StreamSource
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         let name = self.path.file_name().unwrap_or(self.path.as_os_str());
+        // Complete metadata, as for a file read from disk: stock restic restores a node with
+        // no mode as mode 0000. The size is filled in by the archiver once the stream has been
+        // read (see vendor/README.md).
+        let meta = rustic_core::repofile::Metadata {
+            mode: Some(0o600),
+            mtime: Some(self.mtime),
+            atime: Some(self.mtime),
+            ctime: Some(self.mtime),
+            uid: Some(rustix::process::getuid().as_raw()),
+            gid: Some(rustix::process::getgid().as_raw()),
+            links: 1,
+            ..Default::default()
+        };
         let node = rustic_core::repofile::Node::new_node(
             name,
             rustic_core::repofile::NodeType::File,
-            rustic_core::repofile::Metadata::default(),
+            meta,
         );
         std::iter::once(Ok(rustic_core::ReadSourceEntry {
             path: self.path.clone(),
             node,
             open,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_text_becomes_one_filled_line() {
+        let text = "called `Result::unwrap()` on an `Err` value: RusticError { kind: InputOutput, guidance: \"Failed to open the file `{path}`. Please make sure the file exists.\", context: [(\"path\", \"/srv/x.db\")], source: None }\nBacktrace: 0: std::x";
+        let line = panic_cause(text);
+        assert_eq!(
+            line,
+            "Failed to open the file `/srv/x.db`. Please make sure the file exists."
+        );
+        assert_eq!(
+            panic_cause("called `Result::unwrap()` on an `Err` value: disk on fire"),
+            "disk on fire"
+        );
     }
 }

@@ -9,6 +9,48 @@ use std::{
 
 use crate::{Error, Result};
 
+/// Cleans up after restores to `dest` whose process died (`kill -9`, a crash): their staging
+/// copies `.NAME.runbook-restore-PID` go, and an old destination they had moved aside
+/// (`….aside`) is put back when the new data never arrived, else removed. Stagings of live
+/// processes are left alone.
+fn recover_killed(parent: &Path, name: &str, dest: &Path) -> Result<()> {
+    let prefix = format!(".{name}.runbook-restore-");
+    let Ok(entries) = fs::read_dir(parent) else {
+        return Ok(());
+    };
+    let mut stale: Vec<PathBuf> = Vec::new();
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = file.strip_prefix(&prefix) else {
+            continue;
+        };
+        let pid = rest.strip_suffix(".aside").unwrap_or(rest);
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        stale.push(entry.path());
+    }
+    // Asides first: an aside is the user's old data, put back before anything is removed.
+    stale.sort_by_key(|p| !p.to_string_lossy().ends_with(".aside"));
+    for path in stale {
+        if path.to_string_lossy().ends_with(".aside") && fs::symlink_metadata(dest).is_err() {
+            fs::rename(&path, dest).map_err(Error::io(format!(
+                "cannot put {} back from an interrupted restore ({})",
+                dest.display(),
+                path.display()
+            )))?;
+            log::warn!("put {} back from an interrupted restore", dest.display());
+        } else {
+            remove_any(&path);
+            log::warn!("removed {} left by an interrupted restore", path.display());
+        }
+    }
+    Ok(())
+}
+
 /// A path beside `dest` that is removed on drop unless it was committed.
 #[derive(Debug)]
 pub(crate) struct Staged {
@@ -21,6 +63,14 @@ impl Staged {
     /// Refuses an existing destination without `force`; `extra` are further paths that count
     /// as the destination (SQLite's `-wal`/`-shm`).
     pub(crate) fn new(dest: &Path, force: bool, extra: &[PathBuf]) -> Result<Self> {
+        if let (Some(parent), Some(name)) = (dest.parent(), dest.file_name()) {
+            let parent = if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            };
+            recover_killed(parent, &name.to_string_lossy(), dest)?;
+        }
         if !force {
             for p in std::iter::once(dest).chain(extra.iter().map(PathBuf::as_path)) {
                 if fs::symlink_metadata(p).is_ok() {

@@ -37,11 +37,21 @@ impl Source {
 }
 
 fn open_source(target: &str, path: &Path) -> Result<Connection> {
-    std::fs::File::open(path).map_err(|e| Error::Source {
+    let source = |reason: String| Error::Source {
         target: target.to_string(),
         path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+        reason,
+    };
+    // Opening a FIFO blocks until a writer appears, forever, holding the target lock: refuse
+    // anything that is not a regular file before opening it (symlinks to files are fine).
+    let meta = std::fs::metadata(path).map_err(|e| source(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(source(format!(
+            "not a regular file ({}); a sqlite target is the database file itself",
+            crate::file_type_name(&meta)
+        )));
+    }
+    std::fs::File::open(path).map_err(|e| source(e.to_string()))?;
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,

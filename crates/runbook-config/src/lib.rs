@@ -47,6 +47,9 @@ pub struct Config {
     pub state_url: String,
     /// What is backed up, by name.
     pub targets: BTreeMap<String, Target>,
+    /// Directories that restores requested through the API may write into
+    /// (`restore_roots`, default `<data_dir>/restores`).
+    pub restore_roots: Vec<PathBuf>,
 }
 
 /// The repository root and how to unlock it.
@@ -176,10 +179,20 @@ impl Config {
     /// # Errors
     /// The first problem found, naming the target and the path.
     pub fn check_sources(&self) -> Result<(), ConfigError> {
+        match self.source_problems().into_iter().next() {
+            Some(first) => Err(first),
+            None => Ok(()),
+        }
+    }
+
+    /// Every problem [`Config::check_sources`] looks for, not only the first.
+    #[must_use]
+    pub fn source_problems(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
         for target in self.targets.values() {
             for path in target.kind.paths() {
                 if !path.exists() {
-                    return Err(ConfigError::MissingSource {
+                    problems.push(ConfigError::MissingSource {
                         file: self.file.clone(),
                         target: target.name.clone(),
                         path: path.to_path_buf(),
@@ -187,7 +200,10 @@ impl Config {
                 }
             }
         }
-        self.password().map(|_| ())
+        if let Err(e) = self.password() {
+            problems.push(e);
+        }
+        problems
     }
 
     /// The repository password: `RUNBOOK_REPOSITORY_PASSWORD` if set, else the password file.
@@ -205,7 +221,9 @@ impl Config {
             file: file.clone(),
             reason: source.to_string(),
         })?;
-        let pw = text.trim_end_matches(['\n', '\r']);
+        // Exactly as restic reads `--password-file` (Go's strings.TrimSpace), so stock restic
+        // opens the repositories with the same file.
+        let pw = text.trim();
         if pw.is_empty() {
             return Err(ConfigError::Password {
                 file: file.clone(),
@@ -235,6 +253,31 @@ impl Config {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    }
+
+    /// runbook's own files, which no restore may replace or write into: the repository, its
+    /// password file, the state database (SQLite), the locks and the ops-log anchor. (Scratch
+    /// space is where drills restore to, so it is not among them.)
+    #[must_use]
+    pub fn protected_paths(&self) -> Vec<PathBuf> {
+        let mut paths = vec![
+            self.repository.path.clone(),
+            self.repository.password_file.clone(),
+            self.data_dir.join("locks"),
+            self.data_dir.join("oplog.anchor"),
+            self.data_dir.join("quarantine"),
+        ];
+        if let Some(db) = self
+            .state_url
+            .strip_prefix("sqlite://")
+            .or_else(|| self.state_url.strip_prefix("sqlite:"))
+        {
+            let db = db.split('?').next().unwrap_or(db);
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                paths.push(PathBuf::from(format!("{db}{suffix}")));
+            }
+        }
+        paths
     }
 
     /// Where scratch files live (always inside `data_dir`).

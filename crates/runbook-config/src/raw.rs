@@ -17,6 +17,8 @@ use crate::{
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {
     data_dir: Option<PathBuf>,
+    /// Directories API restores may write into (default: `<data_dir>/restores`).
+    restore_roots: Option<Vec<PathBuf>>,
     #[serde(default)]
     repository: RawRepository,
     #[serde(default)]
@@ -265,9 +267,21 @@ impl RawConfig {
                 "use sqlite://PATH or postgres://USER@HOST:PORT/DB",
             ));
         }
+        let restore_roots = match self.restore_roots {
+            None => vec![data_dir.join("restores")],
+            Some(roots) if roots.is_empty() => {
+                return Err(ConfigError::invalid(
+                    file,
+                    "restore_roots",
+                    "give at least one directory (or leave the key out for <data_dir>/restores)",
+                ));
+            }
+            Some(roots) => roots.iter().map(|r| resolve(r)).collect(),
+        };
         Ok(Config {
             file: file.to_path_buf(),
             state_url,
+            restore_roots,
             data_dir,
             repository,
             targets,

@@ -53,13 +53,15 @@ pub(crate) fn run(
             let Some(server) = database else {
                 return fail("no database server".into());
             };
-            match server.connection_url(db) {
-                Ok(url) => {
+            match (server.connection_url(db), server.client_env(db)) {
+                (Ok(url), Ok(env)) => {
                     secret = password_of(&url);
                     command.env("RUNBOOK_DRILL_DATABASE_URL", url);
                     command.env("RUNBOOK_DRILL_DATABASE", db);
+                    // What the application's own checks read (`DATABASE_URL=… npm run …`).
+                    command.envs(env);
                 }
-                Err(e) => return fail(e.to_string()),
+                (Err(e), _) | (_, Err(e)) => return fail(e.to_string()),
             }
         }
     }

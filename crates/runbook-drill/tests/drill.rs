@@ -502,7 +502,7 @@ fn postgres_drill_passes_and_drops_its_scratch_database() {
         &target,
         &src.0,
         &format!(
-            "[targets.{target}.drill]\nready_command = \"psql -X -q -t -A \\\"$RUNBOOK_DRILL_DATABASE_URL\\\" -c 'select count(*) from users'\"\n[[targets.{target}.drill.checks]]\nsql = \"select count(*) = 500 from users\"\n[[targets.{target}.drill.checks]]\nrow_counts = {{ tolerance = \"0%\" }}\n"
+            "[targets.{target}.drill]\nready_command = \"psql -X -q -t -A -c 'select 1' >/dev/null && test \\\"$DATABASE_URL\\\" = \\\"$RUNBOOK_DRILL_DATABASE_URL\\\" && test \\\"$PGDATABASE\\\" = \\\"$RUNBOOK_DRILL_DATABASE\\\" && psql -X -q -t -A \\\"$RUNBOOK_DRILL_DATABASE_URL\\\" -c 'select count(*) from users'\"\n[[targets.{target}.drill.checks]]\nsql = \"select count(*) = 500 from users\"\n[[targets.{target}.drill.checks]]\nrow_counts = {{ tolerance = \"0%\" }}\n"
         ),
     );
     backup(&engine, &target);

@@ -57,17 +57,35 @@ fn key_from(headers: &HeaderMap) -> Option<String> {
         .map(|v| v.trim().to_string())
 }
 
-fn client_ip(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> std::net::IpAddr {
-    if state.settings.trusted_proxies.contains(&peer.ip())
-        && let Some(ip) = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse().ok())
-    {
+/// The client's address. Behind trusted proxies, `X-Forwarded-For` is read from the right:
+/// each trusted proxy appended the address it received from, so the rightmost entry that is
+/// not a trusted proxy is the client as the first trusted hop saw it. Entries to its left were
+/// written by the client and are never believed.
+fn client_ip(
+    trusted: &[std::net::IpAddr],
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> std::net::IpAddr {
+    let mut ip = peer.ip();
+    if !trusted.contains(&ip) {
         return ip;
     }
-    peer.ip()
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for hop in hops.into_iter().rev() {
+        match hop.parse::<std::net::IpAddr>() {
+            Ok(addr) if trusted.contains(&addr) => ip = addr,
+            Ok(addr) => return addr,
+            // Garbage where an address should be: stop at the last hop we could trust.
+            Err(_) => return ip,
+        }
+    }
+    ip
 }
 
 pub(crate) async fn guard(
@@ -85,7 +103,7 @@ pub(crate) async fn guard(
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.is_ascii())
         .map_or_else(new_request_id, str::to_string);
-    let ip = client_ip(&state, peer, req.headers());
+    let ip = client_ip(&state.settings.trusted_proxies, peer, req.headers());
 
     let mut response = match authorize(&state, ip, &method, &path, req.headers()).await {
         Ok(caller) => {
@@ -127,7 +145,9 @@ async fn authorize(
     path: &str,
     headers: &HeaderMap,
 ) -> Result<Caller, Response> {
+    // Load balancers probe the health endpoints constantly; they are cheap and never limited.
     if state.settings.rate_limit_enabled
+        && !PUBLIC.contains(&path)
         && let Err(retry) = state.limiter.check(ip, state.clock.now_ms())
     {
         state.metrics.rate_limited();
@@ -187,4 +207,50 @@ fn new_request_id() -> String {
     let mut b = [0u8; 8];
     rand::rng().fill_bytes(&mut b);
     hex::encode(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> std::net::IpAddr {
+        s.parse().expect("ip")
+    }
+
+    fn xff(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_str(v).expect("value"));
+        h
+    }
+
+    #[test]
+    fn client_ip_takes_the_rightmost_untrusted_hop() {
+        let proxy: SocketAddr = "10.0.0.1:443".parse().expect("addr");
+        let trusted = [ip("10.0.0.1"), ip("10.0.0.2")];
+        // The client wrote 1.1.1.1 itself; the proxy appended the real peer 203.0.113.9.
+        assert_eq!(
+            client_ip(&trusted, proxy, &xff("1.1.1.1, 203.0.113.9")),
+            ip("203.0.113.9")
+        );
+        // Two trusted hops: skip both.
+        assert_eq!(
+            client_ip(&trusted, proxy, &xff("6.6.6.6, 203.0.113.9, 10.0.0.2")),
+            ip("203.0.113.9")
+        );
+        // Garbage: the last trusted hop.
+        assert_eq!(
+            client_ip(&trusted, proxy, &xff("nonsense, 10.0.0.2")),
+            ip("10.0.0.2")
+        );
+        // Not from a trusted proxy: the header is ignored.
+        let direct: SocketAddr = "198.51.100.7:5000".parse().expect("addr");
+        assert_eq!(
+            client_ip(&trusted, direct, &xff("1.1.1.1")),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            client_ip(&trusted, proxy, &HeaderMap::new()),
+            ip("10.0.0.1")
+        );
+    }
 }

@@ -106,7 +106,8 @@ async fn remove_drill_leftovers(state: &AppState) {
             Ok(removed) => {
                 for left in removed {
                     tracing::warn!(target_name = %target, leftover = %left, "removed scratch left by an interrupted drill");
-                    state
+                    // A failure is logged by `audit`; the cleanup itself is done.
+                    let _ = state
                         .audit("worker", "drill.cleanup", target, "ok", left)
                         .await;
                 }
@@ -124,7 +125,7 @@ async fn background(state: AppState, mut stop: tokio::sync::watch::Receiver<bool
         Ok(jobs) => {
             for job in jobs {
                 tracing::warn!(job = %job.id, target = %job.target, "job was interrupted by a stop; retrying once");
-                state
+                let _ = state
                     .audit(
                         "worker",
                         "job.retry",

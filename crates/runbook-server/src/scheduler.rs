@@ -123,27 +123,20 @@ async fn due(
     if state.store.has_active(target, kind).await? {
         return Ok(false);
     }
-    let job = state
+    state
         .store
-        .enqueue(
+        .enqueue_audited(
             NewJob {
                 kind: kind.into(),
                 target: target.to_string(),
                 params: serde_json::json!({ "reason": "schedule" }),
                 requested_by: "schedule".into(),
             },
+            "schedule",
+            &format!("{kind}.run"),
             now,
         )
         .await?;
-    state
-        .audit(
-            "schedule",
-            &format!("{kind}.run"),
-            target,
-            "accepted",
-            job.id,
-        )
-        .await;
     Ok(true)
 }
 

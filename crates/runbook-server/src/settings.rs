@@ -5,6 +5,9 @@ use std::{
     time::Duration,
 };
 
+/// Bootstrap owner keys shorter than this are refused: a guessable owner key is worse than none.
+pub const MIN_OWNER_KEY_CHARS: usize = 32;
+
 /// How `serve` listens and guards the API.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -79,12 +82,29 @@ impl Settings {
             s.listen.set_port(port);
         }
         if let Some(addr) = get("RUNBOOK_LISTEN").filter(|p| !p.is_empty()) {
-            s.listen = addr
-                .parse()
-                .map_err(|_| format!("RUNBOOK_LISTEN={addr:?}: expected IP:PORT"))?;
+            // `0.0.0.0` alone keeps the port (PORT or 9000); `0.0.0.0:9100` sets both.
+            if let Ok(ip) = addr.trim_matches(['[', ']']).parse::<IpAddr>() {
+                s.listen.set_ip(ip);
+            } else {
+                s.listen = addr.parse().map_err(|_| {
+                    format!("RUNBOOK_LISTEN={addr:?}: expected an IP address, or IP:PORT")
+                })?;
+            }
         }
         s.auth_enabled = flag("SECURITY_AUTH_ENABLED", true)?;
         s.owner_keys = list("SECURITY_OWNER_KEYS");
+        if let Some((i, short)) = s
+            .owner_keys
+            .iter()
+            .enumerate()
+            .find(|(_, k)| k.chars().count() < MIN_OWNER_KEY_CHARS)
+        {
+            return Err(format!(
+                "SECURITY_OWNER_KEYS: entry {} has {} characters; an owner key needs at least {MIN_OWNER_KEY_CHARS} (make one with `openssl rand -hex 32`, or use `runbook keys create --role owner`)",
+                i + 1,
+                short.chars().count()
+            ));
+        }
         s.cors_origins = list("SECURITY_CORS_ORIGINS");
         s.rate_limit_enabled = flag("SECURITY_RATE_LIMIT_ENABLED", true)?;
         if let Some(v) = get("SECURITY_RATE_LIMIT_MAX").filter(|v| !v.is_empty()) {

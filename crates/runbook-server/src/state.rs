@@ -61,6 +61,13 @@ impl SnapshotCache {
         lists.insert(target.to_string(), (now_ms, list));
     }
 
+    fn invalidate_all(&self) {
+        self.lists
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+
     pub(crate) fn invalidate(&self, target: &str) {
         let mut lists = self
             .lists
@@ -83,7 +90,7 @@ impl AppState {
     ) -> Result<Self, runbook_store::Error> {
         let now = clock.now_ms();
         for (i, secret) in settings.owner_keys.iter().enumerate() {
-            store
+            let key = store
                 .ensure_key(
                     &format!("SECURITY_OWNER_KEYS[{i}]"),
                     runbook_store::Role::Owner,
@@ -91,6 +98,12 @@ impl AppState {
                     now,
                 )
                 .await?;
+            if key.revoked_at.is_some() {
+                tracing::warn!(
+                    key_id = %key.id,
+                    "SECURITY_OWNER_KEYS[{i}] was revoked and stays revoked; remove it from the environment"
+                );
+            }
         }
         let limiter = RateLimiter::new(settings.rate_limit_max, settings.rate_limit_window);
         Ok(Self {
@@ -104,7 +117,86 @@ impl AppState {
         })
     }
 
-    /// Appends to the ops log; a failure to log is itself logged, never fatal to the caller.
+    /// Drops the cached snapshot lists: the next read goes to the repositories (a backup made
+    /// by another process shows up at once instead of within the cache's 10 s).
+    pub fn forget_cached_snapshots(&self) {
+        self.snapshots.invalidate_all();
+    }
+
+    /// A target's snapshots, oldest first, from the cache (refreshed in the background when
+    /// stale, loaded from the repository when absent: one load at a time).
+    ///
+    /// # Errors
+    /// The repository cannot be read.
+    pub(crate) async fn snapshot_list(
+        &self,
+        name: &str,
+    ) -> Result<Vec<runbook_backup::Snapshot>, crate::error::AppError> {
+        let now = self.clock.now_ms();
+        match self.snapshots.get(name, now) {
+            Some((list, true)) => Ok(list),
+            Some((list, false)) => {
+                let state = self.clone();
+                let name = name.to_string();
+                tokio::spawn(async move {
+                    if let Ok(_one) = state.snapshots.refill.try_lock() {
+                        let _ = state.load_snapshots(&name).await;
+                    }
+                });
+                Ok(list)
+            }
+            None => {
+                let _one = self.snapshots.refill.lock().await;
+                match self.snapshots.get(name, now) {
+                    Some((list, _)) => Ok(list),
+                    None => self.load_snapshots(name).await,
+                }
+            }
+        }
+    }
+
+    /// Reads a target's snapshot list from its repository and caches it.
+    async fn load_snapshots(
+        &self,
+        name: &str,
+    ) -> Result<Vec<runbook_backup::Snapshot>, crate::error::AppError> {
+        let engine = self.engine.clone();
+        let target = name.to_string();
+        let list = tokio::task::spawn_blocking(move || engine.snapshots(&target))
+            .await
+            .map_err(crate::error::AppError::internal)?
+            .map_err(crate::error::AppError::internal)?;
+        self.snapshots.put(name, self.clock.now_ms(), list.clone());
+        Ok(list)
+    }
+
+    /// When `target` was last backed up, in Unix ms: the newest snapshot in its repository
+    /// or the newest successful backup job, whichever is later, so backups made by the CLI
+    /// or another process count too.
+    ///
+    /// # Errors
+    /// The state store or the repository cannot be read.
+    pub(crate) async fn last_backup_ms(
+        &self,
+        target: &str,
+    ) -> Result<Option<i64>, crate::error::AppError> {
+        let job = self
+            .store
+            .last_finished(target, "backup", runbook_store::JobState::Succeeded)
+            .await?
+            .and_then(|j| j.finished_at);
+        let snap = self
+            .snapshot_list(target)
+            .await?
+            .last()
+            .map(|s| s.time.as_millisecond());
+        Ok(job.max(snap))
+    }
+
+    /// Appends to the ops log.
+    ///
+    /// # Errors
+    /// The state store's; callers fail the mutation rather than let it go unaudited.
     pub(crate) async fn audit(
         &self,
         actor: &str,
@@ -112,7 +204,7 @@ impl AppState {
         target: &str,
         outcome: &str,
         detail: String,
-    ) {
+    ) -> Result<(), runbook_store::Error> {
         let entry = NewEntry {
             actor: actor.to_string(),
             action: action.to_string(),
@@ -120,8 +212,10 @@ impl AppState {
             outcome: outcome.to_string(),
             detail,
         };
-        if let Err(e) = self.store.append(entry, self.clock.now_ms()).await {
-            tracing::error!(error = %e, action, "cannot append to the ops log");
-        }
+        self.store
+            .append(entry, self.clock.now_ms())
+            .await
+            .map(drop)
+            .inspect_err(|e| tracing::error!(error = %e, action, "cannot append to the ops log"))
     }
 }

@@ -80,7 +80,7 @@ pub async fn try_execute_next(state: &AppState) -> Result<Outcome, runbook_store
             outcome,
             detail,
         )
-        .await;
+        .await?;
     // Recorded in the ops log before the job shows as finished, so whoever sees it finished
     // also finds its outcome in the log.
     let done = state
@@ -168,7 +168,12 @@ fn execute(
                 return Ok(serde_json::json!({ "restore": report }));
             }
             let (to, force, pre) = match p.to {
-                Some(to) => (std::path::PathBuf::from(to), p.force, None),
+                // Checked again here: the job may have been queued by an older version.
+                Some(to) => (
+                    engine.api_restore_path(&to).map_err(|e| e.to_string())?,
+                    p.force,
+                    None,
+                ),
                 None => {
                     let TargetKind::Sqlite { path } = &target.kind else {
                         return Err(format!(
@@ -225,7 +230,7 @@ pub async fn abandon_running(state: &AppState) {
                     now,
                 )
                 .await;
-            state
+            let _ = state
                 .audit(
                     "worker",
                     &format!("{}.finished", job.kind),

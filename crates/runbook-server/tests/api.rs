@@ -184,7 +184,7 @@ fn no_limit() -> Settings {
 async fn every_endpoint_by_role() {
     let app = spawn(no_limit(), false).await;
     let run = serde_json::json!({"target": "app-db", "reason": "t"});
-    let restore = serde_json::json!({"target": "app-db", "to": app.root.join("r.db")});
+    let restore = serde_json::json!({"target": "app-db", "to": "r.db"});
     // (method, path, body, minimum role: 0 none, 1 readonly, 2 operator, 3 owner)
     let cases: Vec<(Method, &str, Option<serde_json::Value>, u8, StatusCode)> = vec![
         (Method::GET, "/healthz", None, 0, StatusCode::OK),
@@ -305,13 +305,15 @@ async fn rate_limit_answers_429_with_retry_after() {
         ..Settings::default()
     };
     let app = spawn(settings, false).await;
+    let key = app.keys.readonly.clone();
+    let doc = "/api/openapi.json";
     for _ in 0..3 {
         assert_eq!(
-            app.call(Method::GET, "/healthz", None, None).await.status(),
+            app.call(Method::GET, doc, Some(&key), None).await.status(),
             StatusCode::OK
         );
     }
-    let limited = app.call(Method::GET, "/healthz", None, None).await;
+    let limited = app.call(Method::GET, doc, Some(&key), None).await;
     assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
     let retry: u64 = limited.headers()["retry-after"]
         .to_str()
@@ -319,9 +321,19 @@ async fn rate_limit_answers_429_with_retry_after() {
         .parse()
         .expect("secs");
     assert!((1..=60).contains(&retry), "{retry}");
+    // Regression: a load balancer's health probes got 429. They are never limited.
+    for path in ["/healthz", "/health/live", "/readyz", "/health/ready"] {
+        for _ in 0..5 {
+            assert_eq!(
+                app.call(Method::GET, path, None, None).await.status(),
+                StatusCode::OK,
+                "{path}"
+            );
+        }
+    }
     app.clock.advance(61_000);
     assert_eq!(
-        app.call(Method::GET, "/healthz", None, None).await.status(),
+        app.call(Method::GET, doc, Some(&key), None).await.status(),
         StatusCode::OK,
         "next window"
     );
@@ -447,14 +459,19 @@ async fn in_place_restore_leaves_a_pre_restore_snapshot_that_undoes_it() {
 
     // The pre-restore snapshot brings the 25 rows back.
     let resp = app
-        .call(Method::POST, "/api/backups/restore", Some(&owner), Some(serde_json::json!({"target": "app-db", "snapshot": pre, "to": app.root.join("undo.db")})))
+        .call(
+            Method::POST,
+            "/api/backups/restore",
+            Some(&owner),
+            Some(serde_json::json!({"target": "app-db", "snapshot": pre, "to": "undo.db"})),
+        )
         .await;
     let id = resp.json::<serde_json::Value>().await.expect("json")["job_id"]
         .as_str()
         .expect("id")
         .to_string();
     assert_eq!(app.wait_job(&id).await.state, JobState::Succeeded);
-    assert_eq!(count(&app.root.join("undo.db")), 25);
+    assert_eq!(count(&app.root.join("runbook-data/restores/undo.db")), 25);
 
     let oplog = app.state.store.verify_oplog().await.expect("verify");
     assert!(
@@ -498,22 +515,39 @@ async fn job_running_when_the_process_died_is_interrupted_and_retried() {
 
 #[test]
 fn settings_follow_the_seed_variables() {
-    let env = |pairs: &'static [(&'static str, &'static str)]| {
-        move |k: &str| {
-            pairs
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| (*v).to_string())
-        }
+    let env = |pairs: &[(&str, &str)]| {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect();
+        move |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
     };
     let s = Settings::from_env(env(&[
         ("PORT", "9100"),
-        ("SECURITY_OWNER_KEYS", "a, b"),
+        (
+            "SECURITY_OWNER_KEYS",
+            &format!("{}, {}", "a".repeat(32), "b".repeat(40)),
+        ),
         ("SECURITY_RATE_LIMIT_WINDOW", "15m"),
     ]))
     .expect("ok");
     assert_eq!(s.listen.port(), 9100);
-    assert_eq!(s.owner_keys, vec!["a", "b"]);
+    assert_eq!(s.owner_keys, vec!["a".repeat(32), "b".repeat(40)]);
+    // Regression: a 3-character bootstrap owner key was accepted.
+    let e = Settings::from_env(env(&[("SECURITY_OWNER_KEYS", "abc")])).expect_err("short");
+    assert!(
+        e.contains("entry 1 has 3 characters") && e.contains("32"),
+        "{e}"
+    );
+    assert!(!e.contains("abc"), "the key itself is never echoed: {e}");
+    // Regression: `RUNBOOK_LISTEN=0.0.0.0` was refused; an address alone keeps PORT.
+    let s = Settings::from_env(env(&[("PORT", "9100"), ("RUNBOOK_LISTEN", "0.0.0.0")]))
+        .expect("address alone");
+    assert_eq!(s.listen.to_string(), "0.0.0.0:9100");
+    let s = Settings::from_env(env(&[("RUNBOOK_LISTEN", "::1")])).expect("v6");
+    assert_eq!(s.listen.to_string(), "[::1]:9000");
+    let s = Settings::from_env(env(&[("RUNBOOK_LISTEN", "127.0.0.2:7000")])).expect("both");
+    assert_eq!(s.listen.to_string(), "127.0.0.2:7000");
     assert_eq!(s.rate_limit_max, 500);
     assert_eq!(s.rate_limit_window, Duration::from_secs(900));
     assert!(s.auth_enabled);
@@ -543,23 +577,50 @@ async fn forwarded_for_is_trusted_only_from_trusted_proxies() {
             ..Settings::default()
         };
         let app = spawn(settings, false).await;
-        let from = |ip: &'static str| {
+        let from = |xff: String| {
             Client::new()
-                .get(app.url("/healthz"))
-                .header("x-forwarded-for", ip)
+                .get(app.url("/api/openapi.json"))
+                .header("x-runbook-api-key", app.keys.readonly.clone())
+                .header("x-forwarded-for", xff)
                 .send()
         };
         assert_eq!(
-            from("10.0.0.1").await.expect("req").status(),
+            from("10.0.0.1".into()).await.expect("req").status(),
             StatusCode::OK
         );
         assert_eq!(
-            from("10.0.0.2").await.expect("req").status(),
+            from("10.0.0.2".into()).await.expect("req").status(),
             second_status,
             "trusted proxy: {trusted}"
         );
         app.stop().await;
     }
+}
+
+/// Regression: behind a trusted proxy the leftmost `X-Forwarded-For` entry was believed, so
+/// a client that rotated it was never limited. The proxy appends the address it saw; that
+/// rightmost untrusted entry is the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_forwarded_for_behind_a_trusted_proxy_is_still_limited() {
+    let settings = Settings {
+        rate_limit_max: 3,
+        trusted_proxies: vec!["127.0.0.1".parse().expect("ip")],
+        ..Settings::default()
+    };
+    let app = spawn(settings, false).await;
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let resp = Client::new()
+            .get(app.url("/api/openapi.json"))
+            .header("x-runbook-api-key", app.keys.readonly.clone())
+            .header("x-forwarded-for", format!("198.51.100.{i}, 203.0.113.9"))
+            .send()
+            .await
+            .expect("req");
+        statuses.push(resp.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429, 429]);
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -947,4 +1008,184 @@ async fn drills_pass_through_the_api_for_every_kind() {
         &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
     );
     runbook_testkit::mariadb("", &format!("DROP DATABASE IF EXISTS {db}"));
+}
+
+/// Regression: an owner's `"to": "runbook-data/repo.key", "force": true` replaced the
+/// repository password with a SQLite file. API restores now go only below the restore roots;
+/// `..`, absolute paths elsewhere, symlinks and runbook's own files are refused with 400 and
+/// nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_restore_destinations_are_confined_to_the_restore_roots() {
+    let files = "[targets.docs]\nkind = \"files\"\npaths = [\"app.db\"]\n";
+    let app = spawn_with(no_limit(), false, files).await;
+    let owner = app.keys.owner.clone();
+    let backup = app
+        .call(
+            Method::POST,
+            "/api/backups/run",
+            Some(&owner),
+            Some(serde_json::json!({"target": "app-db"})),
+        )
+        .await;
+    assert_eq!(backup.status(), StatusCode::ACCEPTED);
+    worker::try_execute_next(&app.state).await.expect("backup");
+    let key_before = std::fs::read(app.root.join("runbook-data/repo.key")).expect("key");
+    let roots = app.root.join("runbook-data/restores");
+    std::fs::create_dir_all(&roots).expect("roots");
+    let outside = tempfile::tempdir().expect("outside");
+    std::os::unix::fs::symlink(outside.path(), roots.join("link")).expect("symlink");
+    let repo_key = app.root.join("runbook-data/repo.key");
+    let outside_file = outside.path().join("x.db");
+    let via_link = roots.join("link/x.db");
+    let cases: Vec<(serde_json::Value, &str)> = vec![
+        (serde_json::json!("../repo.key"), ".."),
+        (serde_json::json!("../../app.db"), ".."),
+        (serde_json::json!(repo_key), "restore roots"),
+        (serde_json::json!(outside_file), "restore roots"),
+        (serde_json::json!("/etc/passwd"), "restore roots"),
+        (serde_json::json!("link/x.db"), "symbolic link"),
+        (serde_json::json!(via_link), "symbolic link"),
+        (serde_json::json!(""), "empty"),
+        (serde_json::json!(roots), "restore root itself"),
+    ];
+    for (to, why) in cases {
+        let resp = app
+            .call(
+                Method::POST,
+                "/api/backups/restore",
+                Some(&owner),
+                Some(serde_json::json!({"target": "app-db", "to": to, "force": true})),
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "to = {to}");
+        let text = resp.text().await.expect("body");
+        assert!(
+            text.contains("to:") && text.contains(why),
+            "to = {to}: {text}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(app.root.join("runbook-data/repo.key")).expect("key"),
+        key_before,
+        "the password file is untouched"
+    );
+    assert!(!outside_file.exists(), "nothing written outside the roots");
+    let jobs = app.state.store.jobs(None, 100).await.expect("jobs");
+    assert!(
+        jobs.iter().all(|j| j.kind != "restore"),
+        "no restore job was queued"
+    );
+
+    // Wrong field for the kind: 400 naming the field, before any job exists.
+    for (body, field) in [
+        (
+            serde_json::json!({"target": "app-db", "into": "x"}),
+            "into:",
+        ),
+        (serde_json::json!({"target": "docs"}), "to: required"),
+    ] {
+        let resp = app
+            .call(
+                Method::POST,
+                "/api/backups/restore",
+                Some(&owner),
+                Some(body),
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        assert!(resp.text().await.expect("body").contains(field));
+    }
+
+    // A relative path lands in the (first) restore root.
+    let ok = app
+        .call(
+            Method::POST,
+            "/api/backups/restore",
+            Some(&owner),
+            Some(serde_json::json!({"target": "app-db", "to": "nested/copy.db"})),
+        )
+        .await;
+    assert_eq!(ok.status(), StatusCode::ACCEPTED);
+    let job = worker::try_execute_next(&app.state).await.expect("restore");
+    let worker::Outcome::Ran(job) = job else {
+        panic!("no job ran")
+    };
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    assert_eq!(count(&roots.join("nested/copy.db")), 10);
+    app.stop().await;
+}
+
+/// Regression: backups made outside the service (the CLI, cron) did not count in
+/// `/api/health` and `/metrics` ("no backup yet" after three CLI snapshots), and targets
+/// without a schedule were missing from `/api/health`. Both now read the repository.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_made_outside_the_service_count_in_health_and_metrics() {
+    let files = "[targets.docs]\nkind = \"files\"\npaths = [\"app.db\"]\n";
+    let app = spawn_with(no_limit(), false, files).await;
+    let key = app.keys.readonly.clone();
+    let health = |app: &App| {
+        let url = app.url("/api/health");
+        let key = key.clone();
+        async move {
+            Client::new()
+                .get(url)
+                .header("x-runbook-api-key", key)
+                .send()
+                .await
+                .expect("req")
+                .json::<serde_json::Value>()
+                .await
+                .expect("json")
+        }
+    };
+    let status_of = |v: &serde_json::Value, name: &str| {
+        v["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .find(|c| c["name"] == name)
+            .map(|c| c["status"].as_str().expect("status").to_string())
+    };
+    let before = health(&app).await;
+    assert_eq!(status_of(&before, "backup:app-db").as_deref(), Some("warn"));
+    assert_eq!(
+        status_of(&before, "backup:docs").as_deref(),
+        Some("warn"),
+        "a target without a schedule is listed: {before}"
+    );
+    // As `runbook backup` does it: straight through the engine, no job.
+    let engine = app.state.engine.clone();
+    tokio::task::spawn_blocking(move || {
+        for t in ["app-db", "docs"] {
+            engine
+                .backup(t, &runbook_backup::BackupRequest::default())
+                .expect("backup");
+        }
+    })
+    .await
+    .expect("join");
+    app.state.forget_cached_snapshots();
+    let after = health(&app).await;
+    assert_eq!(
+        status_of(&after, "backup:app-db").as_deref(),
+        Some("ok"),
+        "{after}"
+    );
+    assert_eq!(
+        status_of(&after, "backup:docs").as_deref(),
+        Some("ok"),
+        "{after}"
+    );
+    let metrics = app
+        .call(Method::GET, "/metrics", Some(&app.keys.readonly), None)
+        .await
+        .text()
+        .await
+        .expect("text");
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("runbook_backup_last_success_timestamp_seconds{target=\"app-db\"}"))
+        .expect("metric");
+    assert!(!line.ends_with(" 0"), "{line}");
+    app.stop().await;
 }

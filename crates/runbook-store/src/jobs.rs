@@ -126,18 +126,35 @@ impl Store {
     /// Database errors.
     pub async fn enqueue(&self, new: NewJob, now_ms: i64) -> Result<Job> {
         let id = random_id();
-        sqlx::query(
-            "INSERT INTO jobs (id, kind, target, params, state, attempts, requested_by, created_at)
-             VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6)",
-        )
-        .bind(&id)
-        .bind(&new.kind)
-        .bind(&new.target)
-        .bind(new.params.to_string())
-        .bind(&new.requested_by)
-        .bind(now_ms)
-        .execute(self.pool())
-        .await?;
+        insert_job(&id, &new, now_ms).execute(self.pool()).await?;
+        self.job(&id).await
+    }
+
+    /// Queues a job and appends `action` by `actor` (outcome `accepted`, detail
+    /// `{"job": id}`) to the ops log in one transaction: either both are stored or neither.
+    ///
+    /// # Errors
+    /// Database errors; then no job was queued.
+    pub async fn enqueue_audited(
+        &self,
+        new: NewJob,
+        actor: &str,
+        action: &str,
+        now_ms: i64,
+    ) -> Result<Job> {
+        let id = random_id();
+        let mut tx = self.begin_oplog_write().await?;
+        insert_job(&id, &new, now_ms).execute(&mut *tx).await?;
+        let entry = crate::NewEntry {
+            actor: actor.to_string(),
+            action: action.to_string(),
+            target: new.target.clone(),
+            outcome: "accepted".into(),
+            detail: serde_json::json!({ "job": id }).to_string(),
+        };
+        let entry = crate::oplog::append_in(&mut tx, entry, now_ms).await?;
+        tx.commit().await?;
+        self.advance_anchor(&entry);
         self.job(&id).await
     }
 
@@ -179,13 +196,15 @@ impl Store {
     ///
     /// # Errors
     /// Database errors.
+    /// Jobs queued at the same moment run backups first, so a drill due in the same minute as
+    /// a backup drills the new snapshot instead of failing on "no snapshot".
     pub async fn claim_next(&self, now_ms: i64) -> Result<Option<Job>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE jobs SET state = 'running', started_at = $1, attempts = attempts + 1
              WHERE state = 'queued' AND id = (
                 SELECT j.id FROM jobs j WHERE j.state = 'queued' AND NOT EXISTS (
                     SELECT 1 FROM jobs r WHERE r.state = 'running' AND r.target = j.target)
-                ORDER BY j.created_at, j.id LIMIT 1)
+                ORDER BY j.created_at, CASE j.kind WHEN 'backup' THEN 0 ELSE 1 END, j.id LIMIT 1)
              RETURNING {COLUMNS}"
         )))
         .bind(now_ms)
@@ -325,4 +344,21 @@ impl Store {
         }
         Ok(())
     }
+}
+
+fn insert_job<'q>(
+    id: &'q str,
+    new: &'q NewJob,
+    now_ms: i64,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, target, params, state, attempts, requested_by, created_at)
+         VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6)",
+    )
+    .bind(id)
+    .bind(&new.kind)
+    .bind(&new.target)
+    .bind(new.params.to_string())
+    .bind(&new.requested_by)
+    .bind(now_ms)
 }

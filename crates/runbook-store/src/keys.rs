@@ -104,7 +104,8 @@ impl Store {
     }
 
     /// Stores a key whose secret is given (bootstrap keys from `SECURITY_OWNER_KEYS`).
-    /// Idempotent: an existing key with the same secret is returned as is.
+    /// Idempotent: an existing key with the same secret is returned as is, revoked or not. A
+    /// revoked key stays revoked: the environment cannot bring it back.
     ///
     /// # Errors
     /// Database errors.
@@ -115,7 +116,13 @@ impl Store {
         secret: &str,
         now_ms: i64,
     ) -> Result<ApiKey> {
-        if let Some(k) = self.find_key(secret).await? {
+        let row = sqlx::query(
+            "SELECT id, name, role, created_at, revoked_at FROM api_keys WHERE hash = $1",
+        )
+        .bind(hash_secret(secret))
+        .fetch_optional(self.pool())
+        .await?;
+        if let Some(k) = row.as_ref().map(key_from).transpose()? {
             return Ok(k);
         }
         Ok(self.insert_key(name, role, secret, now_ms).await?.key)

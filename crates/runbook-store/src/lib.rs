@@ -5,6 +5,7 @@
 //! `RETURNING`, `BIGINT`/`TEXT`), and migrations are plain SQL run in order.
 //! Times are Unix milliseconds supplied by the caller, so callers can drive a test clock.
 
+mod anchor;
 mod drills;
 mod error;
 mod jobs;
@@ -14,6 +15,7 @@ mod oplog;
 
 use sqlx::{AnyPool, any::AnyPoolOptions};
 
+pub use anchor::Anchor;
 pub use drills::{DrillRecord, NewDrill};
 pub use error::{Error, Result};
 pub use jobs::{Job, JobState, NewJob};
@@ -34,6 +36,7 @@ pub enum Engine {
 pub struct Store {
     pool: AnyPool,
     engine: Engine,
+    anchor: Option<Anchor>,
 }
 
 impl Store {
@@ -72,9 +75,21 @@ impl Store {
                 .execute(&pool)
                 .await?;
         }
-        let store = Self { pool, engine };
+        let store = Self {
+            pool,
+            engine,
+            anchor: None,
+        };
         migrate::run(&store).await?;
         Ok(store)
+    }
+
+    /// Keeps the ops log's head anchored in `anchor` (outside the database): every append
+    /// moves it forward and [`Store::verify_oplog`] checks the log against it.
+    #[must_use]
+    pub fn with_anchor(mut self, anchor: Anchor) -> Self {
+        self.anchor = Some(anchor);
+        self
     }
 
     /// The engine in use.

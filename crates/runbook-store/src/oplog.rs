@@ -94,57 +94,41 @@ fn entry_from(row: &AnyRow) -> Result<Entry> {
 const COLUMNS: &str = "seq, ts, actor, action, target, outcome, detail, prev_hash, hash";
 
 impl Store {
-    /// Appends an entry. Concurrent writers (several instances on PostgreSQL) race on the
-    /// primary key; the loser retries on the new head.
+    /// Begins a transaction that holds the ops log's write lock until it ends: `BEGIN
+    /// IMMEDIATE` on SQLite (one writer per database file, across processes), an `EXCLUSIVE`
+    /// table lock on PostgreSQL (across instances; readers are not blocked). Appends made in it
+    /// see the true head, so concurrent appends are serialized instead of colliding.
+    pub(crate) async fn begin_oplog_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        match self.engine() {
+            crate::Engine::Sqlite => Ok(self.pool().begin_with("BEGIN IMMEDIATE").await?),
+            crate::Engine::Postgres => {
+                let mut tx = self.pool().begin().await?;
+                sqlx::query("LOCK TABLE oplog IN EXCLUSIVE MODE")
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(tx)
+            }
+        }
+    }
+
+    /// Appends an entry. Appends are serialized by the ops log's write lock, so none is lost
+    /// under concurrent requests or several instances; an error means nothing was appended.
     ///
     /// # Errors
     /// Database errors.
     pub async fn append(&self, e: NewEntry, now_ms: i64) -> Result<Entry> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let head = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {COLUMNS} FROM oplog ORDER BY seq DESC LIMIT 1"
-            )))
-            .fetch_optional(self.pool())
-            .await?;
-            let (seq, prev) = match head.as_ref().map(entry_from).transpose()? {
-                Some(h) => (h.seq + 1, h.hash),
-                None => (1, GENESIS.to_string()),
-            };
-            let hash = entry_hash(&prev, seq, now_ms, &e);
-            let inserted = sqlx::query(
-                "INSERT INTO oplog (seq, ts, actor, action, target, outcome, detail, prev_hash, hash)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(seq)
-            .bind(now_ms)
-            .bind(&e.actor)
-            .bind(&e.action)
-            .bind(&e.target)
-            .bind(&e.outcome)
-            .bind(&e.detail)
-            .bind(&prev)
-            .bind(&hash)
-            .execute(self.pool())
-            .await;
-            match inserted {
-                Ok(_) => {
-                    return Ok(Entry {
-                        seq,
-                        ts: now_ms,
-                        actor: e.actor,
-                        action: e.action,
-                        target: e.target,
-                        outcome: e.outcome,
-                        detail: e.detail,
-                        prev_hash: prev,
-                        hash,
-                    });
-                }
-                Err(err) if attempt < 10 && is_unique_violation(&err) => {}
-                Err(err) => return Err(err.into()),
-            }
+        let mut tx = self.begin_oplog_write().await?;
+        let entry = append_in(&mut tx, e, now_ms).await?;
+        tx.commit().await?;
+        self.advance_anchor(&entry);
+        Ok(entry)
+    }
+
+    /// Moves the anchor to a committed entry. Best effort: the entry is stored either way,
+    /// and an anchor that lags behind still vouches for every entry up to its own.
+    pub(crate) fn advance_anchor(&self, entry: &Entry) {
+        if let Some(anchor) = &self.anchor {
+            let _ = anchor.advance(entry.seq, &entry.hash);
         }
     }
 
@@ -175,6 +159,7 @@ impl Store {
         .await?;
         let mut prev = GENESIS.to_string();
         let mut expected_seq = 1;
+        let mut hashes = Vec::with_capacity(rows.len());
         for row in &rows {
             let e = entry_from(row)?;
             if e.seq != expected_seq {
@@ -203,18 +188,99 @@ impl Store {
                     reason: "content does not match its hash (edited)".into(),
                 }));
             }
-            prev = e.hash;
+            prev = e.hash.clone();
+            hashes.push(e.hash);
             expected_seq += 1;
         }
-        Ok(Ok(expected_seq - 1))
+        let count = expected_seq - 1;
+        Ok(match &self.anchor {
+            Some(anchor) => check_anchor(anchor, &hashes).map(|()| count),
+            None => Ok(count),
+        })
     }
 }
 
-fn is_unique_violation(err: &sqlx::Error) -> bool {
-    match err {
-        sqlx::Error::Database(db) => {
-            db.is_unique_violation() || db.message().to_lowercase().contains("unique")
+/// Checks an intact chain (`hashes[i]` is entry `i + 1`) against the anchor.
+fn check_anchor(anchor: &crate::Anchor, hashes: &[String]) -> std::result::Result<(), VerifyError> {
+    let last = i64::try_from(hashes.len()).unwrap_or(i64::MAX);
+    match anchor.read() {
+        crate::anchor::Read::Missing if hashes.is_empty() => Ok(()),
+        crate::anchor::Read::Missing => Err(VerifyError {
+            seq: last,
+            reason: format!(
+                "the anchor {} is missing, so the newest entries cannot be vouched for (it is written again with the next entry)",
+                anchor.path().display()
+            ),
+        }),
+        crate::anchor::Read::Altered => Err(VerifyError {
+            seq: last,
+            reason: format!(
+                "the anchor {} was altered or was written with another repository password",
+                anchor.path().display()
+            ),
+        }),
+        crate::anchor::Read::Head { seq, hash } => {
+            let at = usize::try_from(seq - 1).ok().and_then(|i| hashes.get(i));
+            match at {
+                None => Err(VerifyError {
+                    seq: last + 1,
+                    reason: format!(
+                        "missing: entries {}..={seq} were deleted (the anchor names entry {seq}; the log ends at {last})",
+                        last + 1
+                    ),
+                }),
+                Some(h) if *h != hash => Err(VerifyError {
+                    seq,
+                    reason: "does not match the anchor: the log was rewritten from here or earlier"
+                        .into(),
+                }),
+                Some(_) => Ok(()),
+            }
         }
-        _ => false,
     }
+}
+
+/// Appends `e` inside `tx`, which must hold the ops log's write lock
+/// ([`Store::begin_oplog_write`]).
+pub(crate) async fn append_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    e: NewEntry,
+    now_ms: i64,
+) -> Result<Entry> {
+    let head = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM oplog ORDER BY seq DESC LIMIT 1"
+    )))
+    .fetch_optional(&mut **tx)
+    .await?;
+    let (seq, prev) = match head.as_ref().map(entry_from).transpose()? {
+        Some(h) => (h.seq + 1, h.hash),
+        None => (1, GENESIS.to_string()),
+    };
+    let hash = entry_hash(&prev, seq, now_ms, &e);
+    sqlx::query(
+        "INSERT INTO oplog (seq, ts, actor, action, target, outcome, detail, prev_hash, hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(seq)
+    .bind(now_ms)
+    .bind(&e.actor)
+    .bind(&e.action)
+    .bind(&e.target)
+    .bind(&e.outcome)
+    .bind(&e.detail)
+    .bind(&prev)
+    .bind(&hash)
+    .execute(&mut **tx)
+    .await?;
+    Ok(Entry {
+        seq,
+        ts: now_ms,
+        actor: e.actor,
+        action: e.action,
+        target: e.target,
+        outcome: e.outcome,
+        detail: e.detail,
+        prev_hash: prev,
+        hash,
+    })
 }

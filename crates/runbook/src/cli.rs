@@ -145,6 +145,10 @@ pub enum ConfigCommand {
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
+        /// Do not connect to database servers (by default each database target's server and
+        /// database must answer).
+        #[arg(long)]
+        offline: bool,
     },
     /// Print the example configuration.
     Example,

@@ -31,8 +31,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Config {
-            command: ConfigCommand::Check { json },
-        } => config::check(&load(&cli.config)?, json),
+            command: ConfigCommand::Check { json, offline },
+        } => config::check(&load(&cli.config)?, json, offline),
         Command::Backup(args) => backup::run(&engine(&cli.config)?, &args),
         Command::Snapshots(args) => snapshots::run(&engine(&cli.config)?, &args),
         Command::Restore(args) => restore::run(&engine(&cli.config)?, &args),
@@ -114,9 +114,18 @@ async fn store(config: &Config) -> anyhow::Result<runbook_store::Store> {
     {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    runbook_store::Store::open(&config.state_url)
+    let store = runbook_store::Store::open(&config.state_url)
         .await
-        .context("state store")
+        .context("state store")?;
+    // The ops log's head is anchored outside the database, authenticated by the repository
+    // password; without a password there is nothing to authenticate it with.
+    Ok(match config.password() {
+        Ok(pw) => store.with_anchor(runbook_store::Anchor::new(
+            config.data_dir.join("oplog.anchor"),
+            &pw,
+        )),
+        Err(_) => store,
+    })
 }
 
 /// Records a CLI mutation in the ops log (actor `cli`). The operation itself has already

@@ -99,46 +99,12 @@ pub(crate) async fn backups(
         ],
         None => engine.config().targets.keys().cloned().collect(),
     };
-    let now = state.clock.now_ms();
     let mut snaps = Vec::new();
     for name in names {
-        match state.snapshots.get(&name, now) {
-            Some((list, true)) => snaps.extend(list),
-            Some((list, false)) => {
-                // Stale: answer with it now, refresh in the background (one refresh at a time).
-                snaps.extend(list);
-                let state = state.clone();
-                tokio::spawn(async move {
-                    if let Ok(_one) = state.snapshots.refill.try_lock() {
-                        let _ = load_snapshots(&state, &name).await;
-                    }
-                });
-            }
-            None => {
-                let _one = state.snapshots.refill.lock().await;
-                match state.snapshots.get(&name, now) {
-                    Some((list, _)) => snaps.extend(list),
-                    None => snaps.extend(load_snapshots(&state, &name).await?),
-                }
-            }
-        }
+        snaps.extend(state.snapshot_list(&name).await?);
     }
     snaps.sort_by_key(|s| s.time);
     Ok(Json(snaps))
-}
-
-/// Reads a target's snapshot list from its repository and caches it.
-async fn load_snapshots(state: &AppState, name: &str) -> ApiResult<Vec<runbook_backup::Snapshot>> {
-    let engine = state.engine.clone();
-    let target = name.to_string();
-    let list = tokio::task::spawn_blocking(move || engine.snapshots(&target))
-        .await
-        .map_err(AppError::internal)?
-        .map_err(AppError::internal)?;
-    state
-        .snapshots
-        .put(name, state.clock.now_ms(), list.clone());
-    Ok(list)
 }
 
 #[derive(Deserialize)]
@@ -169,17 +135,11 @@ async fn accept(
     new: NewJob,
     action: &str,
 ) -> ApiResult<axum::response::Response> {
-    let target = new.target.clone();
-    let job = state.store.enqueue(new, state.clock.now_ms()).await?;
-    state
-        .audit(
-            &caller.actor,
-            action,
-            &target,
-            "accepted",
-            serde_json::json!({ "job": job.id }).to_string(),
-        )
-        .await;
+    // The job and its audit entry are stored together, or neither is.
+    let job = state
+        .store
+        .enqueue_audited(new, &caller.actor, action, state.clock.now_ms())
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, format!("/api/jobs/{}", job.id))],
@@ -280,8 +240,9 @@ pub(crate) async fn restore(
     Extension(caller): Extension<Caller>,
     b: Result<Json<RestoreBody>, JsonRejection>,
 ) -> ApiResult<impl IntoResponse> {
-    let b = body(b)?;
+    let mut b = body(b)?;
     known_target(&state, &b.target)?;
+    validate_restore(&state, &mut b)?;
     if state.store.has_active(&b.target, "backup").await? {
         return Err(AppError::new(
             StatusCode::CONFLICT,
@@ -298,6 +259,57 @@ pub(crate) async fn restore(
         requested_by: caller.actor.clone(),
     };
     accept(&state, &caller, new, "restore.run").await
+}
+
+/// Rejects at the request what the job could only fail on later: `into` for database targets
+/// and only for them, `to` (resolved below the restore roots) for files targets.
+fn validate_restore(state: &AppState, b: &mut RestoreBody) -> ApiResult<()> {
+    let config = state.engine.config();
+    let target = config
+        .target(&b.target)
+        .map_err(|e| AppError::new(StatusCode::NOT_FOUND, e.to_string()))?;
+    let kind = target.kind.name();
+    let database = matches!(
+        target.kind,
+        runbook_config::TargetKind::Postgres(_) | runbook_config::TargetKind::Mariadb(_)
+    );
+    if database {
+        if b.into.is_none() {
+            return Err(AppError::bad_request(format!(
+                "into: required for the {kind} target `{}` (the database to restore into)",
+                b.target
+            )));
+        }
+        if b.to.is_some() {
+            return Err(AppError::bad_request(format!(
+                "to: a {kind} target restores into a database; use \"into\""
+            )));
+        }
+        return Ok(());
+    }
+    if b.into.is_some() {
+        return Err(AppError::bad_request(format!(
+            "into: only for database targets; `{}` is a {kind} target, use \"to\"",
+            b.target
+        )));
+    }
+    match &b.to {
+        Some(to) => {
+            let resolved = state
+                .engine
+                .api_restore_path(to)
+                .map_err(|e| AppError::bad_request(format!("to: {e}")))?;
+            b.to = Some(resolved.to_string_lossy().into_owned());
+        }
+        None if matches!(target.kind, runbook_config::TargetKind::Files { .. }) => {
+            return Err(AppError::bad_request(format!(
+                "to: required for the files target `{}` (a path below the restore roots)",
+                b.target
+            )));
+        }
+        None => {}
+    }
+    Ok(())
 }
 
 pub(crate) async fn jobs(
@@ -321,15 +333,10 @@ pub(crate) async fn oplog(State(state): State<AppState>) -> ApiResult<impl IntoR
 pub(crate) async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
     let mut targets = Vec::new();
     for t in state.engine.config().targets.keys() {
-        let ok = state
-            .store
-            .last_finished(t, "backup", JobState::Succeeded)
-            .await?;
+        // However the backup was made: by this service, the CLI or a cron job.
+        let last = state.last_backup_ms(t).await.unwrap_or(None);
         #[allow(clippy::cast_precision_loss)]
-        targets.push((
-            t.clone(),
-            ok.and_then(|j| j.finished_at).map(|ms| ms as f64 / 1000.0),
-        ));
+        targets.push((t.clone(), last.map(|ms| ms as f64 / 1000.0)));
     }
     let mut drills = Vec::new();
     for t in state.engine.config().targets.keys() {

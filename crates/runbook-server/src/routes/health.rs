@@ -83,8 +83,20 @@ pub(crate) async fn report(
             .store
             .last_finished(&target.name, "backup", JobState::Failed)
             .await?;
-        if let (Some(f), ok) = (&last_fail, &last_ok)
-            && ok.as_ref().is_none_or(|o| o.finished_at < f.finished_at)
+        // The repository's own record counts, however the backup was made.
+        let last = match state.last_backup_ms(&target.name).await {
+            Ok(last) => last,
+            Err(_) => {
+                checks.push(check(
+                    format!("{name}:repository"),
+                    "critical",
+                    "cannot read the target's repository (see the server log)",
+                ));
+                last_ok.and_then(|j| j.finished_at)
+            }
+        };
+        if let Some(f) = &last_fail
+            && last.is_none_or(|l| f.finished_at.is_some_and(|failed| l < failed))
         {
             checks.push(check(
                 format!("{name}:last-job"),
@@ -96,9 +108,16 @@ pub(crate) async fn report(
             ));
         }
         let Some(schedule) = &target.schedule else {
+            checks.push(match last {
+                None => check(
+                    name,
+                    "warn",
+                    "no backup yet, and no schedule: set `schedule` or run `runbook backup`",
+                ),
+                Some(_) => check(name, "ok", "backed up (no schedule to be late against)"),
+            });
             continue;
         };
-        let last = last_ok.and_then(|j| j.finished_at);
         if last.is_none() {
             checks.push(check(name, "warn", "no backup yet"));
         } else if scheduler::is_stale(schedule, last, now) {

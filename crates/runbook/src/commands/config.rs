@@ -6,8 +6,48 @@ use runbook_config::Config;
 
 use crate::output;
 
-pub fn check(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
-    config.check_sources()?;
+/// Every problem found, one line each: sources, the password and, unless `offline`, whether
+/// each database target's server answers and its database exists.
+fn problems(config: &Config, offline: bool) -> Vec<String> {
+    let mut out: Vec<String> = config
+        .source_problems()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    if offline {
+        return out;
+    }
+    let engine = runbook_backup::Engine::new(config.clone());
+    for target in config.targets.values() {
+        let Ok(db) = engine.database(&target.name, None) else {
+            continue;
+        };
+        if let Err(e) = db.query(db.source_database(), "SELECT 1") {
+            out.push(format!(
+                "{e} (is the server up and the database created? `--offline` skips this check)"
+            ));
+        }
+    }
+    out
+}
+
+pub fn check(config: &Config, json: bool, offline: bool) -> anyhow::Result<ExitCode> {
+    let problems = problems(config, offline);
+    if !problems.is_empty() {
+        if json {
+            output::json(
+                &serde_json::json!({ "ok": false, "file": config.file, "problems": problems }),
+            )?;
+        }
+        for p in &problems {
+            eprintln!("runbook: {p}");
+        }
+        anyhow::bail!(
+            "{}: {} problem(s) found",
+            config.file.display(),
+            problems.len()
+        );
+    }
     if json {
         let targets: Vec<_> = config
             .targets

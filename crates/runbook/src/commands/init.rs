@@ -9,22 +9,31 @@ use runbook_config::{Config, EXAMPLE_CONFIG};
 use crate::cli::InitArgs;
 
 pub fn run(config_path: &Path, args: &InitArgs) -> anyhow::Result<ExitCode> {
-    if config_path.exists() {
+    // An existing config is kept as it is: init then only sets up its data directory and
+    // password (a config copied from another host, or written by hand).
+    let existing = config_path.exists();
+    if existing && args.demo {
         bail!(
-            "{} already exists; edit it, or pass --config to write a new one elsewhere",
+            "{} already exists; --demo writes a new config, so pass --config to put it elsewhere (or run `runbook init` alone to set up this config's data directory)",
             config_path.display()
         );
     }
-    if let Some(dir) = config_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    if !existing {
+        if let Some(dir) = config_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        fs::write(config_path, EXAMPLE_CONFIG)
+            .with_context(|| format!("cannot write {}", config_path.display()))?;
     }
-    fs::write(config_path, EXAMPLE_CONFIG)
-        .with_context(|| format!("cannot write {}", config_path.display()))?;
     let config = Config::load(config_path)?;
     fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
-    println!("wrote {}", config_path.display());
-    println!("created data directory {}", config.data_dir.display());
+    if existing {
+        println!("kept existing {}", config_path.display());
+    } else {
+        println!("wrote {}", config_path.display());
+    }
+    println!("data directory {}", config.data_dir.display());
 
     let key = &config.repository.password_file;
     if key.exists() {

@@ -39,8 +39,24 @@ fn init_writes_config_data_dir_and_private_key_once() {
             >= 32
     );
     ws.run(&["config", "check"]).ok();
-    ws.run(&["init"])
+    let key = fs::read(ws.path("runbook-data/repo.key")).expect("key");
+    ws.run(&["init", "--demo"])
         .fails_with(&["runbook.toml", "already exists"]);
+    // Regression: `init` with an existing config refused and set up nothing. It keeps the
+    // config and the password and sets up a data directory that is missing.
+    let config = fs::read(ws.path("runbook.toml")).expect("config");
+    let again = ws.run(&["init"]).ok();
+    assert!(again.stdout.contains("kept existing"), "{}", again.stdout);
+    assert_eq!(fs::read(ws.path("runbook.toml")).expect("config"), config);
+    assert_eq!(
+        fs::read(ws.path("runbook-data/repo.key")).expect("key"),
+        key
+    );
+    let copy = tempfile::tempdir().expect("tempdir");
+    fs::copy(ws.path("runbook.toml"), copy.path().join("runbook.toml")).expect("copy");
+    let other = Workspace { dir: copy };
+    other.run(&["init"]).ok();
+    assert!(other.path("runbook-data/repo.key").exists());
     // The demo round trip the README quick start runs.
     ws.run(&["backup", "--all"]).ok();
     ws.run(&["restore", "app-db", "--to", "restored.db"]).ok();
@@ -271,8 +287,16 @@ fn bad_inputs_give_one_clear_line_and_no_snapshot() {
         .fails_with(&["target `files`", "cannot read source", "src"]);
     ws.run(&["restore", "db", "--to", "x.db"])
         .fails_with(&["target `db`", "no backups yet"]);
-    ws.run(&["config", "check"])
-        .fails_with(&["target `notdb`"].map(|_| "does not exist"));
+    // `config check` lists every problem, one line each, then a count.
+    let all = ws.run(&["config", "check"]);
+    assert_ne!(all.code, 0);
+    assert!(
+        all.stderr.contains("missing-dir")
+            && all.stderr.contains("`files`")
+            && all.stderr.contains("2 problem(s) found"),
+        "{}",
+        all.stderr
+    );
 
     ws.run(&["backup", "db"]).ok();
     ws.run(&["restore", "db", "--snapshot", "ffffffff", "--to", "x.db"])
@@ -346,6 +370,61 @@ fn corrupted_pack_is_found_by_check_and_fails_restore() {
     assert!(
         !ws.path("out").exists(),
         "no partial restore left at the destination"
+    );
+
+    // Regression: the next backup reused the damaged blobs and its snapshot could not be
+    // restored either. Now the damaged pack goes to quarantine and the data is stored again.
+    ws.run(&["backup", "files"]).ok();
+    let quarantined = walk(&ws.path("runbook-data/quarantine/files"));
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    assert!(!pack.exists());
+    ws.run(&["restore", "files", "--to", "healed"]).ok();
+    let root = ws.root_rel();
+    assert_eq!(
+        fs::read(ws.path(&format!("healed/{root}/src/data.bin"))).expect("restored"),
+        fs::read(ws.path("src/data.bin")).expect("source")
+    );
+    let out = ws.path("restic-healed");
+    ws.restic(
+        "files",
+        &["restore", "latest", "--target", out.to_str().expect("utf8")],
+    )
+    .ok();
+    assert_eq!(
+        fs::read(out.join(format!("{root}/src/data.bin"))).expect("restic restored"),
+        fs::read(ws.path("src/data.bin")).expect("source")
+    );
+}
+
+/// Regression: with a pack deleted from the repository, `backup` exited 0 and saved a
+/// snapshot that referred to the missing pack. Now the missing pack leaves the index first,
+/// the data is stored again, and the new snapshot restores (through runbook and restic).
+#[test]
+fn a_deleted_pack_does_not_poison_the_next_backup() {
+    let ws = Workspace::new(files_config());
+    fs::create_dir_all(ws.path("src")).expect("mkdir");
+    fs::write(ws.path("src/data.bin"), noise(3 << 20, 9)).expect("write");
+    ws.run(&["backup", "files"]).ok();
+    let mut packs: Vec<_> = walk(&ws.repo("files").join("data"));
+    packs.sort_by_key(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0));
+    fs::remove_file(packs.pop().expect("a data pack")).expect("delete pack");
+
+    ws.run(&["backup", "files"]).ok();
+    ws.run(&["restore", "files", "--to", "out"]).ok();
+    let root = ws.root_rel();
+    assert_eq!(
+        fs::read(ws.path(&format!("out/{root}/src/data.bin"))).expect("restored"),
+        fs::read(ws.path("src/data.bin")).expect("source")
+    );
+    let out = ws.path("restic-out");
+    ws.restic(
+        "files",
+        &["restore", "latest", "--target", out.to_str().expect("utf8")],
+    )
+    .ok();
+    assert_eq!(
+        fs::read(out.join(format!("{root}/src/data.bin"))).expect("restic restored"),
+        fs::read(ws.path("src/data.bin")).expect("source")
     );
 }
 
@@ -559,4 +638,225 @@ fn a_source_file_that_cannot_be_read_is_reported() {
         run.stderr
     );
     assert!(run.stderr.contains("Input/output error"), "{}", run.stderr);
+}
+
+/// runbook's own files are never a restore destination, even with `--force` on the CLI.
+#[test]
+fn restore_never_replaces_runbooks_own_files() {
+    let ws = Workspace::new(&sqlite_config("app.db"));
+    make_db(&ws.path("app.db"), 10);
+    ws.run(&["backup", "db"]).ok();
+    let key = fs::read(ws.path("runbook-data/repo.key")).expect("key");
+    for to in [
+        "runbook-data/repo.key",
+        "runbook-data",
+        "runbook-data/repo/db/x.db",
+        ".",
+    ] {
+        ws.run(&["restore", "db", "--to", to, "--force"])
+            .fails_with(&["refused", "runbook's own"]);
+    }
+    assert_eq!(
+        fs::read(ws.path("runbook-data/repo.key")).expect("key"),
+        key
+    );
+    ws.run(&["restore", "db", "--to", "runbook-data/restores/ok.db"])
+        .ok();
+}
+
+/// Regression: a SQLite target that is a FIFO hung forever holding the target lock. Now one
+/// line naming the file type, at once.
+#[test]
+fn a_fifo_as_sqlite_target_is_refused_at_once() {
+    let ws = Workspace::new(&sqlite_config("app.db"));
+    let made = Command::new("mkfifo")
+        .arg(ws.path("app.db"))
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let started = Instant::now();
+    ws.run(&["backup", "db"])
+        .fails_with(&["target `db`", "not a regular file", "FIFO"]);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    // The lock was released: a second run gives the same line, not "busy".
+    ws.run(&["backup", "db"]).fails_with(&["FIFO"]);
+}
+
+/// Every file below `dir` with its size and modification time.
+fn listing(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64, std::time::SystemTime)> {
+    let mut out: Vec<_> = walk(dir)
+        .into_iter()
+        .map(|p| {
+            let m = fs::metadata(&p).expect("meta");
+            (p, m.len(), m.modified().expect("mtime"))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Regression: after a failed backup left its "writing" marker, `check` ran a prune (and
+/// failed on a read-only repository). Checking never writes; the next backup cleans up.
+#[test]
+fn check_after_an_interrupted_write_changes_nothing() {
+    let config = format!(
+        "{}[targets.other]\nkind = \"files\"\npaths = [\"other\"]\n",
+        files_config()
+    );
+    let ws = Workspace::new(&config);
+    fs::create_dir_all(ws.path("src")).expect("mkdir");
+    fs::create_dir_all(ws.path("other")).expect("mkdir");
+    fs::write(ws.path("src/a.bin"), noise(1 << 20, 5)).expect("write");
+    fs::write(ws.path("other/b.bin"), noise(1 << 20, 6)).expect("write");
+    ws.run(&["backup", "--all"]).ok();
+    // What a killed backup leaves: its marker and a pack no index refers to.
+    let foreign = walk(&ws.repo("other").join("data"))
+        .into_iter()
+        .next()
+        .expect("a pack");
+    let stray = ws
+        .repo("files")
+        .join(foreign.strip_prefix(ws.repo("other")).expect("inside"));
+    fs::create_dir_all(stray.parent().expect("dir")).expect("mkdir");
+    fs::copy(&foreign, &stray).expect("copy");
+    fs::write(ws.path("runbook-data/locks/files.writing"), b"").expect("marker");
+
+    let before = listing(&ws.repo("files"));
+    ws.run(&["check", "files"]).ok();
+    assert_eq!(listing(&ws.repo("files")), before, "check wrote nothing");
+    assert!(stray.exists() && ws.path("runbook-data/locks/files.writing").exists());
+
+    // The next write removes the debris; then check is clean for runbook and restic.
+    ws.run(&["backup", "files"]).ok();
+    assert!(!stray.exists(), "the next backup pruned the stray pack");
+    assert!(!ws.path("runbook-data/locks/files.writing").exists());
+    ws.run(&["check", "files", "--read-data", "100"]).ok();
+}
+
+/// Regression: deleting the newest ops-log entries went unnoticed (the chain before them is
+/// intact), and so did a whole chain recomputed by someone who can write the database. The
+/// anchor outside the database, authenticated by the repository password, catches both.
+#[test]
+fn deleting_the_newest_oplog_entries_is_caught_by_the_anchor() {
+    let ws = Workspace::new(&sqlite_config("app.db"));
+    make_db(&ws.path("app.db"), 10);
+    ws.run(&["backup", "db"]).ok();
+    ws.run(&["keys", "create", "--role", "readonly", "--name", "a"])
+        .ok();
+    ws.run(&["keys", "create", "--role", "readonly", "--name", "b"])
+        .ok();
+    ws.run(&["oplog", "verify"]).ok();
+    assert!(ws.path("runbook-data/oplog.anchor").exists());
+
+    let conn = rusqlite::Connection::open(ws.path("runbook-data/state.db")).expect("state");
+    conn.execute("DELETE FROM oplog WHERE seq >= 2", [])
+        .expect("tamper");
+    ws.run(&["oplog", "verify"])
+        .fails_with(&["entry 2", "entries 2..=3 were deleted"]);
+
+    // Recomputing the chain does not help without the repository password: rewrite entry 1
+    // with a new hash and the anchor no longer matches anything.
+    conn.execute("DELETE FROM oplog", []).expect("wipe");
+    drop(conn);
+    ws.run(&["oplog", "verify"]).fails_with(&["were deleted"]);
+    fs::remove_file(ws.path("runbook-data/oplog.anchor")).expect("rm anchor");
+    ws.run(&["keys", "create", "--role", "readonly", "--name", "c"])
+        .ok();
+    fs::write(
+        ws.path("runbook-data/oplog.anchor"),
+        b"{\"seq\":1,\"hash\":\"x\",\"mac\":\"y\"}",
+    )
+    .expect("forge");
+    ws.run(&["oplog", "verify"])
+        .fails_with(&["anchor", "altered"]);
+}
+
+/// Regression: a `forget` killed after removing snapshots left their data unpruned forever
+/// (later runs removed no snapshot and so never pruned). Now the next run prunes it.
+#[test]
+fn a_forget_killed_before_pruning_is_finished_by_the_next_run() {
+    let ws = Workspace::new(&sqlite_config("app.db"));
+    for i in 0..4 {
+        fs::write(ws.path(&format!("blob{i}")), noise(1 << 20, 40 + i)).expect("write");
+        for f in ["app.db", "app.db-wal", "app.db-shm"] {
+            let _ = fs::remove_file(ws.path(f));
+        }
+        make_db(&ws.path("app.db"), 2000 * (i as usize + 1));
+        ws.run(&["backup", "db"]).ok();
+    }
+    let packs = |ws: &Workspace| walk(&ws.repo("db").join("data")).len();
+    let before = packs(&ws);
+    let killed = ws
+        .command(&["forget", "db"])
+        .env("RUNBOOK_FAILPOINT", "forget-before-prune")
+        .output()
+        .expect("run");
+    assert!(!killed.status.success(), "the failpoint killed it");
+    assert_eq!(ws.snapshot_ids("db").len(), 2, "snapshots were removed");
+    assert_eq!(packs(&ws), before, "nothing was pruned yet");
+
+    ws.run(&["forget", "db"]).ok();
+    assert!(
+        packs(&ws) < before,
+        "the next run pruned the data left behind"
+    );
+    ws.run(&["check", "db", "--read-data", "100"]).ok();
+    ws.run(&["restore", "db", "--to", "r.db"]).ok();
+}
+
+/// Regression: a restore killed with -9 left `.NAME.runbook-restore-PID/` (as large as the
+/// database) beside the destination forever. The next restore to that destination removes
+/// it, and puts back an old destination that the killed run had moved aside.
+#[test]
+fn a_killed_restores_leftovers_are_cleaned_by_the_next_restore() {
+    let ws = Workspace::new(&sqlite_config("app.db"));
+    make_db(&ws.path("app.db"), 10);
+    ws.run(&["backup", "db"]).ok();
+    // What `kill -9` leaves, from a pid that no longer runs.
+    let dead = 999_999_999_u32;
+    let staging = ws.path(&format!(".out.db.runbook-restore-{dead}"));
+    fs::create_dir_all(staging.join("deep")).expect("mkdir");
+    fs::write(staging.join("deep/partial.db"), noise(1 << 20, 1)).expect("write");
+    ws.run(&["restore", "db", "--to", "out.db"]).ok();
+    assert!(!staging.exists(), "the dead run's staging is gone");
+    assert_eq!(count(&ws.path("out.db"), "SELECT count(*) FROM items"), 10);
+
+    // Killed between moving the old destination aside and putting the new one in place: the
+    // old data comes back, and without --force it is not overwritten.
+    fs::rename(
+        ws.path("out.db"),
+        ws.path(&format!(".out.db.runbook-restore-{dead}.aside")),
+    )
+    .expect("aside");
+    ws.run(&["restore", "db", "--to", "out.db"])
+        .fails_with(&["already exists", "--force"]);
+    assert_eq!(count(&ws.path("out.db"), "SELECT count(*) FROM items"), 10);
+    assert!(
+        !ws.path(&format!(".out.db.runbook-restore-{dead}.aside"))
+            .exists()
+    );
+}
+
+/// Regression: a password file with a trailing space was read differently from restic, so
+/// stock restic could not open the repository with the same file. runbook trims as restic does.
+#[test]
+fn a_password_file_is_read_exactly_as_restic_reads_it() {
+    let ws = Workspace::new(&sqlite_config("app.db"));
+    make_db(&ws.path("app.db"), 10);
+    fs::write(ws.path("runbook-data/repo.key"), "  spaced secret \t\n").expect("key");
+    ws.run(&["backup", "db"]).ok();
+    let out = ws.path("restic-out");
+    ws.restic(
+        "db",
+        &["restore", "latest", "--target", out.to_str().expect("utf8")],
+    )
+    .ok();
+    let root = ws.root_rel();
+    assert_eq!(
+        count(
+            &out.join(format!("{root}/app.db")),
+            "SELECT count(*) FROM items"
+        ),
+        10
+    );
 }

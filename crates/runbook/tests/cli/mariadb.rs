@@ -67,6 +67,41 @@ fn mariadb_round_trip_and_refusal_rules() {
     assert_eq!(fingerprint(&dst.0), want, "--force replaced the content");
 }
 
+/// Regression: stock restic restored streamed dumps as empty files. Now restic's own restore
+/// gives the SQL dump, and the MariaDB client loads it into a database identical to the source.
+#[test]
+fn stock_restic_restores_a_mariadb_dump_that_loads() {
+    let src = Db::create("mrsrc");
+    sql(
+        &src.0,
+        "CREATE TABLE c (id INT PRIMARY KEY, name VARCHAR(100));
+        INSERT INTO c SELECT seq, CONCAT('Zoë ', seq) FROM seq_1_to_300;",
+    );
+    let ws = Workspace::new(&config(&format!("mysql://root@127.0.0.1:3306/{}", src.0)));
+    ws.run(&["backup", "my"]).ok();
+    let out = ws.path("restic-out");
+    ws.restic(
+        "my",
+        &["restore", "latest", "--target", out.to_str().expect("utf8")],
+    )
+    .ok();
+    let dump = out.join(format!("mariadb/{}.sql", src.0));
+    let bytes = std::fs::read(&dump).expect("restic restored the dump");
+    assert!(bytes.len() > 1000, "dump of {} bytes", bytes.len());
+    let dst = Db::create("mrdst");
+    let load = std::process::Command::new("mariadb")
+        .args(["-h", "127.0.0.1", "-u", "root", &dst.0])
+        .stdin(std::fs::File::open(&dump).expect("dump"))
+        .output()
+        .expect("run the client");
+    assert!(
+        load.status.success(),
+        "{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    assert_eq!(fingerprint(&dst.0), fingerprint(&src.0));
+}
+
 #[test]
 fn mariadb_failing_dump_leaves_no_snapshot_and_hides_the_password() {
     // root has an empty password here, so any password is refused by the server.

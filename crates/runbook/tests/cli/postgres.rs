@@ -80,13 +80,61 @@ fn postgres_round_trip_restores_every_table_and_object() {
     );
     assert!(want.iter().any(|l| l == "lo:deadbeef00"), "{want:?}");
     assert_eq!(fingerprint(&dst.0), want);
-    // Stock restic lists the dump too.
-    let ls = ws.restic("pg", &["ls", "latest"]).ok();
+}
+
+/// Regression: stock restic restored streamed dumps as empty files with mode 0000 (the tree
+/// node had no size, mode or times). Now restic's own restore gives the whole dump, and
+/// `pg_restore` loads it into a database identical to the source.
+#[test]
+fn stock_restic_restores_a_postgres_dump_that_loads() {
+    let src = Db::create("stock_src");
+    psql(&src.0, SCHEMA);
+    let ws = Workspace::new(&config(&src.0, ""));
+    ws.run(&["backup", "pg"]).ok();
+    let out = ws.path("restic-out");
+    ws.restic(
+        "pg",
+        &["restore", "latest", "--target", out.to_str().expect("utf8")],
+    )
+    .ok();
+    let dump = out.join(format!("postgres/{}.dump", src.0));
+    let meta = fs::metadata(&dump).expect("restic restored the dump");
+    assert!(meta.len() > 10_000, "dump of {} bytes", meta.len());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let age = std::time::SystemTime::now()
+        .duration_since(meta.modified().expect("mtime"))
+        .expect("mtime in the past");
+    assert!(age.as_secs() < 3600, "mtime is the dump time, not 1901");
+    let list = std::process::Command::new("pg_restore")
+        .arg("-l")
+        .arg(&dump)
+        .output()
+        .expect("run the client");
     assert!(
-        ls.stdout.contains(&format!("/postgres/{}.dump", src.0)),
+        list.status.success(),
         "{}",
-        ls.stdout
+        String::from_utf8_lossy(&list.stderr)
     );
+    let dst = Db::create("stock_dst");
+    let load = std::process::Command::new("pg_restore")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "--no-owner",
+            "-d",
+            &dst.0,
+        ])
+        .arg(&dump)
+        .output()
+        .expect("run the client");
+    assert!(
+        load.status.success(),
+        "{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    assert_eq!(fingerprint(&dst.0), fingerprint(&src.0));
 }
 
 #[test]
@@ -252,4 +300,29 @@ fn failing_or_cut_short_dump_leaves_no_snapshot_and_no_password_anywhere() {
     .expect("config");
     ws.run(&["backup", "pg"])
         .fails_with(&["target `pg`", "does not exist"]);
+}
+
+/// Regression: `config check` passed a PostgreSQL URL whose database does not exist and
+/// stopped at the first problem. It connects (unless `--offline`) and lists every problem.
+#[test]
+fn config_check_connects_to_each_database_and_lists_every_problem() {
+    let ws = Workspace::new(&format!(
+        "{}[targets.pg2]\nkind = \"postgres\"\nurl = \"postgres://postgres@127.0.0.1:5432/rbt_also_missing_{}\"\n",
+        config(&format!("rbt_no_such_db_{}", std::process::id()), ""),
+        std::process::id()
+    ));
+    let run = ws.run(&["config", "check"]);
+    assert_ne!(run.code, 0);
+    for needle in [
+        "target `pg`",
+        "target `pg2`",
+        "does not exist",
+        "2 problem(s)",
+    ] {
+        assert!(run.stderr.contains(needle), "{needle}: {}", run.stderr);
+    }
+    ws.run(&["config", "check", "--offline"]).ok();
+    let src = Db::create("cfgcheck");
+    let ws = Workspace::new(&config(&src.0, ""));
+    ws.run(&["config", "check"]).ok();
 }
