@@ -2,10 +2,11 @@
 //!
 //! A read that finds damage (`check`, a restore, a drill) never writes to the repository: it
 //! records what it found in `data_dir/locks/<target>.damaged`. The next backup, before it
-//! writes, moves each damaged pack into `data_dir/quarantine/<target>/` (kept, never deleted,
-//! for whoever wants to salvage it) and rebuilds the index without the packs that are gone, so
-//! the data they held is stored again and the new snapshot restores. A pack is damaged when its
-//! content no longer hashes to its name, so a healthy pack is never moved.
+//! writes, re-hashes every pack and moves each damaged one into `data_dir/quarantine/<target>/`
+//! (kept, never deleted, for whoever wants to salvage it), rebuilds the index without the packs
+//! that are gone, so the data they held is stored again and the new snapshot restores, and
+//! rewrites older snapshots without what was lost (restic's `repair snapshots`). A pack is
+//! damaged when its content no longer hashes to its name, so a healthy pack is never moved.
 
 use std::{
     fs,
@@ -17,28 +18,25 @@ use sha2::{Digest, Sha256};
 
 use crate::{Error, Result};
 
-/// Written instead of pack ids when the read could not tell which pack is damaged.
-pub(crate) const UNKNOWN: &str = "*";
-
 fn marker(data_dir: &Path, target: &str) -> PathBuf {
     data_dir.join("locks").join(format!("{target}.damaged"))
 }
 
-/// Records damage to heal at the next write: pack id prefixes, or [`UNKNOWN`].
-pub(crate) fn record(data_dir: &Path, target: &str, packs: &[String]) {
+/// Records damage to heal at the next write, with the lines that reported it.
+pub(crate) fn record(data_dir: &Path, target: &str, found: &[String]) {
     let path = marker(data_dir, target);
     let _ = fs::create_dir_all(data_dir.join("locks"));
     let written = fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&path)
-        .and_then(|mut f| f.write_all(format!("{}\n", packs.join("\n")).as_bytes()));
+        .and_then(|mut f| f.write_all(format!("{}\n", found.join("\n")).as_bytes()));
     if let Err(e) = written {
         log::warn!("cannot record repository damage in {}: {e}", path.display());
     }
 }
 
-/// The damage recorded for `target`, if any.
+/// The damage recorded for `target`, if any: the lines that reported it.
 pub(crate) fn recorded(data_dir: &Path, target: &str) -> Option<Vec<String>> {
     let text = fs::read_to_string(marker(data_dir, target)).ok()?;
     Some(
@@ -55,36 +53,12 @@ pub(crate) fn clear(data_dir: &Path, target: &str) {
     let _ = fs::remove_file(marker(data_dir, target));
 }
 
-/// The pack ids (restic prints 8 hex digits) named by check errors such as
-/// `pack 1a2b3c4d: Hash mismatch` or `error reading pack 1a2b3c4d : …`.
-pub(crate) fn packs_named(errors: &[String]) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in errors {
-        let mut words = e.split(|c: char| c.is_whitespace() || c == ':' || c == ',');
-        while let Some(w) = words.next() {
-            if w == "pack"
-                && let Some(id) = words.find(|w| !w.is_empty())
-                && id.len() >= 8
-                && id.chars().all(|c| c.is_ascii_hexdigit())
-                && !out.iter().any(|o| o == id)
-            {
-                out.push(id.to_string());
-            }
-        }
-    }
-    out
-}
-
-/// Moves the packs of `repo` whose names start with one of `prefixes` and whose content does
-/// not hash to their name into `quarantine`. Returns the packs moved.
+/// Moves the packs of `repo` whose content does not hash to their name into `quarantine`.
+/// Returns the packs moved.
 ///
 /// # Errors
 /// When a damaged pack cannot be moved.
-pub(crate) fn quarantine(
-    repo: &Path,
-    quarantine: &Path,
-    prefixes: &[String],
-) -> Result<Vec<String>> {
+pub(crate) fn quarantine(repo: &Path, quarantine: &Path) -> Result<Vec<String>> {
     let mut moved = Vec::new();
     let data = repo.join("data");
     let Ok(dirs) = fs::read_dir(&data) else {
@@ -96,9 +70,6 @@ pub(crate) fn quarantine(
         };
         for file in files.flatten() {
             let name = file.file_name().to_string_lossy().into_owned();
-            if !prefixes.iter().any(|p| name.starts_with(p.as_str())) {
-                continue;
-            }
             let path = file.path();
             let intact = fs::read(&path)
                 .map(|bytes| hex::encode(Sha256::digest(&bytes)) == name)
@@ -129,17 +100,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pack_ids_are_read_from_check_errors() {
-        let errors = vec![
-            "pack 1a2b3c4d: Hash mismatch. Computed hash: 99999999".to_string(),
-            "error reading pack deadbeef : Data decryption failed".to_string(),
-            "pack 1a2b3c4d, blob 0000aaaa: Hash mismatch".to_string(),
-            "error checking trees : something".to_string(),
-        ];
-        assert_eq!(packs_named(&errors), vec!["1a2b3c4d", "deadbeef"]);
-    }
-
-    #[test]
     fn only_packs_that_no_longer_match_their_name_are_moved() {
         let dir = tempfile::tempdir().expect("tmp");
         let repo = dir.path().join("repo");
@@ -153,7 +113,7 @@ mod tests {
         fs::write(&good_path, good).expect("write");
         fs::write(&bad_path, b"flipped").expect("write");
         let q = dir.path().join("quarantine");
-        let moved = quarantine(&repo, &q, &[good_name[..8].to_string()]).expect("moved");
+        let moved = quarantine(&repo, &q).expect("moved");
         assert_eq!(moved, vec![bad_name.clone()]);
         assert!(good_path.exists() && !bad_path.exists());
         assert!(q.join(&bad_name).exists(), "kept, not deleted");

@@ -163,28 +163,26 @@ impl Engine {
     /// be read back (see `heal.rs`).
     fn heal(&self, target: &Target, repo: &Repo) -> Result<()> {
         let data_dir = &self.config.data_dir;
-        if let Some(mut packs) = heal::recorded(data_dir, &target.name) {
-            if packs.iter().any(|p| p == heal::UNKNOWN) {
-                // A restore or drill failed on damaged data without saying where: read it all.
-                packs = match repo.check(Some(100.0)) {
-                    Ok(report) => heal::packs_named(&report.errors),
-                    Err(e) => return Err(e),
-                };
-            }
-            let moved = heal::quarantine(
-                &self.config.repository.path.join(&target.name),
-                &data_dir.join("quarantine").join(&target.name),
-                &packs,
-            )?;
+        let damaged = heal::recorded(data_dir, &target.name);
+        if damaged.is_some() {
+            // Which pack is damaged is not always in the message that found it: every pack
+            // whose content no longer hashes to its name goes (a healthy one never does).
+            let quarantine = data_dir.join("quarantine").join(&target.name);
+            let moved =
+                heal::quarantine(&self.config.repository.path.join(&target.name), &quarantine)?;
             for pack in moved {
                 log::warn!(
                     "target `{}`: damaged pack {pack} moved to {}; its data is stored again by this backup",
                     target.name,
-                    data_dir.join("quarantine").join(&target.name).display()
+                    quarantine.display()
                 );
             }
         }
         repo.heal_index()?;
+        if damaged.is_some() {
+            // Snapshots that referred to the lost data are rewritten without it.
+            self.open_repo(&target.name)?.repair_snapshots()?;
+        }
         heal::clear(data_dir, &target.name);
         Ok(())
     }
@@ -194,7 +192,7 @@ impl Engine {
         if let Err(e) = &result
             && e.to_string().contains(repository::DAMAGED)
         {
-            heal::record(&self.config.data_dir, target, &[heal::UNKNOWN.to_string()]);
+            heal::record(&self.config.data_dir, target, &[e.to_string()]);
         }
         result
     }
@@ -565,18 +563,45 @@ impl Engine {
     /// # Errors
     /// [`Error::CheckFailed`] when damage is found, and the usual open errors.
     pub fn check(&self, target: &str, read_data_percent: Option<f64>) -> Result<CheckReport> {
+        let read = read_data_percent.map(|p| {
+            if p >= 100.0 {
+                "all".to_string()
+            } else {
+                format!("{p}%")
+            }
+        });
+        self.check_reading(target, read.as_deref())
+    }
+
+    /// Checks `target`'s repository and reads back slice `n` of `of` of its packs (by pack
+    /// id, so `of` runs with `n` = 1..=`of` read every pack once): the rolling verification
+    /// `serve` runs daily.
+    ///
+    /// # Errors
+    /// [`Error::CheckFailed`] when damage is found (recorded for the next backup to heal),
+    /// and the usual open errors.
+    pub fn verify_slice(&self, target: &str, n: u32, of: u32) -> Result<CheckReport> {
+        self.check_reading(target, Some(&format!("{n}/{of}")))
+    }
+
+    fn check_reading(&self, target: &str, read: Option<&str>) -> Result<CheckReport> {
         let target = self.config.target(target)?;
         // Checking never writes: what a killed run left is cleaned up by the next write, so
         // the lock is taken without recovery (a read-only repository can be checked).
         let _lock = TargetLock::acquire(&self.config.data_dir, &target.name)?;
         let repo = self.open_repo(&target.name)?;
-        let report = repo.check(read_data_percent)?;
-        if let Some(first) = report.errors.first() {
-            let mut packs = heal::packs_named(&report.errors);
-            if packs.is_empty() {
-                packs.push(heal::UNKNOWN.to_string());
+        let report = match repo.check(read) {
+            Ok(report) => report,
+            // A check that reads data and breaks down on the way (rustic panics on some
+            // unreadable trees) found damage as surely as one that lists it.
+            Err(e @ Error::Repository { .. }) if read.is_some() => {
+                heal::record(&self.config.data_dir, &target.name, &[e.to_string()]);
+                return Err(e);
             }
-            heal::record(&self.config.data_dir, &target.name, &packs);
+            Err(e) => return Err(e),
+        };
+        if let Some(first) = report.errors.first() {
+            heal::record(&self.config.data_dir, &target.name, &report.errors);
             return Err(Error::CheckFailed {
                 target: target.name.clone(),
                 count: report.errors.len(),

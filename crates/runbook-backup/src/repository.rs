@@ -17,8 +17,9 @@ use rustic_backend::BackendOptions;
 use rustic_core::{
     BackupOptions, CheckOptions, ConfigOptions, Credentials, IndexedFullStatus, KeepOptions,
     KeyOptions, LocalDestination, LsOptions, NoProgressBars, OpenStatus, ParentOptions, PathList,
-    PruneOptions, ReadSubsetOption, RepairIndexOptions, Repository, RepositoryOptions,
-    RestoreOptions, RusticError, SnapshotOptions, repofile::SnapshotFile,
+    PruneOptions, ReadSubsetOption, RepairIndexOptions, RepairSnapshotsOptions, Repository,
+    RepositoryOptions, RestoreOptions, RusticError, SnapshotOptions, StringList,
+    repofile::SnapshotFile,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -582,6 +583,32 @@ impl Repo {
             .map_err(self.err("repair index"))
     }
 
+    /// restic's documented recovery after data was lost (`repair snapshots --forget`): every
+    /// snapshot that refers to data no longer in the index is rewritten without it (a file
+    /// that lost content keeps its name with `.repaired` appended and is tagged `repaired`),
+    /// and one whose root is unreadable is removed, so `check` is clean again and what can
+    /// be restored is restorable. Snapshots that lost nothing are left as they are.
+    pub(crate) fn repair_snapshots(self) -> Result<()> {
+        let target = self.target.clone();
+        guard(&target, "repair snapshots", move || {
+            let err = rerr(&self.target, "repair snapshots");
+            let indexed = self
+                .inner
+                .to_indexed()
+                .map_err(rerr(&self.target, "read index"))?;
+            let snaps = indexed
+                .get_all_snapshots()
+                .map_err(rerr(&self.target, "list snapshots"))?;
+            let tags = StringList::from_str("runbook,repaired").map_err(|e| Error::Repository {
+                target: self.target.clone(),
+                action: "repair snapshots",
+                message: e.to_string(),
+            })?;
+            let opts = RepairSnapshotsOptions::default().tag(vec![tags]);
+            indexed.repair_snapshots(&opts, snaps, false).map_err(err)
+        })
+    }
+
     /// Removes data no snapshot references. Callers hold the target lock, so no backup is
     /// writing and packs can go at once.
     pub(crate) fn prune(&self) -> Result<()> {
@@ -590,28 +617,23 @@ impl Repo {
         self.inner.prune(&opts, plan).map_err(self.err("prune"))
     }
 
-    /// Checks structure and, with `read_data_percent`, reads and verifies that share of packs.
-    pub(crate) fn check(&self, read_data_percent: Option<f64>) -> Result<CheckReport> {
-        guard(&self.target, "check", || {
-            self.check_inner(read_data_percent)
-        })
+    /// Checks structure and, with `read`, reads back and verifies packs: a share (`"25%"`),
+    /// one slice of packs by id (`"3/30"`: the same packs every time, so 30 slices cover
+    /// them all), or `"all"`.
+    pub(crate) fn check(&self, read: Option<&str>) -> Result<CheckReport> {
+        guard(&self.target, "check", || self.check_inner(read))
     }
 
-    fn check_inner(&self, read_data_percent: Option<f64>) -> Result<CheckReport> {
+    fn check_inner(&self, read: Option<&str>) -> Result<CheckReport> {
         let mut opts = CheckOptions::default();
-        if let Some(p) = read_data_percent {
-            let subset = if p >= 100.0 {
-                ReadSubsetOption::All
-            } else {
-                ReadSubsetOption::from_str(&format!("{p}%")).map_err(self.err("check"))?
-            };
+        if let Some(spec) = read {
+            let subset = ReadSubsetOption::from_str(spec).map_err(self.err("check"))?;
             opts = opts.read_data(true).read_data_subset(subset);
         }
         let results = self.inner.check(opts).map_err(self.err("check"))?;
         let mut report = CheckReport::default();
         for (level, e) in results.0 {
-            let msg = e
-                .to_string()
+            let msg = without_backtrace(&e.to_string())
                 .split_whitespace()
                 .collect::<Vec<_>>()
                 .join(" ");

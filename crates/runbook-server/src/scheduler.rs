@@ -93,8 +93,31 @@ pub async fn tick(state: &AppState) -> Result<Vec<String>, runbook_store::Error>
         {
             queued.push(format!("{}:drill", target.name));
         }
+        if state.settings.verify_days > 0
+            && due(state, &target.name, "verify", &verify_schedule(), now).await?
+        {
+            queued.push(format!("{}:verify", target.name));
+        }
     }
     Ok(queued)
+}
+
+/// The rolling verification's daily slot (after the seeds' default 03:00 backups).
+fn verify_schedule() -> Schedule {
+    // A constant that parses: the "daily at H UTC" form is tested with the config.
+    Schedule::parse("daily at 04 UTC").unwrap_or_else(|e| unreachable!("{e}"))
+}
+
+/// Which slice of `days` a verification at `now_ms` reads: one per day, round and round.
+#[must_use]
+pub fn verify_slice(now_ms: i64, days: u32) -> u32 {
+    let day = u32::try_from(
+        now_ms
+            .div_euclid(86_400_000)
+            .rem_euclid(i64::from(days.max(1))),
+    )
+    .unwrap_or(0);
+    day + 1
 }
 
 /// Enqueues a `kind` job for `target` when its slot has come; true when it did.
@@ -129,7 +152,12 @@ async fn due(
             NewJob {
                 kind: kind.into(),
                 target: target.to_string(),
-                params: serde_json::json!({ "reason": "schedule" }),
+                params: if kind == "verify" {
+                    let of = state.settings.verify_days;
+                    serde_json::json!({ "reason": "schedule", "n": verify_slice(now, of), "of": of })
+                } else {
+                    serde_json::json!({ "reason": "schedule" })
+                },
                 requested_by: "schedule".into(),
             },
             "schedule",

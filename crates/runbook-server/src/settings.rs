@@ -32,6 +32,10 @@ pub struct Settings {
     pub body_limit: usize,
     /// `RUNBOOK_SHUTDOWN_GRACE` (default 30s): how long a running job may finish at shutdown.
     pub shutdown_grace: Duration,
+    /// `RUNBOOK_VERIFY_DAYS` (default 30, `0` off): every day at 04:00 UTC each target's
+    /// repository reads back one slice of its packs, so every pack is read once in this many
+    /// days.
+    pub verify_days: u32,
 }
 
 impl Default for Settings {
@@ -47,6 +51,7 @@ impl Default for Settings {
             trusted_proxies: Vec::new(),
             body_limit: 64 * 1024,
             shutdown_grace: Duration::from_secs(30),
+            verify_days: 30,
         }
     }
 }
@@ -90,6 +95,16 @@ impl Settings {
                     format!("RUNBOOK_LISTEN={addr:?}: expected an IP address, or IP:PORT")
                 })?;
             }
+        }
+        if let Some(v) = get("RUNBOOK_VERIFY_DAYS").filter(|v| !v.trim().is_empty()) {
+            s.verify_days = v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|d| *d <= 3650)
+                .ok_or_else(|| {
+                    format!("RUNBOOK_VERIFY_DAYS={v:?}: expected a number of days (0 turns it off)")
+                })?;
         }
         s.auth_enabled = flag("SECURITY_AUTH_ENABLED", true)?;
         s.owner_keys = list("SECURITY_OWNER_KEYS");

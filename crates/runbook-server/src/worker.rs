@@ -210,6 +210,26 @@ fn execute(
             let report = runbook_drill::run(engine, &job.target, &req, &mut |_| {});
             serde_json::to_value(&report).map_err(|e| e.to_string())
         }
+        "verify" => {
+            let of = job.params["of"]
+                .as_u64()
+                .and_then(|v| u32::try_from(v).ok())
+                .unwrap_or(30);
+            let n = job.params["n"]
+                .as_u64()
+                .and_then(|v| u32::try_from(v).ok())
+                .unwrap_or(1);
+            match engine.verify_slice(&job.target, n, of) {
+                Ok(report) => {
+                    Ok(serde_json::json!({ "slice": format!("{n}/{of}"), "check": report }))
+                }
+                // Nothing stored yet: nothing to verify.
+                Err(runbook_backup::Error::NoRepository { .. }) => {
+                    Ok(serde_json::json!({ "slice": format!("{n}/{of}"), "check": null }))
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        }
         other => Err(format!("unknown job kind {other:?}")),
     }
 }

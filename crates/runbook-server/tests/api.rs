@@ -376,7 +376,11 @@ async fn cors_only_for_allowed_origins() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedule_runs_at_its_hour_and_a_missed_slot_runs_once() {
-    let app = spawn(no_limit(), false).await;
+    let settings = Settings {
+        verify_days: 0,
+        ..no_limit()
+    };
+    let app = spawn(settings, false).await;
     // Midnight: first sight of the target, nothing due.
     assert!(scheduler::tick(&app.state).await.expect("tick").is_empty());
     app.clock.set(DAY0 + 2 * HOUR);
@@ -1188,4 +1192,124 @@ async fn backups_made_outside_the_service_count_in_health_and_metrics() {
         .expect("metric");
     assert!(!line.ends_with(" 0"), "{line}");
     app.stop().await;
+}
+
+/// Every pack in the repository, largest last.
+fn packs_of(repo: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for dir in std::fs::read_dir(repo.join("data"))
+        .expect("data")
+        .flatten()
+    {
+        for f in std::fs::read_dir(dir.path()).expect("dir").flatten() {
+            out.push(f.path());
+        }
+    }
+    out.sort_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0));
+    out
+}
+
+/// The rolling verification: `serve` reads back a slice of packs every day; damage it finds
+/// is critical in `/api/health` until a later verification passes, and the next backup
+/// stores the damaged data again so its snapshot restores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daily_verification_finds_damage_and_the_next_backup_heals_it() {
+    let settings = Settings {
+        verify_days: 1,
+        ..no_limit()
+    };
+    let app = spawn(settings, false).await;
+    let step = || async {
+        match worker::try_execute_next(&app.state).await.expect("step") {
+            worker::Outcome::Ran(job) => *job,
+            worker::Outcome::Idle => panic!("a job was queued"),
+        }
+    };
+    let critical = || async {
+        let v: serde_json::Value = app
+            .call(Method::GET, "/api/health", Some(&app.keys.readonly), None)
+            .await
+            .json()
+            .await
+            .expect("json");
+        v["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .any(|c| c["name"] == "verify:app-db" && c["status"] == "critical")
+    };
+    assert!(scheduler::tick(&app.state).await.expect("tick").is_empty());
+    app.call(
+        Method::POST,
+        "/api/backups/run",
+        Some(&app.keys.operator),
+        Some(serde_json::json!({"target": "app-db"})),
+    )
+    .await;
+    assert_eq!(step().await.state, JobState::Succeeded);
+
+    // A byte flips in the largest pack.
+    let pack = packs_of(&app.root.join("runbook-data/repo/app-db"))
+        .pop()
+        .expect("pack");
+    let mut bytes = std::fs::read(&pack).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&pack, bytes).expect("write");
+
+    app.clock.set(DAY0 + 4 * HOUR + 1000);
+    let queued = scheduler::tick(&app.state).await.expect("tick");
+    assert!(queued.contains(&"app-db:verify".to_string()), "{queued:?}");
+    // The scheduled 03:00 backup is due too and runs first; then the verification.
+    let mut verify = step().await;
+    if verify.kind != "verify" {
+        verify = step().await;
+    }
+    assert_eq!(verify.kind, "verify");
+    assert_eq!(verify.state, JobState::Failed, "the flipped byte is found");
+    assert!(critical().await, "damage is critical in /api/health");
+
+    // The next backup heals: the damaged pack goes to quarantine, the data is stored again.
+    app.call(
+        Method::POST,
+        "/api/backups/run",
+        Some(&app.keys.operator),
+        Some(serde_json::json!({"target": "app-db"})),
+    )
+    .await;
+    let healed = step().await;
+    assert_eq!(healed.state, JobState::Succeeded, "{:?}", healed.error);
+    assert!(!pack.exists(), "moved to quarantine");
+    app.clock.set(DAY0 + 28 * HOUR + 1000);
+    let queued = scheduler::tick(&app.state).await.expect("tick");
+    assert!(queued.contains(&"app-db:verify".to_string()), "{queued:?}");
+    let mut next = step().await;
+    while next.kind != "verify" {
+        next = step().await;
+    }
+    assert_eq!(next.kind, "verify");
+    assert_eq!(next.state, JobState::Succeeded, "{:?}", next.error);
+    assert!(!critical().await, "a passing verification clears it");
+    let engine = app.state.engine.clone();
+    let to = app.root.join("healed.db");
+    let to2 = to.clone();
+    tokio::task::spawn_blocking(move || engine.restore("app-db", "latest", &to2, false))
+        .await
+        .expect("join")
+        .expect("the newest snapshot restores");
+    assert_eq!(count(&to), 10);
+    app.stop().await;
+}
+
+#[test]
+fn verification_slices_go_round_one_per_day() {
+    let day = 86_400_000;
+    let slices: Vec<u32> = (0..6)
+        .map(|d| scheduler::verify_slice(DAY0 + d * day, 3))
+        .collect();
+    assert_eq!(slices.len(), 6);
+    assert!(slices.iter().all(|n| (1..=3).contains(n)));
+    assert_eq!(slices[0], slices[3]);
+    assert_ne!(slices[0], slices[1]);
+    assert_eq!(scheduler::verify_slice(DAY0, 1), 1);
 }

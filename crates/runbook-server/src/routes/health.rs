@@ -131,6 +131,30 @@ pub(crate) async fn report(
         }
     }
     for target in state.engine.config().targets.values() {
+        // The rolling verification: damage it found stays critical until a later one passes.
+        let failed = state
+            .store
+            .last_finished(&target.name, "verify", JobState::Failed)
+            .await?;
+        let passed = state
+            .store
+            .last_finished(&target.name, "verify", JobState::Succeeded)
+            .await?;
+        if let Some(f) = failed
+            && passed.is_none_or(|p| p.finished_at < f.finished_at)
+        {
+            checks.push(check(
+                format!("verify:{}", target.name),
+                "critical",
+                format!(
+                    "reading back stored data failed: {} (the next backup stores damaged data again; `runbook check {} --read-data 100` reads it all)",
+                    f.error.unwrap_or_default(),
+                    target.name
+                ),
+            ));
+        }
+    }
+    for target in state.engine.config().targets.values() {
         let Some(drill) = &target.drill else { continue };
         let name = format!("drill:{}", target.name);
         let last = state
