@@ -18,7 +18,7 @@ trap 'kill $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 cd "$WORK"
 "$RUNBOOK" init --demo >/dev/null 2>&1
 for i in 1 2 3; do "$RUNBOOK" backup app-db --reason "bench-$i" >/dev/null; done
-KEY="rbk_bench_$(date +%s%N)"
+KEY="rbk_bench_$(od -An -N16 -tx1 /dev/urandom | tr -d " \n")"   # SECURITY_OWNER_KEYS needs >= 32 characters
 PORT=9317 SECURITY_OWNER_KEYS="$KEY" SECURITY_RATE_LIMIT_MAX=100000000 RUNBOOK_LOG=warn \
   "$RUNBOOK" serve 2>serve.log &
 PID=$!

@@ -23,6 +23,13 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use settings::Settings;
 pub use state::AppState;
 
+/// The HTTP API as a router, without a listener or the background loop: for router tests with
+/// `tower::ServiceExt::oneshot` and for fuzzing. Each request needs a
+/// `ConnectInfo<SocketAddr>` extension (the server adds it).
+pub fn router(state: AppState) -> axum::Router {
+    routes::router(state)
+}
+
 /// A bound, not yet running server.
 pub struct Server {
     listener: tokio::net::TcpListener,

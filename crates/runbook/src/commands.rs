@@ -129,10 +129,18 @@ async fn store(config: &Config) -> anyhow::Result<runbook_store::Store> {
 }
 
 /// Records a CLI mutation in the ops log (actor `cli`). The operation itself has already
-/// happened, so a logging failure is a warning, not a failure of the command.
-fn audit(config: &Config, action: &str, target: &str, outcome: &str, detail: String) {
-    if let Err(e) = try_audit(config, action, target, outcome, detail) {
-        eprintln!("runbook: warning: could not record {action} in the ops log: {e:#}");
+/// happened; when its entry cannot be written the command must not report success, so this
+/// prints one error line and returns false, and the caller exits nonzero.
+#[must_use]
+fn audit(config: &Config, action: &str, target: &str, outcome: &str, detail: String) -> bool {
+    match try_audit(config, action, target, outcome, detail) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!(
+                "runbook: error: target `{target}`: {action} {outcome}, but it could not be recorded in the ops log: {e:#}"
+            );
+            false
+        }
     }
 }
 

@@ -17,13 +17,15 @@ pub fn run(engine: &Engine, args: &BackupArgs) -> anyhow::Result<ExitCode> {
     for name in &names {
         match engine.backup(name, &req) {
             Ok(snap) => {
-                super::audit(
+                if !super::audit(
                     engine.config(),
                     "backup.run",
                     name,
                     "ok",
                     format!("snapshot {}", snap.id),
-                );
+                ) {
+                    failed += 1;
+                }
                 if !args.json {
                     println!(
                         "{name}: snapshot {} saved: {} read, {} added, {:.1}s",
@@ -37,8 +39,9 @@ pub fn run(engine: &Engine, args: &BackupArgs) -> anyhow::Result<ExitCode> {
             }
             Err(e) => {
                 failed += 1;
-                super::audit(engine.config(), "backup.run", name, "failed", e.to_string());
                 eprintln!("runbook: error: {e}");
+                // Already failing: a second line about the log would only repeat that.
+                let _ = super::audit(engine.config(), "backup.run", name, "failed", e.to_string());
             }
         }
     }

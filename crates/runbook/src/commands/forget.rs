@@ -15,13 +15,15 @@ pub fn run(engine: &Engine, args: &ForgetArgs) -> anyhow::Result<ExitCode> {
             Ok(plan) => {
                 if !args.dry_run {
                     let ids: Vec<&str> = plan.remove.iter().map(|s| s.short_id()).collect();
-                    super::audit(
+                    if !super::audit(
                         engine.config(),
                         "forget.run",
                         &name,
                         "ok",
                         format!("removed {}", ids.join(" ")),
-                    );
+                    ) {
+                        failed += 1;
+                    }
                 }
                 if !args.json {
                     let verb = if args.dry_run {

@@ -30,15 +30,14 @@ pub fn run(engine: &Engine, args: &RestoreArgs) -> anyhow::Result<ExitCode> {
         ),
         Err(e) => ("failed", e.to_string()),
     };
-    if engine.config().targets.contains_key(&args.target) {
-        super::audit(
+    let recorded = !engine.config().targets.contains_key(&args.target)
+        || super::audit(
             engine.config(),
             "restore.run",
             &args.target,
             outcome,
             detail,
         );
-    }
     let report = result?;
     if args.json {
         output::json(&report)?;
@@ -53,5 +52,9 @@ pub fn run(engine: &Engine, args: &RestoreArgs) -> anyhow::Result<ExitCode> {
             report.seconds
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if recorded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

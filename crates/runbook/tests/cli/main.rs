@@ -864,3 +864,19 @@ fn a_password_file_is_read_exactly_as_restic_reads_it() {
         10
     );
 }
+
+/// A mutation whose audit entry cannot be written does not report success: the backup is
+/// kept, and the command says it is unrecorded and exits nonzero.
+#[test]
+fn a_cli_mutation_that_cannot_be_audited_exits_nonzero() {
+    let ws = Workspace::new(&sqlite_config("app.db"));
+    make_db(&ws.path("app.db"), 10);
+    ws.run(&["backup", "db"]).ok();
+    // The state store becomes unwritable: its oplog table is gone.
+    let conn = rusqlite::Connection::open(ws.path("runbook-data/state.db")).expect("state");
+    conn.execute_batch("DROP TABLE oplog").expect("drop");
+    drop(conn);
+    ws.run(&["backup", "db"])
+        .fails_with(&["target `db`", "could not be recorded in the ops log"]);
+    assert_eq!(ws.snapshot_ids("db").len(), 2, "the backup itself was kept");
+}
