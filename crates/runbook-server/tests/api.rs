@@ -151,6 +151,17 @@ impl App {
         req.send().await.expect("request")
     }
 
+    /// `POST /api/backups/run` for `app-db` with `key`.
+    async fn run_backup(&self, key: &str) -> reqwest::Response {
+        self.call(
+            Method::POST,
+            "/api/backups/run",
+            Some(key),
+            Some(serde_json::json!({"target": "app-db"})),
+        )
+        .await
+    }
+
     async fn stop(mut self) -> (tempfile::TempDir, std::path::PathBuf) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
@@ -1023,15 +1034,7 @@ async fn api_restore_destinations_are_confined_to_the_restore_roots() {
     let files = "[targets.docs]\nkind = \"files\"\npaths = [\"app.db\"]\n";
     let app = spawn_with(no_limit(), false, files).await;
     let owner = app.keys.owner.clone();
-    let backup = app
-        .call(
-            Method::POST,
-            "/api/backups/run",
-            Some(&owner),
-            Some(serde_json::json!({"target": "app-db"})),
-        )
-        .await;
-    assert_eq!(backup.status(), StatusCode::ACCEPTED);
+    assert_eq!(app.run_backup(&owner).await.status(), StatusCode::ACCEPTED);
     worker::try_execute_next(&app.state).await.expect("backup");
     let key_before = std::fs::read(app.root.join("runbook-data/repo.key")).expect("key");
     let roots = app.root.join("runbook-data/restores");
@@ -1239,13 +1242,7 @@ async fn daily_verification_finds_damage_and_the_next_backup_heals_it() {
             .any(|c| c["name"] == "verify:app-db" && c["status"] == "critical")
     };
     assert!(scheduler::tick(&app.state).await.expect("tick").is_empty());
-    app.call(
-        Method::POST,
-        "/api/backups/run",
-        Some(&app.keys.operator),
-        Some(serde_json::json!({"target": "app-db"})),
-    )
-    .await;
+    app.run_backup(&app.keys.operator).await;
     assert_eq!(step().await.state, JobState::Succeeded);
 
     // A byte flips in the largest pack.
@@ -1257,37 +1254,30 @@ async fn daily_verification_finds_damage_and_the_next_backup_heals_it() {
     bytes[mid] ^= 0x01;
     std::fs::write(&pack, bytes).expect("write");
 
-    app.clock.set(DAY0 + 4 * HOUR + 1000);
-    let queued = scheduler::tick(&app.state).await.expect("tick");
-    assert!(queued.contains(&"app-db:verify".to_string()), "{queued:?}");
-    // The scheduled 03:00 backup is due too and runs first; then the verification.
-    let mut verify = step().await;
-    if verify.kind != "verify" {
-        verify = step().await;
-    }
-    assert_eq!(verify.kind, "verify");
+    // Ticks at `at` and runs the queued jobs up to the verification (the scheduled 03:00
+    // backup is due too, and runs first).
+    let (app_ref, step_ref) = (&app, &step);
+    let verify_at = |at: i64| async move {
+        app_ref.clock.set(at);
+        let queued = scheduler::tick(&app_ref.state).await.expect("tick");
+        assert!(queued.contains(&"app-db:verify".to_string()), "{queued:?}");
+        loop {
+            let job = step_ref().await;
+            if job.kind == "verify" {
+                return job;
+            }
+        }
+    };
+    let verify = verify_at(DAY0 + 4 * HOUR + 1000).await;
     assert_eq!(verify.state, JobState::Failed, "the flipped byte is found");
     assert!(critical().await, "damage is critical in /api/health");
 
     // The next backup heals: the damaged pack goes to quarantine, the data is stored again.
-    app.call(
-        Method::POST,
-        "/api/backups/run",
-        Some(&app.keys.operator),
-        Some(serde_json::json!({"target": "app-db"})),
-    )
-    .await;
+    app.run_backup(&app.keys.operator).await;
     let healed = step().await;
     assert_eq!(healed.state, JobState::Succeeded, "{:?}", healed.error);
     assert!(!pack.exists(), "moved to quarantine");
-    app.clock.set(DAY0 + 28 * HOUR + 1000);
-    let queued = scheduler::tick(&app.state).await.expect("tick");
-    assert!(queued.contains(&"app-db:verify".to_string()), "{queued:?}");
-    let mut next = step().await;
-    while next.kind != "verify" {
-        next = step().await;
-    }
-    assert_eq!(next.kind, "verify");
+    let next = verify_at(DAY0 + 28 * HOUR + 1000).await;
     assert_eq!(next.state, JobState::Succeeded, "{:?}", next.error);
     assert!(!critical().await, "a passing verification clears it");
     let engine = app.state.engine.clone();

@@ -105,6 +105,18 @@ impl Workspace {
         output(out)
     }
 
+    /// Stock restic restores `target`'s newest snapshot into a fresh directory, returned.
+    pub fn restic_restore_latest(&self, target: &str) -> PathBuf {
+        let out = self.path(&format!("restic-{target}-latest"));
+        let _ = std::fs::remove_dir_all(&out);
+        self.restic(
+            target,
+            &["restore", "latest", "--target", out.to_str().expect("utf8")],
+        )
+        .ok();
+        out
+    }
+
     pub fn snapshot_ids(&self, target: &str) -> Vec<String> {
         let run = self.run(&["snapshots", target, "--json"]).ok();
         let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");

@@ -382,22 +382,20 @@ fn corrupted_pack_is_found_by_check_and_fails_restore() {
     // so both checkers are clean again.
     ws.run(&["check", "files", "--read-data", "100"]).ok();
     ws.restic("files", &["check", "--read-data"]).ok();
-    ws.run(&["restore", "files", "--to", "healed"]).ok();
+    latest_restores_source_through_runbook_and_restic(&ws, "src/data.bin");
+}
+
+/// The newest snapshot of the `files` target gives back `rel` byte for byte, restored by
+/// runbook and by stock restic.
+fn latest_restores_source_through_runbook_and_restic(ws: &Workspace, rel: &str) {
+    let source = fs::read(ws.path(rel)).expect("source");
+    ws.run(&["restore", "files", "--to", "by-runbook"]).ok();
     let root = ws.root_rel();
-    assert_eq!(
-        fs::read(ws.path(&format!("healed/{root}/src/data.bin"))).expect("restored"),
-        fs::read(ws.path("src/data.bin")).expect("source")
-    );
-    let out = ws.path("restic-healed");
-    ws.restic(
-        "files",
-        &["restore", "latest", "--target", out.to_str().expect("utf8")],
-    )
-    .ok();
-    assert_eq!(
-        fs::read(out.join(format!("{root}/src/data.bin"))).expect("restic restored"),
-        fs::read(ws.path("src/data.bin")).expect("source")
-    );
+    let mine = fs::read(ws.path(&format!("by-runbook/{root}/{rel}"))).expect("restored");
+    assert!(mine == source, "runbook restored {rel} byte for byte");
+    let out = ws.restic_restore_latest("files");
+    let theirs = fs::read(out.join(format!("{root}/{rel}"))).expect("restic restored");
+    assert!(theirs == source, "restic restored {rel} byte for byte");
 }
 
 /// Regression: with a pack deleted from the repository, `backup` exited 0 and saved a
@@ -414,22 +412,7 @@ fn a_deleted_pack_does_not_poison_the_next_backup() {
     fs::remove_file(packs.pop().expect("a data pack")).expect("delete pack");
 
     ws.run(&["backup", "files"]).ok();
-    ws.run(&["restore", "files", "--to", "out"]).ok();
-    let root = ws.root_rel();
-    assert_eq!(
-        fs::read(ws.path(&format!("out/{root}/src/data.bin"))).expect("restored"),
-        fs::read(ws.path("src/data.bin")).expect("source")
-    );
-    let out = ws.path("restic-out");
-    ws.restic(
-        "files",
-        &["restore", "latest", "--target", out.to_str().expect("utf8")],
-    )
-    .ok();
-    assert_eq!(
-        fs::read(out.join(format!("{root}/src/data.bin"))).expect("restic restored"),
-        fs::read(ws.path("src/data.bin")).expect("source")
-    );
+    latest_restores_source_through_runbook_and_restic(&ws, "src/data.bin");
 }
 
 /// Regression: `kill -9` in the middle of a backup must leave every earlier snapshot
@@ -849,12 +832,7 @@ fn a_password_file_is_read_exactly_as_restic_reads_it() {
     make_db(&ws.path("app.db"), 10);
     fs::write(ws.path("runbook-data/repo.key"), "  spaced secret \t\n").expect("key");
     ws.run(&["backup", "db"]).ok();
-    let out = ws.path("restic-out");
-    ws.restic(
-        "db",
-        &["restore", "latest", "--target", out.to_str().expect("utf8")],
-    )
-    .ok();
+    let out = ws.restic_restore_latest("db");
     let root = ws.root_rel();
     assert_eq!(
         count(

@@ -79,12 +79,7 @@ fn stock_restic_restores_a_mariadb_dump_that_loads() {
     );
     let ws = Workspace::new(&config(&format!("mysql://root@127.0.0.1:3306/{}", src.0)));
     ws.run(&["backup", "my"]).ok();
-    let out = ws.path("restic-out");
-    ws.restic(
-        "my",
-        &["restore", "latest", "--target", out.to_str().expect("utf8")],
-    )
-    .ok();
+    let out = ws.restic_restore_latest("my");
     let dump = out.join(format!("mariadb/{}.sql", src.0));
     let bytes = std::fs::read(&dump).expect("restic restored the dump");
     assert!(bytes.len() > 1000, "dump of {} bytes", bytes.len());

@@ -91,12 +91,7 @@ fn stock_restic_restores_a_postgres_dump_that_loads() {
     psql(&src.0, SCHEMA);
     let ws = Workspace::new(&config(&src.0, ""));
     ws.run(&["backup", "pg"]).ok();
-    let out = ws.path("restic-out");
-    ws.restic(
-        "pg",
-        &["restore", "latest", "--target", out.to_str().expect("utf8")],
-    )
-    .ok();
+    let out = ws.restic_restore_latest("pg");
     let dump = out.join(format!("postgres/{}.dump", src.0));
     let meta = fs::metadata(&dump).expect("restic restored the dump");
     assert!(meta.len() > 10_000, "dump of {} bytes", meta.len());
