@@ -36,3 +36,7 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+# The full-disk test mounts a tmpfs, so it only runs as root (as CI is).
+if [ "$(id -u)" -eq 0 ]; then
+  cargo test -p runbook --test cli -- --ignored full_disk
+fi

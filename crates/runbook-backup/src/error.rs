@@ -88,6 +88,16 @@ pub enum Error {
         /// One-line cause.
         message: String,
     },
+    /// The backup was saved, but applying the retention rule afterwards failed.
+    #[error("target `{target}`: backup {snapshot} saved, but applying retention failed: {source}")]
+    Retention {
+        /// The target.
+        target: String,
+        /// The snapshot that was saved.
+        snapshot: String,
+        /// Why retention failed.
+        source: Box<Error>,
+    },
     /// `check` found damage.
     #[error("target `{target}`: check found {count} error(s), first: {first}")]
     CheckFailed {

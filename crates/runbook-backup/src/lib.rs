@@ -290,6 +290,29 @@ impl Engine {
         Ok(snapshot)
     }
 
+    /// Backs up `target`, then applies its `keep` rule as of `now`: what every backup does,
+    /// from the CLI, the API or a schedule. Returns the snapshot and what retention removed.
+    ///
+    /// # Errors
+    /// As [`Engine::backup`]; [`Error::Retention`] when the snapshot was saved but retention
+    /// failed (the snapshot stays).
+    pub fn backup_and_retain(
+        &self,
+        target: &str,
+        req: &BackupRequest,
+        now: Timestamp,
+    ) -> Result<(Snapshot, ForgetPlan)> {
+        let snapshot = self.backup(target, req)?;
+        match self.forget(target, now, false) {
+            Ok(plan) => Ok((snapshot, plan)),
+            Err(e) => Err(Error::Retention {
+                target: target.to_string(),
+                snapshot: snapshot.short_id().to_string(),
+                source: Box::new(e),
+            }),
+        }
+    }
+
     /// All snapshots of `target`, oldest first; empty when it has never been backed up.
     ///
     /// # Errors

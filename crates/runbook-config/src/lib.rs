@@ -8,6 +8,7 @@
 
 mod dburl;
 mod drill;
+mod env;
 mod error;
 mod keep;
 mod raw;
@@ -22,6 +23,7 @@ use secrecy::SecretString;
 
 pub use dburl::DbUrl;
 pub use drill::{Drill, DrillCheck, DrillSnapshot, parse_percent};
+pub use env::apply_seed_env;
 pub use error::ConfigError;
 pub use keep::{Keep, parse_duration};
 pub use schedule::Schedule;

@@ -134,16 +134,10 @@ fn execute(
     match job.kind.as_str() {
         "backup" => {
             let reason = job.params["reason"].as_str().unwrap_or("api").to_string();
-            let snap = engine
-                .backup(&job.target, &BackupRequest { reason, time: None })
-                .map_err(|e| e.to_string())?;
             // Retention after each backup; a retention failure fails the job but the snapshot stays.
-            let plan = engine.forget(&job.target, now, false).map_err(|e| {
-                format!(
-                    "backup {} saved, but applying retention failed: {e}",
-                    snap.short_id()
-                )
-            })?;
+            let (snap, plan) = engine
+                .backup_and_retain(&job.target, &BackupRequest { reason, time: None }, now)
+                .map_err(|e| e.to_string())?;
             Ok(serde_json::json!({ "snapshot": snap, "forgotten": plan.remove.len() }))
         }
         "restore" => {

@@ -53,8 +53,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The configuration with the seeds' `BACKUP_*` variables applied: every command sees the
+/// same targets, schedules and retention as `serve`.
 fn load(path: &std::path::Path) -> anyhow::Result<Config> {
-    Config::load(path).context("invalid configuration")
+    let mut config = Config::load(path).context("invalid configuration")?;
+    runbook_config::apply_seed_env(&mut config, |k| std::env::var(k).ok())
+        .map_err(anyhow::Error::msg)?;
+    Ok(config)
 }
 
 fn engine(path: &std::path::Path) -> anyhow::Result<Engine> {

@@ -15,8 +15,8 @@ pub fn run(engine: &Engine, args: &BackupArgs) -> anyhow::Result<ExitCode> {
     let mut done = Vec::new();
     let mut failed = 0;
     for name in &names {
-        match engine.backup(name, &req) {
-            Ok(snap) => {
+        match engine.backup_and_retain(name, &req, jiff::Timestamp::now()) {
+            Ok((snap, plan)) => {
                 if !super::audit(
                     engine.config(),
                     "backup.run",
@@ -27,8 +27,12 @@ pub fn run(engine: &Engine, args: &BackupArgs) -> anyhow::Result<ExitCode> {
                     failed += 1;
                 }
                 if !args.json {
+                    let removed = match plan.remove.len() {
+                        0 => String::new(),
+                        n => format!("; retention removed {n} older snapshot(s)"),
+                    };
                     println!(
-                        "{name}: snapshot {} saved: {} read, {} added, {:.1}s",
+                        "{name}: snapshot {} saved: {} read, {} added, {:.1}s{removed}",
                         snap.short_id(),
                         output::size(snap.source_bytes),
                         output::size(snap.added_bytes),

@@ -5,9 +5,9 @@ use std::{process::ExitCode, sync::Arc};
 use anyhow::Context;
 use runbook_backup::Engine;
 use runbook_config::Config;
-use runbook_server::{AppState, Server, Settings, SystemClock, scheduler};
+use runbook_server::{AppState, Server, Settings, SystemClock};
 
-pub fn run(mut config: Config) -> anyhow::Result<ExitCode> {
+pub fn run(config: Config) -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
@@ -21,7 +21,6 @@ pub fn run(mut config: Config) -> anyhow::Result<ExitCode> {
     crate::JSON_LOGS.store(true, std::sync::atomic::Ordering::Relaxed);
     let env = |k: &str| std::env::var(k).ok();
     let settings = Settings::from_env(env).map_err(anyhow::Error::msg)?;
-    scheduler::apply_seed_env(&mut config, env).map_err(anyhow::Error::msg)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -496,7 +496,10 @@ fn leftover_scratch_from_a_killed_run_is_removed() {
     assert!(left.is_empty(), "scratch is empty after a backup: {left:?}");
 }
 
+/// Needs root (it mounts a 2 MiB tmpfs): `./scripts/test.sh` runs it when it is root, as CI is;
+/// elsewhere `cargo test -- --ignored full_disk` as root.
 #[test]
+#[ignore = "mounts a tmpfs: needs root; scripts/test.sh runs it as root"]
 fn full_disk_fails_cleanly() {
     let ws = Workspace::new(
         "[repository]\npath = \"small\"\n[targets.files]\nkind = \"files\"\npaths = [\"src\"]\n",
@@ -507,10 +510,7 @@ fn full_disk_fails_cleanly() {
         .arg(ws.path("small"))
         .status()
         .is_ok_and(|s| s.success());
-    if !mounted {
-        eprintln!("SKIPPED full_disk_fails_cleanly: cannot mount a tmpfs here (needs root)");
-        return;
-    }
+    assert!(mounted, "cannot mount a tmpfs here: run this test as root");
     struct Unmount(std::path::PathBuf);
     impl Drop for Unmount {
         fn drop(&mut self) {
@@ -527,11 +527,13 @@ fn full_disk_fails_cleanly() {
 
 #[test]
 fn forget_dry_run_lists_and_forget_removes() {
-    let ws = Workspace::new(&sqlite_config("app.db"));
+    // Four snapshots taken before the `keep` rule was written (a backup applies it).
+    let ws = Workspace::new(&sqlite_config("app.db").replace("keep = { last = 2 }\n", ""));
     make_db(&ws.path("app.db"), 10);
     for _ in 0..4 {
         ws.run(&["backup", "db"]).ok();
     }
+    fs::write(ws.path("runbook.toml"), sqlite_config("app.db")).expect("config");
     let ids = ws.snapshot_ids("db");
     let dry = ws.run(&["forget", "--dry-run"]).ok();
     assert!(
@@ -762,7 +764,8 @@ fn deleting_the_newest_oplog_entries_is_caught_by_the_anchor() {
 /// (later runs removed no snapshot and so never pruned). Now the next run prunes it.
 #[test]
 fn a_forget_killed_before_pruning_is_finished_by_the_next_run() {
-    let ws = Workspace::new(&sqlite_config("app.db"));
+    // Four snapshots taken before the `keep` rule was written (a backup applies it).
+    let ws = Workspace::new(&sqlite_config("app.db").replace("keep = { last = 2 }\n", ""));
     for i in 0..4 {
         fs::write(ws.path(&format!("blob{i}")), noise(1 << 20, 40 + i)).expect("write");
         for f in ["app.db", "app.db-wal", "app.db-shm"] {
@@ -771,6 +774,7 @@ fn a_forget_killed_before_pruning_is_finished_by_the_next_run() {
         make_db(&ws.path("app.db"), 2000 * (i as usize + 1));
         ws.run(&["backup", "db"]).ok();
     }
+    fs::write(ws.path("runbook.toml"), sqlite_config("app.db")).expect("config");
     let packs = |ws: &Workspace| walk(&ws.repo("db").join("data")).len();
     let before = packs(&ws);
     let killed = ws
@@ -857,4 +861,63 @@ fn a_cli_mutation_that_cannot_be_audited_exits_nonzero() {
     ws.run(&["backup", "db"])
         .fails_with(&["target `db`", "could not be recorded in the ops log"]);
     assert_eq!(ws.snapshot_ids("db").len(), 2, "the backup itself was kept");
+}
+
+/// Regression: only `serve` applied retention after a backup, so `runbook backup` from cron
+/// never pruned; and `runbook forget` ignored `BACKUP_RETENTION_DAYS`.
+#[test]
+fn cli_backups_apply_keep_and_forget_honours_backup_retention_days() {
+    let ws = Workspace::new(&sqlite_config("app.db"));
+    make_db(&ws.path("app.db"), 10);
+    for _ in 0..3 {
+        ws.run(&["backup", "db"]).ok();
+    }
+    assert_eq!(
+        ws.snapshot_ids("db").len(),
+        2,
+        "keep = {{ last = 2 }} applied"
+    );
+
+    let ws = Workspace::new(&sqlite_config("app.db").replace("keep = { last = 2 }\n", ""));
+    make_db(&ws.path("app.db"), 10);
+    ws.run(&["backup", "db"]).ok();
+    // An old snapshot (stock restic can stamp one in the past).
+    fs::write(ws.path("old.txt"), b"x").expect("write");
+    ws.restic(
+        "db",
+        &[
+            "backup",
+            "--time",
+            "2020-01-01 00:00:00",
+            ws.path("old.txt").to_str().expect("utf8"),
+        ],
+    )
+    .ok();
+    assert_eq!(ws.snapshot_ids("db").len(), 2);
+    ws.run(&["forget", "db"]).ok();
+    assert_eq!(
+        ws.snapshot_ids("db").len(),
+        2,
+        "no keep rule: nothing removed"
+    );
+    let forget = ws
+        .command(&["forget", "db"])
+        .env("BACKUP_RETENTION_DAYS", "1")
+        .output()
+        .expect("run");
+    assert!(forget.status.success());
+    assert_eq!(
+        ws.snapshot_ids("db").len(),
+        1,
+        "BACKUP_RETENTION_DAYS=1 removed the 2020 snapshot"
+    );
+    let bad = ws
+        .command(&["forget", "db"])
+        .env("BACKUP_RETENTION_DAYS", "soon")
+        .output()
+        .expect("run");
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("BACKUP_RETENTION_DAYS"),
+        "the variable is read by forget"
+    );
 }
