@@ -14,6 +14,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_FUZZ_TARGET_DIR:-$HOME/.cache/runbook-fuzz-target}"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 cd "$ROOT/fuzz"
+cargo +nightly fuzz build
 for target in config api_bodies; do
   mkdir -p "corpus/$target"
   log="$(mktemp)"

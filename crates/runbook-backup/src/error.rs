@@ -176,7 +176,26 @@ impl Error {
     /// wrong passwords and damaged data.
     #[must_use]
     pub fn is_temporary(&self) -> bool {
-        matches!(self, Self::Busy { .. } | Self::Io { .. })
+        match self {
+            Self::Busy { .. } | Self::Io { .. } => true,
+            // A database server that is down or restarting may be back in a minute.
+            Self::Database { reason, .. } => {
+                let r = reason.to_ascii_lowercase();
+                [
+                    "connection refused",
+                    "could not connect",
+                    "can't connect",
+                    "timeout",
+                    "timed out",
+                    "the database system is starting up",
+                    "shutting down",
+                ]
+                .iter()
+                .any(|m| r.contains(m))
+            }
+            Self::Retention { source, .. } => source.is_temporary(),
+            _ => false,
+        }
     }
 }
 

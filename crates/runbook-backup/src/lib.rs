@@ -31,7 +31,7 @@ use secrecy::SecretString;
 pub use database::Database;
 pub use error::{Error, Result};
 pub use lock::TargetLock;
-pub use repository::{CheckReport, ForgetPlan};
+pub use repository::{CheckReport, ForgetPlan, panics_are_reported};
 pub use scratch::{ScratchDir, remove_leftovers};
 pub use snapshot::Snapshot;
 

@@ -74,10 +74,22 @@ pub(crate) struct Repo {
     target: String,
 }
 
+/// How many [`guard`]ed operations are running in this process.
+static GUARDED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// True while repository work runs whose panics (from the repository library's worker
+/// threads) are caught and reported as one error line: a panic hook stays quiet for them.
+pub fn panics_are_reported() -> bool {
+    GUARDED.load(std::sync::atomic::Ordering::SeqCst) > 0
+}
+
 /// Runs rustic work that may panic (its restore unwraps read and write errors in worker
 /// threads) and turns a panic into an [`Error`] naming the target and the cause.
 fn guard<T>(target: &str, action: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+    GUARDED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    GUARDED.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    caught.unwrap_or_else(|payload| {
         if let Some(failed) = payload.downcast_ref::<crate::dump::StreamFailed>() {
             return Err(Error::Repository {
                 target: target.to_string(),

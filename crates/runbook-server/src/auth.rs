@@ -11,6 +11,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use runbook_store::Role;
+use tracing::Instrument;
 
 use crate::{AppState, error::AppError};
 
@@ -105,13 +106,20 @@ pub(crate) async fn guard(
         .map_or_else(new_request_id, str::to_string);
     let ip = client_ip(&state.settings.trusted_proxies, peer, req.headers());
 
-    let mut response = match authorize(&state, ip, &method, &path, req.headers()).await {
-        Ok(caller) => {
-            req.extensions_mut().insert(caller);
-            next.run(req).await
+    // Every log line written while handling the request (a 500's cause included) carries the
+    // request id that the client sent or was given in `X-Request-Id`.
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let mut response = async {
+        match authorize(&state, ip, &method, &path, req.headers()).await {
+            Ok(caller) => {
+                req.extensions_mut().insert(caller);
+                next.run(req).await
+            }
+            Err(resp) => resp,
         }
-        Err(resp) => resp,
-    };
+    }
+    .instrument(span)
+    .await;
 
     let headers = response.headers_mut();
     for (name, value) in [

@@ -55,3 +55,22 @@ impl IntoResponse for AppError {
             .into_response()
     }
 }
+
+/// A JSON request body whose rejection (wrong content type, malformed JSON, unknown or missing
+/// fields) is an [`AppError`]: `400` with one line naming what is wrong.
+pub(crate) struct ApiJson<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Self(v)),
+            Err(rejection) => Err(AppError::bad_request(rejection.body_text())),
+        }
+    }
+}

@@ -33,6 +33,41 @@ fn latest() -> String {
     "latest".into()
 }
 
+/// Why a job failed, and whether trying again later may help.
+#[derive(Debug)]
+struct JobError {
+    message: String,
+    temporary: bool,
+}
+
+impl From<runbook_backup::Error> for JobError {
+    fn from(e: runbook_backup::Error) -> Self {
+        Self {
+            temporary: e.is_temporary(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<String> for JobError {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            temporary: false,
+        }
+    }
+}
+
+/// How many times a job whose failures are temporary is tried in all.
+pub const MAX_ATTEMPTS: i64 = 4;
+
+/// How long a job waits before attempt `attempts + 1`: 30 s, 1 min, 2 min, … at most 10 min.
+#[must_use]
+pub fn retry_delay_ms(attempts: i64) -> i64 {
+    let doublings = u32::try_from(attempts.clamp(1, 6) - 1).unwrap_or(0);
+    (30_000_i64 << doublings).min(600_000)
+}
+
 /// Claims and runs the next job, if any.
 ///
 /// # Errors
@@ -47,13 +82,24 @@ pub async fn try_execute_next(state: &AppState) -> Result<Outcome, runbook_store
         .unwrap_or_else(|_| jiff::Timestamp::now());
     let result = tokio::task::spawn_blocking(move || execute(&engine, &run, now))
         .await
-        .unwrap_or_else(|e| Err(format!("job panicked: {e}")));
+        .unwrap_or_else(|e| Err(format!("job panicked: {e}").into()));
     let finished_at = state.clock.now_ms();
     state.snapshots.invalidate(&job.target);
     let (job_state, error, value) = match result {
         Ok(v) if job.kind == "drill" => record_drill(state, &job, v).await?,
         Ok(v) => (JobState::Succeeded, None, Some(v)),
-        Err(e) => (JobState::Failed, Some(e), None),
+        Err(e) if e.temporary && job.attempts < MAX_ATTEMPTS => {
+            // Busy target, server briefly unreachable: try again later, with backoff.
+            let at = finished_at + retry_delay_ms(job.attempts);
+            let detail = serde_json::json!({ "job": job.id, "kind": job.kind, "error": e.message, "run_after": at }).to_string();
+            state
+                .audit("worker", "job.retry", &job.target, "temporary", detail)
+                .await?;
+            let waiting = state.store.retry_later(&job.id, &e.message, at).await?;
+            tracing::warn!(job = %job.id, target = %job.target, error = %e.message, run_after = at, "job failed for a reason that may pass; retrying later");
+            return Ok(Outcome::Ran(Box::new(waiting)));
+        }
+        Err(e) => (JobState::Failed, Some(e.message), None),
     };
     let outcome = if job_state == JobState::Succeeded {
         "ok"
@@ -130,50 +176,47 @@ fn execute(
     engine: &runbook_backup::Engine,
     job: &Job,
     now: jiff::Timestamp,
-) -> Result<serde_json::Value, String> {
+) -> Result<serde_json::Value, JobError> {
     match job.kind.as_str() {
         "backup" => {
             let reason = job.params["reason"].as_str().unwrap_or("api").to_string();
             // Retention after each backup; a retention failure fails the job but the snapshot stays.
-            let (snap, plan) = engine
-                .backup_and_retain(&job.target, &BackupRequest { reason, time: None }, now)
-                .map_err(|e| e.to_string())?;
+            let (snap, plan) = engine.backup_and_retain(
+                &job.target,
+                &BackupRequest { reason, time: None },
+                now,
+            )?;
             Ok(serde_json::json!({ "snapshot": snap, "forgotten": plan.remove.len() }))
         }
         "restore" => {
             let p: RestoreParams = serde_json::from_value(job.params.clone())
-                .map_err(|e| format!("bad restore parameters: {e}"))?;
+                .map_err(|e| JobError::from(format!("bad restore parameters: {e}")))?;
             let target = engine
                 .config()
                 .target(&job.target)
-                .map_err(|e| e.to_string())?;
+                .map_err(runbook_backup::Error::from)?;
             if let Some(db) = &p.into {
-                let report = engine
-                    .restore_database(
-                        &job.target,
-                        &p.snapshot,
-                        db,
-                        &runbook_backup::DbRestore {
-                            force: p.force,
-                            ..runbook_backup::DbRestore::default()
-                        },
-                    )
-                    .map_err(|e| e.to_string())?;
+                let report = engine.restore_database(
+                    &job.target,
+                    &p.snapshot,
+                    db,
+                    &runbook_backup::DbRestore {
+                        force: p.force,
+                        ..runbook_backup::DbRestore::default()
+                    },
+                )?;
                 return Ok(serde_json::json!({ "restore": report }));
             }
             let (to, force, pre) = match p.to {
                 // Checked again here: the job may have been queued by an older version.
-                Some(to) => (
-                    engine.api_restore_path(&to).map_err(|e| e.to_string())?,
-                    p.force,
-                    None,
-                ),
+                Some(to) => (engine.api_restore_path(&to)?, p.force, None),
                 None => {
                     let TargetKind::Sqlite { path } = &target.kind else {
                         return Err(format!(
                             "target `{}`: restoring over the live source is supported for sqlite targets; give \"to\"",
                             job.target
-                        ));
+                        )
+                        .into());
                     };
                     // Undo point: the data as it is now, before it is overwritten.
                     let pre = engine
@@ -184,15 +227,16 @@ fn execute(
                                 time: None,
                             },
                         )
-                        .map_err(|e| {
-                            format!("pre-restore snapshot failed, nothing was restored: {e}")
+                        .map_err(|e| JobError {
+                            temporary: e.is_temporary(),
+                            message: format!(
+                                "pre-restore snapshot failed, nothing was restored: {e}"
+                            ),
                         })?;
                     (path.clone(), true, Some(pre))
                 }
             };
-            let report = engine
-                .restore(&job.target, &p.snapshot, &to, force)
-                .map_err(|e| e.to_string())?;
+            let report = engine.restore(&job.target, &p.snapshot, &to, force)?;
             Ok(serde_json::json!({ "restore": report, "pre_restore_snapshot": pre }))
         }
         "drill" => {
@@ -202,7 +246,7 @@ fn execute(
                 backup_first: job.params["backup_first"].as_bool().unwrap_or(false),
             };
             let report = runbook_drill::run(engine, &job.target, &req, &mut |_| {});
-            serde_json::to_value(&report).map_err(|e| e.to_string())
+            serde_json::to_value(&report).map_err(|e| JobError::from(e.to_string()))
         }
         "verify" => {
             let of = job.params["of"]
@@ -221,10 +265,10 @@ fn execute(
                 Err(runbook_backup::Error::NoRepository { .. }) => {
                     Ok(serde_json::json!({ "slice": format!("{n}/{of}"), "check": null }))
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e.into()),
             }
         }
-        other => Err(format!("unknown job kind {other:?}")),
+        other => Err(format!("unknown job kind {other:?}").into()),
     }
 }
 

@@ -1303,3 +1303,58 @@ fn verification_slices_go_round_one_per_day() {
     assert_ne!(slices[0], slices[1]);
     assert_eq!(scheduler::verify_slice(DAY0, 1), 1);
 }
+
+/// A failure that may pass (another process holds the target) is retried with backoff instead
+/// of failing the job; a permanent one fails at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_temporary_failure_is_retried_with_backoff_and_succeeds() {
+    let app = spawn(no_limit(), false).await;
+    assert_eq!(
+        app.run_backup(&app.keys.operator).await.status(),
+        StatusCode::ACCEPTED
+    );
+    // Another runbook process is working on the target.
+    let lock = runbook_backup::TargetLock::acquire(&app.root.join("runbook-data"), "app-db")
+        .expect("lock");
+    let worker::Outcome::Ran(first) = worker::try_execute_next(&app.state).await.expect("step")
+    else {
+        panic!("a job was queued")
+    };
+    assert_eq!(first.state, JobState::Queued, "waiting to be retried");
+    assert!(
+        first.error.as_deref().unwrap_or("").contains("busy"),
+        "{:?}",
+        first.error
+    );
+    assert!(
+        matches!(
+            worker::try_execute_next(&app.state).await.expect("step"),
+            worker::Outcome::Idle
+        ),
+        "not before its backoff has passed"
+    );
+    drop(lock);
+    app.clock.advance(worker::retry_delay_ms(1) + 1);
+    let worker::Outcome::Ran(done) = worker::try_execute_next(&app.state).await.expect("step")
+    else {
+        panic!("the job is due again")
+    };
+    assert_eq!(done.id, first.id);
+    assert_eq!(done.state, JobState::Succeeded, "{:?}", done.error);
+    assert_eq!(done.attempts, 2);
+    let log = app.state.store.oplog(20).await.expect("oplog");
+    assert!(
+        log.iter()
+            .any(|e| e.action == "job.retry" && e.outcome == "temporary")
+    );
+    app.stop().await;
+}
+
+#[test]
+fn retry_delays_double_up_to_ten_minutes() {
+    let delays: Vec<i64> = (1..=7).map(worker::retry_delay_ms).collect();
+    assert_eq!(
+        delays,
+        [30_000, 60_000, 120_000, 240_000, 480_000, 600_000, 600_000]
+    );
+}

@@ -202,7 +202,8 @@ impl Store {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE jobs SET state = 'running', started_at = $1, attempts = attempts + 1
              WHERE state = 'queued' AND id = (
-                SELECT j.id FROM jobs j WHERE j.state = 'queued' AND NOT EXISTS (
+                SELECT j.id FROM jobs j WHERE j.state = 'queued'
+                AND (j.run_after IS NULL OR j.run_after <= $1) AND NOT EXISTS (
                     SELECT 1 FROM jobs r WHERE r.state = 'running' AND r.target = j.target)
                 ORDER BY j.created_at, CASE j.kind WHEN 'backup' THEN 0 ELSE 1 END, j.id LIMIT 1)
              RETURNING {COLUMNS}"
@@ -211,6 +212,23 @@ impl Store {
         .fetch_optional(self.pool())
         .await?;
         row.as_ref().map(job_from).transpose()
+    }
+
+    /// Puts a running job that failed for a reason that may pass back in the queue, to be
+    /// tried again no earlier than `run_after_ms`; `error` says why it waits.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn retry_later(&self, id: &str, error: &str, run_after_ms: i64) -> Result<Job> {
+        sqlx::query(
+            "UPDATE jobs SET state = 'queued', error = $1, run_after = $2 WHERE id = $3 AND state = 'running'",
+        )
+        .bind(error)
+        .bind(run_after_ms)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        self.job(id).await
     }
 
     /// Records how a running job ended.

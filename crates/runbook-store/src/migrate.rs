@@ -57,6 +57,9 @@ const MIGRATIONS: &[&str] = &[
         requested_by TEXT NOT NULL
     );
     CREATE INDEX drills_target ON drills (target, started_at)",
+    // A job that failed for a reason that may pass (busy target, unreachable server) waits
+    // until `run_after` before it is tried again.
+    "ALTER TABLE jobs ADD COLUMN run_after BIGINT",
 ];
 
 pub(crate) async fn run(store: &Store) -> Result<()> {

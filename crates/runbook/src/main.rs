@@ -31,32 +31,33 @@ fn one_line(err: &anyhow::Error) -> String {
         .join(" ")
 }
 
-/// Panics inside the repository library are caught and reported as one-line errors by
-/// `runbook-backup`; keep their default multi-line report off the terminal. Any other panic
-/// is a bug and is reported on one line with its location.
+/// Decides by the panic itself what to say:
+/// - stdout closed under us (`runbook snapshots | head -1`): exit 0 quietly, as Unix tools do;
+/// - a panic while repository work runs whose panics `runbook-backup` catches and reports as
+///   one error line (the repository library unwinds its worker threads on read and write
+///   errors): nothing here, the error line follows;
+/// - anything else is a bug: one line with the message and where.
 fn quiet_panics() {
     std::panic::set_hook(Box::new(|info| {
-        let location = info
-            .location()
-            .map(|l| l.file().to_string())
-            .unwrap_or_default();
-        // Panics in the repository library's worker threads (and the dump-abort unwinding that
-        // runs through them) are caught and reported by runbook-backup.
-        if ["rustic_core", "rayon", "pariter", "runbook-backup"]
-            .iter()
-            .any(|c| location.contains(c))
-        {
-            return;
-        }
         let msg = info
             .payload()
             .downcast_ref::<String>()
             .map(String::as_str)
             .or_else(|| info.payload().downcast_ref::<&str>().copied())
             .unwrap_or("panic");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        if runbook_backup::panics_are_reported() {
+            return;
+        }
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
         eprintln!(
             "runbook: internal error at {location}: {}",
-            msg.replace('\n', " ")
+            msg.split_whitespace().collect::<Vec<_>>().join(" ")
         );
     }));
 }

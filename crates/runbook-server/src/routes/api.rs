@@ -2,14 +2,19 @@
 
 use axum::{
     Extension, Json,
-    extract::{Path, Query, State, rejection::JsonRejection},
+    extract::{Path, Query, State},
     http::{StatusCode, header},
     response::IntoResponse,
 };
 use runbook_store::{JobState, NewJob};
 use serde::Deserialize;
 
-use crate::{AppState, auth::Caller, error::AppError, scheduler};
+use crate::{
+    AppState,
+    auth::Caller,
+    error::{ApiJson, AppError},
+    scheduler,
+};
 
 type ApiResult<T> = Result<T, AppError>;
 
@@ -124,11 +129,6 @@ fn known_target(state: &AppState, name: &str) -> ApiResult<()> {
         .map_err(|e| AppError::new(StatusCode::NOT_FOUND, e.to_string()))
 }
 
-fn body<T>(b: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
-    b.map(|Json(v)| v)
-        .map_err(|e| AppError::bad_request(e.body_text()))
-}
-
 async fn accept(
     state: &AppState,
     caller: &Caller,
@@ -151,9 +151,8 @@ async fn accept(
 pub(crate) async fn run_backup(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    b: Result<Json<RunBody>, JsonRejection>,
+    ApiJson(b): ApiJson<RunBody>,
 ) -> ApiResult<impl IntoResponse> {
-    let b = body(b)?;
     known_target(&state, &b.target)?;
     let reason = b.reason.unwrap_or_else(|| "api".into());
     let new = NewJob {
@@ -178,9 +177,8 @@ pub(crate) struct DrillBody {
 pub(crate) async fn run_drill(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    b: Result<Json<DrillBody>, JsonRejection>,
+    ApiJson(b): ApiJson<DrillBody>,
 ) -> ApiResult<impl IntoResponse> {
-    let b = body(b)?;
     known_target(&state, &b.target)?;
     let new = NewJob {
         kind: "drill".into(),
@@ -238,9 +236,8 @@ pub(crate) struct RestoreBody {
 pub(crate) async fn restore(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    b: Result<Json<RestoreBody>, JsonRejection>,
+    ApiJson(mut b): ApiJson<RestoreBody>,
 ) -> ApiResult<impl IntoResponse> {
-    let mut b = body(b)?;
     known_target(&state, &b.target)?;
     validate_restore(&state, &mut b)?;
     if state.store.has_active(&b.target, "backup").await? {

@@ -921,3 +921,27 @@ fn cli_backups_apply_keep_and_forget_honours_backup_retention_days() {
         "the variable is read by forget"
     );
 }
+
+/// Regression: `runbook snapshots | head -1` printed an internal error and exited 101 when
+/// the reader went away. A closed stdout ends the command quietly with 0, as Unix tools do.
+#[test]
+fn a_closed_stdout_exits_zero_quietly() {
+    let ws = Workspace::new(&sqlite_config("app.db"));
+    make_db(&ws.path("app.db"), 10);
+    ws.run(&["backup", "db"]).ok();
+    let mut child = ws
+        .command(&["snapshots", "db", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // The reader goes away before anything is written.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

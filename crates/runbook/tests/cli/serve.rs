@@ -215,3 +215,38 @@ fn serve_logs_source_files_left_out_of_a_snapshot() {
     s.child.kill().expect("stop");
     s.child.wait().expect("wait");
 }
+
+/// A 500's log line carries the request id the client sent, so an operator can find it.
+#[test]
+fn a_500_is_logged_with_its_request_id() {
+    let ws = Workspace::new(&crate::helpers::sqlite_config("app.db"));
+    crate::helpers::make_db(&ws.path("app.db"), 5);
+    let mut s = serve(&ws);
+    // The state store loses a table under the running server.
+    let conn = rusqlite::Connection::open(ws.path("runbook-data/state.db")).expect("state");
+    conn.execute_batch("DROP TABLE jobs").expect("drop");
+    drop(conn);
+    let mut tcp = TcpStream::connect(&s.addr).expect("connect");
+    write!(
+        tcp,
+        "GET /api/jobs HTTP/1.1\r\nHost: {}\r\nx-runbook-api-key: {KEY}\r\nX-Request-Id: trace-me-500\r\nConnection: close\r\n\r\n",
+        s.addr
+    )
+    .expect("send");
+    let mut resp = String::new();
+    tcp.read_to_string(&mut resp).expect("read");
+    assert!(resp.starts_with("HTTP/1.1 500"), "{resp}");
+    assert!(
+        !resp.contains("no such table"),
+        "the cause stays in the log: {resp}"
+    );
+    wait_for("the error in the log", 10, || {
+        s.log.lock().expect("log").iter().any(|l| {
+            l.contains("internal error")
+                && l.contains("no such table")
+                && l.contains("trace-me-500")
+        })
+    });
+    s.child.kill().expect("stop");
+    let _ = s.child.wait();
+}
