@@ -654,3 +654,88 @@ fn restore(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(id: &str, secs: i64) -> Snapshot {
+        Snapshot {
+            id: id.into(),
+            time: Timestamp::from_second(secs).expect("time"),
+            target: "t".into(),
+            kind: "sqlite".into(),
+            reason: "test".into(),
+            source_bytes: 0,
+            added_bytes: 0,
+            duration_seconds: 0.0,
+            runbook_version: String::new(),
+            paths: Vec::new(),
+        }
+    }
+
+    fn drill(snapshot: DrillSnapshot) -> Drill {
+        Drill {
+            schedule: None,
+            snapshot,
+            max_restore: None,
+            max_data_age: None,
+            ready_command: None,
+            ready_timeout: std::time::Duration::from_secs(60),
+            server: None,
+            checks: Vec::new(),
+        }
+    }
+
+    fn req(snapshot: Option<&str>, now: i64) -> Request {
+        Request {
+            snapshot: snapshot.map(str::to_string),
+            now: Timestamp::from_second(now).expect("time"),
+            backup_first: false,
+        }
+    }
+
+    #[test]
+    fn the_snapshot_asked_for_wins_and_must_be_unambiguous() {
+        let snaps = [snap("aa11", 100), snap("aa22", 200), snap("bb33", 300)];
+        let latest = drill(DrillSnapshot::Latest);
+        let id = |r: &Request| choose(&snaps, r, &latest).map(|s| s.id);
+        assert_eq!(id(&req(None, 400)).as_deref(), Some("bb33"));
+        assert_eq!(id(&req(Some("latest"), 400)).as_deref(), Some("bb33"));
+        assert_eq!(id(&req(Some("aa2"), 400)).as_deref(), Some("aa22"));
+        assert_eq!(id(&req(Some("aa"), 400)), None, "two match: ambiguous");
+        assert_eq!(id(&req(Some("cc"), 400)), None);
+        assert_eq!(choose(&[], &req(None, 400), &latest), None);
+    }
+
+    #[test]
+    fn random_within_picks_only_snapshots_inside_the_window() {
+        let snaps = [snap("old", 0), snap("mid", 9_000), snap("new", 9_500)];
+        let within = drill(DrillSnapshot::RandomWithin(std::time::Duration::from_secs(
+            1_500,
+        )));
+        for _ in 0..50 {
+            let picked = choose(&snaps, &req(None, 10_000), &within).expect("one");
+            assert!(picked.id == "mid" || picked.id == "new", "{}", picked.id);
+        }
+        assert_eq!(choose(&snaps[..1], &req(None, 10_000), &within), None);
+    }
+
+    #[test]
+    fn scratch_database_names_are_recognised_exactly() {
+        let prefix = "runbook_drill_shop_";
+        assert!(is_scratch_database(
+            prefix,
+            "runbook_drill_shop_20261125093000"
+        ));
+        for other in [
+            "runbook_drill_shop_2026112509300",
+            "runbook_drill_shop_202611250930001",
+            "runbook_drill_shop_2026112509300x",
+            "runbook_drill_shopx_20261125093000",
+            "shop",
+        ] {
+            assert!(!is_scratch_database(prefix, other), "{other}");
+        }
+    }
+}

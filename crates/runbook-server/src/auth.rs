@@ -232,6 +232,23 @@ mod tests {
     }
 
     #[test]
+    fn roles_follow_the_method_and_path() {
+        for (method, path, role) in [
+            (Method::GET, "/api/targets", Role::Readonly),
+            (Method::HEAD, "/metrics", Role::Readonly),
+            (Method::POST, "/api/backups/run", Role::Operator),
+            (Method::POST, "/api/drills/run", Role::Operator),
+            (Method::POST, "/api/backups/restore", Role::Owner),
+            (Method::POST, "/api/anything-else", Role::Owner),
+            (Method::DELETE, "/api/targets", Role::Owner),
+        ] {
+            assert_eq!(required_role(&method, path), role, "{method} {path}");
+        }
+        assert_eq!(route_label("/api/jobs/abc123"), "/api/jobs/{id}");
+        assert_eq!(route_label("/api/jobs"), "/api/jobs");
+    }
+
+    #[test]
     fn client_ip_takes_the_rightmost_untrusted_hop() {
         let proxy: SocketAddr = "10.0.0.1:443".parse().expect("addr");
         let trusted = [ip("10.0.0.1"), ip("10.0.0.2")];

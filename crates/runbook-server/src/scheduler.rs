@@ -127,3 +127,54 @@ pub fn is_stale(schedule: &Schedule, last_success_ms: Option<i64>, now_ms: i64) 
             .is_some_and(|deadline| deadline <= now_ms),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2026-11-25T00:00:00Z.
+    const DAY0: i64 = 1_795_564_800_000;
+    const HOUR: i64 = 3_600_000;
+
+    fn daily_3() -> Schedule {
+        Schedule::parse("daily at 03 UTC").expect("schedule")
+    }
+
+    #[test]
+    fn next_after_is_the_first_slot_strictly_later() {
+        let s = daily_3();
+        assert_eq!(next_after(&s, DAY0), Some(DAY0 + 3 * HOUR));
+        assert_eq!(
+            next_after(&s, DAY0 + 3 * HOUR),
+            Some(DAY0 + 27 * HOUR),
+            "a slot is not after itself"
+        );
+        let weekly = Schedule::parse("0 5 * * 1").expect("cron");
+        // 2026-11-25 is a Wednesday: the next Monday 05:00 is 2026-11-30.
+        assert_eq!(next_after(&weekly, DAY0), Some(DAY0 + (5 * 24 + 5) * HOUR));
+    }
+
+    #[test]
+    fn one_missed_slot_is_tolerated_two_are_stale() {
+        let s = daily_3();
+        let last = Some(DAY0 + 3 * HOUR);
+        assert!(
+            !is_stale(&s, last, DAY0 + 26 * HOUR),
+            "before the next slot"
+        );
+        assert!(!is_stale(&s, last, DAY0 + 28 * HOUR), "one slot missed");
+        assert!(is_stale(&s, last, DAY0 + 52 * HOUR), "two slots missed");
+        assert!(is_stale(&s, None, DAY0), "never succeeded");
+    }
+
+    #[test]
+    fn verify_slices_cover_every_day() {
+        let days = 30;
+        let mut seen: Vec<u32> = (0..30)
+            .map(|d| verify_slice(DAY0 + d * 24 * HOUR, days))
+            .collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen, (1..=30).collect::<Vec<_>>());
+    }
+}

@@ -1358,3 +1358,65 @@ fn retry_delays_double_up_to_ten_minutes() {
         [30_000, 60_000, 120_000, 240_000, 480_000, 600_000, 600_000]
     );
 }
+
+/// The router without a listener, through `tower::ServiceExt::oneshot`: auth, role, body
+/// rejection and unknown paths answer as documented, each with a JSON error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn router_answers_through_oneshot() {
+    use tower::ServiceExt;
+    let app = spawn(no_limit(), false).await;
+    let call = |method: &str, path: &str, key: Option<&str>, body: &str| {
+        let mut req = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json");
+        if let Some(k) = key {
+            req = req.header("x-runbook-api-key", k);
+        }
+        let mut req = req
+            .body(axum::body::Body::from(body.to_string()))
+            .expect("request");
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+                [127, 0, 0, 1],
+                50_000,
+            ))));
+        runbook_server::router(app.state.clone()).oneshot(req)
+    };
+    let status = |r: axum::response::Response| r.status().as_u16();
+    assert_eq!(
+        status(call("GET", "/healthz", None, "").await.expect("ok")),
+        200
+    );
+    assert_eq!(
+        status(call("GET", "/api/targets", None, "").await.expect("ok")),
+        401
+    );
+    let ro = app.keys.readonly.clone();
+    assert_eq!(
+        status(
+            call("POST", "/api/backups/run", Some(&ro), "{}")
+                .await
+                .expect("ok")
+        ),
+        403
+    );
+    let op = app.keys.operator.clone();
+    let bad = call("POST", "/api/backups/run", Some(&op), "{\"target\": 5}")
+        .await
+        .expect("ok");
+    assert_eq!(bad.status().as_u16(), 400);
+    let body = axum::body::to_bytes(bad.into_body(), 1 << 16)
+        .await
+        .expect("body");
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("json error");
+    assert!(
+        v["error"].as_str().expect("message").contains("target"),
+        "{v}"
+    );
+    assert_eq!(
+        status(call("GET", "/api/nope", Some(&ro), "").await.expect("ok")),
+        404
+    );
+    app.stop().await;
+}

@@ -284,3 +284,39 @@ pub(crate) async fn append_in(
         hash,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(detail: &str, target: &str) -> NewEntry {
+        NewEntry {
+            actor: "cli".into(),
+            action: "backup.run".into(),
+            target: target.into(),
+            outcome: "ok".into(),
+            detail: detail.into(),
+        }
+    }
+
+    #[test]
+    fn entry_hash_covers_every_field_and_their_boundaries() {
+        let base = entry_hash(GENESIS, 1, 1000, &e("d", "t"));
+        assert_eq!(base.len(), 64);
+        assert_eq!(base, entry_hash(GENESIS, 1, 1000, &e("d", "t")), "stable");
+        for other in [
+            entry_hash("1", 1, 1000, &e("d", "t")),
+            entry_hash(GENESIS, 2, 1000, &e("d", "t")),
+            entry_hash(GENESIS, 1, 1001, &e("d", "t")),
+            entry_hash(GENESIS, 1, 1000, &e("dx", "t")),
+            entry_hash(GENESIS, 1, 1000, &e("d", "tx")),
+        ] {
+            assert_ne!(base, other);
+        }
+        // Moving a character from one field to the next changes the hash (lengths are hashed).
+        assert_ne!(
+            entry_hash(GENESIS, 1, 1000, &e("ab", "c")),
+            entry_hash(GENESIS, 1, 1000, &e("a", "bc"))
+        );
+    }
+}
