@@ -24,9 +24,10 @@ for target in config api_bodies; do
     echo "$target: CRASH (input saved in fuzz/artifacts/$target/)" >&2
     exit 1
   fi
-  runs=$(awk -F: '/stat::number_of_executed_units/{gsub(/ /,"",$2); print $2}' "$log")
+  runs=$(awk '/stat::number_of_executed_units/{print $2}' "$log")
+  rate=$(awk '/stat::average_exec_per_sec/{print $2}' "$log")
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n1 | awk '{print $2}')
   corpus=$(find "corpus/$target" -type f | wc -l)
-  echo "$target: ${SECS}s, ${runs:-?} inputs, coverage ${cov:-?} edges, corpus ${corpus} inputs, no crash"
+  echo "$target: ${SECS}s, ${runs:-?} inputs (${rate:-?}/s), coverage ${cov:-?} edges, corpus ${corpus} inputs, no crash"
   rm -f "$log"
 done

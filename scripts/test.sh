@@ -11,17 +11,19 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages the tests use: stock restic (interop tests), python3 (a second writer
-# process), the PostgreSQL and MariaDB clients (database targets); util-linux mount (the
+# process), the PostgreSQL and MariaDB clients (database targets), prometheus (its promtool
+# lints /metrics); util-linux mount (the
 # full-disk test mounts a tiny tmpfs when run as root) is part of the base system.
 missing=()
 command -v restic >/dev/null || missing+=(restic)
 command -v python3 >/dev/null || missing+=(python3)
 command -v pg_dump >/dev/null || missing+=(postgresql-client)
 command -v mariadb-dump >/dev/null || command -v mysqldump >/dev/null || missing+=(mariadb-client)
+command -v promtool >/dev/null || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 # Database servers (used by the database-target tests): start them if they are installed

@@ -1,102 +1,109 @@
-//! Prometheus text metrics kept in memory; per-target backup and drill facts are read from the
-//! state store at scrape time.
+//! `/metrics` through the Prometheus project's Rust client (`prometheus-client`), in the
+//! OpenMetrics text format. Request, job and backup counters live in memory; per-target backup
+//! and drill facts are read from the repository and the state store at scrape time, so they
+//! hold however the backup or drill was made.
 
-use std::{collections::BTreeMap, fmt::Write, sync::Mutex};
+use std::{
+    collections::BTreeMap,
+    sync::{Mutex, atomic::AtomicU64},
+};
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
 
 /// Upper bounds of the backup duration histogram, in seconds.
 const BUCKETS: [f64; 10] = [
     1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0,
 ];
 
-#[derive(Debug, Default)]
+/// OpenMetrics, for scrapers that ask for it (`Accept: application/openmetrics-text`).
+pub(crate) const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The Prometheus text format (0.0.4), for everyone else: `promtool check metrics`, curl.
+pub(crate) const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// OpenMetrics text turned into the Prometheus text format: a counter's HELP and TYPE name its
+/// `_total` series, and the `# EOF` marker goes. (The two differ only there for what we
+/// expose.)
+pub(crate) fn to_text_format(openmetrics: &str) -> String {
+    let counters: std::collections::BTreeSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let rest = line.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{p}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    route: String,
+    method: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabels {
+    kind: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabel {
+    target: String,
+}
+
+impl TargetLabel {
+    fn new(target: &str) -> Self {
+        Self {
+            target: target.to_string(),
+        }
+    }
+}
+
+type Seconds = Gauge<f64, AtomicU64>;
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
+
+/// What this process counted since it started.
+#[derive(Debug)]
 pub(crate) struct Metrics {
-    inner: Mutex<Inner>,
+    http: Family<HttpLabels, Counter>,
+    rate_limited: Counter,
+    jobs: Family<JobLabels, Counter>,
+    durations: Family<TargetLabel, Histogram, fn() -> Histogram>,
+    added: Family<TargetLabel, Counter>,
+    last_success: Mutex<BTreeMap<String, f64>>,
 }
 
-#[derive(Debug, Default)]
-struct Inner {
-    http: BTreeMap<(String, String, u16), u64>,
-    rate_limited: u64,
-    jobs: BTreeMap<(String, String), u64>,
-    durations: BTreeMap<String, (Vec<u64>, f64, u64)>,
-    added: BTreeMap<String, u64>,
-    last_success: BTreeMap<String, f64>,
-}
-
-impl Metrics {
-    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
-        f(&mut self
-            .inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner))
-    }
-
-    pub(crate) fn request(&self, route: &str, method: &str, status: u16) {
-        self.with(|m| {
-            *m.http
-                .entry((route.into(), method.into(), status))
-                .or_default() += 1
-        });
-    }
-
-    pub(crate) fn rate_limited(&self) {
-        self.with(|m| m.rate_limited += 1);
-    }
-
-    pub(crate) fn job(&self, kind: &str, outcome: &str) {
-        self.with(|m| *m.jobs.entry((kind.into(), outcome.into())).or_default() += 1);
-    }
-
-    pub(crate) fn backup(&self, target: &str, seconds: f64, added: u64, finished_unix: f64) {
-        self.with(|m| {
-            let h = m
-                .durations
-                .entry(target.into())
-                .or_insert_with(|| (vec![0; BUCKETS.len()], 0.0, 0));
-            for (i, b) in BUCKETS.iter().enumerate() {
-                if seconds <= *b {
-                    h.0[i] += 1;
-                }
-            }
-            h.1 += seconds;
-            h.2 += 1;
-            *m.added.entry(target.into()).or_default() += added;
-            m.last_success.insert(target.into(), finished_unix);
-        });
-    }
-
-    pub(crate) fn render(&self, targets: &[(String, Option<f64>)]) -> String {
-        self.with(|m| {
-            let mut out = String::new();
-            let _ = writeln!(out, "# HELP runbook_backup_last_success_timestamp_seconds Unix time of the last successful backup.\n# TYPE runbook_backup_last_success_timestamp_seconds gauge");
-            for (t, stored) in targets {
-                let v = m.last_success.get(t).copied().or(*stored).unwrap_or(0.0);
-                let _ = writeln!(out, "runbook_backup_last_success_timestamp_seconds{{target=\"{t}\"}} {v}");
-            }
-            let _ = writeln!(out, "# HELP runbook_backup_duration_seconds Backup duration.\n# TYPE runbook_backup_duration_seconds histogram");
-            for (t, (counts, sum, n)) in &m.durations {
-                for (b, c) in BUCKETS.iter().zip(counts) {
-                    let _ = writeln!(out, "runbook_backup_duration_seconds_bucket{{target=\"{t}\",le=\"{b}\"}} {c}");
-                }
-                let _ = writeln!(out, "runbook_backup_duration_seconds_bucket{{target=\"{t}\",le=\"+Inf\"}} {n}");
-                let _ = writeln!(out, "runbook_backup_duration_seconds_sum{{target=\"{t}\"}} {sum}");
-                let _ = writeln!(out, "runbook_backup_duration_seconds_count{{target=\"{t}\"}} {n}");
-            }
-            let _ = writeln!(out, "# HELP runbook_backup_added_bytes_total Bytes added to the repository.\n# TYPE runbook_backup_added_bytes_total counter");
-            for (t, v) in &m.added {
-                let _ = writeln!(out, "runbook_backup_added_bytes_total{{target=\"{t}\"}} {v}");
-            }
-            let _ = writeln!(out, "# HELP runbook_jobs_total Finished jobs by kind and outcome.\n# TYPE runbook_jobs_total counter");
-            for ((k, o), v) in &m.jobs {
-                let _ = writeln!(out, "runbook_jobs_total{{kind=\"{k}\",outcome=\"{o}\"}} {v}");
-            }
-            let _ = writeln!(out, "# HELP runbook_http_requests_total HTTP requests by route, method and status.\n# TYPE runbook_http_requests_total counter");
-            for ((r, meth, s), v) in &m.http {
-                let _ = writeln!(out, "runbook_http_requests_total{{route=\"{r}\",method=\"{meth}\",status=\"{s}\"}} {v}");
-            }
-            let _ = writeln!(out, "# HELP runbook_http_rate_limited_total Requests refused by the rate limit.\n# TYPE runbook_http_rate_limited_total counter\nrunbook_http_rate_limited_total {}", m.rate_limited);
-            out
-        })
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            http: Family::default(),
+            rate_limited: Counter::default(),
+            jobs: Family::default(),
+            durations: Family::new_with_constructor(duration_histogram),
+            added: Family::default(),
+            last_success: Mutex::default(),
+        }
     }
 }
 
@@ -110,56 +117,158 @@ pub(crate) struct DrillFacts {
     pub failures: i64,
 }
 
-/// Appends the drill gauges and counter: last success, last restore time (RTO), last data age
-/// (RPO), failures.
 #[allow(clippy::cast_precision_loss)]
-pub(crate) fn render_drills(out: &mut String, drills: &[DrillFacts]) {
-    let secs = |ms: Option<i64>| ms.map_or(0.0, |m| m as f64 / 1000.0);
-    let _ = writeln!(
-        out,
-        "# HELP runbook_drill_last_success_timestamp_seconds Unix time of the last passed restore drill (0: never).\n# TYPE runbook_drill_last_success_timestamp_seconds gauge"
-    );
+fn secs(ms: Option<i64>) -> f64 {
+    ms.map_or(0.0, |m| m as f64 / 1000.0)
+}
+
+impl Metrics {
+    pub(crate) fn request(&self, route: &str, method: &str, status: u16) {
+        self.http
+            .get_or_create(&HttpLabels {
+                route: route.into(),
+                method: method.into(),
+                status: status.to_string(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn rate_limited(&self) {
+        self.rate_limited.inc();
+    }
+
+    pub(crate) fn job(&self, kind: &str, outcome: &str) {
+        self.jobs
+            .get_or_create(&JobLabels {
+                kind: kind.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn backup(&self, target: &str, seconds: f64, added: u64, finished_unix: f64) {
+        let label = TargetLabel::new(target);
+        self.durations.get_or_create(&label).observe(seconds);
+        self.added.get_or_create(&label).inc_by(added);
+        self.last_success
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(target.into(), finished_unix);
+    }
+
+    /// The exposition: this process's counters plus `targets` (each target's last successful
+    /// backup, Unix seconds, as the repository and the store know it) and `drills`.
+    pub(crate) fn render(
+        &self,
+        targets: &[(String, Option<f64>)],
+        drills: &[DrillFacts],
+    ) -> String {
+        let mut reg = Registry::default();
+        let last = Family::<TargetLabel, Seconds>::default();
+        {
+            let seen = self
+                .last_success
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (t, stored) in targets {
+                let here = seen.get(t).copied();
+                let v = match (here, *stored) {
+                    (Some(a), Some(b)) => a.max(b),
+                    (a, b) => a.or(b).unwrap_or(0.0),
+                };
+                last.get_or_create(&TargetLabel::new(t)).set(v);
+            }
+        }
+        reg.register(
+            "runbook_backup_last_success_timestamp_seconds",
+            "Unix time of the last successful backup (0: never)",
+            last,
+        );
+        reg.register(
+            "runbook_backup_duration_seconds",
+            "Backup duration",
+            self.durations.clone(),
+        );
+        reg.register(
+            "runbook_backup_added_bytes",
+            "Bytes added to the repository",
+            self.added.clone(),
+        );
+        reg.register(
+            "runbook_jobs",
+            "Finished jobs by kind and outcome",
+            self.jobs.clone(),
+        );
+        reg.register(
+            "runbook_http_requests",
+            "HTTP requests by route, method and status",
+            self.http.clone(),
+        );
+        reg.register(
+            "runbook_http_rate_limited",
+            "Requests refused by the rate limit",
+            self.rate_limited.clone(),
+        );
+        register_drills(&mut reg, drills);
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &reg);
+        out
+    }
+}
+
+/// The drill gauges and counter: last success, last restore time (RTO), last data age (RPO),
+/// failures.
+fn register_drills(reg: &mut Registry, drills: &[DrillFacts]) {
+    let last = Family::<TargetLabel, Seconds>::default();
+    let restore = Family::<TargetLabel, Seconds>::default();
+    let age = Family::<TargetLabel, Seconds>::default();
+    let failures = Family::<TargetLabel, Counter>::default();
     for d in drills {
-        let _ = writeln!(
-            out,
-            "runbook_drill_last_success_timestamp_seconds{{target=\"{}\"}} {}",
-            d.target,
-            secs(d.last_success_ms)
-        );
+        let label = TargetLabel::new(&d.target);
+        last.get_or_create(&label).set(secs(d.last_success_ms));
+        if d.restore_ms.is_some() {
+            restore.get_or_create(&label).set(secs(d.restore_ms));
+        }
+        if d.data_age_ms.is_some() {
+            age.get_or_create(&label).set(secs(d.data_age_ms));
+        }
+        failures
+            .get_or_create(&label)
+            .inc_by(u64::try_from(d.failures).unwrap_or(0));
     }
-    let _ = writeln!(
-        out,
-        "# HELP runbook_drill_restore_seconds Restore time of the last drill (the measured RTO).\n# TYPE runbook_drill_restore_seconds gauge"
+    reg.register(
+        "runbook_drill_last_success_timestamp_seconds",
+        "Unix time of the last passed restore drill (0: never)",
+        last,
     );
-    for d in drills.iter().filter(|d| d.restore_ms.is_some()) {
-        let _ = writeln!(
-            out,
-            "runbook_drill_restore_seconds{{target=\"{}\"}} {}",
-            d.target,
-            secs(d.restore_ms)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP runbook_drill_data_age_seconds Age of the data restored by the last drill (the measured RPO).\n# TYPE runbook_drill_data_age_seconds gauge"
+    reg.register(
+        "runbook_drill_restore_seconds",
+        "Restore time of the last drill (the measured RTO)",
+        restore,
     );
-    for d in drills.iter().filter(|d| d.data_age_ms.is_some()) {
-        let _ = writeln!(
-            out,
-            "runbook_drill_data_age_seconds{{target=\"{}\"}} {}",
-            d.target,
-            secs(d.data_age_ms)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP runbook_drill_failures_total Drills that failed or could not run.\n# TYPE runbook_drill_failures_total counter"
+    reg.register(
+        "runbook_drill_data_age_seconds",
+        "Age of the data restored by the last drill (the measured RPO)",
+        age,
     );
-    for d in drills {
-        let _ = writeln!(
-            out,
-            "runbook_drill_failures_total{{target=\"{}\"}} {}",
-            d.target, d.failures
+    reg.register(
+        "runbook_drill_failures",
+        "Drills that failed or could not run",
+        failures,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_renamed_for_the_text_format() {
+        let om = "# HELP jobs Finished jobs.\n# TYPE jobs counter\njobs_total{kind=\"b\"} 2\n# HELP up Up.\n# TYPE up gauge\nup 1\n# EOF\n";
+        assert_eq!(
+            to_text_format(om),
+            "# HELP jobs_total Finished jobs.\n# TYPE jobs_total counter\njobs_total{kind=\"b\"} 2\n# HELP up Up.\n# TYPE up gauge\nup 1\n"
         );
     }
 }

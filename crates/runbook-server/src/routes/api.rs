@@ -327,7 +327,10 @@ pub(crate) async fn oplog(State(state): State<AppState>) -> ApiResult<impl IntoR
     Ok(Json(state.store.oplog(500).await?))
 }
 
-pub(crate) async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
+pub(crate) async fn metrics(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<impl IntoResponse> {
     let mut targets = Vec::new();
     for t in state.engine.config().targets.keys() {
         // However the backup was made: by this service, the CLI or a cron job.
@@ -354,9 +357,19 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> ApiResult<impl Int
             failures: state.store.drill_failures(t).await?,
         });
     }
-    let mut text = state.metrics.render(&targets);
-    crate::metrics::render_drills(&mut text, &drills);
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
+    let text = state.metrics.render(&targets, &drills);
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    Ok(if openmetrics {
+        ([(header::CONTENT_TYPE, crate::metrics::OPENMETRICS)], text)
+    } else {
+        (
+            [(header::CONTENT_TYPE, crate::metrics::TEXT)],
+            crate::metrics::to_text_format(&text),
+        )
+    })
 }
 
 pub(crate) async fn openapi() -> impl IntoResponse {

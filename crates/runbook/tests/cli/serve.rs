@@ -250,3 +250,72 @@ fn a_500_is_logged_with_its_request_id() {
     s.child.kill().expect("stop");
     let _ = s.child.wait();
 }
+
+/// `/metrics` is read by Prometheus's own linter (`promtool check metrics`, Debian's
+/// `prometheus`) without a complaint, after a backup, a failed job and a rate-limited request.
+#[test]
+fn promtool_accepts_the_metrics() {
+    let ws = Workspace::new(&crate::helpers::sqlite_config("app.db"));
+    crate::helpers::make_db(&ws.path("app.db"), 5);
+    let mut s = serve(&ws);
+    let (code, body) = http(
+        &s.addr,
+        "POST",
+        "/api/backups/run",
+        Some("{\"target\":\"db\"}"),
+    );
+    assert_eq!(code, 202, "{body}");
+    let id = serde_json::from_str::<serde_json::Value>(&body).expect("json")["job_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    wait_for("the backup", 60, || {
+        job(&s.addr, &id)["state"] == "succeeded"
+    });
+    let (code, metrics) = http(&s.addr, "GET", "/metrics", None);
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("runbook_backup_duration_seconds_bucket"),
+        "{metrics}"
+    );
+    let mut lint = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is installed (the README test command installs it)");
+    lint.stdin
+        .take()
+        .expect("stdin")
+        .write_all(metrics.as_bytes())
+        .expect("feed");
+    let out = lint.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{metrics}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The linter does catch a bad exposition: the same counters without their HELP text.
+    let broken: String = metrics
+        .lines()
+        .filter(|l| !l.starts_with("# HELP runbook_jobs_total"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut lint = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("promtool");
+    lint.stdin
+        .take()
+        .expect("stdin")
+        .write_all(broken.as_bytes())
+        .expect("feed");
+    assert!(!lint.wait().expect("promtool").success());
+    s.child.kill().expect("stop");
+    let _ = s.child.wait();
+}
