@@ -15,12 +15,7 @@ pub fn apply_seed_env(
     config: &mut Config,
     get: impl Fn(&str) -> Option<String>,
 ) -> Result<(), String> {
-    let on = |name: &str, default: bool| match get(name).as_deref().map(str::trim) {
-        None | Some("") => Ok(default),
-        Some("1" | "true" | "yes" | "on") => Ok(true),
-        Some("0" | "false" | "no" | "off") => Ok(false),
-        Some(v) => Err(format!("{name}={v:?}: expected 1/0, true/false")),
-    };
+    let on = |name: &str, default: bool| flag(name, get(name), default);
     let enabled = on("BACKUP_ENABLED", true)?;
     let daily = on("BACKUP_DAILY_ENABLED", false)?;
     let hour = match get("BACKUP_DAILY_HOUR_UTC").filter(|v| !v.trim().is_empty()) {
@@ -57,4 +52,30 @@ pub fn apply_seed_env(
         }
     }
     Ok(())
+}
+
+/// The one on/off parser for environment variables: `1/true/yes/on`, `0/false/no/off`, empty
+/// or unset for the default.
+///
+/// # Errors
+/// One line naming the variable and the value.
+pub(crate) fn flag(name: &str, value: Option<String>, default: bool) -> Result<bool, String> {
+    match value.as_deref().map(str::trim) {
+        None | Some("") => Ok(default),
+        Some(v)
+            if ["1", "true", "yes", "on"]
+                .iter()
+                .any(|t| v.eq_ignore_ascii_case(t)) =>
+        {
+            Ok(true)
+        }
+        Some(v)
+            if ["0", "false", "no", "off"]
+                .iter()
+                .any(|f| v.eq_ignore_ascii_case(f)) =>
+        {
+            Ok(false)
+        }
+        Some(v) => Err(format!("{name}={v:?}: expected 1/0, true/false")),
+    }
 }

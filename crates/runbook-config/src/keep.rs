@@ -32,7 +32,12 @@ impl Keep {
 /// # Errors
 /// A message naming the accepted units.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(text.trim()).map_err(|e| {
+    // A bare number is seconds (as the seeds write `SECURITY_RATE_LIMIT_WINDOW=900`).
+    let d = match text.trim().parse::<u64>() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => humantime::parse_duration(text.trim()),
+    }
+    .map_err(|e| {
         format!("invalid duration {text:?} ({e}); use a number and a unit: 90s, 15m, 26h, 30d, 2w")
     })?;
     if d.is_zero() {

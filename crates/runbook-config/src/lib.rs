@@ -13,6 +13,7 @@ mod error;
 mod keep;
 mod raw;
 mod schedule;
+mod settings;
 
 use std::{
     collections::BTreeMap,
@@ -27,6 +28,7 @@ pub use env::apply_seed_env;
 pub use error::ConfigError;
 pub use keep::{Keep, parse_duration};
 pub use schedule::Schedule;
+pub use settings::{MIN_OWNER_KEY_CHARS, Settings};
 
 /// The example configuration written by `runbook init`, embedded in the binary.
 pub const EXAMPLE_CONFIG: &str = include_str!("../runbook.example.toml");

@@ -13,14 +13,13 @@ mod metrics;
 mod ratelimit;
 mod routes;
 pub mod scheduler;
-mod settings;
 mod state;
 pub mod worker;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use settings::Settings;
+pub use runbook_config::Settings;
 pub use state::AppState;
 
 /// The HTTP API as a router, without a listener or the background loop: for router tests with

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use runbook_backup::Engine;
 use runbook_store::{NewEntry, Store};
 
-use crate::{SharedClock, metrics::Metrics, ratelimit::RateLimiter, settings::Settings};
+use runbook_config::Settings;
+
+use crate::{SharedClock, metrics::Metrics, ratelimit::RateLimiter};
 
 /// Shared application state (cheap to clone).
 #[derive(Clone)]

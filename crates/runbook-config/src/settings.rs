@@ -1,4 +1,6 @@
-//! Server settings from the environment, with the seeds' variable names and defaults.
+//! `serve`'s settings from the environment, with the seeds' variable names and defaults. All
+//! configuration is read in this crate: the file (`raw.rs`), the `BACKUP_*` variables
+//! (`env.rs`) and these.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -63,14 +65,7 @@ impl Settings {
     /// One line naming the variable and what is wrong with it.
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let mut s = Self::default();
-        let flag = |name: &str, default: bool| -> Result<bool, String> {
-            match get(name).as_deref().map(str::trim) {
-                None | Some("") => Ok(default),
-                Some("1" | "true" | "yes" | "on") => Ok(true),
-                Some("0" | "false" | "no" | "off") => Ok(false),
-                Some(v) => Err(format!("{name}={v:?}: expected 1/0, true/false")),
-            }
-        };
+        let flag = |name: &str, default: bool| crate::env::flag(name, get(name), default);
         let list = |name: &str| -> Vec<String> {
             get(name)
                 .unwrap_or_default()
@@ -156,19 +151,5 @@ impl Settings {
 }
 
 fn duration(v: &str) -> Option<Duration> {
-    let v = v.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return (secs > 0).then(|| Duration::from_secs(secs));
-    }
-    let (num, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit())?);
-    let n: u64 = num.parse().ok()?;
-    let secs = match unit {
-        "ms" => return (n > 0).then(|| Duration::from_millis(n)),
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => return None,
-    };
-    (secs > 0).then(|| Duration::from_secs(secs))
+    crate::parse_duration(v).ok()
 }
