@@ -21,7 +21,11 @@ for target in config api_bodies; do
   if ! cargo +nightly fuzz run "$target" "corpus/$target" -- \
       -max_total_time="$SECS" -rss_limit_mb=4096 -print_final_stats=1 >"$log" 2>&1; then
     tail -n 40 "$log" >&2
-    echo "$target: CRASH (input saved in fuzz/artifacts/$target/)" >&2
+    if grep -q "could not compile\|failed to build" "$log"; then
+      echo "$target: BUILD FAILED" >&2
+    else
+      echo "$target: CRASH (input saved in fuzz/artifacts/$target/)" >&2
+    fi
     exit 1
   fi
   runs=$(awk '/stat::number_of_executed_units/{print $2}' "$log")
