@@ -11,8 +11,8 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages the tests use: stock restic (interop tests), python3 (a second writer
-# process), the PostgreSQL and MariaDB clients (database targets), prometheus (its promtool
-# lints /metrics); util-linux mount (the
+# process; pip for schemathesis), the PostgreSQL and MariaDB clients (database targets),
+# prometheus (its promtool lints /metrics); util-linux mount (the
 # full-disk test mounts a tiny tmpfs when run as root) is part of the base system.
 missing=()
 command -v restic >/dev/null || missing+=(restic)
@@ -20,10 +20,19 @@ command -v python3 >/dev/null || missing+=(python3)
 command -v pg_dump >/dev/null || missing+=(postgresql-client)
 command -v mariadb-dump >/dev/null || command -v mysqldump >/dev/null || missing+=(mariadb-client)
 command -v promtool >/dev/null || missing+=(prometheus)
+command -v st >/dev/null || python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# schemathesis (PyPI) holds the running server to its OpenAPI document.
+if ! command -v st >/dev/null; then
+  echo "installing: schemathesis (pip)"
+  python3 -m pip install --quiet schemathesis 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages schemathesis
+  hash -r
 fi
 
 # Database servers (used by the database-target tests): start them if they are installed

@@ -319,3 +319,51 @@ fn promtool_accepts_the_metrics() {
     s.child.kill().expect("stop");
     let _ = s.child.wait();
 }
+
+/// Runs schemathesis (PyPI) against the live server with `schema` (a URL or a file), bounded.
+fn schemathesis(addr: &str, schema: &str) -> std::process::Output {
+    std::process::Command::new("st")
+        .args(["run", schema, "--url", &format!("http://{addr}")])
+        .args(["-H", &format!("x-runbook-api-key: {KEY}")])
+        // Restore bodies are valid or not by the target's kind (`into` for databases, `to`
+        // otherwise): a 400 there is the documented answer, not a rejected valid request.
+        .args([
+            "--checks",
+            "all",
+            "--exclude-checks",
+            "positive_data_acceptance",
+        ])
+        .args(["--max-examples", "15", "--seed", "1", "--no-color"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("schemathesis is installed (the README test command installs it)")
+}
+
+/// schemathesis holds the server to its OpenAPI document: every answer's status, content type
+/// and body conform, no request makes a 500. And it does catch a server that breaks its
+/// document: the same run against a document that promises something else fails.
+#[test]
+fn the_server_keeps_to_its_openapi_document() {
+    let ws = Workspace::new(&crate::helpers::sqlite_config("app.db"));
+    crate::helpers::make_db(&ws.path("app.db"), 5);
+    let mut s = serve(&ws);
+    let doc = format!("http://{}/api/openapi.json", s.addr);
+    let run = schemathesis(&s.addr, &doc);
+    assert!(
+        run.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+
+    let (_, text) = http(&s.addr, "GET", "/api/openapi.json", None);
+    let mut wrong: serde_json::Value = serde_json::from_str(&text).expect("json");
+    wrong["paths"]["/api/targets"]["get"]["responses"]["200"]["content"] =
+        serde_json::json!({"application/json": {"schema": {"type": "integer"}}});
+    let file = ws.path("wrong-openapi.json");
+    std::fs::write(&file, wrong.to_string()).expect("write");
+    let caught = schemathesis(&s.addr, file.to_str().expect("utf8"));
+    assert!(!caught.status.success(), "a broken promise is caught");
+    s.child.kill().expect("stop");
+    let _ = s.child.wait();
+}
