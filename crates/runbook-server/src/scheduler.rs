@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use runbook_config::Schedule;
-use runbook_store::NewJob;
+use runbook_store::{JobKind, NewJob};
 
 use crate::AppState;
 
@@ -32,17 +32,24 @@ pub async fn tick(state: &AppState) -> Result<Vec<String>, runbook_store::Error>
     let mut queued = Vec::new();
     for target in state.engine.config().targets.values() {
         if let Some(schedule) = &target.schedule
-            && due(state, &target.name, "backup", schedule, now).await?
+            && due(state, &target.name, JobKind::Backup, schedule, now).await?
         {
             queued.push(target.name.clone());
         }
         if let Some(schedule) = target.drill.as_ref().and_then(|d| d.schedule.as_ref())
-            && due(state, &target.name, "drill", schedule, now).await?
+            && due(state, &target.name, JobKind::Drill, schedule, now).await?
         {
             queued.push(format!("{}:drill", target.name));
         }
         if state.settings.verify_days > 0
-            && due(state, &target.name, "verify", &verify_schedule(), now).await?
+            && due(
+                state,
+                &target.name,
+                JobKind::Verify,
+                &verify_schedule(),
+                now,
+            )
+            .await?
         {
             queued.push(format!("{}:verify", target.name));
         }
@@ -72,12 +79,12 @@ pub fn verify_slice(now_ms: i64, days: u32) -> u32 {
 async fn due(
     state: &AppState,
     target: &str,
-    kind: &str,
+    kind: JobKind,
     schedule: &Schedule,
     now: i64,
 ) -> Result<bool, runbook_store::Error> {
     // Backups keep the plain target name as their key (state written by earlier versions).
-    let key = if kind == "backup" {
+    let key = if kind == JobKind::Backup {
         target.to_string()
     } else {
         format!("{target}:{kind}")
@@ -98,9 +105,9 @@ async fn due(
         .store
         .enqueue_audited(
             NewJob {
-                kind: kind.into(),
+                kind,
                 target: target.to_string(),
-                params: if kind == "verify" {
+                params: if kind == JobKind::Verify {
                     let of = state.settings.verify_days;
                     serde_json::json!({ "reason": "schedule", "n": verify_slice(now, of), "of": of })
                 } else {

@@ -184,7 +184,11 @@ impl AppState {
     ) -> Result<Option<i64>, crate::error::AppError> {
         let job = self
             .store
-            .last_finished(target, "backup", runbook_store::JobState::Succeeded)
+            .last_finished(
+                target,
+                runbook_store::JobKind::Backup,
+                runbook_store::JobState::Succeeded,
+            )
             .await?
             .and_then(|j| j.finished_at);
         let snap = self

@@ -4,7 +4,7 @@
 
 use runbook_backup::BackupRequest;
 use runbook_config::TargetKind;
-use runbook_store::{Job, JobState};
+use runbook_store::{Job, JobKind, JobState};
 use serde::Deserialize;
 
 use crate::AppState;
@@ -86,7 +86,7 @@ pub async fn try_execute_next(state: &AppState) -> Result<Outcome, runbook_store
     let finished_at = state.clock.now_ms();
     state.snapshots.invalidate(&job.target);
     let (job_state, error, value) = match result {
-        Ok(v) if job.kind == "drill" => record_drill(state, &job, v).await?,
+        Ok(v) if job.kind == JobKind::Drill => record_drill(state, &job, v).await?,
         Ok(v) => (JobState::Succeeded, None, Some(v)),
         Err(e) if e.temporary && job.attempts < MAX_ATTEMPTS => {
             // Busy target, server briefly unreachable: try again later, with backoff.
@@ -106,8 +106,8 @@ pub async fn try_execute_next(state: &AppState) -> Result<Outcome, runbook_store
     } else {
         "failed"
     };
-    state.metrics.job(&job.kind, outcome);
-    if job.kind == "backup"
+    state.metrics.job(job.kind.as_str(), outcome);
+    if job.kind == JobKind::Backup
         && let Some(v) = &value
     {
         let secs = v["snapshot"]["duration_seconds"].as_f64().unwrap_or(0.0);
@@ -177,8 +177,8 @@ fn execute(
     job: &Job,
     now: jiff::Timestamp,
 ) -> Result<serde_json::Value, JobError> {
-    match job.kind.as_str() {
-        "backup" => {
+    match job.kind {
+        JobKind::Backup => {
             let reason = job.params["reason"].as_str().unwrap_or("api").to_string();
             // Retention after each backup; a retention failure fails the job but the snapshot stays.
             let (snap, plan) = engine.backup_and_retain(
@@ -188,7 +188,7 @@ fn execute(
             )?;
             Ok(serde_json::json!({ "snapshot": snap, "forgotten": plan.remove.len() }))
         }
-        "restore" => {
+        JobKind::Restore => {
             let p: RestoreParams = serde_json::from_value(job.params.clone())
                 .map_err(|e| JobError::from(format!("bad restore parameters: {e}")))?;
             let target = engine
@@ -239,7 +239,7 @@ fn execute(
             let report = engine.restore(&job.target, &p.snapshot, &to, force)?;
             Ok(serde_json::json!({ "restore": report, "pre_restore_snapshot": pre }))
         }
-        "drill" => {
+        JobKind::Drill => {
             let req = runbook_drill::Request {
                 snapshot: job.params["snapshot"].as_str().map(str::to_string),
                 now,
@@ -248,7 +248,7 @@ fn execute(
             let report = runbook_drill::run(engine, &job.target, &req, &mut |_| {});
             serde_json::to_value(&report).map_err(|e| JobError::from(e.to_string()))
         }
-        "verify" => {
+        JobKind::Verify => {
             let of = job.params["of"]
                 .as_u64()
                 .and_then(|v| u32::try_from(v).ok())
@@ -268,7 +268,6 @@ fn execute(
                 Err(e) => Err(e.into()),
             }
         }
-        other => Err(format!("unknown job kind {other:?}").into()),
     }
 }
 

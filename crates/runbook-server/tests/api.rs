@@ -503,7 +503,7 @@ async fn job_running_when_the_process_died_is_interrupted_and_retried() {
     let job = store
         .enqueue(
             runbook_store::NewJob {
-                kind: "backup".into(),
+                kind: runbook_store::JobKind::Backup,
                 target: "app-db".into(),
                 params: serde_json::json!({"reason": "t"}),
                 requested_by: "test".into(),

@@ -53,13 +53,67 @@ impl JobState {
     }
 }
 
+/// What a job does. Stored as its lowercase name (a TEXT column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    /// Back up the target, then apply its retention rule.
+    Backup,
+    /// Restore a snapshot (to a path or into a database).
+    Restore,
+    /// A restore drill.
+    Drill,
+    /// Read back one slice of the target's packs (the rolling verification).
+    Verify,
+}
+
+impl JobKind {
+    /// The name stored and shown (`backup`, `restore`, `drill`, `verify`).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Backup => "backup",
+            Self::Restore => "restore",
+            Self::Drill => "drill",
+            Self::Verify => "verify",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "backup" => Self::Backup,
+            "restore" => Self::Restore,
+            "drill" => Self::Drill,
+            "verify" => Self::Verify,
+            other => {
+                return Err(Error::Corrupt {
+                    what: "jobs.kind",
+                    value: other.to_string(),
+                });
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for JobKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for JobKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// A job as stored.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Job {
     /// Job id.
     pub id: String,
-    /// `backup` or `restore`.
-    pub kind: String,
+    /// What the job does.
+    pub kind: JobKind,
     /// The target.
     pub target: String,
     /// Kind-specific parameters.
@@ -85,8 +139,8 @@ pub struct Job {
 /// A job to enqueue.
 #[derive(Debug, Clone)]
 pub struct NewJob {
-    /// `backup` or `restore`.
-    pub kind: String,
+    /// What the job does.
+    pub kind: JobKind,
     /// The target.
     pub target: String,
     /// Parameters.
@@ -105,7 +159,7 @@ fn job_from(row: &AnyRow) -> Result<Job> {
     };
     Ok(Job {
         id: row.try_get("id")?,
-        kind: row.try_get("kind")?,
+        kind: JobKind::parse(&row.try_get::<String, _>("kind")?)?,
         target: row.try_get("target")?,
         params: json(row.try_get("params")?).unwrap_or(serde_json::Value::Null),
         state: JobState::parse(&row.try_get::<String, _>("state")?)?,
@@ -297,12 +351,12 @@ impl Store {
     ///
     /// # Errors
     /// Database errors.
-    pub async fn has_active(&self, target: &str, kind: &str) -> Result<bool> {
+    pub async fn has_active(&self, target: &str, kind: JobKind) -> Result<bool> {
         let n: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM jobs WHERE target = $1 AND kind = $2 AND state IN ('queued', 'running')",
         )
         .bind(target)
-        .bind(kind)
+        .bind(kind.as_str())
         .fetch_one(self.pool())
         .await?;
         Ok(n > 0)
@@ -315,7 +369,7 @@ impl Store {
     pub async fn last_finished(
         &self,
         target: &str,
-        kind: &str,
+        kind: JobKind,
         state: JobState,
     ) -> Result<Option<Job>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -323,7 +377,7 @@ impl Store {
              ORDER BY finished_at DESC LIMIT 1"
         )))
         .bind(target)
-        .bind(kind)
+        .bind(kind.as_str())
         .bind(state.as_str())
         .fetch_optional(self.pool())
         .await?;
@@ -374,7 +428,7 @@ fn insert_job<'q>(
          VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6)",
     )
     .bind(id)
-    .bind(&new.kind)
+    .bind(new.kind.as_str())
     .bind(&new.target)
     .bind(new.params.to_string())
     .bind(&new.requested_by)

@@ -18,7 +18,7 @@ use sqlx::{AnyPool, any::AnyPoolOptions};
 pub use anchor::Anchor;
 pub use drills::{DrillRecord, NewDrill};
 pub use error::{Error, Result};
-pub use jobs::{Job, JobState, NewJob};
+pub use jobs::{Job, JobKind, JobState, NewJob};
 pub use keys::{ApiKey, NewKey, Role};
 pub use oplog::{Entry, NewEntry, VerifyError};
 

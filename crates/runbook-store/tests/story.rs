@@ -8,7 +8,7 @@ const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 fn job(target: &str) -> NewJob {
     NewJob {
-        kind: "backup".into(),
+        kind: runbook_store::JobKind::Backup,
         target: target.into(),
         params: serde_json::json!({"reason": "test"}),
         requested_by: "cli".into(),
@@ -54,7 +54,10 @@ async fn story(url: &str) {
         .expect("finish");
     assert_eq!(done.result, Some(serde_json::json!({"id": "x"})));
     assert!(
-        store.has_active("a", "backup").await.expect("active"),
+        store
+            .has_active("a", runbook_store::JobKind::Backup)
+            .await
+            .expect("active"),
         "a2 still queued"
     );
     let third = store.claim_next(21).await.expect("claim").expect("a2");
@@ -78,7 +81,7 @@ async fn story(url: &str) {
     );
     assert_eq!(
         store
-            .last_finished("a", "backup", JobState::Succeeded)
+            .last_finished("a", runbook_store::JobKind::Backup, JobState::Succeeded)
             .await
             .expect("last")
             .map(|j| j.id),
@@ -155,7 +158,7 @@ async fn story(url: &str) {
         }
     }
     let drill = NewJob {
-        kind: "drill".into(),
+        kind: runbook_store::JobKind::Drill,
         ..job("tick")
     };
     store.enqueue(drill, 95).await.expect("drill");

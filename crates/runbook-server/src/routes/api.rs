@@ -36,11 +36,11 @@ pub(crate) async fn targets(State(state): State<AppState>) -> ApiResult<impl Int
     for t in state.engine.config().targets.values() {
         let ok = state
             .store
-            .last_finished(&t.name, "backup", JobState::Succeeded)
+            .last_finished(&t.name, runbook_store::JobKind::Backup, JobState::Succeeded)
             .await?;
         let failed = state
             .store
-            .last_finished(&t.name, "backup", JobState::Failed)
+            .last_finished(&t.name, runbook_store::JobKind::Backup, JobState::Failed)
             .await?;
         let last = state.store.last_scheduled(&t.name).await?.unwrap_or(now);
         let next = t
@@ -156,7 +156,7 @@ pub(crate) async fn run_backup(
     known_target(&state, &b.target)?;
     let reason = b.reason.unwrap_or_else(|| "api".into());
     let new = NewJob {
-        kind: "backup".into(),
+        kind: runbook_store::JobKind::Backup,
         target: b.target,
         params: serde_json::json!({ "reason": reason }),
         requested_by: caller.actor.clone(),
@@ -181,7 +181,7 @@ pub(crate) async fn run_drill(
 ) -> ApiResult<impl IntoResponse> {
     known_target(&state, &b.target)?;
     let new = NewJob {
-        kind: "drill".into(),
+        kind: runbook_store::JobKind::Drill,
         target: b.target,
         params: serde_json::json!({
             "snapshot": b.snapshot,
@@ -240,7 +240,11 @@ pub(crate) async fn restore(
 ) -> ApiResult<impl IntoResponse> {
     known_target(&state, &b.target)?;
     validate_restore(&state, &mut b)?;
-    if state.store.has_active(&b.target, "backup").await? {
+    if state
+        .store
+        .has_active(&b.target, runbook_store::JobKind::Backup)
+        .await?
+    {
         return Err(AppError::new(
             StatusCode::CONFLICT,
             format!(
@@ -250,7 +254,7 @@ pub(crate) async fn restore(
         ));
     }
     let new = NewJob {
-        kind: "restore".into(),
+        kind: runbook_store::JobKind::Restore,
         target: b.target,
         params: serde_json::json!({ "snapshot": b.snapshot.unwrap_or_else(|| "latest".into()), "to": b.to, "into": b.into, "force": b.force }),
         requested_by: caller.actor.clone(),

@@ -77,11 +77,19 @@ pub(crate) async fn report(
         let name = format!("backup:{}", target.name);
         let last_ok = state
             .store
-            .last_finished(&target.name, "backup", JobState::Succeeded)
+            .last_finished(
+                &target.name,
+                runbook_store::JobKind::Backup,
+                JobState::Succeeded,
+            )
             .await?;
         let last_fail = state
             .store
-            .last_finished(&target.name, "backup", JobState::Failed)
+            .last_finished(
+                &target.name,
+                runbook_store::JobKind::Backup,
+                JobState::Failed,
+            )
             .await?;
         // The repository's own record counts, however the backup was made.
         let last = match state.last_backup_ms(&target.name).await {
@@ -134,11 +142,19 @@ pub(crate) async fn report(
         // The rolling verification: damage it found stays critical until a later one passes.
         let failed = state
             .store
-            .last_finished(&target.name, "verify", JobState::Failed)
+            .last_finished(
+                &target.name,
+                runbook_store::JobKind::Verify,
+                JobState::Failed,
+            )
             .await?;
         let passed = state
             .store
-            .last_finished(&target.name, "verify", JobState::Succeeded)
+            .last_finished(
+                &target.name,
+                runbook_store::JobKind::Verify,
+                JobState::Succeeded,
+            )
             .await?;
         if let Some(f) = failed
             && passed.is_none_or(|p| p.finished_at < f.finished_at)
