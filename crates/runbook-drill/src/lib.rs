@@ -8,207 +8,24 @@
 //! what it finds is provably dead) and reports it.
 
 mod checks;
+mod outcome;
 mod ready;
 mod report;
+mod restore;
+mod scratch;
 
-use std::{path::PathBuf, time::Instant};
+use std::time::Instant;
 
 use jiff::Timestamp;
-use runbook_backup::{Database, DbRestore, Engine, ScratchDir, Snapshot, TargetLock};
-use runbook_config::{Drill, DrillSnapshot, Target, TargetKind};
-use serde::{Deserialize, Serialize};
+use runbook_backup::{Engine, ScratchDir, TargetLock};
+use runbook_config::TargetKind;
 
+pub use outcome::{CheckResult, Outcome, Report, SnapshotRef, record};
 pub use report::{markdown, parse_since};
+pub use scratch::{clean_leftovers, database_prefix, scratch_root};
 
-/// How a drill ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    /// Every check passed.
-    Passed,
-    /// The drill ran and a check failed: the backup is not proven.
-    Failed,
-    /// The drill could not run (busy, unknown target, unreachable repository).
-    Error,
-}
-
-impl Outcome {
-    /// `passed`, `failed` or `error`.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Passed => "passed",
-            Self::Failed => "failed",
-            Self::Error => "error",
-        }
-    }
-}
-
-/// One check: what was expected, what was found.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CheckResult {
-    /// `restore`, `integrity_check`, `tables`, `sql: …`, `ready_command`, …
-    pub name: String,
-    /// What passing means.
-    pub expected: String,
-    /// What was found.
-    pub actual: String,
-    /// Whether it passed.
-    pub ok: bool,
-}
-
-impl CheckResult {
-    pub(crate) fn new(
-        name: impl Into<String>,
-        expected: impl Into<String>,
-        actual: impl Into<String>,
-        ok: bool,
-    ) -> Self {
-        Self {
-            name: name.into(),
-            expected: expected.into(),
-            actual: actual.into(),
-            ok,
-        }
-    }
-}
-
-/// The snapshot a drill restored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SnapshotRef {
-    /// Full id.
-    pub id: String,
-    /// When it was taken.
-    pub time: Timestamp,
-    /// Why it was taken.
-    pub reason: String,
-}
-
-/// What a drill did and found.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Report {
-    /// The target drilled.
-    pub target: String,
-    /// Its kind.
-    pub kind: String,
-    /// Passed, failed or error.
-    pub outcome: Outcome,
-    /// The snapshot restored.
-    pub snapshot: Option<SnapshotRef>,
-    /// Drill start (the clock's time).
-    pub started_at: Timestamp,
-    /// Drill end.
-    pub finished_at: Timestamp,
-    /// Seconds the restore took: the measured recovery time (RTO).
-    pub restore_seconds: Option<f64>,
-    /// Age of the restored data when the drill started: the measured recovery point (RPO).
-    pub data_age_seconds: Option<f64>,
-    /// Seconds spent in checks after the restore.
-    pub check_seconds: f64,
-    /// Where the snapshot was restored (a path or `database NAME`); removed afterwards.
-    pub scratch: Option<String>,
-    /// Every check, in the order run.
-    pub checks: Vec<CheckResult>,
-    /// Scratch left by an earlier drill that was killed, removed before this one.
-    pub leftovers_removed: Vec<String>,
-    /// Why the drill could not run (outcome `error`).
-    pub error: Option<String>,
-}
-
-impl Report {
-    /// Names of the checks that failed.
-    #[must_use]
-    pub fn failed_checks(&self) -> Vec<String> {
-        self.checks
-            .iter()
-            .filter(|c| !c.ok)
-            .map(|c| c.name.clone())
-            .collect()
-    }
-
-    /// The record for the state store.
-    #[must_use]
-    pub fn to_record(&self, requested_by: &str) -> runbook_store::NewDrill {
-        #[allow(clippy::cast_possible_truncation)]
-        let ms = |s: Option<f64>| s.map(|s| (s * 1000.0).round() as i64);
-        runbook_store::NewDrill {
-            target: self.target.clone(),
-            snapshot_id: self.snapshot.as_ref().map(|s| s.id.clone()),
-            snapshot_time: self.snapshot.as_ref().map(|s| s.time.as_millisecond()),
-            started_at: self.started_at.as_millisecond(),
-            finished_at: self.finished_at.as_millisecond(),
-            restore_ms: ms(self.restore_seconds),
-            data_age_ms: ms(self.data_age_seconds),
-            outcome: self.outcome.as_str().to_string(),
-            failed_checks: self.failed_checks(),
-            report: serde_json::to_value(self).unwrap_or(serde_json::Value::Null),
-            requested_by: requested_by.to_string(),
-        }
-    }
-
-    /// One line for the ops log and the terminal.
-    #[must_use]
-    pub fn summary(&self) -> String {
-        let snap = self.snapshot.as_ref().map_or_else(
-            || "no snapshot".to_string(),
-            |s| format!("snapshot {}", short(&s.id)),
-        );
-        let rto = self
-            .restore_seconds
-            .map_or_else(String::new, |s| format!(", RTO {}", seconds(s)));
-        let rpo = self
-            .data_age_seconds
-            .map_or_else(String::new, |s| format!(", data age {}", seconds(s)));
-        let why = match (&self.error, self.failed_checks()) {
-            (Some(e), _) => format!(": {e}"),
-            (None, f) if !f.is_empty() => {
-                let first = self
-                    .checks
-                    .iter()
-                    .find(|c| !c.ok)
-                    .map_or(String::new(), |c| {
-                        format!(" ({}: expected {}, got {})", c.name, c.expected, c.actual)
-                    });
-                format!(": failed {}{first}", f.join(", "))
-            }
-            _ => String::new(),
-        };
-        format!("drill {}: {snap}{rto}{rpo}{why}", self.outcome.as_str())
-    }
-}
-
-/// Records a finished drill in the state store and the ops log (action `drill.run`).
-///
-/// # Errors
-/// State store errors.
-pub async fn record(
-    store: &runbook_store::Store,
-    report: &Report,
-    actor: &str,
-) -> runbook_store::Result<runbook_store::DrillRecord> {
-    let rec = store.record_drill(report.to_record(actor)).await?;
-    let detail = serde_json::json!({
-        "drill": rec.id,
-        "snapshot": rec.drill.snapshot_id,
-        "restore_seconds": report.restore_seconds,
-        "data_age_seconds": report.data_age_seconds,
-        "failed_checks": rec.drill.failed_checks,
-        "error": report.error,
-    });
-    store
-        .append(
-            runbook_store::NewEntry {
-                actor: actor.to_string(),
-                action: "drill.run".into(),
-                target: report.target.clone(),
-                outcome: report.outcome.as_str().to_string(),
-                detail: detail.to_string(),
-            },
-            report.finished_at.as_millisecond(),
-        )
-        .await?;
-    Ok(rec)
-}
+use restore::{Place, choose, restore};
+use scratch::{marker_file, remove_dead_scratch, remove_scratch_database, scratch_database};
 
 /// What to drill.
 #[derive(Debug, Clone)]
@@ -241,44 +58,6 @@ pub fn seconds(s: f64) -> String {
     } else {
         format!("{}d{:02}h", whole / 86_400, (whole % 86_400) / 3600)
     }
-}
-
-/// The prefix of every scratch database of `target`'s drills.
-#[must_use]
-pub fn database_prefix(target: &str) -> String {
-    let mut t: String = target
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    t.truncate(33);
-    format!("runbook_drill_{t}_")
-}
-
-/// The scratch database of a drill of `target` at `now`: `runbook_drill_<target>_<time>`.
-fn scratch_database(target: &str, now: Timestamp) -> String {
-    format!(
-        "{}{}",
-        database_prefix(target),
-        now.strftime("%Y%m%d%H%M%S")
-    )
-}
-
-/// A scratch database name belongs to `target` when it is its prefix plus the 14-digit time.
-fn is_scratch_database(prefix: &str, name: &str) -> bool {
-    name.strip_prefix(prefix)
-        .is_some_and(|rest| rest.len() == 14 && rest.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// Where drills of every target restore files and SQLite databases.
-#[must_use]
-pub fn scratch_root(engine: &Engine) -> PathBuf {
-    engine.config().scratch_dir().join("drills")
 }
 
 /// Runs a drill of `target`; `progress` hears each step. Never fails: a drill that cannot run
@@ -488,176 +267,12 @@ fn drill(
     Ok(())
 }
 
-fn marker_file(engine: &Engine, target: &str) -> PathBuf {
-    engine
-        .config()
-        .data_dir
-        .join("locks")
-        .join(format!("{target}.drill-database"))
-}
-
-/// Removes what killed drills of `target` left: scratch directories of dead processes, and
-/// the scratch database named in the marker file. The caller holds the drill lock.
-fn remove_dead_scratch(
-    engine: &Engine,
-    name: &str,
-    database: Option<&Database>,
-) -> Result<Vec<String>, String> {
-    let mut removed: Vec<String> = runbook_backup::remove_leftovers(&scratch_root(engine), name)
-        .into_iter()
-        .map(|p| p.display().to_string())
-        .collect();
-    let marker = marker_file(engine, name);
-    if let (Some(db), Ok(old)) = (database, std::fs::read_to_string(&marker)) {
-        let old = old.trim();
-        if is_scratch_database(&database_prefix(name), old) {
-            if db
-                .databases(old)
-                .map_err(|e| e.to_string())?
-                .iter()
-                .any(|d| d == old)
-            {
-                removed.push(format!("database {old}"));
-            }
-            db.drop_database(old).map_err(|e| e.to_string())?;
-        }
-        let _ = std::fs::remove_file(&marker);
-    }
-    Ok(removed)
-}
-
-/// Removes what killed drills of `target` left behind, unless a drill of it is running now
-/// (then that drill owns what is there). `serve` calls it at start; every drill does it first.
-///
-/// # Errors
-/// Unknown target, or a scratch database that cannot be dropped.
-pub fn clean_leftovers(engine: &Engine, target: &str) -> Result<Vec<String>, String> {
-    let t = engine.config().target(target).map_err(|e| e.to_string())?;
-    let Ok(_lock) = TargetLock::acquire(&engine.config().data_dir, &format!("{target}.drill"))
-    else {
-        return Ok(Vec::new());
-    };
-    let database = match t.kind {
-        TargetKind::Postgres(_) | TargetKind::Mariadb(_) => {
-            let server = t.drill.as_ref().and_then(|d| d.server.as_ref());
-            Some(engine.database(target, server).map_err(|e| e.to_string())?)
-        }
-        _ => None,
-    };
-    remove_dead_scratch(engine, target, database.as_ref())
-}
-
-/// Drops the drill's scratch database, if it restored into one, and then its marker. A failed
-/// drop is a failed `cleanup` check and keeps the marker, so the next drill drops it.
-fn remove_scratch_database(
-    place: Option<&Place>,
-    server: Option<&Database>,
-    marker: &std::path::Path,
-    report: &mut Report,
-) {
-    if let (Some(Place::Database(name)), Some(server)) = (place, server)
-        && let Err(e) = server.drop_database(name)
-    {
-        report.checks.push(CheckResult::new(
-            "cleanup",
-            format!("scratch database {name} dropped"),
-            format!("{e} (the next drill of this target drops it)"),
-            false,
-        ));
-        return;
-    }
-    let _ = std::fs::remove_file(marker);
-}
-
-/// Where a drill restored the snapshot.
-#[derive(Debug, Clone)]
-pub(crate) enum Place {
-    /// A SQLite file.
-    File(PathBuf),
-    /// A directory holding a files target's tree.
-    Dir(PathBuf),
-    /// A scratch database on the target's (or the drill's) server.
-    Database(String),
-}
-
-impl Place {
-    fn describe(&self) -> String {
-        match self {
-            Self::File(p) | Self::Dir(p) => p.display().to_string(),
-            Self::Database(d) => format!("database {d}"),
-        }
-    }
-}
-
-/// The snapshot to restore: the one asked for, else the configured choice.
-fn choose(snapshots: &[Snapshot], req: &Request, settings: &Drill) -> Option<Snapshot> {
-    if let Some(id) = &req.snapshot {
-        let id = id.trim();
-        if id == "latest" {
-            return snapshots.last().cloned();
-        }
-        let found: Vec<_> = snapshots.iter().filter(|s| s.id.starts_with(id)).collect();
-        return (found.len() == 1).then(|| found[0].clone());
-    }
-    match settings.snapshot {
-        DrillSnapshot::Latest => snapshots.last().cloned(),
-        DrillSnapshot::RandomWithin(window) => {
-            let window =
-                jiff::SignedDuration::try_from(window).unwrap_or(jiff::SignedDuration::MAX);
-            let oldest = req.now.checked_sub(window).unwrap_or(Timestamp::MIN);
-            let candidates: Vec<_> = snapshots.iter().filter(|s| s.time >= oldest).collect();
-            if candidates.is_empty() {
-                return None;
-            }
-            let i = rand::random_range(0..candidates.len());
-            Some(candidates[i].clone())
-        }
-    }
-}
-
-/// Restores `snapshot` into scratch. On failure, also says what may have been created.
-fn restore(
-    engine: &Engine,
-    target: &Target,
-    settings: &Drill,
-    snapshot: &Snapshot,
-    scratch: &ScratchDir,
-    now: Timestamp,
-) -> Result<Place, (Option<Place>, String)> {
-    let name = &target.name;
-    match &target.kind {
-        TargetKind::Sqlite { path } => {
-            let file = scratch.join(path.file_name().unwrap_or(path.as_os_str()));
-            engine
-                .restore(name, &snapshot.id, &file, false)
-                .map(|_| Place::File(file))
-                .map_err(|e| (None, e.to_string()))
-        }
-        TargetKind::Files { .. } => {
-            let dir = scratch.join("tree");
-            engine
-                .restore(name, &snapshot.id, &dir, false)
-                .map(|_| Place::Dir(dir))
-                .map_err(|e| (None, e.to_string()))
-        }
-        TargetKind::Postgres(_) | TargetKind::Mariadb(_) => {
-            let db = scratch_database(name, now);
-            let opts = DbRestore {
-                server: settings.server.clone(),
-                analyze: false,
-                ..DbRestore::default()
-            };
-            engine
-                .restore_database(name, &snapshot.id, &db, &opts)
-                .map(|_| Place::Database(db.clone()))
-                .map_err(|e| (Some(Place::Database(db)), e.to_string()))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scratch::is_scratch_database;
+    use runbook_backup::Snapshot;
+    use runbook_config::{Drill, DrillSnapshot};
 
     fn snap(id: &str, secs: i64) -> Snapshot {
         Snapshot {
