@@ -2,7 +2,10 @@
 //! all behind the guard (rate limit, auth, headers, logging), CORS and a body size limit.
 
 mod api;
+mod backups;
+mod drills;
 mod health;
+mod metrics;
 
 use axum::{
     Router,
@@ -39,16 +42,16 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/readyz", get(health::ready))
         .route("/health/ready", get(health::ready))
         .route("/api/health", get(health::report))
-        .route("/api/targets", get(api::targets))
-        .route("/api/backups", get(api::backups))
-        .route("/api/backups/run", post(api::run_backup))
-        .route("/api/backups/restore", post(api::restore))
-        .route("/api/drills", get(api::drills))
-        .route("/api/drills/run", post(api::run_drill))
+        .route("/api/targets", get(backups::targets))
+        .route("/api/backups", get(backups::backups))
+        .route("/api/backups/run", post(backups::run_backup))
+        .route("/api/backups/restore", post(backups::restore))
+        .route("/api/drills", get(drills::drills))
+        .route("/api/drills/run", post(drills::run_drill))
         .route("/api/jobs", get(api::jobs))
         .route("/api/jobs/{id}", get(api::job))
         .route("/api/oplog", get(api::oplog))
-        .route("/metrics", get(api::metrics))
+        .route("/metrics", get(metrics::metrics))
         .route("/api/openapi.json", get(api::openapi))
         .fallback(api::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), auth::guard))

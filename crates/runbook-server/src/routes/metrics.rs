@@ -1,0 +1,52 @@
+//! `/metrics`: this process's counters plus per-target facts from the repository and the
+//! state store.
+
+use axum::{extract::State, http::header, response::IntoResponse};
+
+use super::api::ApiResult;
+use crate::AppState;
+
+pub(crate) async fn metrics(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<impl IntoResponse> {
+    let mut targets = Vec::new();
+    for t in state.engine.config().targets.keys() {
+        // However the backup was made: by this service, the CLI or a cron job.
+        let last = state.last_backup_ms(t).await.unwrap_or(None);
+        #[allow(clippy::cast_precision_loss)]
+        targets.push((t.clone(), last.map(|ms| ms as f64 / 1000.0)));
+    }
+    let mut drills = Vec::new();
+    for t in state.engine.config().targets.keys() {
+        let last = state.store.last_drill(t, None).await?.map(|r| r.drill);
+        let passed = state
+            .store
+            .last_drill(t, Some("passed"))
+            .await?
+            .map(|r| r.drill);
+        if last.is_none() && state.engine.config().targets[t].drill.is_none() {
+            continue;
+        }
+        drills.push(crate::metrics::DrillFacts {
+            target: t.clone(),
+            last_success_ms: passed.map(|d| d.finished_at),
+            restore_ms: last.as_ref().and_then(|d| d.restore_ms),
+            data_age_ms: last.as_ref().and_then(|d| d.data_age_ms),
+            failures: state.store.drill_failures(t).await?,
+        });
+    }
+    let text = state.metrics.render(&targets, &drills);
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    Ok(if openmetrics {
+        ([(header::CONTENT_TYPE, crate::metrics::OPENMETRICS)], text)
+    } else {
+        (
+            [(header::CONTENT_TYPE, crate::metrics::TEXT)],
+            crate::metrics::to_text_format(&text),
+        )
+    })
+}
