@@ -10,6 +10,7 @@ mod auth;
 mod clock;
 mod error;
 mod metrics;
+mod middleware;
 mod ratelimit;
 mod routes;
 pub mod scheduler;

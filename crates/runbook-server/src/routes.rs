@@ -18,7 +18,7 @@ use tower_http::{
     limit::RequestBodyLimitLayer,
 };
 
-use crate::{AppState, auth};
+use crate::AppState;
 
 pub(crate) fn router(state: AppState) -> Router {
     let origins: Vec<HeaderValue> = state
@@ -54,7 +54,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/api/openapi.json", get(api::openapi))
         .fallback(api::not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), auth::guard))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::middleware::guard,
+        ))
         .layer(RequestBodyLimitLayer::new(state.settings.body_limit))
         .layer(cors)
         .with_state(state)

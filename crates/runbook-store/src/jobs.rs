@@ -4,108 +4,14 @@
 //! target runs. Jobs found `running` at start belonged to a process that died: they are marked
 //! `interrupted` and retried once.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::{Row, any::AnyRow};
 
 use crate::{Error, Result, Store, random_id};
 
-/// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobState {
-    /// Waiting for the worker.
-    Queued,
-    /// Being worked on.
-    Running,
-    /// Done.
-    Succeeded,
-    /// Done, with an error.
-    Failed,
-    /// The process died while it ran.
-    Interrupted,
-}
+mod kind;
 
-impl JobState {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Running => "running",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Interrupted => "interrupted",
-        }
-    }
-
-    fn parse(s: &str) -> Result<Self> {
-        Ok(match s {
-            "queued" => Self::Queued,
-            "running" => Self::Running,
-            "succeeded" => Self::Succeeded,
-            "failed" => Self::Failed,
-            "interrupted" => Self::Interrupted,
-            other => {
-                return Err(Error::Corrupt {
-                    what: "jobs.state",
-                    value: other.to_string(),
-                });
-            }
-        })
-    }
-}
-
-/// What a job does. Stored as its lowercase name (a TEXT column).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobKind {
-    /// Back up the target, then apply its retention rule.
-    Backup,
-    /// Restore a snapshot (to a path or into a database).
-    Restore,
-    /// A restore drill.
-    Drill,
-    /// Read back one slice of the target's packs (the rolling verification).
-    Verify,
-}
-
-impl JobKind {
-    /// The name stored and shown (`backup`, `restore`, `drill`, `verify`).
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Backup => "backup",
-            Self::Restore => "restore",
-            Self::Drill => "drill",
-            Self::Verify => "verify",
-        }
-    }
-
-    fn parse(s: &str) -> Result<Self> {
-        Ok(match s {
-            "backup" => Self::Backup,
-            "restore" => Self::Restore,
-            "drill" => Self::Drill,
-            "verify" => Self::Verify,
-            other => {
-                return Err(Error::Corrupt {
-                    what: "jobs.kind",
-                    value: other.to_string(),
-                });
-            }
-        })
-    }
-}
-
-impl std::fmt::Display for JobKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl PartialEq<&str> for JobKind {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
+pub use kind::{JobKind, JobState};
 
 /// A job as stored.
 #[derive(Debug, Clone, Serialize, PartialEq)]
