@@ -225,6 +225,11 @@ impl Engine {
         now: Timestamp,
     ) -> Result<(Snapshot, ForgetPlan)> {
         let snapshot = self.backup(target, req)?;
+        // No rule, nothing to remove: skip reopening the repository (its key derivation alone
+        // costs a noticeable part of a small backup).
+        if self.config.target(target)?.keep.is_empty() {
+            return Ok((snapshot, ForgetPlan::default()));
+        }
         match self.forget(target, now, false) {
             Ok(plan) => Ok((snapshot, plan)),
             Err(e) => Err(Error::Retention {
