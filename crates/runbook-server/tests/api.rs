@@ -1183,6 +1183,20 @@ async fn backups_made_outside_the_service_count_in_health_and_metrics() {
         Some("ok"),
         "{after}"
     );
+    let targets: serde_json::Value = app
+        .call(Method::GET, "/api/targets", Some(&app.keys.readonly), None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        targets
+            .as_array()
+            .expect("targets")
+            .iter()
+            .all(|t| t["last_success"].is_i64()),
+        "/api/targets counts them too: {targets}"
+    );
     let metrics = app
         .call(Method::GET, "/metrics", Some(&app.keys.readonly), None)
         .await

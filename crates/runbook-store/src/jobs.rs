@@ -268,6 +268,22 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// The last succeeded and the last failed job of `kind` on `target`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn last_outcomes(
+        &self,
+        target: &str,
+        kind: JobKind,
+    ) -> Result<(Option<Job>, Option<Job>)> {
+        Ok((
+            self.last_finished(target, kind, JobState::Succeeded)
+                .await?,
+            self.last_finished(target, kind, JobState::Failed).await?,
+        ))
+    }
+
     /// The last finished job of `kind` on `target` in `state`.
     ///
     /// # Errors

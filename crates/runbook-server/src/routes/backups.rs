@@ -6,7 +6,7 @@ use axum::{
     http::StatusCode,
     response::IntoResponse,
 };
-use runbook_store::{JobState, NewJob};
+use runbook_store::NewJob;
 use serde::Deserialize;
 
 use super::api::{ApiResult, TargetQuery, accept, known_target};
@@ -21,20 +21,22 @@ pub(crate) async fn targets(State(state): State<AppState>) -> ApiResult<impl Int
     let now = state.clock.now_ms();
     let mut out = Vec::new();
     for t in state.engine.config().targets.values() {
-        let ok = state
+        let (ok, failed) = state
             .store
-            .last_finished(&t.name, runbook_store::JobKind::Backup, JobState::Succeeded)
-            .await?;
-        let failed = state
-            .store
-            .last_finished(&t.name, runbook_store::JobKind::Backup, JobState::Failed)
+            .last_outcomes(&t.name, runbook_store::JobKind::Backup)
             .await?;
         let last = state.store.last_scheduled(&t.name).await?.unwrap_or(now);
         let next = t
             .schedule
             .as_ref()
             .and_then(|s| scheduler::next_after(s, last));
-        let last_ok = ok.as_ref().and_then(|j| j.finished_at);
+        // The repository's record counts too: backups made by the CLI or cron.
+        let last_ok = state
+            .last_backup_ms(&t.name)
+            .await
+            .ok()
+            .flatten()
+            .or(ok.as_ref().and_then(|j| j.finished_at));
         let stale = t
             .schedule
             .as_ref()

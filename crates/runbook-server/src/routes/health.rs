@@ -1,7 +1,6 @@
 //! `/healthz`, `/readyz` (and the seeds' `/health/live`, `/health/ready`), `/api/health`.
 
 use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
-use runbook_store::JobState;
 use serde::Serialize;
 
 use crate::{AppState, scheduler};
@@ -75,21 +74,9 @@ pub(crate) async fn report(
     let now = state.clock.now_ms();
     for target in state.engine.config().targets.values() {
         let name = format!("backup:{}", target.name);
-        let last_ok = state
+        let (last_ok, last_fail) = state
             .store
-            .last_finished(
-                &target.name,
-                runbook_store::JobKind::Backup,
-                JobState::Succeeded,
-            )
-            .await?;
-        let last_fail = state
-            .store
-            .last_finished(
-                &target.name,
-                runbook_store::JobKind::Backup,
-                JobState::Failed,
-            )
+            .last_outcomes(&target.name, runbook_store::JobKind::Backup)
             .await?;
         // The repository's own record counts, however the backup was made.
         let last = match state.last_backup_ms(&target.name).await {
@@ -140,21 +127,9 @@ pub(crate) async fn report(
     }
     for target in state.engine.config().targets.values() {
         // The rolling verification: damage it found stays critical until a later one passes.
-        let failed = state
+        let (passed, failed) = state
             .store
-            .last_finished(
-                &target.name,
-                runbook_store::JobKind::Verify,
-                JobState::Failed,
-            )
-            .await?;
-        let passed = state
-            .store
-            .last_finished(
-                &target.name,
-                runbook_store::JobKind::Verify,
-                JobState::Succeeded,
-            )
+            .last_outcomes(&target.name, runbook_store::JobKind::Verify)
             .await?;
         if let Some(f) = failed
             && passed.is_none_or(|p| p.finished_at < f.finished_at)
