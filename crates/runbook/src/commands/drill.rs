@@ -32,10 +32,16 @@ pub fn run(engine: &Engine, args: &DrillArgs) -> anyhow::Result<ExitCode> {
                 "runbook: warning: {name}: removed scratch left by an interrupted drill: {left}"
             );
         }
-        if let Err(e) = rt.block_on(runbook_drill::record(&store, &report, "cli")) {
-            eprintln!("runbook: warning: could not record the drill of {name}: {e}");
+        // A drill that is not on record (state store and ops log) did not happen as far as
+        // anyone can prove later: that fails the command, whatever the drill found.
+        let recorded = rt.block_on(runbook_drill::record(&store, &report, "cli"));
+        if let Err(e) = &recorded {
+            eprintln!(
+                "runbook: error: {name}: the drill ran ({}) but could not be recorded: {e}",
+                report.outcome.as_str()
+            );
         }
-        if report.outcome != Outcome::Passed {
+        if report.outcome != Outcome::Passed || recorded.is_err() {
             not_passed += 1;
         }
         if args.json {

@@ -945,3 +945,17 @@ fn a_closed_stdout_exits_zero_quietly() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A drill that cannot be put on record fails the command, even when it passed.
+#[test]
+fn a_drill_that_cannot_be_recorded_exits_nonzero() {
+    let ws = Workspace::new(&sqlite_config("app.db"));
+    make_db(&ws.path("app.db"), 10);
+    ws.run(&["backup", "db"]).ok();
+    ws.run(&["drill", "db"]).ok();
+    let conn = rusqlite::Connection::open(ws.path("runbook-data/state.db")).expect("state");
+    conn.execute_batch("DROP TABLE drills").expect("drop");
+    drop(conn);
+    ws.run(&["drill", "db"])
+        .fails_with(&["db", "the drill ran (passed) but could not be recorded"]);
+}
