@@ -58,6 +58,19 @@ impl From<String> for JobError {
     }
 }
 
+/// What a job produced, typed until it is stored (as JSON) at the edge.
+enum Done {
+    /// A backup and what retention removed after it.
+    Backup {
+        snapshot: runbook_backup::Snapshot,
+        forgotten: usize,
+    },
+    /// A drill's full report (recorded, and the job's outcome, by the caller).
+    Drill(Box<runbook_drill::Report>),
+    /// Restores and verifications: their result as stored.
+    Other(serde_json::Value),
+}
+
 /// How many times a job whose failures are temporary is tried in all.
 pub const MAX_ATTEMPTS: i64 = 4;
 
@@ -86,8 +99,22 @@ pub async fn try_execute_next(state: &AppState) -> Result<Outcome, runbook_store
     let finished_at = state.clock.now_ms();
     state.snapshots.invalidate(&job.target);
     let (job_state, error, value) = match result {
-        Ok(v) if job.kind == JobKind::Drill => record_drill(state, &job, v).await?,
-        Ok(v) => (JobState::Succeeded, None, Some(v)),
+        Ok(Done::Drill(report)) => record_drill(state, &job, *report).await?,
+        Ok(Done::Backup {
+            snapshot,
+            forgotten,
+        }) => {
+            #[allow(clippy::cast_precision_loss)]
+            state.metrics.backup(
+                &job.target,
+                snapshot.duration_seconds,
+                snapshot.added_bytes,
+                finished_at as f64 / 1000.0,
+            );
+            let v = serde_json::json!({ "snapshot": snapshot, "forgotten": forgotten });
+            (JobState::Succeeded, None, Some(v))
+        }
+        Ok(Done::Other(v)) => (JobState::Succeeded, None, Some(v)),
         Err(e) if e.temporary && job.attempts < MAX_ATTEMPTS => {
             // Busy target, server briefly unreachable: try again later, with backoff.
             let at = finished_at + retry_delay_ms(job.attempts);
@@ -107,16 +134,6 @@ pub async fn try_execute_next(state: &AppState) -> Result<Outcome, runbook_store
         "failed"
     };
     state.metrics.job(job.kind.as_str(), outcome);
-    if job.kind == JobKind::Backup
-        && let Some(v) = &value
-    {
-        let secs = v["snapshot"]["duration_seconds"].as_f64().unwrap_or(0.0);
-        let added = v["snapshot"]["added_bytes"].as_u64().unwrap_or(0);
-        #[allow(clippy::cast_precision_loss)]
-        state
-            .metrics
-            .backup(&job.target, secs, added, finished_at as f64 / 1000.0);
-    }
     let detail = serde_json::json!({ "job": job.id, "kind": job.kind, "error": error }).to_string();
     state
         .audit(
@@ -147,18 +164,8 @@ pub async fn try_execute_next(state: &AppState) -> Result<Outcome, runbook_store
 async fn record_drill(
     state: &AppState,
     job: &Job,
-    value: serde_json::Value,
+    report: runbook_drill::Report,
 ) -> Result<(JobState, Option<String>, Option<serde_json::Value>), runbook_store::Error> {
-    let report: runbook_drill::Report = match serde_json::from_value(value.clone()) {
-        Ok(r) => r,
-        Err(e) => {
-            return Ok((
-                JobState::Failed,
-                Some(format!("bad drill report: {e}")),
-                None,
-            ));
-        }
-    };
     let rec = runbook_drill::record(&state.store, &report, &job.requested_by).await?;
     for left in &report.leftovers_removed {
         tracing::warn!(target_name = %job.target, leftover = %left, "removed scratch left by an interrupted drill");
@@ -176,7 +183,7 @@ fn execute(
     engine: &runbook_backup::Engine,
     job: &Job,
     now: jiff::Timestamp,
-) -> Result<serde_json::Value, JobError> {
+) -> Result<Done, JobError> {
     match job.kind {
         JobKind::Backup => {
             let reason = job.params["reason"].as_str().unwrap_or("api").to_string();
@@ -186,7 +193,10 @@ fn execute(
                 &BackupRequest { reason, time: None },
                 now,
             )?;
-            Ok(serde_json::json!({ "snapshot": snap, "forgotten": plan.remove.len() }))
+            Ok(Done::Backup {
+                snapshot: snap,
+                forgotten: plan.remove.len(),
+            })
         }
         JobKind::Restore => {
             let p: RestoreParams = serde_json::from_value(job.params.clone())
@@ -205,7 +215,7 @@ fn execute(
                         ..runbook_backup::DbRestore::default()
                     },
                 )?;
-                return Ok(serde_json::json!({ "restore": report }));
+                return Ok(Done::Other(serde_json::json!({ "restore": report })));
             }
             let (to, force, pre) = match p.to {
                 // Checked again here: the job may have been queued by an older version.
@@ -237,7 +247,9 @@ fn execute(
                 }
             };
             let report = engine.restore(&job.target, &p.snapshot, &to, force)?;
-            Ok(serde_json::json!({ "restore": report, "pre_restore_snapshot": pre }))
+            Ok(Done::Other(
+                serde_json::json!({ "restore": report, "pre_restore_snapshot": pre }),
+            ))
         }
         JobKind::Drill => {
             let req = runbook_drill::Request {
@@ -246,7 +258,7 @@ fn execute(
                 backup_first: job.params["backup_first"].as_bool().unwrap_or(false),
             };
             let report = runbook_drill::run(engine, &job.target, &req, &mut |_| {});
-            serde_json::to_value(&report).map_err(|e| JobError::from(e.to_string()))
+            Ok(Done::Drill(Box::new(report)))
         }
         JobKind::Verify => {
             let of = job.params["of"]
@@ -258,13 +270,13 @@ fn execute(
                 .and_then(|v| u32::try_from(v).ok())
                 .unwrap_or(1);
             match engine.verify_slice(&job.target, n, of) {
-                Ok(report) => {
-                    Ok(serde_json::json!({ "slice": format!("{n}/{of}"), "check": report }))
-                }
+                Ok(report) => Ok(Done::Other(
+                    serde_json::json!({ "slice": format!("{n}/{of}"), "check": report }),
+                )),
                 // Nothing stored yet: nothing to verify.
-                Err(runbook_backup::Error::NoRepository { .. }) => {
-                    Ok(serde_json::json!({ "slice": format!("{n}/{of}"), "check": null }))
-                }
+                Err(runbook_backup::Error::NoRepository { .. }) => Ok(Done::Other(
+                    serde_json::json!({ "slice": format!("{n}/{of}"), "check": null }),
+                )),
                 Err(e) => Err(e.into()),
             }
         }
