@@ -321,8 +321,10 @@ fn promtool_accepts_the_metrics() {
 }
 
 /// Runs schemathesis (PyPI) against the live server with `schema` (a URL or a file), bounded.
-fn schemathesis(addr: &str, schema: &str) -> std::process::Output {
+fn schemathesis(ws: &Workspace, addr: &str, schema: &str) -> std::process::Output {
     std::process::Command::new("st")
+        // Its cache (`.schemathesis/`) goes into the test's own directory.
+        .current_dir(ws.path(""))
         .args(["run", schema, "--url", &format!("http://{addr}")])
         .args(["-H", &format!("x-runbook-api-key: {KEY}")])
         // Restore bodies are valid or not by the target's kind (`into` for databases, `to`
@@ -348,7 +350,7 @@ fn the_server_keeps_to_its_openapi_document() {
     crate::helpers::make_db(&ws.path("app.db"), 5);
     let mut s = serve(&ws);
     let doc = format!("http://{}/api/openapi.json", s.addr);
-    let run = schemathesis(&s.addr, &doc);
+    let run = schemathesis(&ws, &s.addr, &doc);
     assert!(
         run.status.success(),
         "{}{}",
@@ -362,7 +364,7 @@ fn the_server_keeps_to_its_openapi_document() {
         serde_json::json!({"application/json": {"schema": {"type": "integer"}}});
     let file = ws.path("wrong-openapi.json");
     std::fs::write(&file, wrong.to_string()).expect("write");
-    let caught = schemathesis(&s.addr, file.to_str().expect("utf8"));
+    let caught = schemathesis(&ws, &s.addr, file.to_str().expect("utf8"));
     assert!(!caught.status.success(), "a broken promise is caught");
     s.child.kill().expect("stop");
     let _ = s.child.wait();
