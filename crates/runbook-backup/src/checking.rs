@@ -13,8 +13,8 @@ impl Engine {
     /// be read back (see `heal.rs`).
     pub(crate) fn heal(&self, target: &Target, repo: &Repo) -> Result<()> {
         let data_dir = &self.config.data_dir;
-        let damaged = heal::recorded(data_dir, &target.name);
-        if damaged.is_some() {
+        let damaged = heal::is_recorded(data_dir, &target.name);
+        if damaged {
             // Which pack is damaged is not always in the message that found it: every pack
             // whose content no longer hashes to its name goes (a healthy one never does).
             let quarantine = data_dir.join("quarantine").join(&target.name);
@@ -29,7 +29,7 @@ impl Engine {
             }
         }
         repo.heal_index()?;
-        if damaged.is_some() {
+        if damaged {
             // Snapshots that referred to the lost data are rewritten without it.
             self.open_repo(&target.name)?.repair_snapshots()?;
         }

@@ -112,13 +112,13 @@ pub(crate) fn resolve_api(config: &Config, requested: &str) -> Result<PathBuf> {
         found = Some((real, rel));
         break;
     }
-    let roots = config
-        .restore_roots
-        .iter()
-        .map(|r| r.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
     let Some((root, rel)) = found else {
+        let roots = config
+            .restore_roots
+            .iter()
+            .map(|r| r.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
         return Err(refused(
             asked,
             format!(
@@ -138,18 +138,14 @@ pub(crate) fn resolve_api(config: &Config, requested: &str) -> Result<PathBuf> {
             continue;
         };
         path.push(name);
-        match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(refused(
-                    asked,
-                    format!(
-                        "{} is a symbolic link; API restores never follow links",
-                        path.display()
-                    ),
-                ));
-            }
-            Ok(_) => {}
-            Err(_) => {}
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(refused(
+                asked,
+                format!(
+                    "{} is a symbolic link; API restores never follow links",
+                    path.display()
+                ),
+            ));
         }
     }
     check_not_protected(config, &path)?;

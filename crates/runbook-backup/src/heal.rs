@@ -36,16 +36,10 @@ pub(crate) fn record(data_dir: &Path, target: &str, found: &[String]) {
     }
 }
 
-/// The damage recorded for `target`, if any: the lines that reported it.
-pub(crate) fn recorded(data_dir: &Path, target: &str) -> Option<Vec<String>> {
-    let text = fs::read_to_string(marker(data_dir, target)).ok()?;
-    Some(
-        text.lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect(),
-    )
+/// Whether damage is recorded for `target` (the marker also keeps the lines that reported it,
+/// for whoever looks).
+pub(crate) fn is_recorded(data_dir: &Path, target: &str) -> bool {
+    marker(data_dir, target).exists()
 }
 
 /// Forgets the recorded damage once it is healed.

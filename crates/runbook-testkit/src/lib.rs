@@ -6,6 +6,17 @@
 
 use std::process::Command;
 
+/// Runs `cmd` (a database client loading or listing a restored file) and panics with its
+/// stderr unless it succeeds.
+pub fn run_ok(cmd: &mut Command) {
+    let out = cmd.output().expect("run the client");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Runs `sql` in PostgreSQL database `db` with `psql`; returns its unaligned output.
 pub fn psql(db: &str, sql: &str) -> String {
     let out = Command::new("psql")

@@ -1,7 +1,7 @@
 //! MariaDB targets against the server on this machine (root, empty password); every test makes
 //! its own uniquely named databases and drops them.
 
-use runbook_testkit::{MyDb as Db, mariadb as sql};
+use runbook_testkit::{MyDb as Db, mariadb as sql, run_ok};
 
 use crate::helpers::Workspace;
 
@@ -84,15 +84,10 @@ fn stock_restic_restores_a_mariadb_dump_that_loads() {
     let bytes = std::fs::read(&dump).expect("restic restored the dump");
     assert!(bytes.len() > 1000, "dump of {} bytes", bytes.len());
     let dst = Db::create("mrdst");
-    let load = std::process::Command::new("mariadb")
-        .args(["-h", "127.0.0.1", "-u", "root", &dst.0])
-        .stdin(std::fs::File::open(&dump).expect("dump"))
-        .output()
-        .expect("run the client");
-    assert!(
-        load.status.success(),
-        "{}",
-        String::from_utf8_lossy(&load.stderr)
+    run_ok(
+        std::process::Command::new("mariadb")
+            .args(["-h", "127.0.0.1", "-u", "root", &dst.0])
+            .stdin(std::fs::File::open(&dump).expect("dump")),
     );
     assert_eq!(fingerprint(&dst.0), fingerprint(&src.0));
 }

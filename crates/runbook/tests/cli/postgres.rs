@@ -7,7 +7,7 @@ use std::{
     sync::atomic::{AtomicBool, Ordering},
 };
 
-use runbook_testkit::{PgDb as Db, psql};
+use runbook_testkit::{PgDb as Db, psql, run_ok};
 
 use crate::helpers::Workspace;
 
@@ -100,34 +100,24 @@ fn stock_restic_restores_a_postgres_dump_that_loads() {
         .duration_since(meta.modified().expect("mtime"))
         .expect("mtime in the past");
     assert!(age.as_secs() < 3600, "mtime is the dump time, not 1901");
-    let list = std::process::Command::new("pg_restore")
-        .arg("-l")
-        .arg(&dump)
-        .output()
-        .expect("run the client");
-    assert!(
-        list.status.success(),
-        "{}",
-        String::from_utf8_lossy(&list.stderr)
+    run_ok(
+        std::process::Command::new("pg_restore")
+            .arg("-l")
+            .arg(&dump),
     );
     let dst = Db::create("stock_dst");
-    let load = std::process::Command::new("pg_restore")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "--no-owner",
-            "-d",
-            &dst.0,
-        ])
-        .arg(&dump)
-        .output()
-        .expect("run the client");
-    assert!(
-        load.status.success(),
-        "{}",
-        String::from_utf8_lossy(&load.stderr)
+    run_ok(
+        std::process::Command::new("pg_restore")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "--no-owner",
+                "-d",
+                &dst.0,
+            ])
+            .arg(&dump),
     );
     assert_eq!(fingerprint(&dst.0), fingerprint(&src.0));
 }

@@ -278,6 +278,21 @@ fn promtool_accepts_the_metrics() {
         metrics.contains("runbook_backup_duration_seconds_bucket"),
         "{metrics}"
     );
+    let (ok, said) = promtool(&metrics);
+    assert!(ok, "promtool: {said}\n{metrics}");
+    // The linter does catch a bad exposition: the same counters without their HELP text.
+    let broken: String = metrics
+        .lines()
+        .filter(|l| !l.starts_with("# HELP runbook_jobs_total"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(!promtool(&broken).0);
+    s.child.kill().expect("stop");
+    let _ = s.child.wait();
+}
+
+/// `promtool check metrics` on `exposition`: whether it passed, and what it said.
+fn promtool(exposition: &str) -> (bool, String) {
     let mut lint = std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -288,36 +303,15 @@ fn promtool_accepts_the_metrics() {
     lint.stdin
         .take()
         .expect("stdin")
-        .write_all(metrics.as_bytes())
+        .write_all(exposition.as_bytes())
         .expect("feed");
     let out = lint.wait_with_output().expect("promtool");
-    assert!(
-        out.status.success(),
-        "promtool: {}{}\n{metrics}",
+    let said = format!(
+        "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    // The linter does catch a bad exposition: the same counters without their HELP text.
-    let broken: String = metrics
-        .lines()
-        .filter(|l| !l.starts_with("# HELP runbook_jobs_total"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let mut lint = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("promtool");
-    lint.stdin
-        .take()
-        .expect("stdin")
-        .write_all(broken.as_bytes())
-        .expect("feed");
-    assert!(!lint.wait().expect("promtool").success());
-    s.child.kill().expect("stop");
-    let _ = s.child.wait();
+    (out.status.success(), said)
 }
 
 /// Runs schemathesis (PyPI) against the live server with `schema` (a URL or a file), bounded.
