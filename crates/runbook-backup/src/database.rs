@@ -1,33 +1,22 @@
 //! A live database server a target points at: for drills, which restore into a scratch
 //! database, compare it with the source, and drop it again.
 
-use runbook_config::{DbUrl, Mariadb, Postgres, TargetKind};
+use std::{path::Path, sync::Arc};
 
-use crate::{Error, Result, mariadb, postgres};
+use runbook_config::{DbUrl, TargetKind};
+
+use crate::{
+    Error, Result,
+    kinds::{self, DbCx, DbKind},
+    postgres,
+};
 
 /// The server of a PostgreSQL or MariaDB target (or the drill server that stands in for it).
 #[derive(Debug, Clone)]
 pub struct Database {
     target: String,
-    server: Server,
+    pub(crate) server: Arc<dyn DbKind>,
     scratch_root: std::path::PathBuf,
-}
-
-#[derive(Debug, Clone)]
-enum Server {
-    Postgres(Postgres),
-    Mariadb(Mariadb),
-}
-
-/// `db` with its connection replaced by `server` (keeping the tools and the source database
-/// name); a password in `server` replaces the target's password file.
-fn on_server(url: &DbUrl, password_file: &mut Option<std::path::PathBuf>, server: &DbUrl) -> DbUrl {
-    if server.password().is_some() {
-        *password_file = None;
-    }
-    let mut u = server.clone();
-    u.database.clone_from(&url.database);
-    u
 }
 
 impl Database {
@@ -39,30 +28,14 @@ impl Database {
         target: &str,
         kind: &TargetKind,
         server: Option<&DbUrl>,
-        scratch_root: &std::path::Path,
+        scratch_root: &Path,
     ) -> Result<Self> {
-        let server = match kind {
-            TargetKind::Postgres(pg) => {
-                let mut pg = pg.clone();
-                if let Some(s) = server {
-                    pg.url = on_server(&pg.url, &mut pg.password_file, s);
-                }
-                Server::Postgres(pg)
-            }
-            TargetKind::Mariadb(db) => {
-                let mut db = db.clone();
-                if let Some(s) = server {
-                    db.url = on_server(&db.url, &mut db.password_file, s);
-                }
-                Server::Mariadb(db)
-            }
-            _ => {
-                return Err(Error::Usage {
-                    target: target.to_string(),
-                    message: "not a database target".into(),
-                });
-            }
-        };
+        let server = kinds::of(kind)
+            .database(server)
+            .ok_or_else(|| Error::Usage {
+                target: target.to_string(),
+                message: "not a database target".into(),
+            })?;
         Ok(Self {
             target: target.to_string(),
             server,
@@ -70,30 +43,23 @@ impl Database {
         })
     }
 
-    /// The target's kind with the connection this handle uses.
-    pub(crate) fn server_kind(&self) -> TargetKind {
-        match &self.server {
-            Server::Postgres(pg) => TargetKind::Postgres(pg.clone()),
-            Server::Mariadb(db) => TargetKind::Mariadb(db.clone()),
+    pub(crate) fn cx(&self) -> DbCx<'_> {
+        DbCx {
+            target: &self.target,
+            scratch_root: &self.scratch_root,
         }
     }
 
     /// `postgres` or `mariadb`.
     #[must_use]
     pub fn engine(&self) -> &'static str {
-        match self.server {
-            Server::Postgres(_) => "postgres",
-            Server::Mariadb(_) => "mariadb",
-        }
+        self.server.engine()
     }
 
     /// The target's own database (the source of its backups).
     #[must_use]
     pub fn source_database(&self) -> &str {
-        match &self.server {
-            Server::Postgres(pg) => &pg.url.database,
-            Server::Mariadb(db) => &db.url.database,
-        }
+        &self.server.url().database
     }
 
     /// Runs `sql` in `database`; returns the rows, columns split.
@@ -101,12 +67,7 @@ impl Database {
     /// # Errors
     /// Connection or query failure (the message never holds the password).
     pub fn query(&self, database: &str, sql: &str) -> Result<Vec<Vec<String>>> {
-        match &self.server {
-            Server::Postgres(pg) => postgres::Conn::new(&self.target, pg)?.rows(database, sql),
-            Server::Mariadb(db) => {
-                mariadb::Conn::new(&self.target, db, &self.scratch_root)?.rows(database, sql)
-            }
-        }
+        self.server.rows(&self.cx(), database, sql)
     }
 
     /// Databases on the server whose name starts with `prefix`.
@@ -115,20 +76,7 @@ impl Database {
     /// Connection or query failure.
     pub fn databases(&self, prefix: &str) -> Result<Vec<String>> {
         postgres::check_db_name(&self.target, prefix)?;
-        let rows = match &self.server {
-            Server::Postgres(pg) => postgres::Conn::new(&self.target, pg)?.rows(
-                "postgres",
-                &format!("SELECT datname FROM pg_database WHERE starts_with(datname, '{prefix}') ORDER BY 1"),
-            )?,
-            Server::Mariadb(db) => mariadb::Conn::new(&self.target, db, &self.scratch_root)?.rows(
-                "information_schema",
-                &format!("SELECT SCHEMA_NAME FROM SCHEMATA WHERE LEFT(SCHEMA_NAME, {}) = '{prefix}' ORDER BY 1", prefix.len()),
-            )?,
-        };
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| r.into_iter().next())
-            .collect())
+        self.server.databases(&self.cx(), prefix)
     }
 
     /// Drops `database` if it exists (closing its connections on PostgreSQL).
@@ -137,17 +85,7 @@ impl Database {
     /// Bad name, connection or query failure.
     pub fn drop_database(&self, database: &str) -> Result<()> {
         postgres::check_db_name(&self.target, database)?;
-        match &self.server {
-            Server::Postgres(pg) => postgres::Conn::new(&self.target, pg)?
-                .psql(
-                    "postgres",
-                    &format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"),
-                )
-                .map(drop),
-            Server::Mariadb(db) => mariadb::Conn::new(&self.target, db, &self.scratch_root)?
-                .sql(&format!("DROP DATABASE IF EXISTS `{database}`"))
-                .map(drop),
-        }
+        self.server.drop_database(&self.cx(), database)
     }
 
     /// A connection URL for `database`, password included: for a child process's
@@ -213,34 +151,45 @@ impl Database {
         Ok(env)
     }
 
-    fn url(&self) -> &runbook_config::DbUrl {
-        match &self.server {
-            Server::Postgres(pg) => &pg.url,
-            Server::Mariadb(db) => &db.url,
-        }
+    fn url(&self) -> &DbUrl {
+        self.server.url()
     }
 
     /// The password: from `password_file` (read as restic reads one), else the URL's.
     fn password(&self) -> Result<Option<String>> {
-        let (url, file) = match &self.server {
-            Server::Postgres(pg) => (&pg.url, &pg.password_file),
-            Server::Mariadb(db) => (&db.url, &db.password_file),
-        };
-        Ok(match (file, url.password()) {
-            (Some(f), _) => Some(
-                std::fs::read_to_string(f)
-                    .map_err(|e| Error::Source {
-                        target: self.target.clone(),
-                        path: f.clone(),
-                        reason: format!("cannot read password_file: {e}"),
-                    })?
-                    .trim_end_matches(['\n', '\r'])
-                    .to_string(),
-            ),
-            (None, Some(p)) => Some(p.to_string()),
-            (None, None) => None,
-        })
+        read_password(
+            &self.target,
+            self.server.url(),
+            self.server.password_file(),
+            None,
+        )
+        .map(|p| p.map(|p| secrecy::ExposeSecret::expose_secret(&p).to_string()))
     }
+}
+
+/// A database password: from `file` (its line end trimmed, as the clients read one), else
+/// the URL's, else the environment variable `env` when given.
+///
+/// # Errors
+/// [`Error::Source`] when `file` cannot be read.
+pub(crate) fn read_password(
+    target: &str,
+    url: &DbUrl,
+    file: Option<&Path>,
+    env: Option<&str>,
+) -> Result<Option<secrecy::SecretString>> {
+    Ok(match (file, url.password()) {
+        (Some(f), _) => {
+            let text = std::fs::read_to_string(f).map_err(|e| Error::Source {
+                target: target.to_string(),
+                path: f.to_path_buf(),
+                reason: format!("cannot read password_file: {e}"),
+            })?;
+            Some(text.trim_end_matches(['\n', '\r']).to_string().into())
+        }
+        (None, Some(p)) => Some(p.to_string().into()),
+        (None, None) => env.and_then(|v| std::env::var(v).ok()).map(Into::into),
+    })
 }
 
 /// Percent-encodes what a URL's user or password part cannot hold literally.

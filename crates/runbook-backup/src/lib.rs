@@ -10,6 +10,7 @@ mod destination;
 mod dump;
 mod error;
 mod heal;
+mod kinds;
 mod lock;
 mod mariadb;
 mod postgres;
@@ -20,14 +21,10 @@ mod scratch;
 mod snapshot;
 mod sqlite;
 
-use std::{
-    fs,
-    path::{Path, PathBuf},
-    time::Instant,
-};
+use std::{fs, path::Path, time::Instant};
 
 use jiff::Timestamp;
-use runbook_config::{Config, Target, TargetKind};
+use runbook_config::{Config, Target};
 use secrecy::SecretString;
 
 pub use database::Database;
@@ -38,10 +35,7 @@ pub use restoring::{DbRestore, RestoreReport};
 pub use scratch::{ScratchDir, remove_leftovers};
 pub use snapshot::Snapshot;
 
-use crate::{
-    repository::{BackupSpec, Chunking, Repo},
-    snapshot::Meta,
-};
+use crate::{repository::Repo, snapshot::Meta};
 
 /// The runbook version recorded in every snapshot.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -130,84 +124,21 @@ impl Engine {
         let target = self.config.target(target)?;
         let password = self.password()?;
         let mut lock = self.lock(target)?;
-        let root = &self.config.repository.path;
-        let mut meta = Meta {
+        let meta = Meta {
             kind: target.kind.name().to_string(),
             reason: req.reason.clone(),
             prepare_seconds: 0.0,
             runbook_version: VERSION.to_string(),
         };
-        let snapshot = match &target.kind {
-            TargetKind::Sqlite { path } => {
-                let source = sqlite::Source::open(&target.name, path)?;
-                let chunking = Chunking::Fixed(source.page_size);
-                let repo = Repo::open(root, &target.name, &password, Some(chunking))?;
-                // The copy keeps the source's file name: the snapshot records it under the
-                // source's path (`as_path` replaces only the directory).
-                let scratch = ScratchDir::new(&self.config.scratch_dir(), &target.name)?;
-                let copy = scratch.join(path.file_name().unwrap_or(path.as_os_str()));
-                sqlite::consistent_copy(&target.name, source, path, &copy)?;
-                meta.prepare_seconds = started.elapsed().as_secs_f64();
-                lock.begin_write()?;
-                self.heal(target, &repo)?;
-                repo.backup(&BackupSpec {
-                    paths: std::slice::from_ref(&copy),
-                    as_path: Some(path),
-                    excludes: &[],
-                    use_parent: false,
-                    meta,
-                    time: req.time,
-                })?
-            }
-            TargetKind::Postgres(pg) => {
-                let conn = postgres::Conn::new(&target.name, pg)?;
-                conn.check_versions()?;
-                let repo = Repo::open(root, &target.name, &password, Some(Chunking::Content))?;
-                let (reader, failure) = conn.start_dump()?;
-                lock.begin_write()?;
-                self.heal(target, &repo)?;
-                let path = PathBuf::from(format!("/postgres/{}.dump", pg.url.database));
-                repo.backup_stream(reader, &path, meta, req.time)
-                    .map_err(|e| match failure.lock().ok().and_then(|f| f.clone()) {
-                        Some(why) => Error::Repository {
-                            target: target.name.clone(),
-                            action: "backup",
-                            message: format!("{why} (no snapshot was written)"),
-                        },
-                        None => e,
-                    })?
-            }
-            TargetKind::Mariadb(db) => {
-                let conn = mariadb::Conn::new(&target.name, db, &self.config.scratch_dir())?;
-                let repo = Repo::open(root, &target.name, &password, Some(Chunking::Content))?;
-                let (reader, failure) = conn.start_dump()?;
-                lock.begin_write()?;
-                self.heal(target, &repo)?;
-                let path = PathBuf::from(format!("/mariadb/{}.sql", db.url.database));
-                repo.backup_stream(reader, &path, meta, req.time)
-                    .map_err(|e| stream_error(&target.name, &failure, e))?
-            }
-            TargetKind::Files { paths, exclude } => {
-                for p in paths {
-                    fs::metadata(p).map_err(|e| Error::Source {
-                        target: target.name.clone(),
-                        path: p.clone(),
-                        reason: e.to_string(),
-                    })?;
-                }
-                let repo = Repo::open(root, &target.name, &password, Some(Chunking::Content))?;
-                lock.begin_write()?;
-                self.heal(target, &repo)?;
-                repo.backup(&BackupSpec {
-                    paths,
-                    as_path: None,
-                    excludes: exclude,
-                    use_parent: true,
-                    meta,
-                    time: req.time,
-                })?
-            }
-        };
+        let snapshot = kinds::of(&target.kind).backup(kinds::BackupCx {
+            engine: self,
+            target,
+            password,
+            lock: &mut lock,
+            meta,
+            started,
+            time: req.time,
+        })?;
         lock.end_write();
         Ok(snapshot)
     }
@@ -318,21 +249,5 @@ fn remove_tmp_files(dir: &Path) {
         } else if entry.file_name().to_string_lossy().ends_with("-tmp-") {
             let _ = fs::remove_file(path);
         }
-    }
-}
-
-/// A dump that failed inside the repository library: report the tool's reason.
-fn stream_error(
-    target: &str,
-    failure: &std::sync::Arc<std::sync::Mutex<Option<String>>>,
-    e: Error,
-) -> Error {
-    match failure.lock().ok().and_then(|f| f.clone()) {
-        Some(why) => Error::Repository {
-            target: target.to_string(),
-            action: "backup",
-            message: format!("{why} (no snapshot was written)"),
-        },
-        None => e,
     }
 }

@@ -12,6 +12,7 @@ use std::{
 };
 
 use runbook_config::Mariadb;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
     Error, Result,
@@ -23,7 +24,7 @@ use crate::{
 pub(crate) struct Conn<'a> {
     target: &'a str,
     db: &'a Mariadb,
-    password: Option<String>,
+    password: Option<SecretString>,
     defaults: Option<PathBuf>,
     _scratch: ScratchDir,
 }
@@ -43,20 +44,12 @@ fn find(tools: &[&str]) -> Option<String> {
 
 impl<'a> Conn<'a> {
     pub(crate) fn new(target: &'a str, db: &'a Mariadb, scratch_root: &Path) -> Result<Self> {
-        let password = match (&db.password_file, db.url.password()) {
-            (Some(file), _) => Some(
-                std::fs::read_to_string(file)
-                    .map_err(|e| Error::Source {
-                        target: target.to_string(),
-                        path: file.clone(),
-                        reason: format!("cannot read password_file: {e}"),
-                    })?
-                    .trim_end_matches(['\n', '\r'])
-                    .to_string(),
-            ),
-            (None, Some(p)) => Some(p.to_string()),
-            (None, None) => std::env::var("MYSQL_PWD").ok(),
-        };
+        let password = crate::database::read_password(
+            target,
+            &db.url,
+            db.password_file.as_deref(),
+            Some("MYSQL_PWD"),
+        )?;
         let scratch = ScratchDir::new(scratch_root, &format!("{target}-client"))?;
         let defaults = match &password {
             Some(p) => {
@@ -67,7 +60,7 @@ impl<'a> Conn<'a> {
                     .mode(0o600)
                     .open(&path)
                     .map_err(Error::io(format!("cannot write {}", path.display())))?;
-                let escaped = p.replace('\\', "\\\\").replace('"', "\\\"");
+                let escaped = p.expose_secret().replace('\\', "\\\\").replace('"', "\\\"");
                 writeln!(f, "[client]\npassword=\"{escaped}\"")
                     .map_err(Error::io(format!("cannot write {}", path.display())))?;
                 Some(path)
@@ -114,7 +107,12 @@ impl<'a> Conn<'a> {
 
     fn redact(&self, text: &str) -> String {
         let mut out = text.trim().replace('\n', "; ");
-        if let Some(p) = self.password.as_deref().filter(|p| !p.is_empty()) {
+        if let Some(p) = self
+            .password
+            .as_ref()
+            .map(ExposeSecret::expose_secret)
+            .filter(|p| !p.is_empty())
+        {
             out = out.replace(p, "***");
         }
         out
@@ -182,7 +180,9 @@ impl<'a> Conn<'a> {
             child,
             stdout,
             stderr,
-            self.password.clone(),
+            self.password
+                .as_ref()
+                .map(|p| p.expose_secret().to_string()),
         ))
     }
 

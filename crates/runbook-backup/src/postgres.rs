@@ -29,20 +29,12 @@ pub(crate) struct Conn<'a> {
 
 impl Conn<'_> {
     pub(crate) fn new<'a>(target: &'a str, pg: &'a Postgres) -> Result<Conn<'a>> {
-        let password = match (&pg.password_file, pg.url.password()) {
-            (Some(file), _) => {
-                let text = std::fs::read_to_string(file).map_err(|e| Error::Source {
-                    target: target.to_string(),
-                    path: file.clone(),
-                    reason: format!("cannot read password_file: {e}"),
-                })?;
-                Some(SecretString::from(
-                    text.trim_end_matches(['\n', '\r']).to_string(),
-                ))
-            }
-            (None, Some(p)) => Some(SecretString::from(p.to_string())),
-            (None, None) => std::env::var("PGPASSWORD").ok().map(SecretString::from),
-        };
+        let password = crate::database::read_password(
+            target,
+            &pg.url,
+            pg.password_file.as_deref(),
+            Some("PGPASSWORD"),
+        )?;
         Ok(Conn {
             target,
             pg,

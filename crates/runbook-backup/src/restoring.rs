@@ -7,11 +7,10 @@ use std::{
     time::Instant,
 };
 
-use runbook_config::TargetKind;
-
 use crate::{
-    Database, Engine, Error, Result, ScratchDir, Snapshot, destination, mariadb, postgres,
-    restore::Staged, sqlite,
+    Database, Engine, Error, Result, Snapshot, destination,
+    kinds::{self, DbRestoreCx, RestoreCx},
+    postgres,
 };
 
 /// How to restore a database target.
@@ -86,46 +85,13 @@ impl Engine {
         let repo = self.open_repo(&target.name)?;
         let snapshot = repo.find(wanted)?;
         let replaced = fs::symlink_metadata(to).is_ok();
-        match &target.kind {
-            TargetKind::Sqlite { .. } => {
-                // rustic's parallel restore into a staging directory beside `to`, then the
-                // one file is checked and renamed into place.
-                let sidecars = sqlite::sidecars(to);
-                let staged = Staged::new(to, force, &sidecars)?;
-                fs::create_dir_all(&staged.path).map_err(Error::io(format!(
-                    "cannot create {}",
-                    staged.path.display()
-                )))?;
-                let inner = snapshot.paths.first().cloned().unwrap_or_default();
-                let file = staged.path.join(inner.trim_start_matches('/'));
-                repo.restore_tree(&snapshot.id, &staged.path)?;
-                sqlite::check_file(
-                    &target.name,
-                    &file,
-                    "the restored database",
-                    sqlite::Check::Quick,
-                )?;
-                for side in sqlite::sidecars(&file) {
-                    let _ = fs::remove_file(side);
-                }
-                staged.commit(Some(&file), &sidecars)?;
-            }
-            TargetKind::Postgres(_) | TargetKind::Mariadb(_) => {
-                return Err(Error::Usage {
-                    target: target.name.clone(),
-                    message: "a database target restores into a database: use --into DBNAME".into(),
-                });
-            }
-            TargetKind::Files { .. } => {
-                let staged = Staged::new(to, force, &[])?;
-                fs::create_dir_all(&staged.path).map_err(Error::io(format!(
-                    "cannot create {}",
-                    staged.path.display()
-                )))?;
-                repo.restore_tree(&snapshot.id, &staged.path)?;
-                staged.commit(None, &[])?;
-            }
-        }
+        kinds::of(&target.kind).restore_to(RestoreCx {
+            target: &target.name,
+            repo,
+            snapshot: &snapshot,
+            to,
+            force,
+        })?;
         Ok(RestoreReport {
             snapshot,
             to: to.to_path_buf(),
@@ -168,83 +134,32 @@ impl Engine {
         into: &str,
         opts: &DbRestore,
     ) -> Result<RestoreReport> {
-        let DbRestore {
-            force,
-            keep_owners,
-            jobs,
-            ref server,
-            analyze,
-        } = *opts;
         let started = Instant::now();
         let target = self.config.target(target)?;
         postgres::check_db_name(&target.name, into)?;
-        // The target's kind with its connection replaced by `server` when one is given
-        // (non-database kinds are refused below).
-        let kind = Database::new(
+        let db = Database::new(
             &target.name,
             &target.kind,
-            server.as_ref(),
+            opts.server.as_ref(),
             &self.config.scratch_dir(),
         )
-        .map_or_else(|_| target.kind.clone(), |db| db.server_kind());
+        .map_err(|_| Error::Usage {
+            target: target.name.clone(),
+            message: "--into is for database targets; use --to PATH".into(),
+        })?;
         let repo = self.open_repo(&target.name)?;
         let snapshot = repo.find(wanted)?;
         let inner = snapshot.paths.first().cloned().unwrap_or_default();
-        let id = snapshot.id.clone();
-        let replaced = match &kind {
-            TargetKind::Postgres(pg) => {
-                let conn = postgres::Conn::new(&target.name, pg)?;
-                let exists = prepare_pg(&conn, &target.name, into, force)?;
-                if jobs > 1 {
-                    // pg_restore runs in parallel only from a file: stage the dump in data_dir.
-                    let scratch = ScratchDir::new(
-                        &self.config.scratch_dir(),
-                        &format!("{}-restore", target.name),
-                    )?;
-                    let file = scratch.join("restore.dump");
-                    let mut out = fs::File::create(&file)
-                        .map_err(Error::io(format!("cannot create {}", file.display())))?;
-                    repo.dump_to(&id, &inner, &mut out)?;
-                    out.sync_all()
-                        .map_err(Error::io(format!("cannot write {}", file.display())))?;
-                    drop(out);
-                    conn.restore(into, keep_owners, Some((&file, jobs)), |_| Ok(()))?;
-                } else {
-                    conn.restore(into, keep_owners, None, |stdin| {
-                        repo.dump_to(&id, &inner, stdin)
-                    })?;
-                }
-                if analyze {
-                    conn.psql(into, "ANALYZE")?;
-                }
-                exists
-            }
-            TargetKind::Mariadb(db) => {
-                let conn = mariadb::Conn::new(&target.name, db, &self.config.scratch_dir())?;
-                let exists = conn.sql(&format!(
-                    "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{into}'"
-                ))? != "0";
-                if exists {
-                    let tables = conn.sql(&format!("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{into}'"))?;
-                    if tables != "0" && !force {
-                        return Err(Error::DatabaseNotEmpty {
-                            target: target.name.clone(),
-                            database: into.to_string(),
-                        });
-                    }
-                    conn.sql(&format!("DROP DATABASE `{into}`"))?;
-                }
-                conn.sql(&format!("CREATE DATABASE `{into}` CHARACTER SET utf8mb4"))?;
-                conn.restore(into, |stdin| repo.dump_to(&id, &inner, stdin))?;
-                exists
-            }
-            _ => {
-                return Err(Error::Usage {
-                    target: target.name.clone(),
-                    message: "--into is for database targets; use --to PATH".into(),
-                });
-            }
-        };
+        let replaced = db.server.restore_into(
+            &db.cx(),
+            DbRestoreCx {
+                repo,
+                id: &snapshot.id,
+                inner: &inner,
+                into,
+                opts,
+            },
+        )?;
         Ok(RestoreReport {
             snapshot,
             to: PathBuf::from(format!("database {into}")),
@@ -262,13 +177,25 @@ impl Engine {
         target: &str,
         server: Option<&runbook_config::DbUrl>,
     ) -> Result<Database> {
-        let target = self.config.target(target)?;
-        Database::new(
-            &target.name,
-            &target.kind,
-            server,
-            &self.config.scratch_dir(),
-        )
+        let t = self.config.target(target)?;
+        Database::new(&t.name, &t.kind, server, &self.config.scratch_dir())
+    }
+
+    /// The database server of `target` (or `server` standing in for it) when it is a
+    /// database target; `None` for other kinds.
+    ///
+    /// # Errors
+    /// Unknown target.
+    pub fn database_of(
+        &self,
+        target: &str,
+        server: Option<&runbook_config::DbUrl>,
+    ) -> Result<Option<Database>> {
+        let t = self.config.target(target)?;
+        if kinds::of(&t.kind).database(None).is_none() {
+            return Ok(None);
+        }
+        self.database(target, server).map(Some)
     }
 
     /// Checks the files restored from snapshot `id` of `target` under `dir` against the
@@ -287,39 +214,4 @@ impl Engine {
         let target = self.config.target(target)?;
         self.open_repo(&target.name)?.verify_tree(id, dir)
     }
-}
-
-/// Creates `into` or, if it exists with content, refuses (or with `force` drops and recreates
-/// it). Returns whether it existed.
-fn prepare_pg(conn: &postgres::Conn<'_>, target: &str, into: &str, force: bool) -> Result<bool> {
-    let maintenance = "postgres";
-    let exists = conn.psql(
-        maintenance,
-        &format!("SELECT count(*) FROM pg_database WHERE datname = '{into}'"),
-    )? != "0";
-    if exists {
-        let relations = conn.psql(
-            into,
-            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'",
-        )?;
-        if relations == "0" {
-            return Ok(true);
-        }
-        if !force {
-            return Err(Error::DatabaseNotEmpty {
-                target: target.to_string(),
-                database: into.to_string(),
-            });
-        }
-        conn.psql(
-            maintenance,
-            &format!("DROP DATABASE \"{into}\" WITH (FORCE)"),
-        )?;
-    }
-    conn.psql(
-        maintenance,
-        &format!("CREATE DATABASE \"{into}\" TEMPLATE template0"),
-    )?;
-    Ok(exists)
 }

@@ -137,6 +137,26 @@ impl TargetKind {
         }
     }
 
+    /// The server connection of a database kind (PostgreSQL, MariaDB); `None` for others.
+    #[must_use]
+    pub fn database_url(&self) -> Option<&DbUrl> {
+        match self {
+            Self::Postgres(pg) => Some(&pg.url),
+            Self::Mariadb(db) => Some(&db.url),
+            Self::Sqlite { .. } | Self::Files { .. } => None,
+        }
+    }
+
+    /// The one live file a restore may replace in place (after a pre-restore snapshot):
+    /// a SQLite database; `None` for kinds restored only elsewhere.
+    #[must_use]
+    pub fn live_file(&self) -> Option<&Path> {
+        match self {
+            Self::Sqlite { path } => Some(path),
+            _ => None,
+        }
+    }
+
     /// The source paths this target reads.
     #[must_use]
     pub fn paths(&self) -> Vec<&Path> {

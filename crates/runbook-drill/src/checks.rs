@@ -7,88 +7,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use runbook_backup::{Database, Engine, Snapshot};
-use runbook_config::{Drill, DrillCheck, Target, TargetKind};
+use runbook_backup::{Database, Engine};
+use runbook_config::{Drill, DrillCheck, Target};
 
-use crate::{CheckResult, Place, Report};
+use crate::{CheckResult, kinds::DrillCx};
 
-mod files;
-mod mariadb;
-mod postgres;
+pub(crate) mod files;
+pub(crate) mod mariadb;
+pub(crate) mod postgres;
 mod probe;
-mod sqlite;
+pub(crate) mod sqlite;
 
-use files::files_checks;
-use mariadb::MariaProbe;
-use postgres::PgProbe;
 use probe::{Probe, Side, Sides};
-use sqlite::{SqliteProbe, sqlite_integrity};
-
-/// Runs the built-in and configured checks for `place`, appending to `report.checks`.
-pub(crate) fn run(
-    engine: &Engine,
-    target: &Target,
-    settings: &Drill,
-    snapshot: &Snapshot,
-    place: &Place,
-    database: Option<&Database>,
-    report: &mut Report,
-) {
-    let out = &mut report.checks;
-    match (&target.kind, place) {
-        (TargetKind::Sqlite { path }, Place::File(file)) => {
-            let probe = SqliteProbe {
-                source: path.clone(),
-                restored: file.clone(),
-            };
-            sqlite_integrity(&probe, out);
-            database_checks(&probe, settings, &|_| false, out);
-        }
-        (TargetKind::Postgres(pg), Place::Database(db)) => {
-            let (Some(server), Some(source)) = (database, live_source(engine, target, out)) else {
-                return;
-            };
-            let excludes = globs(&pg.exclude_tables);
-            let probe = PgProbe {
-                sides: Sides {
-                    source_db: source.source_database().to_string(),
-                    source,
-                    restored: server.clone(),
-                    restored_db: db.clone(),
-                },
-                schemas: pg.schemas.clone(),
-            };
-            let excluded = |t: &str| {
-                let bare = t.split_once('.').map_or(t, |(_, n)| n);
-                excludes.is_match(t) || excludes.is_match(bare)
-            };
-            database_checks(&probe, settings, &excluded, out);
-        }
-        (TargetKind::Mariadb(_), Place::Database(db)) => {
-            let (Some(server), Some(source)) = (database, live_source(engine, target, out)) else {
-                return;
-            };
-            let probe = MariaProbe {
-                sides: Sides {
-                    source_db: source.source_database().to_string(),
-                    source,
-                    restored: server.clone(),
-                    restored_db: db.clone(),
-                },
-            };
-            database_checks(&probe, settings, &|_| false, out);
-        }
-        (TargetKind::Files { .. }, Place::Dir(dir)) => {
-            files_checks(engine, &target.name, snapshot, dir, out);
-        }
-        _ => out.push(CheckResult::new(
-            "restore",
-            "a restored copy of the target's kind",
-            "internal error: restored to the wrong kind of place",
-            false,
-        )),
-    }
-}
 
 /// The target's own server, to compare the copy with; a failure is a failed `tables` check.
 fn live_source(engine: &Engine, target: &Target, out: &mut Vec<CheckResult>) -> Option<Database> {
@@ -104,6 +34,18 @@ fn live_source(engine: &Engine, target: &Target, out: &mut Vec<CheckResult>) -> 
             None
         }
     }
+}
+
+/// The drill server and the live source of a database kind's drill, to build its probe.
+fn sides(cx: &DrillCx<'_>, restored_db: &str, out: &mut Vec<CheckResult>) -> Option<Sides> {
+    let server = cx.database?;
+    let source = live_source(cx.engine, cx.target, out)?;
+    Some(Sides {
+        source_db: source.source_database().to_string(),
+        source,
+        restored: server.clone(),
+        restored_db: restored_db.to_string(),
+    })
 }
 
 fn globs(patterns: &[String]) -> globset::GlobSet {

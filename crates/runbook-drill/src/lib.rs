@@ -8,6 +8,7 @@
 //! what it finds is provably dead) and reports it.
 
 mod checks;
+mod kinds;
 mod outcome;
 mod ready;
 mod report;
@@ -18,13 +19,12 @@ use std::time::Instant;
 
 use jiff::Timestamp;
 use runbook_backup::{Engine, ScratchDir, TargetLock};
-use runbook_config::TargetKind;
 
 pub use outcome::{CheckResult, Outcome, Report, SnapshotRef, record};
 pub use report::{markdown, parse_since};
 pub use scratch::{clean_leftovers, database_prefix, scratch_root};
 
-use restore::{Place, choose, restore};
+use restore::{Place, choose};
 use scratch::{marker_file, remove_dead_scratch, remove_scratch_database, scratch_database};
 
 /// What to drill.
@@ -112,14 +112,9 @@ fn drill(
         .map_err(|e| format!("{e} (another drill of this target is running)"))?;
     let root = scratch_root(engine);
     let marker = marker_file(engine, name);
-    let database = match target.kind {
-        TargetKind::Postgres(_) | TargetKind::Mariadb(_) => Some(
-            engine
-                .database(name, settings.server.as_ref())
-                .map_err(|e| e.to_string())?,
-        ),
-        _ => None,
-    };
+    let database = engine
+        .database_of(name, settings.server.as_ref())
+        .map_err(|e| e.to_string())?;
     report.leftovers_removed = remove_dead_scratch(engine, name, database.as_ref())?;
     if req.backup_first {
         progress("backing up (reason restore-drill)");
@@ -204,7 +199,15 @@ fn drill(
             .map_err(|e| format!("cannot write {}: {e}", marker.display()))?;
     }
     let restore_started = Instant::now();
-    let restored = restore(engine, &target, &settings, &snapshot, &scratch, req.now);
+    let kind = kinds::of(&target.kind);
+    let cx = kinds::DrillCx {
+        engine,
+        target: &target,
+        settings: &settings,
+        snapshot: &snapshot,
+        database: database.as_ref(),
+    };
+    let restored = kind.restore(&cx, &scratch, req.now);
     let restore_seconds = restore_started.elapsed().as_secs_f64();
     let place = match restored {
         Ok(place) => {
@@ -239,15 +242,7 @@ fn drill(
     }
     let checks_started = Instant::now();
     progress("checking the restored data");
-    checks::run(
-        engine,
-        &target,
-        &settings,
-        &snapshot,
-        &place,
-        database.as_ref(),
-        report,
-    );
+    kind.check(&cx, &place, &mut report.checks);
     if let Some(cmd) = &settings.ready_command {
         progress("running ready_command");
         report.checks.push(ready::run(

@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 
 use jiff::Timestamp;
-use runbook_backup::{DbRestore, Engine, ScratchDir, Snapshot};
-use runbook_config::{Drill, DrillSnapshot, Target, TargetKind};
+use runbook_backup::Snapshot;
+use runbook_config::{Drill, DrillSnapshot};
 
-use crate::{Request, scratch::scratch_database};
+use crate::Request;
 
 /// Where a drill restored the snapshot.
 #[derive(Debug, Clone)]
@@ -50,46 +50,6 @@ pub(crate) fn choose(snapshots: &[Snapshot], req: &Request, settings: &Drill) ->
             }
             let i = rand::random_range(0..candidates.len());
             Some(candidates[i].clone())
-        }
-    }
-}
-
-/// Restores `snapshot` into scratch. On failure, also says what may have been created.
-pub(crate) fn restore(
-    engine: &Engine,
-    target: &Target,
-    settings: &Drill,
-    snapshot: &Snapshot,
-    scratch: &ScratchDir,
-    now: Timestamp,
-) -> Result<Place, (Option<Place>, String)> {
-    let name = &target.name;
-    match &target.kind {
-        TargetKind::Sqlite { path } => {
-            let file = scratch.join(path.file_name().unwrap_or(path.as_os_str()));
-            engine
-                .restore(name, &snapshot.id, &file, false)
-                .map(|_| Place::File(file))
-                .map_err(|e| (None, e.to_string()))
-        }
-        TargetKind::Files { .. } => {
-            let dir = scratch.join("tree");
-            engine
-                .restore(name, &snapshot.id, &dir, false)
-                .map(|_| Place::Dir(dir))
-                .map_err(|e| (None, e.to_string()))
-        }
-        TargetKind::Postgres(_) | TargetKind::Mariadb(_) => {
-            let db = scratch_database(name, now);
-            let opts = DbRestore {
-                server: settings.server.clone(),
-                analyze: false,
-                ..DbRestore::default()
-            };
-            engine
-                .restore_database(name, &snapshot.id, &db, &opts)
-                .map(|_| Place::Database(db.clone()))
-                .map_err(|e| (Some(Place::Database(db)), e.to_string()))
         }
     }
 }

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use jiff::Timestamp;
 use runbook_backup::{Database, Engine, TargetLock};
-use runbook_config::TargetKind;
 
 use crate::{CheckResult, Place, Report};
 
@@ -96,13 +95,10 @@ pub fn clean_leftovers(engine: &Engine, target: &str) -> Result<Vec<String>, Str
     else {
         return Ok(Vec::new());
     };
-    let database = match t.kind {
-        TargetKind::Postgres(_) | TargetKind::Mariadb(_) => {
-            let server = t.drill.as_ref().and_then(|d| d.server.as_ref());
-            Some(engine.database(target, server).map_err(|e| e.to_string())?)
-        }
-        _ => None,
-    };
+    let server = t.drill.as_ref().and_then(|d| d.server.as_ref());
+    let database = engine
+        .database_of(target, server)
+        .map_err(|e| e.to_string())?;
     remove_dead_scratch(engine, target, database.as_ref())
 }
 

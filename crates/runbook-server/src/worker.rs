@@ -3,7 +3,6 @@
 //! and metrics. The serve loop calls it repeatedly; tests call it directly.
 
 use runbook_backup::BackupRequest;
-use runbook_config::TargetKind;
 use runbook_store::{Job, JobKind, JobState};
 use serde::Deserialize;
 
@@ -221,7 +220,7 @@ fn execute(
                 // Checked again here: the job may have been queued by an older version.
                 Some(to) => (engine.api_restore_path(&to)?, p.force, None),
                 None => {
-                    let TargetKind::Sqlite { path } = &target.kind else {
+                    let Some(path) = target.kind.live_file() else {
                         return Err(format!(
                             "target `{}`: restoring over the live source is supported for sqlite targets; give \"to\"",
                             job.target
@@ -243,7 +242,7 @@ fn execute(
                                 "pre-restore snapshot failed, nothing was restored: {e}"
                             ),
                         })?;
-                    (path.clone(), true, Some(pre))
+                    (path.to_path_buf(), true, Some(pre))
                 }
             };
             let report = engine.restore(&job.target, &p.snapshot, &to, force)?;

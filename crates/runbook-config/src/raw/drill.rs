@@ -62,7 +62,7 @@ impl RawDrill {
             .transpose()
             .map_err(|r| invalid("snapshot", r))?
             .unwrap_or(DrillSnapshot::Latest);
-        let database = matches!(kind, TargetKind::Postgres(_) | TargetKind::Mariadb(_));
+        let database = kind.database_url().is_some();
         let server = match self.server {
             None => None,
             Some(_) if !database => {
@@ -72,10 +72,9 @@ impl RawDrill {
                 ));
             }
             Some(url) => {
-                let scheme = if matches!(kind, TargetKind::Postgres(_)) {
-                    "postgres"
-                } else {
-                    "mysql"
+                let scheme = match kind.database_url() {
+                    Some(u) if u.scheme == "postgres" => "postgres",
+                    _ => "mysql",
                 };
                 Some(db_url(file, key, &url, scheme).map_err(|_| {
                     invalid(

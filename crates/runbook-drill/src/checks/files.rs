@@ -1,9 +1,13 @@
 //! Files targets: every restored file re-hashed against the snapshot, every `*.json` parsed.
 
-use runbook_backup::{Engine, Snapshot};
+use jiff::Timestamp;
+use runbook_backup::{Engine, ScratchDir, Snapshot};
 
 use super::list;
-use crate::CheckResult;
+use crate::{
+    CheckResult, Place,
+    kinds::{self, DrillCx, DrillKind, RestoreFailure},
+};
 
 /// Files: every file re-hashed against the snapshot's chunk ids; every `*.json` parses.
 pub(super) fn files_checks(
@@ -79,6 +83,27 @@ fn walk(dir: &std::path::Path, f: &mut dyn FnMut(&std::path::Path)) {
             Ok(t) if t.is_dir() => walk(&p, f),
             Ok(t) if t.is_file() => f(&p),
             _ => {}
+        }
+    }
+}
+
+/// Files targets in drills: the tree restored into a scratch directory.
+pub(crate) struct Drill;
+
+impl DrillKind for Drill {
+    fn restore(
+        &self,
+        cx: &DrillCx<'_>,
+        scratch: &ScratchDir,
+        _now: Timestamp,
+    ) -> Result<Place, RestoreFailure> {
+        kinds::restore_path(cx, scratch.join("tree"), Place::Dir)
+    }
+
+    fn check(&self, cx: &DrillCx<'_>, place: &Place, out: &mut Vec<CheckResult>) {
+        match place {
+            Place::Dir(dir) => files_checks(cx.engine, &cx.target.name, cx.snapshot, dir, out),
+            _ => kinds::wrong_place(out),
         }
     }
 }

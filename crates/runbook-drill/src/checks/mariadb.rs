@@ -3,7 +3,14 @@
 
 use std::collections::BTreeMap;
 
+use jiff::Timestamp;
+use runbook_backup::ScratchDir;
+
 use super::probe::{Probe, Probed, Side, Sides, bq, lit};
+use crate::{
+    CheckResult, Place,
+    kinds::{self, DrillCx, DrillKind, RestoreFailure},
+};
 
 pub(super) struct MariaProbe {
     pub(super) sides: Sides,
@@ -43,5 +50,28 @@ impl Probe for MariaProbe {
 
     fn scalar(&self, sql: &str) -> Probed<String> {
         self.sides.scalar(sql)
+    }
+}
+
+/// MariaDB targets in drills: restored into a scratch database on the drill server.
+pub(crate) struct Drill;
+
+impl DrillKind for Drill {
+    fn restore(
+        &self,
+        cx: &DrillCx<'_>,
+        _scratch: &ScratchDir,
+        now: Timestamp,
+    ) -> Result<Place, RestoreFailure> {
+        kinds::restore_database(cx, now)
+    }
+
+    fn check(&self, cx: &DrillCx<'_>, place: &Place, out: &mut Vec<CheckResult>) {
+        let Place::Database(db) = place else {
+            return kinds::wrong_place(out);
+        };
+        if let Some(sides) = super::sides(cx, db, out) {
+            super::database_checks(&MariaProbe { sides }, cx.settings, &|_| false, out);
+        }
     }
 }

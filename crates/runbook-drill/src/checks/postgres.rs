@@ -3,7 +3,15 @@
 
 use std::collections::BTreeMap;
 
+use jiff::Timestamp;
+use runbook_backup::ScratchDir;
+use runbook_config::Postgres;
+
 use super::probe::{Probe, Probed, Side, Sides, dq, lit};
+use crate::{
+    CheckResult, Place,
+    kinds::{self, DrillCx, DrillKind, RestoreFailure},
+};
 
 pub(super) struct PgProbe {
     pub(super) sides: Sides,
@@ -73,5 +81,40 @@ impl Probe for PgProbe {
 
     fn scalar(&self, sql: &str) -> Probed<String> {
         self.sides.scalar(sql)
+    }
+}
+
+/// PostgreSQL targets in drills: restored into a scratch database on the drill server.
+pub(crate) struct Drill<'a> {
+    pub pg: &'a Postgres,
+}
+
+impl DrillKind for Drill<'_> {
+    fn restore(
+        &self,
+        cx: &DrillCx<'_>,
+        _scratch: &ScratchDir,
+        now: Timestamp,
+    ) -> Result<Place, RestoreFailure> {
+        kinds::restore_database(cx, now)
+    }
+
+    fn check(&self, cx: &DrillCx<'_>, place: &Place, out: &mut Vec<CheckResult>) {
+        let Place::Database(db) = place else {
+            return kinds::wrong_place(out);
+        };
+        let Some(sides) = super::sides(cx, db, out) else {
+            return;
+        };
+        let excludes = super::globs(&self.pg.exclude_tables);
+        let probe = PgProbe {
+            sides,
+            schemas: self.pg.schemas.clone(),
+        };
+        let excluded = |t: &str| {
+            let bare = t.split_once('.').map_or(t, |(_, n)| n);
+            excludes.is_match(t) || excludes.is_match(bare)
+        };
+        super::database_checks(&probe, cx.settings, &excluded, out);
     }
 }

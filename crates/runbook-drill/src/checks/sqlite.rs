@@ -1,11 +1,20 @@
 //! SQLite: `integrity_check` and `foreign_key_check` on the restored file, and the probe that
 //! answers the shared database questions of the live file and the copy.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::Path,
+};
+
+use jiff::Timestamp;
+use runbook_backup::ScratchDir;
 
 use super::list;
 use super::probe::{Probe, Probed, Side, dq, lit};
-use crate::CheckResult;
+use crate::{
+    CheckResult, Place,
+    kinds::{self, DrillCx, DrillKind, RestoreFailure},
+};
 
 /// SQLite's own checks on the restored file.
 pub(super) fn sqlite_integrity(probe: &SqliteProbe, out: &mut Vec<CheckResult>) {
@@ -132,5 +141,34 @@ impl Probe for SqliteProbe {
         v.into_iter()
             .next()
             .ok_or_else(|| "the query returned no row".into())
+    }
+}
+
+/// SQLite targets in drills: the file restored into scratch under its own name.
+pub(crate) struct Drill<'a> {
+    pub path: &'a Path,
+}
+
+impl DrillKind for Drill<'_> {
+    fn restore(
+        &self,
+        cx: &DrillCx<'_>,
+        scratch: &ScratchDir,
+        _now: Timestamp,
+    ) -> Result<Place, RestoreFailure> {
+        let file = scratch.join(self.path.file_name().unwrap_or(self.path.as_os_str()));
+        kinds::restore_path(cx, file, Place::File)
+    }
+
+    fn check(&self, cx: &DrillCx<'_>, place: &Place, out: &mut Vec<CheckResult>) {
+        let Place::File(file) = place else {
+            return kinds::wrong_place(out);
+        };
+        let probe = SqliteProbe {
+            source: self.path.to_path_buf(),
+            restored: file.clone(),
+        };
+        sqlite_integrity(&probe, out);
+        super::database_checks(&probe, cx.settings, &|_| false, out);
     }
 }

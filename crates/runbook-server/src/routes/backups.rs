@@ -176,11 +176,7 @@ fn validate_restore(state: &AppState, b: &mut RestoreBody) -> ApiResult<()> {
         .target(&b.target)
         .map_err(|e| AppError::new(StatusCode::NOT_FOUND, e.to_string()))?;
     let kind = target.kind.name();
-    let database = matches!(
-        target.kind,
-        runbook_config::TargetKind::Postgres(_) | runbook_config::TargetKind::Mariadb(_)
-    );
-    if database {
+    if target.kind.database_url().is_some() {
         if b.into.is_none() {
             return Err(AppError::bad_request(format!(
                 "into: required for the {kind} target `{}` (the database to restore into)",
@@ -208,7 +204,7 @@ fn validate_restore(state: &AppState, b: &mut RestoreBody) -> ApiResult<()> {
                 .map_err(|e| AppError::bad_request(format!("to: {e}")))?;
             b.to = Some(resolved.to_string_lossy().into_owned());
         }
-        None if matches!(target.kind, runbook_config::TargetKind::Files { .. }) => {
+        None if target.kind.live_file().is_none() => {
             return Err(AppError::bad_request(format!(
                 "to: required for the files target `{}` (a path below the restore roots)",
                 b.target
