@@ -35,6 +35,23 @@ if ! command -v st >/dev/null; then
   hash -r
 fi
 
+# A local S3-compatible server for the object-storage tests: moto's server (PyPI `moto[server]`),
+# in memory, on 127.0.0.1:9333, started here when nothing answers there.
+export RUNBOOK_TEST_S3="${RUNBOOK_TEST_S3:-http://127.0.0.1:9333}"
+if ! command -v moto_server >/dev/null; then
+  echo "installing: moto[server] (pip)"
+  python3 -m pip install --quiet 'moto[server]' 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages 'moto[server]'
+  hash -r
+fi
+s3_up() { python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=2)" "$RUNBOOK_TEST_S3" >/dev/null 2>&1; }
+if ! s3_up; then
+  port="${RUNBOOK_TEST_S3##*:}"
+  setsid nohup moto_server -H 127.0.0.1 -p "$port" >"${TMPDIR:-/tmp}/runbook-moto.log" 2>&1 < /dev/null &
+  for _ in $(seq 1 50); do s3_up && break; sleep 0.2; done
+  s3_up || { echo "the local S3 server did not start; see ${TMPDIR:-/tmp}/runbook-moto.log" >&2; exit 1; }
+fi
+
 # Database servers (used by the database-target tests): start them if they are installed
 # and not running.
 if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then

@@ -18,8 +18,7 @@ impl Engine {
             // Which pack is damaged is not always in the message that found it: every pack
             // whose content no longer hashes to its name goes (a healthy one never does).
             let quarantine = data_dir.join("quarantine").join(&target.name);
-            let moved =
-                heal::quarantine(&self.config.repository.path.join(&target.name), &quarantine)?;
+            let moved = repo.quarantine_damaged(&quarantine)?;
             for pack in moved {
                 log::warn!(
                     "target `{}`: damaged pack {pack} moved to {}; its data is stored again by this backup",

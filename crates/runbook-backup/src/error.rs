@@ -13,20 +13,22 @@ pub enum Error {
     #[error(transparent)]
     Config(#[from] runbook_config::ConfigError),
     /// The repository rejected the password.
-    #[error("target `{target}`: wrong repository password for {}", repo.display())]
+    #[error("target `{target}`: wrong repository password for {repo}")]
     WrongPassword {
         /// The target.
         target: String,
-        /// Its repository.
-        repo: PathBuf,
+        /// Its repository (a directory or an `s3:` URL).
+        repo: String,
     },
     /// The target has no repository yet.
-    #[error("target `{target}`: no backups yet (repository {} does not exist); run `runbook backup {target}` first", repo.display())]
+    #[error(
+        "target `{target}`: no backups yet (repository {repo} does not exist); run `runbook backup {target}` first"
+    )]
     NoRepository {
         /// The target.
         target: String,
-        /// Where its repository would be.
-        repo: PathBuf,
+        /// Where its repository would be (a directory or an `s3:` URL).
+        repo: String,
     },
     /// The source could not be read.
     #[error("target `{target}`: cannot read source {}: {reason}", path.display())]

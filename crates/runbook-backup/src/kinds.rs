@@ -126,7 +126,7 @@ impl BackupCx<'_> {
     /// The target's repository, written with `chunking`.
     pub(crate) fn repo(&self, chunking: Chunking) -> Result<Repo> {
         Repo::open(
-            &self.engine.config.repository.path,
+            &self.engine.config.repository,
             &self.target.name,
             &self.password,
             Some(chunking),

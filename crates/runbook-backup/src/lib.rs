@@ -83,12 +83,7 @@ impl Engine {
 
     /// Opens the existing repository of `target`.
     fn open_repo(&self, target: &str) -> Result<Repo> {
-        Repo::open(
-            &self.config.repository.path,
-            target,
-            &self.password()?,
-            None,
-        )
+        Repo::open(&self.config.repository, target, &self.password()?, None)
     }
 
     fn lock(&self, target: &Target) -> Result<TargetLock> {
@@ -103,14 +98,29 @@ impl Engine {
     /// A run on this target died while writing (e.g. `kill -9`): remove its half-written
     /// files and the packs no index references. Earlier snapshots were never touched.
     fn recover(&self, target: &Target) -> Result<()> {
-        let dir = self.config.repository.path.join(&target.name);
-        if !dir.join("config").exists() {
-            let _ = fs::remove_dir_all(&dir);
-            return Ok(());
+        if self.config.repository.s3.is_none() {
+            let dir = self.config.repository.path.join(&target.name);
+            if !dir.join("config").exists() {
+                let _ = fs::remove_dir_all(&dir);
+                return Ok(());
+            }
+            remove_tmp_files(&dir);
         }
-        remove_tmp_files(&dir);
-        let repo = self.open_repo(&target.name)?;
-        repo.prune()
+        // Object stores write each file whole: only the unreferenced packs are left to prune.
+        match self.open_repo(&target.name) {
+            Ok(repo) => repo.prune(),
+            Err(Error::NoRepository { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the repository storage answers (for readiness): the local root exists and can
+    /// be read, or the S3 bucket can be listed with the credentials given.
+    ///
+    /// # Errors
+    /// One line naming the storage and the reason.
+    pub fn repository_reachable(&self) -> std::result::Result<(), String> {
+        repository::probe(&self.config.repository)
     }
 
     /// Backs up `target` and returns the new snapshot.

@@ -6,6 +6,7 @@
 
 mod errors;
 mod progress;
+mod quarantine;
 mod read;
 mod retention;
 mod stream;
@@ -16,6 +17,7 @@ use std::{
 };
 
 use jiff::{Timestamp, tz::TimeZone};
+use runbook_config::RepositoryConfig;
 use rustic_backend::BackendOptions;
 use rustic_core::{
     BackupOptions, CheckOptions, ConfigOptions, Credentials, KeyOptions, NoProgressBars,
@@ -31,7 +33,7 @@ use crate::{
 
 pub(crate) use errors::DAMAGED;
 pub use errors::panics_are_reported;
-use errors::{guard, rerr, unreachable_none, without_backtrace};
+use errors::{guard, one_line, raw_line, rerr, storage_cause, unreachable_none, without_backtrace};
 
 /// How a repository cuts data into chunks (fixed when the repository is created).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,37 +75,93 @@ pub struct ForgetPlan {
     pub remove: Vec<Snapshot>,
 }
 
-/// An open repository of one target.
-pub(crate) struct Repo {
-    inner: Repository<OpenStatus>,
-    target: String,
-}
-
-impl Repo {
-    /// Opens the repository of `target` under `root`, creating it with `chunking` if `create`
-    /// and it does not exist yet.
-    pub(crate) fn open(
-        root: &Path,
-        target: &str,
-        password: &SecretString,
-        create: Option<Chunking>,
-    ) -> Result<Self> {
-        let dir = root.join(target);
-        let rerr = |action: &'static str| rerr(target, action);
-        let exists = dir.join("config").exists();
-        if !exists && create.is_none() {
-            return Err(Error::NoRepository {
-                target: target.to_string(),
-                repo: dir,
-            });
-        }
-        let location = dir.to_str().ok_or_else(|| Error::Repository {
+/// The rustic backend options for `target`'s repository: a local directory, or OpenDAL's S3
+/// service with the keys from the environment or the credentials file.
+fn backends(location: &RepositoryConfig, target: &str) -> Result<BackendOptions> {
+    let Some(s3) = &location.s3 else {
+        let dir = location.path.join(target);
+        let path = dir.to_str().ok_or_else(|| Error::Repository {
             target: target.to_string(),
             action: "open repository",
             message: format!("path {} is not valid UTF-8", dir.display()),
         })?;
-        let backends = BackendOptions::default()
-            .repository(location)
+        return Ok(BackendOptions::default().repository(path));
+    };
+    let creds = s3.credentials().map_err(|message| Error::Repository {
+        target: target.to_string(),
+        action: "open repository",
+        message: format!("{}: {message}", s3.url),
+    })?;
+    let options = [
+        ("bucket", s3.url.bucket.clone()),
+        ("root", format!("/{}", s3.url.root_of(target))),
+        ("endpoint", s3.url.endpoint.clone()),
+        ("region", s3.region()),
+        ("access_key_id", creds.access_key_id),
+        (
+            "secret_access_key",
+            creds.secret_access_key.expose_secret().to_string(),
+        ),
+        // Only what runbook was given: no ~/.aws files, no instance metadata lookups.
+        ("disable_config_load", "true".into()),
+        ("disable_ec2_metadata", "true".into()),
+    ];
+    Ok(BackendOptions::default().repository("opendal:s3").options(
+        options
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect::<std::collections::BTreeMap<_, _>>(),
+    ))
+}
+
+/// Whether the repository storage answers: the local root can be created and read, or the
+/// bucket can be listed with the credentials given.
+pub(crate) fn probe(location: &RepositoryConfig) -> std::result::Result<(), String> {
+    if location.s3.is_none() {
+        let root = &location.path;
+        return std::fs::create_dir_all(root)
+            .and_then(|()| std::fs::metadata(root))
+            .map(drop)
+            .map_err(|e| format!("repository root {}: {e}", root.display()));
+    }
+    let backends = backends(location, "")
+        .map_err(|e| e.to_string())?
+        .to_backends()
+        .map_err(|e| one_line(&e))?;
+    // A listing of a missing bucket can come back empty; reading a key cannot: it answers
+    // "not found" (reachable) or why the storage refused.
+    match backends
+        .repository()
+        .read_full(rustic_core::FileType::Config, &rustic_core::Id::default())
+    {
+        Ok(_) => Ok(()),
+        Err(e) => match storage_cause(&raw_line(&e)) {
+            Some(cause) => Err(cause),
+            None => Ok(()),
+        },
+    }
+}
+
+/// An open repository of one target.
+pub(crate) struct Repo {
+    inner: Repository<OpenStatus>,
+    /// The storage itself, for what rustic's API does not offer (quarantine).
+    backend: std::sync::Arc<dyn rustic_core::WriteBackend>,
+    target: String,
+}
+
+impl Repo {
+    /// Opens the repository of `target` in `location` (a local root or S3), creating it with
+    /// `chunking` if `create` and it does not exist yet.
+    pub(crate) fn open(
+        location: &RepositoryConfig,
+        target: &str,
+        password: &SecretString,
+        create: Option<Chunking>,
+    ) -> Result<Self> {
+        let rerr = |action: &'static str| rerr(target, action);
+        let shown = location.location_of(target);
+        let backends = backends(location, target)?
             .to_backends()
             .map_err(rerr("open repository"))?;
         let opts = RepositoryOptions::default().no_cache(true);
@@ -113,11 +171,32 @@ impl Repo {
             Repository::new_with_progress(&opts, &backends, NoProgressBars)
         }
         .map_err(rerr("open repository"))?;
+        let exists = base.config_id().map_err(rerr("open repository"))?.is_some();
+        if !exists && create.is_none() {
+            // A listing of a bucket that is missing (or refused) can come back empty: say why
+            // rather than "no backups yet".
+            if location.s3.is_some()
+                && let Err(message) = probe(location)
+            {
+                return Err(Error::Repository {
+                    target: target.to_string(),
+                    action: "open repository",
+                    message,
+                });
+            }
+            return Err(Error::NoRepository {
+                target: target.to_string(),
+                repo: shown,
+            });
+        }
         let creds = Credentials::Password(password.expose_secret().to_string());
         let inner = match create {
             Some(chunking) if !exists => {
-                std::fs::create_dir_all(&dir)
-                    .map_err(Error::io(format!("cannot create {}", dir.display())))?;
+                if location.s3.is_none() {
+                    let dir = location.path.join(target);
+                    std::fs::create_dir_all(&dir)
+                        .map_err(Error::io(format!("cannot create {}", dir.display())))?;
+                }
                 let mut config = ConfigOptions::default().set_compression(3);
                 if let Chunking::Fixed(size) = chunking {
                     config = config
@@ -131,7 +210,7 @@ impl Repo {
                 if e.is_incorrect_password() {
                     Error::WrongPassword {
                         target: target.to_string(),
-                        repo: dir.clone(),
+                        repo: shown.clone(),
                     }
                 } else {
                     rerr("open repository")(e)
@@ -140,6 +219,7 @@ impl Repo {
         };
         Ok(Self {
             inner,
+            backend: backends.repository(),
             target: target.to_string(),
         })
     }

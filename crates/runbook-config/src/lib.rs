@@ -12,6 +12,7 @@ mod env;
 mod error;
 mod keep;
 mod raw;
+mod s3;
 mod schedule;
 mod settings;
 
@@ -27,6 +28,7 @@ pub use drill::{Drill, DrillCheck, DrillSnapshot, parse_percent};
 pub use env::apply_seed_env;
 pub use error::ConfigError;
 pub use keep::{Keep, parse_duration};
+pub use s3::{S3Credentials, S3Repository, S3Url};
 pub use schedule::Schedule;
 pub use settings::{MIN_OWNER_KEY_CHARS, Settings};
 
@@ -63,6 +65,19 @@ pub struct RepositoryConfig {
     pub path: PathBuf,
     /// File holding the repository password.
     pub password_file: PathBuf,
+    /// S3-compatible storage holding the repositories instead of `path` (`url = "s3:..."`).
+    pub s3: Option<S3Repository>,
+}
+
+impl RepositoryConfig {
+    /// Where `target`'s repository is, for messages and for `restic -r`.
+    #[must_use]
+    pub fn location_of(&self, target: &str) -> String {
+        match &self.s3 {
+            Some(s3) => s3.url.restic_url(target),
+            None => self.path.join(target).display().to_string(),
+        }
+    }
 }
 
 /// One backup target.
@@ -226,6 +241,9 @@ impl Config {
         }
         if let Err(e) = self.password() {
             problems.push(e);
+        }
+        if let Some(Err(reason)) = self.repository.s3.as_ref().map(S3Repository::credentials) {
+            problems.push(ConfigError::invalid(&self.file, "repository.url", reason));
         }
         problems
     }

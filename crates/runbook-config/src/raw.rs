@@ -32,6 +32,10 @@ pub(crate) struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawRepository {
     path: Option<PathBuf>,
+    /// `s3:https://host/bucket/prefix`: the repositories on S3-compatible storage.
+    url: Option<String>,
+    region: Option<String>,
+    credentials_file: Option<PathBuf>,
     password_file: Option<PathBuf>,
 }
 
@@ -121,6 +125,7 @@ impl RawConfig {
                 .password_file
                 .as_deref()
                 .map_or_else(|| data_dir.join("repo.key"), resolve),
+            s3: self.repository.s3(file, &base)?,
         };
         let mut targets = BTreeMap::new();
         for (name, raw) in self.targets {
@@ -311,5 +316,40 @@ fn check_name(name: &str) -> Result<(), String> {
         Err(format!(
             "invalid target name {name:?}: use letters, digits, '-' and '_' (at most 64, starting with a letter or digit)"
         ))
+    }
+}
+
+impl RawRepository {
+    /// The S3 location when `url` is given; `path` and the S3 keys exclude each other.
+    fn s3(&self, file: &Path, base: &Path) -> Result<Option<crate::S3Repository>, ConfigError> {
+        let Some(url) = &self.url else {
+            for (key, set) in [
+                ("region", self.region.is_some()),
+                ("credentials_file", self.credentials_file.is_some()),
+            ] {
+                if set {
+                    return Err(ConfigError::invalid(
+                        file,
+                        format!("repository.{key}"),
+                        "only for an S3 repository (repository.url = \"s3:...\")",
+                    ));
+                }
+            }
+            return Ok(None);
+        };
+        if self.path.is_some() {
+            return Err(ConfigError::invalid(
+                file,
+                "repository.url",
+                "give either path (a local directory) or url (s3:...), not both",
+            ));
+        }
+        let parsed = crate::S3Url::parse(url)
+            .map_err(|r| ConfigError::invalid(file, "repository.url", r))?;
+        Ok(Some(crate::S3Repository {
+            url: parsed,
+            region: self.region.clone(),
+            credentials_file: self.credentials_file.as_ref().map(|p| base.join(p)),
+        }))
     }
 }

@@ -110,13 +110,58 @@ pub(super) fn rerr(
     }
 }
 
+/// The error on one line, in words where the storage said why.
 pub(super) fn one_line(e: &RusticError) -> String {
+    let line = raw_line(e);
+    storage_cause(&line).unwrap_or(line)
+}
+
+/// The library's own text on one line.
+pub(super) fn raw_line(e: &RusticError) -> String {
     let log = e.display_log();
     let log = log.strip_prefix("Error: ").unwrap_or(&log);
     without_backtrace(log)
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The cause of an object-storage failure in words, when the storage said which it was: the
+/// backend's own text holds request and response dumps nobody should have to read.
+pub(super) fn storage_cause(line: &str) -> Option<String> {
+    let url = line
+        .split_once("uri: ")
+        .or_else(|| line.split_once("url: "))
+        .and_then(|(_, rest)| rest.split([',', ' ']).next())
+        .unwrap_or("the storage");
+    let code = line
+        .split_once("S3Error { code: \"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(code, _)| code);
+    let cause = match code {
+        Some("NoSuchBucket") => format!(
+            "the bucket does not exist ({url}); create it first, runbook does not create buckets"
+        ),
+        Some("InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccessDenied" | "Forbidden") => {
+            format!(
+                "the storage refused the credentials ({}: check the access key id and secret, and that the key may use this bucket) at {url}",
+                code.unwrap_or_default()
+            )
+        }
+        Some("RequestTimeTooSkewed") => format!(
+            "this machine's clock differs too much from the storage's (RequestTimeTooSkewed); fix the clock (NTP) and retry, at {url}"
+        ),
+        Some("SlowDown" | "ServiceUnavailable") => format!(
+            "the storage kept throttling requests ({}) after retries with backoff, at {url}",
+            code.unwrap_or_default()
+        ),
+        Some(other) => format!("the storage answered {other} at {url}"),
+        None if line.contains("error sending request") => {
+            format!("cannot reach the storage at {url} (connection failed after retries)")
+        }
+        None => return None,
+    };
+    Some(cause)
 }
 
 pub(super) fn unreachable_none(target: &str) -> Error {
@@ -129,6 +174,30 @@ pub(super) fn unreachable_none(target: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn storage_failures_are_named() {
+        let missing = r#"Creating directory `keys/` failed. caused by: ConfigInvalid (persistent) at write, context: { uri: http://127.0.0.1:9333/nope/prod/db/keys/, response: Parts { status: 404 } } => S3Error { code: "NoSuchBucket", message: "The specified bucket does not exist" }"#;
+        let cause = storage_cause(missing).expect("named");
+        assert!(
+            cause.starts_with(
+                "the bucket does not exist (http://127.0.0.1:9333/nope/prod/db/keys/)"
+            ),
+            "{cause}"
+        );
+        let refused = r#"at stat, context: { url: http://h/b/config } => S3Error { code: "SignatureDoesNotMatch", message: "x" }"#;
+        assert!(
+            storage_cause(refused)
+                .expect("named")
+                .contains("refused the credentials")
+        );
+        let down = "Unexpected (persistent) at stat, context: { url: http://127.0.0.1:9334/x/config, called: reqwest::send } => send http request, source: error sending request for url (http://127.0.0.1:9334/x/config)";
+        assert_eq!(
+            storage_cause(down).expect("named"),
+            "cannot reach the storage at http://127.0.0.1:9334/x/config (connection failed after retries)"
+        );
+        assert_eq!(storage_cause("Pack abc is damaged"), None);
+    }
 
     #[test]
     fn panic_text_becomes_one_filled_line() {

@@ -9,17 +9,17 @@ pub(crate) async fn live() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "live" }))
 }
 
-fn repository_reachable(state: &AppState) -> Result<(), String> {
-    let root = &state.engine.config().repository.path;
-    std::fs::create_dir_all(root)
-        .and_then(|()| std::fs::metadata(root))
-        .map(drop)
-        .map_err(|e| format!("repository root {}: {e}", root.display()))
+/// The repository storage answers (a local root, or one listing of the S3 bucket).
+async fn repository_reachable(state: &AppState) -> Result<(), String> {
+    let engine = state.engine.clone();
+    tokio::task::spawn_blocking(move || engine.repository_reachable())
+        .await
+        .unwrap_or_else(|e| Err(format!("repository check failed: {e}")))
 }
 
 pub(crate) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let store = state.store.ping().await.map_err(|e| e.to_string());
-    let repo = repository_reachable(&state);
+    let repo = repository_reachable(&state).await;
     let ok = store.is_ok() && repo.is_ok();
     let body = serde_json::json!({
         "status": if ok { "ready" } else { "not ready" },
@@ -54,7 +54,7 @@ pub(crate) async fn report(
     State(state): State<AppState>,
 ) -> Result<impl IntoResponse, crate::error::AppError> {
     let mut checks = Vec::new();
-    checks.push(match repository_reachable(&state) {
+    checks.push(match repository_reachable(&state).await {
         Ok(()) => check("repository", "ok", "reachable"),
         Err(e) => check("repository", "critical", e),
     });

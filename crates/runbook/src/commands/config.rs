@@ -78,7 +78,10 @@ pub fn check(config: &Config, json: bool, offline: bool) -> anyhow::Result<ExitC
             "{}: ok ({} target(s), {drilled} with a restore drill; repository {})",
             config.file.display(),
             config.targets.len(),
-            config.repository.path.display()
+            config.repository.s3.as_ref().map_or_else(
+                || config.repository.path.display().to_string(),
+                |s3| s3.url.to_string()
+            )
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -128,7 +128,7 @@ impl Workspace {
     }
 }
 
-fn output(out: Output) -> Run {
+pub fn output(out: Output) -> Run {
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -5,6 +5,7 @@ mod drill;
 mod helpers;
 mod mariadb;
 mod postgres;
+mod s3;
 mod serve;
 
 use std::{

@@ -1,0 +1,180 @@
+//! Repositories on S3-compatible storage, against the local S3 server the test command starts
+//! (moto's server at `$RUNBOOK_TEST_S3`, default `http://127.0.0.1:9333`).
+
+use std::{fs, process::Command};
+
+use crate::helpers::*;
+
+fn endpoint() -> String {
+    std::env::var("RUNBOOK_TEST_S3").unwrap_or_else(|_| "http://127.0.0.1:9333".into())
+}
+
+/// A new, uniquely named bucket on the local server.
+fn make_bucket(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let bucket = format!("rb-{tag}-{}-{nanos}", std::process::id());
+    let status = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, urllib.request as u; u.urlopen(u.Request(sys.argv[1], method='PUT'), timeout=10)",
+            &format!("{}/{bucket}", endpoint()),
+        ])
+        .status()
+        .expect("python3 is installed (the README test command installs it)");
+    assert!(
+        status.success(),
+        "the local S3 server answers at {} (the README test command starts it)",
+        endpoint()
+    );
+    bucket
+}
+
+/// A workspace whose repositories live in `bucket` under `prod/`.
+fn s3_workspace(bucket: &str, targets: &str) -> Workspace {
+    Workspace::new(&format!(
+        "[repository]\nurl = \"s3:{}/{bucket}/prod\"\n\n{targets}",
+        endpoint()
+    ))
+}
+
+fn with_keys(mut cmd: Command) -> Command {
+    cmd.env("AWS_ACCESS_KEY_ID", "runbook-test")
+        .env("AWS_SECRET_ACCESS_KEY", "runbook-test-secret")
+        .env_remove("R2_ACCESS_KEY_ID")
+        .env_remove("R2_SECRET_ACCESS_KEY");
+    cmd
+}
+
+fn run_s3(ws: &Workspace, args: &[&str]) -> Run {
+    output(with_keys(ws.command(args)).output().expect("run runbook"))
+}
+
+/// Stock restic on the S3 repository of `target`.
+fn restic_s3(ws: &Workspace, bucket: &str, target: &str, args: &[&str]) -> Run {
+    let mut cmd = with_keys(Command::new("restic"));
+    let out = cmd
+        .arg("-r")
+        .arg(format!("s3:{}/{bucket}/prod/{target}", endpoint()))
+        .arg("--password-file")
+        .arg(ws.path("runbook-data/repo.key"))
+        .arg("--no-cache")
+        .args(args)
+        .output()
+        .expect("restic is installed (the README test command installs it)");
+    output(out)
+}
+
+#[test]
+fn an_s3_repository_backs_up_restores_forgets_checks_and_drills() {
+    let bucket = make_bucket("ops");
+    let drill = "[targets.db.drill]\nmax_data_age = \"1h\"\n";
+    let ws = s3_workspace(
+        &bucket,
+        &format!("{}{drill}{}", sqlite_config("app.db"), files_config()),
+    );
+    make_db(&ws.path("app.db"), 3000);
+    fs::create_dir_all(ws.path("src/nested")).expect("mkdir");
+    fs::write(ws.path("src/nested/blob.bin"), noise(2 << 20, 11)).expect("write");
+    fs::write(ws.path("src/skip.tmp"), b"excluded").expect("write");
+
+    run_s3(&ws, &["backup", "--all"]).ok();
+    run_s3(&ws, &["backup", "db"]).ok();
+    run_s3(&ws, &["backup", "db"]).ok();
+    // keep = { last = 2 } applies after each backup, as on a local repository.
+    let snaps = run_s3(&ws, &["snapshots", "db", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&snaps.stdout).expect("json");
+    assert_eq!(v.as_array().expect("array").len(), 2, "{}", snaps.stdout);
+    // Nothing was written locally: the repositories are in the bucket.
+    assert!(!ws.path("runbook-data/repo").exists());
+
+    run_s3(&ws, &["restore", "db", "--to", "mine.db"]).ok();
+    assert_eq!(
+        count(&ws.path("mine.db"), "SELECT count(*) FROM items"),
+        3000
+    );
+    run_s3(&ws, &["forget", "db"]).ok();
+    run_s3(&ws, &["check", "--read-data", "100"]).ok();
+    let drilled = run_s3(&ws, &["drill", "db", "--json"]).ok();
+    assert!(drilled.stdout.contains("\"passed\""), "{}", drilled.stdout);
+
+    // Stock restic reads, checks and restores what runbook wrote, byte-identical.
+    for target in ["db", "files"] {
+        restic_s3(&ws, &bucket, target, &["check", "--read-data"]).ok();
+        let out = ws.path(&format!("restic-{target}"));
+        restic_s3(
+            &ws,
+            &bucket,
+            target,
+            &["restore", "latest", "--target", out.to_str().expect("utf8")],
+        )
+        .ok();
+    }
+    let root = ws.root_rel();
+    assert_eq!(
+        fs::read(ws.path(&format!("restic-db/{root}/app.db"))).expect("restic's copy"),
+        fs::read(ws.path("mine.db")).expect("runbook's copy")
+    );
+    assert_eq!(
+        fs::read(ws.path(&format!("restic-files/{root}/src/nested/blob.bin"))).expect("restored"),
+        fs::read(ws.path("src/nested/blob.bin")).expect("source")
+    );
+    assert!(
+        !ws.path(&format!("restic-files/{root}/src/skip.tmp"))
+            .exists()
+    );
+}
+
+#[test]
+fn s3_mistakes_are_one_clear_line() {
+    let ws = s3_workspace(
+        &format!("rb-missing-{}", std::process::id()),
+        &sqlite_config("app.db"),
+    );
+    make_db(&ws.path("app.db"), 10);
+    // A bucket that does not exist.
+    run_s3(&ws, &["backup", "db"]).fails_with(&[
+        "target `db`",
+        "bucket does not exist",
+        "rb-missing-",
+    ]);
+    run_s3(&ws, &["snapshots", "db"]).fails_with(&["bucket does not exist"]);
+    // A storage that does not answer.
+    let ws_down = Workspace::new(&format!(
+        "[repository]\nurl = \"s3:http://127.0.0.1:9/b\"\n\n{}",
+        sqlite_config("app.db")
+    ));
+    make_db(&ws_down.path("app.db"), 10);
+    run_s3(&ws_down, &["backup", "db"])
+        .fails_with(&["cannot reach the storage at http://127.0.0.1:9/"]);
+    // No credentials at all: `config check` and a backup say which variables to set.
+    let out = ws
+        .command(&["backup", "db"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("R2_ACCESS_KEY_ID")
+        .env_remove("R2_SECRET_ACCESS_KEY")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("AWS_ACCESS_KEY_ID"), "{stderr}");
+    // Keys in the config file are refused: they belong in the environment or a credentials file.
+    let ws = Workspace::new(&format!(
+        "[repository]\nurl = \"s3:{}/b\"\naccess_key_id = \"AKIA\"\n\n{}",
+        endpoint(),
+        sqlite_config("app.db")
+    ));
+    ws.run(&["config", "check", "--offline"])
+        .fails_with(&["access_key_id"]);
+    // And a url beside a path is ambiguous.
+    let ws = Workspace::new(&format!(
+        "[repository]\nurl = \"s3:{}/b\"\npath = \"repo\"\n\n{}",
+        endpoint(),
+        sqlite_config("app.db")
+    ));
+    ws.run(&["config", "check", "--offline"])
+        .fails_with(&["repository.url", "not both"]);
+}
