@@ -100,6 +100,20 @@ pub enum Error {
         /// Why retention failed.
         source: Box<Error>,
     },
+    /// The backup was saved, but copying it to a `copy_to` repository failed.
+    #[error(
+        "target `{target}`: backup {snapshot} saved, but the copy to `{repository}` failed (run `runbook copy {target}` to resume): {source}"
+    )]
+    Copy {
+        /// The target.
+        target: String,
+        /// The snapshot that was saved.
+        snapshot: String,
+        /// The copy repository.
+        repository: String,
+        /// Why the copy failed.
+        source: Box<Error>,
+    },
     /// `check` found damage.
     #[error("target `{target}`: check found {count} error(s), first: {first}")]
     CheckFailed {
@@ -195,7 +209,7 @@ impl Error {
                 .iter()
                 .any(|m| r.contains(m))
             }
-            Self::Retention { source, .. } => source.is_temporary(),
+            Self::Retention { source, .. } | Self::Copy { source, .. } => source.is_temporary(),
             _ => false,
         }
     }

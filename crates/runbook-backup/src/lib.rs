@@ -5,6 +5,7 @@
 //! `<repository.path>/<target>`, its own lock, and the chunker its data wants.
 
 mod checking;
+mod copying;
 mod database;
 mod destination;
 mod dump;
@@ -27,6 +28,7 @@ use jiff::Timestamp;
 use runbook_config::{Config, Target};
 use secrecy::SecretString;
 
+pub use copying::CopyReport;
 pub use database::Database;
 pub use error::{Error, Result};
 pub use lock::TargetLock;
@@ -153,32 +155,35 @@ impl Engine {
         Ok(snapshot)
     }
 
-    /// Backs up `target`, then applies its `keep` rule as of `now`: what every backup does,
-    /// from the CLI, the API or a schedule. Returns the snapshot and what retention removed.
+    /// Backs up `target`, applies its `keep` rule as of `now`, then copies the new snapshot to
+    /// each `copy_to` repository: what every backup does, from the CLI, the API or a schedule.
+    /// Returns the snapshot, what retention removed and what each copy did.
     ///
     /// # Errors
-    /// As [`Engine::backup`]; [`Error::Retention`] when the snapshot was saved but retention
-    /// failed (the snapshot stays).
+    /// As [`Engine::backup`]; [`Error::Retention`] or [`Error::Copy`] when the snapshot was
+    /// saved but what follows failed (the snapshot stays).
     pub fn backup_and_retain(
         &self,
         target: &str,
         req: &BackupRequest,
         now: Timestamp,
-    ) -> Result<(Snapshot, ForgetPlan)> {
+    ) -> Result<(Snapshot, ForgetPlan, Vec<CopyReport>)> {
         let snapshot = self.backup(target, req)?;
+        let t = self.config.target(target)?;
         // No rule, nothing to remove: skip reopening the repository (its key derivation alone
         // costs a noticeable part of a small backup).
-        if self.config.target(target)?.keep.is_empty() {
-            return Ok((snapshot, ForgetPlan::default()));
-        }
-        match self.forget(target, now, false) {
-            Ok(plan) => Ok((snapshot, plan)),
-            Err(e) => Err(Error::Retention {
-                target: target.to_string(),
-                snapshot: snapshot.short_id().to_string(),
-                source: Box::new(e),
-            }),
-        }
+        let plan = if t.keep.is_empty() {
+            ForgetPlan::default()
+        } else {
+            self.forget(target, now, false)
+                .map_err(|e| Error::Retention {
+                    target: target.to_string(),
+                    snapshot: snapshot.short_id().to_string(),
+                    source: Box::new(e),
+                })?
+        };
+        let copies = self.copy_after_backup(target, snapshot.short_id(), now)?;
+        Ok((snapshot, plan, copies))
     }
 
     /// All snapshots of `target`, oldest first; empty when it has never been backed up.

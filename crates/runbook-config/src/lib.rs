@@ -49,6 +49,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Where backups are stored.
     pub repository: RepositoryConfig,
+    /// Second repositories (`[repositories.NAME]`) that targets copy to.
+    pub copies: BTreeMap<String, CopyRepository>,
     /// State store URL (`[state] url`, `RUNBOOK_STATE_URL`; default `sqlite://<data_dir>/state.db`).
     pub state_url: String,
     /// What is backed up, by name.
@@ -93,6 +95,19 @@ pub struct Target {
     pub keep: Keep,
     /// Restore drills (`[targets.X.drill]`); `None` when the table is absent.
     pub drill: Option<Drill>,
+    /// Repositories (`[repositories.NAME]`) each new snapshot is copied to after the backup.
+    pub copy_to: Vec<String>,
+}
+
+/// A second repository that targets copy their snapshots to (the 3-2-1 rule).
+#[derive(Debug, Clone)]
+pub struct CopyRepository {
+    /// Its name in `[repositories.NAME]` and in `copy_to`.
+    pub name: String,
+    /// Where it is; encrypted with the main repository's password.
+    pub location: RepositoryConfig,
+    /// Retention there; `None` keeps what the target's own `keep` keeps.
+    pub keep: Option<Keep>,
 }
 
 /// The kinds of data runbook backs up.
@@ -309,6 +324,7 @@ impl Config {
             self.data_dir.join("oplog.anchor"),
             self.data_dir.join("quarantine"),
         ];
+        paths.extend(self.copies.values().map(|c| c.location.path.clone()));
         if let Some(db) = self
             .state_url
             .strip_prefix("sqlite://")
@@ -320,6 +336,38 @@ impl Config {
             }
         }
         paths
+    }
+
+    /// This configuration with the copy repository `name` in place of the main repository
+    /// (and its `keep` in place of each target's, when it has one): what reads from a copy
+    /// and retention there run against.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when no `[repositories.NAME]` has that name.
+    pub fn on_copy(&self, name: &str) -> Result<Self, ConfigError> {
+        let copy = self.copies.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.copies.keys().map(String::as_str).collect();
+            ConfigError::invalid(
+                &self.file,
+                format!("repositories.{name}"),
+                format!(
+                    "no such repository (configured: {})",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            )
+        })?;
+        let mut on = self.clone();
+        on.repository = copy.location.clone();
+        if let Some(keep) = &copy.keep {
+            for t in on.targets.values_mut() {
+                t.keep = keep.clone();
+            }
+        }
+        Ok(on)
     }
 
     /// Where scratch files live (always inside `data_dir`).

@@ -22,6 +22,9 @@ pub(crate) struct RawConfig {
     restore_roots: Option<Vec<PathBuf>>,
     #[serde(default)]
     repository: RawRepository,
+    /// Second repositories that targets copy their snapshots to (`copy_to`).
+    #[serde(default)]
+    repositories: BTreeMap<String, RawCopyRepository>,
     #[serde(default)]
     state: RawState,
     #[serde(default)]
@@ -39,6 +42,17 @@ struct RawRepository {
     password_file: Option<PathBuf>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCopyRepository {
+    path: Option<PathBuf>,
+    url: Option<String>,
+    region: Option<String>,
+    credentials_file: Option<PathBuf>,
+    password_file: Option<PathBuf>,
+    keep: Option<RawKeep>,
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawState {
@@ -54,6 +68,8 @@ enum RawTarget {
         #[serde(default)]
         keep: RawKeep,
         drill: Option<RawDrill>,
+        #[serde(default)]
+        copy_to: Vec<String>,
     },
     Postgres {
         url: String,
@@ -67,6 +83,8 @@ enum RawTarget {
         #[serde(default)]
         keep: RawKeep,
         drill: Option<RawDrill>,
+        #[serde(default)]
+        copy_to: Vec<String>,
     },
     Mariadb {
         url: String,
@@ -75,6 +93,8 @@ enum RawTarget {
         #[serde(default)]
         keep: RawKeep,
         drill: Option<RawDrill>,
+        #[serde(default)]
+        copy_to: Vec<String>,
     },
     Files {
         paths: Vec<PathBuf>,
@@ -84,6 +104,8 @@ enum RawTarget {
         #[serde(default)]
         keep: RawKeep,
         drill: Option<RawDrill>,
+        #[serde(default)]
+        copy_to: Vec<String>,
     },
 }
 
@@ -125,18 +147,26 @@ impl RawConfig {
                 .password_file
                 .as_deref()
                 .map_or_else(|| data_dir.join("repo.key"), resolve),
-            s3: self.repository.s3(file, &base)?,
+            s3: self.repository.s3(file, &base, "repository")?,
         };
+        let copies = copies(
+            file,
+            &base,
+            self.repositories,
+            &repository.password_file,
+            &data_dir,
+        )?;
         let mut targets = BTreeMap::new();
         for (name, raw) in self.targets {
             let key = format!("targets.{name}");
             check_name(&name).map_err(|r| ConfigError::invalid(file, &key, r))?;
-            let (kind, schedule, keep, drill) = match raw {
+            let (kind, schedule, keep, drill, copy_to) = match raw {
                 RawTarget::Sqlite {
                     path,
                     schedule,
                     keep,
                     drill,
+                    copy_to,
                 } => (
                     TargetKind::Sqlite {
                         path: resolve(&path),
@@ -144,6 +174,7 @@ impl RawConfig {
                     schedule,
                     keep,
                     drill,
+                    copy_to,
                 ),
                 RawTarget::Postgres {
                     url,
@@ -154,6 +185,7 @@ impl RawConfig {
                     schedule,
                     keep,
                     drill,
+                    copy_to,
                 } => {
                     let url = db_url(file, &key, &url, "postgres")?;
                     (
@@ -167,6 +199,7 @@ impl RawConfig {
                         schedule,
                         keep,
                         drill,
+                        copy_to,
                     )
                 }
                 RawTarget::Mariadb {
@@ -175,6 +208,7 @@ impl RawConfig {
                     schedule,
                     keep,
                     drill,
+                    copy_to,
                 } => {
                     let url = db_url(file, &key, &url, "mysql")?;
                     (
@@ -185,6 +219,7 @@ impl RawConfig {
                         schedule,
                         keep,
                         drill,
+                        copy_to,
                     )
                 }
                 RawTarget::Files {
@@ -193,6 +228,7 @@ impl RawConfig {
                     schedule,
                     keep,
                     drill,
+                    copy_to,
                 } => {
                     if paths.is_empty() {
                         return Err(ConfigError::invalid(
@@ -207,7 +243,13 @@ impl RawConfig {
                         })?;
                     }
                     let paths = paths.iter().map(|p| resolve(p)).collect();
-                    (TargetKind::Files { paths, exclude }, schedule, keep, drill)
+                    (
+                        TargetKind::Files { paths, exclude },
+                        schedule,
+                        keep,
+                        drill,
+                        copy_to,
+                    )
                 }
             };
             let schedule = schedule
@@ -220,6 +262,17 @@ impl RawConfig {
             let drill = drill
                 .map(|d| d.validate(file, &format!("{key}.drill"), &kind))
                 .transpose()?;
+            for (i, to) in copy_to.iter().enumerate() {
+                if !copies.contains_key(to) {
+                    return Err(ConfigError::invalid(
+                        file,
+                        format!("{key}.copy_to[{i}]"),
+                        format!(
+                            "no repository named {to:?}: add [repositories.{to}] with path or url"
+                        ),
+                    ));
+                }
+            }
             targets.insert(
                 name.clone(),
                 Target {
@@ -228,6 +281,7 @@ impl RawConfig {
                     schedule,
                     keep,
                     drill,
+                    copy_to,
                 },
             );
         }
@@ -263,6 +317,7 @@ impl RawConfig {
             restore_roots,
             data_dir,
             repository,
+            copies,
             targets,
         })
     }
@@ -321,7 +376,12 @@ fn check_name(name: &str) -> Result<(), String> {
 
 impl RawRepository {
     /// The S3 location when `url` is given; `path` and the S3 keys exclude each other.
-    fn s3(&self, file: &Path, base: &Path) -> Result<Option<crate::S3Repository>, ConfigError> {
+    fn s3(
+        &self,
+        file: &Path,
+        base: &Path,
+        section: &str,
+    ) -> Result<Option<crate::S3Repository>, ConfigError> {
         let Some(url) = &self.url else {
             for (key, set) in [
                 ("region", self.region.is_some()),
@@ -330,7 +390,7 @@ impl RawRepository {
                 if set {
                     return Err(ConfigError::invalid(
                         file,
-                        format!("repository.{key}"),
+                        format!("{section}.{key}"),
                         "only for an S3 repository (repository.url = \"s3:...\")",
                     ));
                 }
@@ -340,16 +400,75 @@ impl RawRepository {
         if self.path.is_some() {
             return Err(ConfigError::invalid(
                 file,
-                "repository.url",
+                format!("{section}.url"),
                 "give either path (a local directory) or url (s3:...), not both",
             ));
         }
         let parsed = crate::S3Url::parse(url)
-            .map_err(|r| ConfigError::invalid(file, "repository.url", r))?;
+            .map_err(|r| ConfigError::invalid(file, format!("{section}.url"), r))?;
         Ok(Some(crate::S3Repository {
             url: parsed,
             region: self.region.clone(),
             credentials_file: self.credentials_file.as_ref().map(|p| base.join(p)),
         }))
     }
+}
+
+/// The `[repositories.NAME]` tables: where copies go, each with its own retention.
+fn copies(
+    file: &Path,
+    base: &Path,
+    raw: BTreeMap<String, RawCopyRepository>,
+    password_file: &Path,
+    data_dir: &Path,
+) -> Result<BTreeMap<String, crate::CopyRepository>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (name, r) in raw {
+        let key = format!("repositories.{name}");
+        let keep = r.keep;
+        let r = RawRepository {
+            path: r.path,
+            url: r.url,
+            region: r.region,
+            credentials_file: r.credentials_file,
+            password_file: r.password_file,
+        };
+        check_name(&name).map_err(|reason| ConfigError::invalid(file, &key, reason))?;
+        if r.password_file.is_some() {
+            return Err(ConfigError::invalid(
+                file,
+                format!("{key}.password_file"),
+                "copies are encrypted with the main repository's password (repository.password_file)",
+            ));
+        }
+        if r.path.is_none() && r.url.is_none() {
+            return Err(ConfigError::invalid(
+                file,
+                &key,
+                "give path (a local directory) or url (s3:...)",
+            ));
+        }
+        let s3 = r.s3(file, base, &key)?;
+        let keep = keep
+            .map(RawKeep::into_keep)
+            .transpose()
+            .map_err(|reason| ConfigError::invalid(file, format!("{key}.keep.within"), reason))?;
+        let path = r
+            .path
+            .as_deref()
+            .map_or_else(|| data_dir.join("copies").join(&name), |p| base.join(p));
+        out.insert(
+            name.clone(),
+            crate::CopyRepository {
+                name,
+                location: RepositoryConfig {
+                    path,
+                    password_file: password_file.to_path_buf(),
+                    s3,
+                },
+                keep,
+            },
+        );
+    }
+    Ok(out)
 }

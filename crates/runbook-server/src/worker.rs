@@ -63,6 +63,7 @@ enum Done {
     Backup {
         snapshot: runbook_backup::Snapshot,
         forgotten: usize,
+        copies: Vec<runbook_backup::CopyReport>,
     },
     /// A drill's full report (recorded, and the job's outcome, by the caller).
     Drill(Box<runbook_drill::Report>),
@@ -102,6 +103,7 @@ pub async fn try_execute_next(state: &AppState) -> Result<Outcome, runbook_store
         Ok(Done::Backup {
             snapshot,
             forgotten,
+            copies,
         }) => {
             #[allow(clippy::cast_precision_loss)]
             state.metrics.backup(
@@ -110,7 +112,7 @@ pub async fn try_execute_next(state: &AppState) -> Result<Outcome, runbook_store
                 snapshot.added_bytes,
                 finished_at as f64 / 1000.0,
             );
-            let v = serde_json::json!({ "snapshot": snapshot, "forgotten": forgotten });
+            let v = serde_json::json!({ "snapshot": snapshot, "forgotten": forgotten, "copies": copies });
             (JobState::Succeeded, None, Some(v))
         }
         Ok(Done::Other(v)) => (JobState::Succeeded, None, Some(v)),
@@ -187,7 +189,7 @@ fn execute(
         JobKind::Backup => {
             let reason = job.params["reason"].as_str().unwrap_or("api").to_string();
             // Retention after each backup; a retention failure fails the job but the snapshot stays.
-            let (snap, plan) = engine.backup_and_retain(
+            let (snap, plan, copies) = engine.backup_and_retain(
                 &job.target,
                 &BackupRequest { reason, time: None },
                 now,
@@ -195,6 +197,7 @@ fn execute(
             Ok(Done::Backup {
                 snapshot: snap,
                 forgotten: plan.remove.len(),
+                copies,
             })
         }
         JobKind::Restore => {

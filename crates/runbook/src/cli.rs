@@ -17,6 +17,10 @@ pub struct Cli {
         default_value = "runbook.toml"
     )]
     pub config: PathBuf,
+    /// Work on the copy repository NAME (`[repositories.NAME]`) instead of the main one:
+    /// for snapshots, restore, forget, check and drill.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub repository: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -32,6 +36,9 @@ pub enum Command {
     },
     /// Back up targets now.
     Backup(BackupArgs),
+    /// Copy snapshots to the targets' `copy_to` repositories (what each backup does; this
+    /// resumes a copy that was cut off).
+    Copy(CopyArgs),
     /// List snapshots.
     Snapshots(SnapshotsArgs),
     /// Restore a snapshot to a path.
@@ -173,6 +180,22 @@ pub struct BackupArgs {
     #[arg(long, default_value = "manual")]
     pub reason: String,
     /// Print the snapshots as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// Targets to copy.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub targets: Vec<String>,
+    /// Every target that has `copy_to`.
+    #[arg(long)]
+    pub all: bool,
+    /// Only to this repository (default: each of the target's `copy_to`).
+    #[arg(long, value_name = "NAME")]
+    pub to: Option<String>,
+    /// Print as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -3,6 +3,7 @@
 mod backup;
 mod check;
 mod config;
+mod copy;
 mod drill;
 mod forget;
 mod init;
@@ -22,6 +23,7 @@ use crate::cli::{Cli, Command, ConfigCommand, ReportCommand};
 
 /// Runs the command; `Ok` carries the exit code for commands that report partial failure.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let copy = cli.repository.as_deref();
     match cli.command {
         Command::Init(args) => init::run(&cli.config, &args),
         Command::Config {
@@ -33,12 +35,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config {
             command: ConfigCommand::Check { json, offline },
         } => config::check(&load(&cli.config)?, json, offline),
+        Command::Snapshots(args) => snapshots::run(&on(&cli.config, copy)?, &args),
+        Command::Restore(args) => restore::run(&on(&cli.config, copy)?, &args),
+        Command::Forget(args) => forget::run(&on(&cli.config, copy)?, &args),
+        Command::Check(args) => check::run(&on(&cli.config, copy)?, &args),
+        Command::Drill(args) => drill::run(&on(&cli.config, copy)?, &args),
+        _ if copy.is_some() => anyhow::bail!(
+            "--repository is for snapshots, restore, forget, check and drill; backups go to the main repository and reach copies through copy_to"
+        ),
         Command::Backup(args) => backup::run(&engine(&cli.config)?, &args),
-        Command::Snapshots(args) => snapshots::run(&engine(&cli.config)?, &args),
-        Command::Restore(args) => restore::run(&engine(&cli.config)?, &args),
-        Command::Forget(args) => forget::run(&engine(&cli.config)?, &args),
-        Command::Check(args) => check::run(&engine(&cli.config)?, &args),
-        Command::Drill(args) => drill::run(&engine(&cli.config)?, &args),
+        Command::Copy(args) => copy::run(&engine(&cli.config)?, &args),
         Command::Report {
             command:
                 ReportCommand::Drills {
@@ -64,6 +70,15 @@ fn load(path: &std::path::Path) -> anyhow::Result<Config> {
 
 fn engine(path: &std::path::Path) -> anyhow::Result<Engine> {
     Ok(Engine::new(load(path)?))
+}
+
+/// The engine for the repository `--repository` names, else the main one.
+fn on(path: &std::path::Path, copy: Option<&str>) -> anyhow::Result<Engine> {
+    let engine = engine(path)?;
+    match copy {
+        Some(name) => Ok(engine.on_copy(name)?),
+        None => Ok(engine),
+    }
 }
 
 /// The targets a command works on: the one named, or all of them.

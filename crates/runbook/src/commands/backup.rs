@@ -16,7 +16,7 @@ pub fn run(engine: &Engine, args: &BackupArgs) -> anyhow::Result<ExitCode> {
     let mut failed = 0;
     for name in &names {
         match engine.backup_and_retain(name, &req, jiff::Timestamp::now()) {
-            Ok((snap, plan)) => {
+            Ok((snap, plan, copies)) => {
                 if !super::audit(
                     engine.config(),
                     "backup.run",
@@ -31,8 +31,12 @@ pub fn run(engine: &Engine, args: &BackupArgs) -> anyhow::Result<ExitCode> {
                         0 => String::new(),
                         n => format!("; retention removed {n} older snapshot(s)"),
                     };
+                    let copied: String = copies
+                        .iter()
+                        .map(|c| format!("; copied to {} ({} new)", c.repository, c.copied))
+                        .collect();
                     println!(
-                        "{name}: snapshot {} saved: {} read, {} added, {:.1}s{removed}",
+                        "{name}: snapshot {} saved: {} read, {} added, {:.1}s{removed}{copied}",
                         snap.short_id(),
                         output::size(snap.source_bytes),
                         output::size(snap.added_bytes),

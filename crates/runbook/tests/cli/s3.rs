@@ -51,12 +51,17 @@ fn run_s3(ws: &Workspace, args: &[&str]) -> Run {
     output(with_keys(ws.command(args)).output().expect("run runbook"))
 }
 
-/// Stock restic on the S3 repository of `target`.
+/// Stock restic on the S3 repository of `target` (under `prod/`).
 fn restic_s3(ws: &Workspace, bucket: &str, target: &str, args: &[&str]) -> Run {
+    restic_at(ws, &format!("{bucket}/prod/{target}"), args)
+}
+
+/// Stock restic on the S3 repository at `bucket/key-prefix`.
+fn restic_at(ws: &Workspace, at: &str, args: &[&str]) -> Run {
     let mut cmd = with_keys(Command::new("restic"));
     let out = cmd
         .arg("-r")
-        .arg(format!("s3:{}/{bucket}/prod/{target}", endpoint()))
+        .arg(format!("s3:{}/{at}", endpoint()))
         .arg("--password-file")
         .arg(ws.path("runbook-data/repo.key"))
         .arg("--no-cache")
@@ -177,4 +182,103 @@ fn s3_mistakes_are_one_clear_line() {
     ));
     ws.run(&["config", "check", "--offline"])
         .fails_with(&["repository.url", "not both"]);
+}
+
+#[test]
+fn copies_reach_a_second_repository_and_a_cut_off_copy_resumes() {
+    let bucket = make_bucket("copy");
+    let target = "[targets.db]\nkind = \"sqlite\"\npath = \"app.db\"\nkeep = { last = 2 }\n";
+    let ws = Workspace::new(target);
+    make_db(&ws.path("app.db"), 500);
+    for _ in 0..3 {
+        add_rows(&ws.path("app.db"), 100);
+        ws.run(&["backup", "db"]).ok();
+    }
+    // Now copy_to an S3 repository with its own retention; the first copy is cut off (as by
+    // kill -9) after one snapshot.
+    let offsite = format!(
+        "[repositories.offsite]\nurl = \"s3:{}/{bucket}/offsite\"\nkeep = {{ last = 5 }}\n\n{target}copy_to = [\"offsite\"]\n",
+        endpoint()
+    );
+    fs::write(ws.path("runbook.toml"), offsite).expect("config");
+    let cut = with_keys(ws.command(&["copy", "db"]))
+        .env("RUNBOOK_FAILPOINT", "copy-between-snapshots")
+        .output()
+        .expect("run");
+    assert!(!cut.status.success(), "the failpoint stops the copy");
+    let copied = |ws: &Workspace| -> usize {
+        let run = run_s3(
+            ws,
+            &["--repository", "offsite", "snapshots", "db", "--json"],
+        )
+        .ok();
+        let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+        v.as_array().expect("array").len()
+    };
+    assert_eq!(copied(&ws), 1, "one whole snapshot before the cut");
+    let resumed = run_s3(&ws, &["copy", "db"]).ok();
+    assert!(
+        resumed.stdout.contains("1 snapshot(s) copied to offsite"),
+        "{}",
+        resumed.stdout
+    );
+    assert_eq!(
+        copied(&ws),
+        2,
+        "the main repository keeps 2; both are now off-site"
+    );
+    // Each backup copies; the copy keeps 5 while the main repository keeps 2.
+    for _ in 0..4 {
+        add_rows(&ws.path("app.db"), 100);
+        let run = run_s3(&ws, &["backup", "db"]).ok();
+        assert!(
+            run.stdout.contains("copied to offsite (1 new)"),
+            "{}",
+            run.stdout
+        );
+    }
+    assert_eq!(ws.snapshot_ids("db").len(), 2);
+    assert_eq!(copied(&ws), 5);
+
+    // The copy restores through runbook, drills, and stock restic restores it byte-identical.
+    run_s3(
+        &ws,
+        &["--repository", "offsite", "restore", "db", "--to", "off.db"],
+    )
+    .ok();
+    assert_eq!(
+        count(&ws.path("off.db"), "SELECT count(*) FROM items"),
+        500 + 7 * 100
+    );
+    let drill = run_s3(&ws, &["--repository", "offsite", "drill", "db", "--json"]).ok();
+    assert!(drill.stdout.contains("\"passed\""), "{}", drill.stdout);
+    restic_at(
+        &ws,
+        &format!("{bucket}/offsite/db"),
+        &["check", "--read-data"],
+    )
+    .ok();
+    let out = ws.path("restic-off");
+    restic_at(
+        &ws,
+        &format!("{bucket}/offsite/db"),
+        &["restore", "latest", "--target", out.to_str().expect("utf8")],
+    )
+    .ok();
+    assert_eq!(
+        fs::read(ws.path(&format!("restic-off/{}/app.db", ws.root_rel()))).expect("restic's"),
+        fs::read(ws.path("off.db")).expect("runbook's")
+    );
+    // A backup cannot be sent to a copy directly, and an unknown copy is named.
+    run_s3(&ws, &["--repository", "offsite", "backup", "db"]).fails_with(&["copy_to"]);
+    run_s3(&ws, &["--repository", "nope", "snapshots"])
+        .fails_with(&["repositories.nope", "offsite"]);
+}
+
+fn add_rows(db: &std::path::Path, n: usize) {
+    let conn = rusqlite::Connection::open(db).expect("open");
+    for _ in 0..n {
+        conn.execute("INSERT INTO items (body) VALUES ('more')", [])
+            .expect("insert");
+    }
 }
