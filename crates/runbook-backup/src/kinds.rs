@@ -21,6 +21,7 @@ use crate::{
     snapshot::Meta,
 };
 
+mod bucket;
 mod files;
 mod mariadb;
 mod postgres;
@@ -33,6 +34,7 @@ pub(crate) fn of(kind: &TargetKind) -> Box<dyn Kind + '_> {
         TargetKind::Postgres(pg) => Box::new(postgres::Pg(pg.clone())),
         TargetKind::Mariadb(db) => Box::new(mariadb::Maria(db.clone())),
         TargetKind::Files { paths, exclude } => Box::new(files::Files { paths, exclude }),
+        TargetKind::Bucket(source) => Box::new(bucket::BucketKind { source }),
     }
 }
 
@@ -47,6 +49,23 @@ pub(crate) trait Kind {
         Err(Error::Usage {
             target: cx.target.to_string(),
             message: "a database target restores into a database: use --into DBNAME".into(),
+        })
+    }
+
+    /// Restores the snapshot into the bucket `into` (`s3:...`), using `scratch` for the tree;
+    /// returns whether `into` held objects before.
+    fn restore_into_bucket(
+        &self,
+        target: &str,
+        _repo: Repo,
+        _snapshot: &Snapshot,
+        into: &str,
+        _force: bool,
+        _scratch: &Path,
+    ) -> Result<bool> {
+        Err(Error::Usage {
+            target: target.to_string(),
+            message: format!("--into {into}: only bucket targets restore into a bucket"),
         })
     }
 

@@ -4,6 +4,7 @@
 //! targets of a [`runbook_config::Config`]. Each target has its own repository at
 //! `<repository.path>/<target>`, its own lock, and the chunker its data wants.
 
+mod bucket;
 mod checking;
 mod copying;
 mod database;

@@ -6,6 +6,7 @@
 
 mod copy;
 mod errors;
+mod location;
 mod progress;
 mod quarantine;
 mod read;
@@ -19,7 +20,6 @@ use std::{
 
 use jiff::{Timestamp, tz::TimeZone};
 use runbook_config::RepositoryConfig;
-use rustic_backend::BackendOptions;
 use rustic_core::{
     BackupOptions, CheckOptions, ConfigOptions, Credentials, KeyOptions, NoProgressBars,
     OpenStatus, ParentOptions, PathList, ReadSubsetOption, Repository, RepositoryOptions,
@@ -34,7 +34,9 @@ use crate::{
 
 pub(crate) use errors::DAMAGED;
 pub use errors::panics_are_reported;
-use errors::{guard, one_line, raw_line, rerr, storage_cause, unreachable_none, without_backtrace};
+use errors::{guard, rerr, unreachable_none, without_backtrace};
+use location::backends;
+pub(crate) use location::{opendal_options, probe};
 
 /// How a repository cuts data into chunks (fixed when the repository is created).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,73 +76,6 @@ pub struct ForgetPlan {
     pub keep: Vec<(Snapshot, Vec<String>)>,
     /// Snapshots removed.
     pub remove: Vec<Snapshot>,
-}
-
-/// The rustic backend options for `target`'s repository: a local directory, or OpenDAL's S3
-/// service with the keys from the environment or the credentials file.
-fn backends(location: &RepositoryConfig, target: &str) -> Result<BackendOptions> {
-    let Some(s3) = &location.s3 else {
-        let dir = location.path.join(target);
-        let path = dir.to_str().ok_or_else(|| Error::Repository {
-            target: target.to_string(),
-            action: "open repository",
-            message: format!("path {} is not valid UTF-8", dir.display()),
-        })?;
-        return Ok(BackendOptions::default().repository(path));
-    };
-    let creds = s3.credentials().map_err(|message| Error::Repository {
-        target: target.to_string(),
-        action: "open repository",
-        message: format!("{}: {message}", s3.url),
-    })?;
-    let options = [
-        ("bucket", s3.url.bucket.clone()),
-        ("root", format!("/{}", s3.url.root_of(target))),
-        ("endpoint", s3.url.endpoint.clone()),
-        ("region", s3.region()),
-        ("access_key_id", creds.access_key_id),
-        (
-            "secret_access_key",
-            creds.secret_access_key.expose_secret().to_string(),
-        ),
-        // Only what runbook was given: no ~/.aws files, no instance metadata lookups.
-        ("disable_config_load", "true".into()),
-        ("disable_ec2_metadata", "true".into()),
-    ];
-    Ok(BackendOptions::default().repository("opendal:s3").options(
-        options
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect::<std::collections::BTreeMap<_, _>>(),
-    ))
-}
-
-/// Whether the repository storage answers: the local root can be created and read, or the
-/// bucket can be listed with the credentials given.
-pub(crate) fn probe(location: &RepositoryConfig) -> std::result::Result<(), String> {
-    if location.s3.is_none() {
-        let root = &location.path;
-        return std::fs::create_dir_all(root)
-            .and_then(|()| std::fs::metadata(root))
-            .map(drop)
-            .map_err(|e| format!("repository root {}: {e}", root.display()));
-    }
-    let backends = backends(location, "")
-        .map_err(|e| e.to_string())?
-        .to_backends()
-        .map_err(|e| one_line(&e))?;
-    // A listing of a missing bucket can come back empty; reading a key cannot: it answers
-    // "not found" (reachable) or why the storage refused.
-    match backends
-        .repository()
-        .read_full(rustic_core::FileType::Config, &rustic_core::Id::default())
-    {
-        Ok(_) => Ok(()),
-        Err(e) => match storage_cause(&raw_line(&e)) {
-            Some(cause) => Err(cause),
-            None => Ok(()),
-        },
-    }
 }
 
 /// An open repository of one target.

@@ -136,6 +136,28 @@ impl Engine {
     ) -> Result<RestoreReport> {
         let started = Instant::now();
         let target = self.config.target(target)?;
+        if into.starts_with("s3:") {
+            let repo = self.open_repo(&target.name)?;
+            let snapshot = repo.find(wanted)?;
+            let scratch = crate::ScratchDir::new(
+                &self.config.scratch_dir(),
+                &format!("{}-restore", target.name),
+            )?;
+            let replaced = kinds::of(&target.kind).restore_into_bucket(
+                &target.name,
+                repo,
+                &snapshot,
+                into,
+                opts.force,
+                &scratch.join(""),
+            )?;
+            return Ok(RestoreReport {
+                snapshot,
+                to: PathBuf::from(into),
+                replaced,
+                seconds: started.elapsed().as_secs_f64(),
+            });
+        }
         postgres::check_db_name(&target.name, into)?;
         let db = Database::new(
             &target.name,

@@ -12,6 +12,7 @@ mod env;
 mod error;
 mod keep;
 mod raw;
+mod repository;
 mod s3;
 mod schedule;
 mod settings;
@@ -28,6 +29,7 @@ pub use drill::{Drill, DrillCheck, DrillSnapshot, parse_percent};
 pub use env::apply_seed_env;
 pub use error::ConfigError;
 pub use keep::{Keep, parse_duration};
+pub use repository::{BucketSource, CopyRepository, RepositoryConfig};
 pub use s3::{S3Credentials, S3Repository, S3Url};
 pub use schedule::Schedule;
 pub use settings::{MIN_OWNER_KEY_CHARS, Settings};
@@ -60,28 +62,6 @@ pub struct Config {
     pub restore_roots: Vec<PathBuf>,
 }
 
-/// The repository root and how to unlock it.
-#[derive(Debug, Clone)]
-pub struct RepositoryConfig {
-    /// Root directory; each target has its own restic repository below it.
-    pub path: PathBuf,
-    /// File holding the repository password.
-    pub password_file: PathBuf,
-    /// S3-compatible storage holding the repositories instead of `path` (`url = "s3:..."`).
-    pub s3: Option<S3Repository>,
-}
-
-impl RepositoryConfig {
-    /// Where `target`'s repository is, for messages and for `restic -r`.
-    #[must_use]
-    pub fn location_of(&self, target: &str) -> String {
-        match &self.s3 {
-            Some(s3) => s3.url.restic_url(target),
-            None => self.path.join(target).display().to_string(),
-        }
-    }
-}
-
 /// One backup target.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -99,17 +79,6 @@ pub struct Target {
     pub copy_to: Vec<String>,
 }
 
-/// A second repository that targets copy their snapshots to (the 3-2-1 rule).
-#[derive(Debug, Clone)]
-pub struct CopyRepository {
-    /// Its name in `[repositories.NAME]` and in `copy_to`.
-    pub name: String,
-    /// Where it is; encrypted with the main repository's password.
-    pub location: RepositoryConfig,
-    /// Retention there; `None` keeps what the target's own `keep` keeps.
-    pub keep: Option<Keep>,
-}
-
 /// The kinds of data runbook backs up.
 #[derive(Debug, Clone)]
 pub enum TargetKind {
@@ -122,6 +91,8 @@ pub enum TargetKind {
     Postgres(Postgres),
     /// A MariaDB or MySQL database, dumped with `mariadb-dump --single-transaction`.
     Mariadb(Mariadb),
+    /// The objects of an S3-compatible bucket (under a prefix).
+    Bucket(BucketSource),
     /// Plain files and directories.
     Files {
         /// Files and directories to back up.
@@ -163,6 +134,7 @@ impl TargetKind {
             Self::Sqlite { .. } => "sqlite",
             Self::Postgres(_) => "postgres",
             Self::Mariadb(_) => "mariadb",
+            Self::Bucket(_) => "bucket",
             Self::Files { .. } => "files",
         }
     }
@@ -173,7 +145,7 @@ impl TargetKind {
         match self {
             Self::Postgres(pg) => Some(&pg.url),
             Self::Mariadb(db) => Some(&db.url),
-            Self::Sqlite { .. } | Self::Files { .. } => None,
+            Self::Sqlite { .. } | Self::Files { .. } | Self::Bucket(_) => None,
         }
     }
 
@@ -192,7 +164,7 @@ impl TargetKind {
     pub fn paths(&self) -> Vec<&Path> {
         match self {
             Self::Sqlite { path } => vec![path.as_path()],
-            Self::Postgres(_) | Self::Mariadb(_) => Vec::new(),
+            Self::Postgres(_) | Self::Mariadb(_) | Self::Bucket(_) => Vec::new(),
             Self::Files { paths, .. } => paths.iter().map(PathBuf::as_path).collect(),
         }
     }
@@ -252,6 +224,15 @@ impl Config {
                         path: path.to_path_buf(),
                     });
                 }
+            }
+            if let TargetKind::Bucket(b) = &target.kind
+                && let Err(reason) = b.s3.credentials()
+            {
+                problems.push(ConfigError::invalid(
+                    &self.file,
+                    format!("targets.{}.url", target.name),
+                    reason,
+                ));
             }
         }
         if let Err(e) = self.password() {
@@ -338,43 +319,24 @@ impl Config {
         paths
     }
 
-    /// This configuration with the copy repository `name` in place of the main repository
-    /// (and its `keep` in place of each target's, when it has one): what reads from a copy
-    /// and retention there run against.
-    ///
-    /// # Errors
-    /// [`ConfigError::Invalid`] when no `[repositories.NAME]` has that name.
-    pub fn on_copy(&self, name: &str) -> Result<Self, ConfigError> {
-        let copy = self.copies.get(name).ok_or_else(|| {
-            let known: Vec<&str> = self.copies.keys().map(String::as_str).collect();
-            ConfigError::invalid(
-                &self.file,
-                format!("repositories.{name}"),
-                format!(
-                    "no such repository (configured: {})",
-                    if known.is_empty() {
-                        "none".to_string()
-                    } else {
-                        known.join(", ")
-                    }
-                ),
-            )
-        })?;
-        let mut on = self.clone();
-        on.repository = copy.location.clone();
-        if let Some(keep) = &copy.keep {
-            for t in on.targets.values_mut() {
-                t.keep = keep.clone();
-            }
-        }
-        Ok(on)
-    }
-
     /// Where scratch files live (always inside `data_dir`).
     #[must_use]
     pub fn scratch_dir(&self) -> PathBuf {
         self.data_dir.join("scratch")
     }
+}
+
+/// The glob set of `patterns` (each already validated when the config was read; one that does
+/// not parse matches nothing).
+#[must_use]
+pub fn glob_set(patterns: &[String]) -> globset::GlobSet {
+    let mut b = globset::GlobSetBuilder::new();
+    for p in patterns {
+        if let Ok(g) = globset::Glob::new(p) {
+            b.add(g);
+        }
+    }
+    b.build().unwrap_or_else(|_| globset::GlobSet::empty())
 }
 
 #[cfg(test)]

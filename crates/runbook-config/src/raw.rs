@@ -9,10 +9,14 @@ use std::{
 use serde::Deserialize;
 
 mod drill;
+mod repository;
+mod target;
 
 use drill::RawDrill;
+use repository::{RawCopyRepository, RawRepository, copies};
+use target::RawTarget;
 
-use crate::{Config, ConfigError, Keep, RepositoryConfig, Schedule, Target, TargetKind, keep};
+use crate::{Config, ConfigError, Keep, RepositoryConfig, Schedule, Target, keep};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,80 +37,8 @@ pub(crate) struct RawConfig {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct RawRepository {
-    path: Option<PathBuf>,
-    /// `s3:https://host/bucket/prefix`: the repositories on S3-compatible storage.
-    url: Option<String>,
-    region: Option<String>,
-    credentials_file: Option<PathBuf>,
-    password_file: Option<PathBuf>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCopyRepository {
-    path: Option<PathBuf>,
-    url: Option<String>,
-    region: Option<String>,
-    credentials_file: Option<PathBuf>,
-    password_file: Option<PathBuf>,
-    keep: Option<RawKeep>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 struct RawState {
     url: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
-enum RawTarget {
-    Sqlite {
-        path: PathBuf,
-        schedule: Option<String>,
-        #[serde(default)]
-        keep: RawKeep,
-        drill: Option<RawDrill>,
-        #[serde(default)]
-        copy_to: Vec<String>,
-    },
-    Postgres {
-        url: String,
-        password_file: Option<PathBuf>,
-        #[serde(default)]
-        exclude_tables: Vec<String>,
-        #[serde(default)]
-        schemas: Vec<String>,
-        pg_bin_dir: Option<PathBuf>,
-        schedule: Option<String>,
-        #[serde(default)]
-        keep: RawKeep,
-        drill: Option<RawDrill>,
-        #[serde(default)]
-        copy_to: Vec<String>,
-    },
-    Mariadb {
-        url: String,
-        password_file: Option<PathBuf>,
-        schedule: Option<String>,
-        #[serde(default)]
-        keep: RawKeep,
-        drill: Option<RawDrill>,
-        #[serde(default)]
-        copy_to: Vec<String>,
-    },
-    Files {
-        paths: Vec<PathBuf>,
-        #[serde(default)]
-        exclude: Vec<String>,
-        schedule: Option<String>,
-        #[serde(default)]
-        keep: RawKeep,
-        drill: Option<RawDrill>,
-        #[serde(default)]
-        copy_to: Vec<String>,
-    },
 }
 
 #[derive(Deserialize, Default)]
@@ -160,98 +92,7 @@ impl RawConfig {
         for (name, raw) in self.targets {
             let key = format!("targets.{name}");
             check_name(&name).map_err(|r| ConfigError::invalid(file, &key, r))?;
-            let (kind, schedule, keep, drill, copy_to) = match raw {
-                RawTarget::Sqlite {
-                    path,
-                    schedule,
-                    keep,
-                    drill,
-                    copy_to,
-                } => (
-                    TargetKind::Sqlite {
-                        path: resolve(&path),
-                    },
-                    schedule,
-                    keep,
-                    drill,
-                    copy_to,
-                ),
-                RawTarget::Postgres {
-                    url,
-                    password_file,
-                    exclude_tables,
-                    schemas,
-                    pg_bin_dir,
-                    schedule,
-                    keep,
-                    drill,
-                    copy_to,
-                } => {
-                    let url = db_url(file, &key, &url, "postgres")?;
-                    (
-                        TargetKind::Postgres(crate::Postgres {
-                            url,
-                            password_file: password_file.as_deref().map(resolve),
-                            exclude_tables,
-                            schemas,
-                            pg_bin_dir: pg_bin_dir.as_deref().map(resolve),
-                        }),
-                        schedule,
-                        keep,
-                        drill,
-                        copy_to,
-                    )
-                }
-                RawTarget::Mariadb {
-                    url,
-                    password_file,
-                    schedule,
-                    keep,
-                    drill,
-                    copy_to,
-                } => {
-                    let url = db_url(file, &key, &url, "mysql")?;
-                    (
-                        TargetKind::Mariadb(crate::Mariadb {
-                            url,
-                            password_file: password_file.as_deref().map(resolve),
-                        }),
-                        schedule,
-                        keep,
-                        drill,
-                        copy_to,
-                    )
-                }
-                RawTarget::Files {
-                    paths,
-                    exclude,
-                    schedule,
-                    keep,
-                    drill,
-                    copy_to,
-                } => {
-                    if paths.is_empty() {
-                        return Err(ConfigError::invalid(
-                            file,
-                            format!("{key}.paths"),
-                            "must list at least one file or directory",
-                        ));
-                    }
-                    for (i, g) in exclude.iter().enumerate() {
-                        globset::Glob::new(g).map_err(|e| {
-                            ConfigError::invalid(file, format!("{key}.exclude[{i}]"), e.to_string())
-                        })?;
-                    }
-                    let paths = paths.iter().map(|p| resolve(p)).collect();
-                    (
-                        TargetKind::Files { paths, exclude },
-                        schedule,
-                        keep,
-                        drill,
-                        copy_to,
-                    )
-                }
-            };
+            let (kind, schedule, keep, drill, copy_to) = target::parse(raw, file, &key, &resolve)?;
             let schedule = schedule
                 .map(|s| Schedule::parse(&s))
                 .transpose()
@@ -372,103 +213,4 @@ fn check_name(name: &str) -> Result<(), String> {
             "invalid target name {name:?}: use letters, digits, '-' and '_' (at most 64, starting with a letter or digit)"
         ))
     }
-}
-
-impl RawRepository {
-    /// The S3 location when `url` is given; `path` and the S3 keys exclude each other.
-    fn s3(
-        &self,
-        file: &Path,
-        base: &Path,
-        section: &str,
-    ) -> Result<Option<crate::S3Repository>, ConfigError> {
-        let Some(url) = &self.url else {
-            for (key, set) in [
-                ("region", self.region.is_some()),
-                ("credentials_file", self.credentials_file.is_some()),
-            ] {
-                if set {
-                    return Err(ConfigError::invalid(
-                        file,
-                        format!("{section}.{key}"),
-                        "only for an S3 repository (repository.url = \"s3:...\")",
-                    ));
-                }
-            }
-            return Ok(None);
-        };
-        if self.path.is_some() {
-            return Err(ConfigError::invalid(
-                file,
-                format!("{section}.url"),
-                "give either path (a local directory) or url (s3:...), not both",
-            ));
-        }
-        let parsed = crate::S3Url::parse(url)
-            .map_err(|r| ConfigError::invalid(file, format!("{section}.url"), r))?;
-        Ok(Some(crate::S3Repository {
-            url: parsed,
-            region: self.region.clone(),
-            credentials_file: self.credentials_file.as_ref().map(|p| base.join(p)),
-        }))
-    }
-}
-
-/// The `[repositories.NAME]` tables: where copies go, each with its own retention.
-fn copies(
-    file: &Path,
-    base: &Path,
-    raw: BTreeMap<String, RawCopyRepository>,
-    password_file: &Path,
-    data_dir: &Path,
-) -> Result<BTreeMap<String, crate::CopyRepository>, ConfigError> {
-    let mut out = BTreeMap::new();
-    for (name, r) in raw {
-        let key = format!("repositories.{name}");
-        let keep = r.keep;
-        let r = RawRepository {
-            path: r.path,
-            url: r.url,
-            region: r.region,
-            credentials_file: r.credentials_file,
-            password_file: r.password_file,
-        };
-        check_name(&name).map_err(|reason| ConfigError::invalid(file, &key, reason))?;
-        if r.password_file.is_some() {
-            return Err(ConfigError::invalid(
-                file,
-                format!("{key}.password_file"),
-                "copies are encrypted with the main repository's password (repository.password_file)",
-            ));
-        }
-        if r.path.is_none() && r.url.is_none() {
-            return Err(ConfigError::invalid(
-                file,
-                &key,
-                "give path (a local directory) or url (s3:...)",
-            ));
-        }
-        let s3 = r.s3(file, base, &key)?;
-        let keep = keep
-            .map(RawKeep::into_keep)
-            .transpose()
-            .map_err(|reason| ConfigError::invalid(file, format!("{key}.keep.within"), reason))?;
-        let path = r
-            .path
-            .as_deref()
-            .map_or_else(|| data_dir.join("copies").join(&name), |p| base.join(p));
-        out.insert(
-            name.clone(),
-            crate::CopyRepository {
-                name,
-                location: RepositoryConfig {
-                    path,
-                    password_file: password_file.to_path_buf(),
-                    s3,
-                },
-                keep,
-            },
-        );
-    }
-    Ok(out)
 }

@@ -55,9 +55,7 @@ exclude = ["*.tmp"]
             assert_eq!(paths[0], Path::new("/etc/runbook/server/data/state.json"));
             assert_eq!(exclude, &["*.tmp"]);
         }
-        TargetKind::Sqlite { .. } | TargetKind::Postgres(_) | TargetKind::Mariadb(_) => {
-            panic!("state is a files target")
-        }
+        other => panic!("state is a files target, not {}", other.name()),
     }
 }
 

@@ -12,6 +12,7 @@ use runbook_config::{Drill, DrillCheck, Target};
 
 use crate::{CheckResult, kinds::DrillCx};
 
+pub(crate) mod bucket;
 pub(crate) mod files;
 pub(crate) mod mariadb;
 pub(crate) mod postgres;
@@ -46,16 +47,6 @@ fn sides(cx: &DrillCx<'_>, restored_db: &str, out: &mut Vec<CheckResult>) -> Opt
         restored: server.clone(),
         restored_db: restored_db.to_string(),
     })
-}
-
-fn globs(patterns: &[String]) -> globset::GlobSet {
-    let mut b = globset::GlobSetBuilder::new();
-    for p in patterns {
-        if let Ok(g) = globset::Glob::new(p) {
-            b.add(g);
-        }
-    }
-    b.build().unwrap_or_else(|_| globset::GlobSet::empty())
 }
 
 fn list(names: &[String], max: usize) -> String {

@@ -17,6 +17,7 @@ pub(crate) fn of(kind: &TargetKind) -> Box<dyn DrillKind + '_> {
         TargetKind::Postgres(pg) => Box::new(checks::postgres::Drill { pg }),
         TargetKind::Mariadb(_) => Box::new(checks::mariadb::Drill),
         TargetKind::Files { .. } => Box::new(checks::files::Drill),
+        TargetKind::Bucket(_) => Box::new(checks::bucket::Drill),
     }
 }
 

@@ -36,12 +36,17 @@ impl Kind for Files<'_> {
     }
 
     fn restore_to(&self, cx: RestoreCx<'_>) -> Result<()> {
-        let staged = Staged::new(cx.to, cx.force, &[])?;
-        fs::create_dir_all(&staged.path).map_err(Error::io(format!(
-            "cannot create {}",
-            staged.path.display()
-        )))?;
-        cx.repo.restore_tree(&cx.snapshot.id, &staged.path)?;
-        staged.commit(None, &[])
+        restore_tree(cx)
     }
+}
+
+/// Restores a tree to `cx.to`, staged beside it and renamed into place when complete.
+pub(super) fn restore_tree(cx: RestoreCx<'_>) -> Result<()> {
+    let staged = Staged::new(cx.to, cx.force, &[])?;
+    fs::create_dir_all(&staged.path).map_err(Error::io(format!(
+        "cannot create {}",
+        staged.path.display()
+    )))?;
+    cx.repo.restore_tree(&cx.snapshot.id, &staged.path)?;
+    staged.commit(None, &[])
 }

@@ -27,7 +27,7 @@ fn quarantine_packs(
     let mut moved = Vec::new();
     let packs = backend
         .list(FileType::Pack)
-        .map_err(|e| format!("cannot list packs: {}", super::one_line(&e)))?;
+        .map_err(|e| format!("cannot list packs: {}", super::errors::one_line(&e)))?;
     for id in packs {
         let name = id.to_hex().to_string();
         let intact = backend
@@ -43,9 +43,12 @@ fn quarantine_packs(
         // file that names it.
         let bytes = backend.read_full(FileType::Pack, &id).unwrap_or_default();
         fs::write(&to, &bytes).map_err(|e| format!("cannot write {}: {e}", to.display()))?;
-        backend
-            .remove(FileType::Pack, &id, false)
-            .map_err(|e| format!("cannot remove damaged pack {name}: {}", super::one_line(&e)))?;
+        backend.remove(FileType::Pack, &id, false).map_err(|e| {
+            format!(
+                "cannot remove damaged pack {name}: {}",
+                super::errors::one_line(&e)
+            )
+        })?;
         moved.push(name);
     }
     Ok(moved)

@@ -106,7 +106,7 @@ impl RawDrill {
                     ));
                 }
             };
-            if matches!(kind, TargetKind::Files { .. }) {
+            if matches!(kind, TargetKind::Files { .. } | TargetKind::Bucket(_)) {
                 return Err(invalid(
                     &field,
                     "sql and row_counts checks need a database target (sqlite, postgres, mariadb)"

@@ -10,7 +10,7 @@ use crate::{
 };
 
 /// Files: every file re-hashed against the snapshot's chunk ids; every `*.json` parses.
-pub(super) fn files_checks(
+pub(crate) fn files_checks(
     engine: &Engine,
     target: &str,
     snapshot: &Snapshot,

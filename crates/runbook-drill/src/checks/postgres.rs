@@ -106,7 +106,7 @@ impl DrillKind for Drill<'_> {
         let Some(sides) = super::sides(cx, db, out) else {
             return;
         };
-        let excludes = super::globs(&self.pg.exclude_tables);
+        let excludes = runbook_config::glob_set(&self.pg.exclude_tables);
         let probe = PgProbe {
             sides,
             schemas: self.pg.schemas.clone(),
