@@ -238,7 +238,7 @@ fn safe_key(key: &str) -> bool {
 }
 
 impl crate::Engine {
-    /// For a bucket target's drill: up to `n` objects picked at random from the tree restored
+    /// For a bucket target's drill: `sample` of the objects picked at random from the tree restored
     /// under `restored` (the snapshot's `objects/` and manifest) are compared with the live
     /// bucket, each fetched and hashed. Returns how many were compared and what differs (an
     /// object gone from the bucket, or whose content changed since the snapshot).
@@ -249,7 +249,7 @@ impl crate::Engine {
         &self,
         target: &str,
         restored: &Path,
-        n: usize,
+        sample: runbook_config::Sample,
     ) -> crate::Result<(usize, Vec<String>)> {
         use sha2::{Digest, Sha256};
         let t = self.config.target(target)?;
@@ -270,6 +270,7 @@ impl crate::Engine {
             .ok_or_else(|| fail("the restored tree has no readable manifest".into()))?;
         let bucket = Bucket::open(&source.s3).map_err(fail)?;
         let mut keys: Vec<&String> = manifest.keys().collect();
+        let n = sample.of(keys.len());
         let mut picked = Vec::new();
         while picked.len() < n && !keys.is_empty() {
             picked.push(keys.swap_remove(rand::random_range(0..keys.len())));

@@ -24,6 +24,36 @@ pub struct Drill {
     pub server: Option<DbUrl>,
     /// Checks run in addition to the built-in ones.
     pub checks: Vec<DrillCheck>,
+    /// Bucket targets: how many objects to compare with the live bucket.
+    pub sample: Sample,
+}
+
+/// How many objects a bucket drill compares with the live bucket.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sample {
+    /// This many (or all, when there are fewer).
+    Count(usize),
+    /// This percentage of the objects (at least one).
+    Percent(f64),
+}
+
+impl Sample {
+    /// How many of `total` objects to sample.
+    #[must_use]
+    pub fn of(self, total: usize) -> usize {
+        match self {
+            Self::Count(n) => n.min(total),
+            Self::Percent(p) => {
+                #[allow(
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss,
+                    clippy::cast_precision_loss
+                )]
+                let n = (total as f64 * p / 100.0).ceil() as usize;
+                n.clamp(usize::from(total > 0), total)
+            }
+        }
+    }
 }
 
 impl Default for Drill {
@@ -37,6 +67,7 @@ impl Default for Drill {
             ready_timeout: Duration::from_secs(300),
             server: None,
             checks: Vec::new(),
+            sample: Sample::Count(50),
         }
     }
 }

@@ -25,7 +25,7 @@ use std::{
 use secrecy::SecretString;
 
 pub use dburl::DbUrl;
-pub use drill::{Drill, DrillCheck, DrillSnapshot, parse_percent};
+pub use drill::{Drill, DrillCheck, DrillSnapshot, Sample, parse_percent};
 pub use env::apply_seed_env;
 pub use error::ConfigError;
 pub use keep::{Keep, parse_duration};

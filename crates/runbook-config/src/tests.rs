@@ -312,3 +312,36 @@ fn bad_drill_settings_name_their_key() {
     let files = "[targets.f]\nkind = \"files\"\npaths = [\"/x\"]\n[targets.f.drill]\nchecks = [{ sql = \"select 1\" }]\n";
     assert!(err(files).contains("need a database target"));
 }
+
+#[test]
+fn bucket_drills_sample_a_count_or_a_share() {
+    use crate::Sample;
+    assert_eq!(Sample::Count(50).of(12), 12);
+    assert_eq!(Sample::Count(50).of(1000), 50);
+    assert_eq!(Sample::Percent(1.0).of(1000), 10);
+    assert_eq!(Sample::Percent(1.0).of(10), 1, "at least one");
+    assert_eq!(Sample::Percent(100.0).of(0), 0);
+    let bucket = "[targets.b]\nkind = \"bucket\"\nurl = \"s3:http://h/b\"\n[targets.b.drill]\n";
+    assert_eq!(
+        parse(&format!("{bucket}sample = \"5%\"\n"))
+            .expect("parses")
+            .targets["b"]
+            .drill
+            .as_ref()
+            .expect("drill")
+            .sample,
+        Sample::Percent(5.0)
+    );
+    for (bad, why) in [
+        ("sample = 0", "at least one"),
+        ("sample = \"lots\"", "a count (50) or a percentage"),
+    ] {
+        let e = err(&format!("{bucket}{bad}\n"));
+        assert!(
+            e.contains("targets.b.drill.sample") && e.contains(why),
+            "{e}"
+        );
+    }
+    let e = err("[targets.f]\nkind = \"files\"\npaths = [\"x\"]\n[targets.f.drill]\nsample = 5\n");
+    assert!(e.contains("only bucket targets"), "{e}");
+}

@@ -286,14 +286,9 @@ mod tests {
 
     fn drill(snapshot: DrillSnapshot) -> Drill {
         Drill {
-            schedule: None,
             snapshot,
-            max_restore: None,
-            max_data_age: None,
-            ready_command: None,
             ready_timeout: std::time::Duration::from_secs(60),
-            server: None,
-            checks: Vec::new(),
+            ..Drill::default()
         }
     }
 

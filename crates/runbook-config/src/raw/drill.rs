@@ -19,6 +19,15 @@ pub(super) struct RawDrill {
     server: Option<String>,
     #[serde(default)]
     checks: Vec<RawCheck>,
+    sample: Option<RawSample>,
+}
+
+/// `sample = 50` or `sample = "1%"`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSample {
+    Count(u32),
+    Text(String),
 }
 
 #[derive(Deserialize)]
@@ -115,7 +124,32 @@ impl RawDrill {
             }
             checks.push(check);
         }
+        let sample = match self.sample {
+            None => crate::Sample::Count(50),
+            Some(_) if !matches!(kind, TargetKind::Bucket(_)) => {
+                return Err(invalid(
+                    "sample",
+                    "only bucket targets sample objects".into(),
+                ));
+            }
+            Some(RawSample::Count(0)) => {
+                return Err(invalid("sample", "sample at least one object".into()));
+            }
+            Some(RawSample::Count(n)) => crate::Sample::Count(n as usize),
+            Some(RawSample::Text(t)) => crate::Sample::Percent(
+                crate::parse_percent(&t)
+                    .ok()
+                    .filter(|p| *p > 0.0)
+                    .ok_or_else(|| {
+                        invalid(
+                            "sample",
+                            format!("{t:?}: give a count (50) or a percentage (\"1%\")"),
+                        )
+                    })?,
+            ),
+        };
         Ok(Drill {
+            sample,
             schedule,
             snapshot,
             max_restore: duration("max_restore", self.max_restore)?,

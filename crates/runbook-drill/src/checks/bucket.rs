@@ -11,9 +11,6 @@ use crate::{
     kinds::{self, DrillCx, DrillKind, RestoreFailure},
 };
 
-/// How many objects a drill compares with the live bucket.
-const SAMPLE: usize = 50;
-
 pub(crate) struct Drill;
 
 impl DrillKind for Drill {
@@ -34,9 +31,17 @@ impl DrillKind for Drill {
         files_checks(cx.engine, &cx.target.name, cx.snapshot, dir, out);
         let root = cx.snapshot.paths.first().cloned().unwrap_or_default();
         let restored = dir.join(root.trim_start_matches('/'));
-        let expected = format!("a sample of up to {SAMPLE} objects matches the live bucket");
+        let sample = cx.settings.sample;
+        let expected = match sample {
+            runbook_config::Sample::Count(n) => {
+                format!("{n} sampled objects match the live bucket")
+            }
+            runbook_config::Sample::Percent(p) => {
+                format!("{p}% of the objects match the live bucket")
+            }
+        };
         out.push(
-            match cx.engine.bucket_sample(&cx.target.name, &restored, SAMPLE) {
+            match cx.engine.bucket_sample(&cx.target.name, &restored, sample) {
                 Ok((n, problems)) if problems.is_empty() => {
                     CheckResult::new("live_objects", expected, format!("{n} objects match"), true)
                 }

@@ -329,7 +329,7 @@ fn a_bucket_round_trips_with_metadata_incrementally_and_its_drill_catches_drift(
     boto(FILL, &[&source, "img/", "1000"]);
     boto(FILL, &[&source, "small/", "12"]);
     let ws = Workspace::new(&format!(
-        "[targets.images]\nkind = \"bucket\"\nurl = \"s3:{e}/{source}/img\"\n\n[targets.small]\nkind = \"bucket\"\nurl = \"s3:{e}/{source}/small\"\nexclude = [\"0011.bin\"]\n[targets.small.drill]\n",
+        "[targets.images]\nkind = \"bucket\"\nurl = \"s3:{e}/{source}/img\"\n\n[targets.small]\nkind = \"bucket\"\nurl = \"s3:{e}/{source}/small\"\nexclude = [\"0011.bin\"]\n[targets.small.drill]\nsample = \"100%\"\n",
         e = endpoint()
     ));
     run_s3(&ws, &["backup", "images"]).ok();
