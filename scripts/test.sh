@@ -35,6 +35,13 @@ if ! command -v st >/dev/null; then
   hash -r
 fi
 
+# standardwebhooks (PyPI) verifies the alert webhooks' signatures in the receiver the tests run.
+if ! python3 -c "import standardwebhooks" 2>/dev/null; then
+  echo "installing: standardwebhooks (pip)"
+  python3 -m pip install --quiet standardwebhooks 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages standardwebhooks
+fi
+
 # A local S3-compatible server for the object-storage tests: moto's server (PyPI `moto[server]`),
 # in memory, on 127.0.0.1:9333, started here when nothing answers there.
 export RUNBOOK_TEST_S3="${RUNBOOK_TEST_S3:-http://127.0.0.1:9333}"

@@ -38,6 +38,10 @@ pub struct Settings {
     /// repository reads back one slice of its packs, so every pack is read once in this many
     /// days.
     pub verify_days: u32,
+    /// `ALERT_WEBHOOK_URL`: where alert notifications are POSTed (Standard Webhooks); unset: none.
+    pub alert_webhook_url: Option<String>,
+    /// `ALERT_WEBHOOK_SECRET`: the `whsec_…` key that signs them.
+    pub alert_webhook_secret: Option<secrecy::SecretString>,
 }
 
 impl Default for Settings {
@@ -54,6 +58,8 @@ impl Default for Settings {
             body_limit: 64 * 1024,
             shutdown_grace: Duration::from_secs(30),
             verify_days: 30,
+            alert_webhook_url: None,
+            alert_webhook_secret: None,
         }
     }
 }
@@ -100,6 +106,24 @@ impl Settings {
                 .ok_or_else(|| {
                     format!("RUNBOOK_VERIFY_DAYS={v:?}: expected a number of days (0 turns it off)")
                 })?;
+        }
+        if let Some(url) = get("ALERT_WEBHOOK_URL").filter(|v| !v.trim().is_empty()) {
+            let url = url.trim().to_string();
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!(
+                    "ALERT_WEBHOOK_URL={url:?}: expected an http:// or https:// URL"
+                ));
+            }
+            s.alert_webhook_url = Some(url);
+        }
+        if let Some(secret) = get("ALERT_WEBHOOK_SECRET").filter(|v| !v.trim().is_empty()) {
+            if !secret.trim().starts_with("whsec_") {
+                return Err(
+                    "ALERT_WEBHOOK_SECRET: expected a Standard Webhooks secret, whsec_<base64>"
+                        .into(),
+                );
+            }
+            s.alert_webhook_secret = Some(secret.trim().to_string().into());
         }
         s.auth_enabled = flag("SECURITY_AUTH_ENABLED", true)?;
         s.owner_keys = list("SECURITY_OWNER_KEYS");

@@ -11,6 +11,7 @@ mod clock;
 mod error;
 mod metrics;
 mod middleware;
+pub mod notify;
 mod ratelimit;
 mod routes;
 pub mod scheduler;
@@ -152,6 +153,9 @@ async fn background(state: AppState, mut stop: tokio::sync::watch::Receiver<bool
         }
         if let Err(e) = scheduler::tick(&state).await {
             tracing::error!(error = %e, "scheduler tick failed");
+        }
+        if let Err(e) = notify::deliver_due(&state).await {
+            tracing::error!(error = %e, "alert delivery step failed");
         }
         match worker::try_execute_next(&state).await {
             Ok(worker::Outcome::Ran(_)) => continue,

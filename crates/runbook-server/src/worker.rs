@@ -145,6 +145,18 @@ pub async fn try_execute_next(state: &AppState) -> Result<Outcome, runbook_store
             detail,
         )
         .await?;
+    // Backups, copies and drills fire an alert when they fail and resolve it when they next
+    // succeed; restores and verifications are asked for, and their caller sees the outcome.
+    if matches!(job.kind, JobKind::Backup | JobKind::Drill) {
+        crate::notify::signal(
+            state,
+            &format!("{}.failed", job.kind),
+            &job.target,
+            job_state == JobState::Failed,
+            error.as_deref().unwrap_or("succeeded"),
+        )
+        .await?;
+    }
     // Recorded in the ops log before the job shows as finished, so whoever sees it finished
     // also finds its outcome in the log.
     let done = state

@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 use reqwest::{Client, Method, StatusCode};
 use runbook_backup::Engine;
 use runbook_config::Config;
-use runbook_server::{AppState, ManualClock, Server, Settings, scheduler, worker};
+use runbook_server::{AppState, ManualClock, Server, Settings, notify, scheduler, worker};
 use runbook_store::{JobState, Role, Store};
 
 /// 2026-11-25T00:00:00Z in ms.
@@ -1438,4 +1438,179 @@ async fn router_answers_through_oneshot() {
         404
     );
     app.stop().await;
+}
+
+/// The alert webhook receiver (`tests/helpers/webhook_receiver.py`), killed when dropped.
+struct Receiver {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Receiver {
+    fn start(secret: &str) -> Self {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = std::process::Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/helpers/webhook_receiver.py"
+            ))
+            .arg(dir.path())
+            .arg(secret)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 (the README test command installs it and standardwebhooks)");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("port");
+        let port = line.trim().parse().unwrap_or_else(|_| {
+            panic!("the receiver printed its port, got {line:?} (is standardwebhooks installed?)")
+        });
+        Self { child, dir, port }
+    }
+
+    fn received(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.path().join("received.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect()
+    }
+
+    fn set_down(&self, down: bool) {
+        let flag = self.dir.path().join("down");
+        if down {
+            std::fs::write(flag, b"").expect("flag");
+        } else {
+            let _ = std::fs::remove_file(flag);
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_failing_backup_reaches_the_webhook_signed_and_a_receiver_that_is_down_loses_nothing() {
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let receiver = Receiver::start(secret);
+    receiver.set_down(true);
+    // ALERT_WEBHOOK_URL and its secret are the only alert configuration.
+    let mut settings = Settings::from_env(|k| match k {
+        "ALERT_WEBHOOK_URL" => Some(format!("http://127.0.0.1:{}/hook", receiver.port)),
+        "ALERT_WEBHOOK_SECRET" => Some(secret.to_string()),
+        "SECURITY_RATE_LIMIT_ENABLED" => Some("false".into()),
+        _ => None,
+    })
+    .expect("settings");
+    settings.rate_limit_enabled = false;
+    let app = spawn(settings, false).await;
+    std::fs::rename(app.root.join("app.db"), app.root.join("moved.db")).expect("mv");
+    assert_eq!(backup_job(&app).await.state, JobState::Failed);
+    // A second failure of a firing alert sends nothing new.
+    assert_eq!(backup_job(&app).await.state, JobState::Failed);
+
+    // The receiver is down: the attempt fails, is recorded, and waits (10 s backoff).
+    assert_eq!(notify::deliver_due(&app.state).await.expect("deliver"), 0);
+    let log = app.state.store.oplog(100).await.expect("oplog");
+    assert!(
+        log.iter()
+            .any(|e| e.action == "notify.failed" && e.detail.contains("503")),
+        "the failed delivery is recorded"
+    );
+    receiver.set_down(false);
+    assert_eq!(
+        notify::deliver_due(&app.state).await.expect("deliver"),
+        0,
+        "not before its time"
+    );
+    app.clock.advance(11_000);
+    assert_eq!(notify::deliver_due(&app.state).await.expect("deliver"), 1);
+    let got = receiver.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        got[0]["verified"], true,
+        "standardwebhooks verifies the signature: {got:?}"
+    );
+    let data = &got[0]["payload"]["data"];
+    assert_eq!(got[0]["payload"]["type"], "alert.firing");
+    assert_eq!(data["rule"], "backup.failed");
+    assert_eq!(data["subject"], "app-db");
+    assert!(
+        data["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("cannot read source"),
+        "{data}"
+    );
+
+    // The next backup succeeds: one resolved notice, with how long it fired.
+    std::fs::rename(app.root.join("moved.db"), app.root.join("app.db")).expect("mv");
+    app.clock.advance(60_000);
+    assert_eq!(backup_job(&app).await.state, JobState::Succeeded);
+    assert_eq!(notify::deliver_due(&app.state).await.expect("deliver"), 1);
+    assert_eq!(
+        notify::deliver_due(&app.state).await.expect("deliver"),
+        0,
+        "sent once"
+    );
+    let got = receiver.received();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[1]["payload"]["type"], "alert.resolved");
+    assert!(
+        got[1]["payload"]["data"]["fired_seconds"]
+            .as_i64()
+            .unwrap_or(0)
+            >= 60,
+        "{got:?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_webhook_secret_is_caught_by_the_receiver() {
+    // The check above can fail: signed with another key, the independent verifier refuses it.
+    let receiver = Receiver::start("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+    let settings = Settings::from_env(|k| match k {
+        "ALERT_WEBHOOK_URL" => Some(format!("http://127.0.0.1:{}/hook", receiver.port)),
+        "ALERT_WEBHOOK_SECRET" => Some("whsec_c2VjcmV0LWtleS1vZi1hbm90aGVyLXNlbmRlcg==".into()),
+        "SECURITY_RATE_LIMIT_ENABLED" => Some("false".into()),
+        _ => None,
+    })
+    .expect("settings");
+    let app = spawn(settings, false).await;
+    notify::signal(&app.state, "backup.failed", "app-db", true, "test")
+        .await
+        .expect("signal");
+    assert_eq!(
+        notify::deliver_due(&app.state).await.expect("deliver"),
+        0,
+        "refused with 401"
+    );
+    let got = receiver.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["verified"], false, "{got:?}");
+    app.stop().await;
+}
+
+/// Queues a backup of `app-db` through the API and runs it.
+async fn backup_job(app: &App) -> runbook_store::Job {
+    app.call(
+        Method::POST,
+        "/api/backups/run",
+        Some(&app.keys.operator),
+        Some(serde_json::json!({"target": "app-db"})),
+    )
+    .await;
+    let worker::Outcome::Ran(job) = worker::try_execute_next(&app.state).await.expect("step")
+    else {
+        panic!("queued");
+    };
+    *job
 }

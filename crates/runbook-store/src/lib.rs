@@ -5,6 +5,7 @@
 //! `RETURNING`, `BIGINT`/`TEXT`), and migrations are plain SQL run in order.
 //! Times are Unix milliseconds supplied by the caller, so callers can drive a test clock.
 
+mod alerts;
 mod anchor;
 mod drills;
 mod error;
@@ -15,6 +16,7 @@ mod oplog;
 
 use sqlx::{AnyPool, any::AnyPoolOptions};
 
+pub use alerts::{Notification, Transition};
 pub use anchor::Anchor;
 pub use drills::{DrillRecord, NewDrill};
 pub use error::{Error, Result};

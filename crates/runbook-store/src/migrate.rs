@@ -60,6 +60,25 @@ const MIGRATIONS: &[&str] = &[
     // A job that failed for a reason that may pass (busy target, unreachable server) waits
     // until `run_after` before it is tried again.
     "ALTER TABLE jobs ADD COLUMN run_after BIGINT",
+    // Alerts (one row per rule and subject: firing or resolved, since when) and the outbox of
+    // notifications, kept until delivered so a receiver that is down loses nothing.
+    "CREATE TABLE alerts (
+        rule TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        state TEXT NOT NULL,
+        since BIGINT NOT NULL,
+        PRIMARY KEY (rule, subject)
+    );
+    CREATE TABLE notifications (
+        id TEXT PRIMARY KEY,
+        created_at BIGINT NOT NULL,
+        payload TEXT NOT NULL,
+        attempts BIGINT NOT NULL,
+        next_at BIGINT NOT NULL,
+        delivered_at BIGINT,
+        last_error TEXT
+    );
+    CREATE INDEX notifications_due ON notifications (delivered_at, next_at)",
 ];
 
 pub(crate) async fn run(store: &Store) -> Result<()> {
