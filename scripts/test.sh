@@ -36,11 +36,14 @@ if ! command -v st >/dev/null; then
 fi
 
 # standardwebhooks (PyPI) verifies the alert webhooks' signatures in the receiver the tests run.
-if ! python3 -c "import standardwebhooks" 2>/dev/null; then
-  echo "installing: standardwebhooks (pip)"
-  python3 -m pip install --quiet standardwebhooks 2>/dev/null \
-    || python3 -m pip install --quiet --break-system-packages standardwebhooks
-fi
+# aiosmtpd (PyPI) is the local SMTP sink the alert e-mail test sends to.
+for py in standardwebhooks aiosmtpd; do
+  if ! python3 -c "import $py" 2>/dev/null; then
+    echo "installing: $py (pip)"
+    python3 -m pip install --quiet "$py" 2>/dev/null \
+      || python3 -m pip install --quiet --break-system-packages "$py"
+  fi
+done
 
 # A local S3-compatible server for the object-storage tests: moto's server (PyPI `moto[server]`),
 # in memory, on 127.0.0.1:9333, started here when nothing answers there.

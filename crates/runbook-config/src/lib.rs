@@ -32,7 +32,7 @@ pub use keep::{Keep, parse_duration};
 pub use repository::{BucketSource, CopyRepository, RepositoryConfig};
 pub use s3::{S3Credentials, S3Repository, S3Url};
 pub use schedule::Schedule;
-pub use settings::{MIN_OWNER_KEY_CHARS, Settings};
+pub use settings::{MIN_OWNER_KEY_CHARS, Settings, Smtp};
 
 /// The example configuration written by `runbook init`, embedded in the binary.
 pub const EXAMPLE_CONFIG: &str = include_str!("../runbook.example.toml");

@@ -42,6 +42,26 @@ pub struct Settings {
     pub alert_webhook_url: Option<String>,
     /// `ALERT_WEBHOOK_SECRET`: the `whsec_…` key that signs them.
     pub alert_webhook_secret: Option<secrecy::SecretString>,
+    /// `SMTP_HOST` and the other `SMTP_*` variables: alert e-mail; unset: none.
+    pub smtp: Option<Smtp>,
+}
+
+/// Alert e-mail through an SMTP server, as the seeds configure it.
+#[derive(Debug, Clone)]
+pub struct Smtp {
+    /// `SMTP_HOST`.
+    pub host: String,
+    /// `SMTP_PORT` (default 587): 465 is implicit TLS (SSL), 587 requires STARTTLS, any other
+    /// port uses STARTTLS when the server offers it.
+    pub port: u16,
+    /// `SMTP_USER` (optional).
+    pub user: Option<String>,
+    /// `SMTP_PASS`.
+    pub pass: Option<secrecy::SecretString>,
+    /// `SMTP_FROM` (default `SMTP_USER`).
+    pub from: String,
+    /// `ALERT_EMAIL_TO`, comma-separated (default `SMTP_FROM`).
+    pub to: Vec<String>,
 }
 
 impl Default for Settings {
@@ -60,6 +80,7 @@ impl Default for Settings {
             verify_days: 30,
             alert_webhook_url: None,
             alert_webhook_secret: None,
+            smtp: None,
         }
     }
 }
@@ -125,6 +146,7 @@ impl Settings {
             }
             s.alert_webhook_secret = Some(secret.trim().to_string().into());
         }
+        s.smtp = smtp(&get)?;
         s.auth_enabled = flag("SECURITY_AUTH_ENABLED", true)?;
         s.owner_keys = list("SECURITY_OWNER_KEYS");
         if let Some((i, short)) = s
@@ -176,4 +198,50 @@ impl Settings {
 
 fn duration(v: &str) -> Option<Duration> {
     crate::parse_duration(v).ok()
+}
+
+/// The `SMTP_*` variables, when `SMTP_HOST` is set.
+fn smtp(get: &impl Fn(&str) -> Option<String>) -> Result<Option<Smtp>, String> {
+    let var = |k: &str| {
+        get(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let Some(host) = var("SMTP_HOST") else {
+        return Ok(None);
+    };
+    let port = match var("SMTP_PORT") {
+        None => 587,
+        Some(p) => p.parse().map_err(|_| {
+            format!("SMTP_PORT={p:?}: not a port number (465 for SSL, 587 for STARTTLS)")
+        })?,
+    };
+    let user = var("SMTP_USER");
+    let from = var("SMTP_FROM")
+        .or_else(|| user.clone())
+        .ok_or("SMTP_FROM: required with SMTP_HOST (the sender address), or set SMTP_USER")?;
+    let to: Vec<String> = var("ALERT_EMAIL_TO")
+        .map(|t| {
+            t.split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_else(|| vec![from.clone()]);
+    for a in std::iter::once(&from).chain(&to) {
+        if !a.contains('@') {
+            return Err(format!(
+                "{a:?}: not an e-mail address (SMTP_FROM / ALERT_EMAIL_TO)"
+            ));
+        }
+    }
+    Ok(Some(Smtp {
+        host,
+        port,
+        user,
+        pass: get("SMTP_PASS").filter(|p| !p.is_empty()).map(Into::into),
+        from,
+        to,
+    }))
 }

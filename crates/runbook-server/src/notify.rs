@@ -64,11 +64,16 @@ pub async fn signal(
             message.to_string(),
         )
         .await?;
-    if state.settings.alert_webhook_url.is_some() {
-        state
-            .store
-            .enqueue_notification(&payload.to_string(), now)
-            .await?;
+    for (channel, configured) in [
+        ("webhook", state.settings.alert_webhook_url.is_some()),
+        ("email", state.settings.smtp.is_some()),
+    ] {
+        if configured {
+            state
+                .store
+                .enqueue_notification(channel, &payload.to_string(), now)
+                .await?;
+        }
     }
     Ok(())
 }
@@ -94,38 +99,16 @@ pub fn sign(secret: &str, id: &str, ts: i64, body: &str) -> Result<String, Strin
 /// # Errors
 /// State-store errors (a receiver's failure is recorded, not returned).
 pub async fn deliver_due(state: &AppState) -> Result<usize, runbook_store::Error> {
-    let Some(url) = state.settings.alert_webhook_url.clone() else {
+    let s = &state.settings;
+    if s.alert_webhook_url.is_none() && s.smtp.is_none() {
         return Ok(0);
-    };
+    }
     let now = state.clock.now_ms();
-    let due = state.store.due_notifications(now, 20).await?;
-    let client = http_client::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()
-        .map_err(|e| runbook_store::Error::Query {
-            message: format!("http client: {e}"),
-            temporary: false,
-        })?;
     let mut delivered = 0;
-    for n in due {
-        // The receiver checks this against its own clock (replay protection): the wall clock,
-        // whatever clock drives runbook's schedules.
-        let ts = jiff::Timestamp::now().as_second();
-        let mut req = client
-            .post(&url)
-            .header("content-type", "application/json")
-            .header("webhook-id", &n.id)
-            .header("webhook-timestamp", ts.to_string());
-        if let Some(secret) = &state.settings.alert_webhook_secret {
-            match sign(secret.expose_secret(), &n.id, ts, &n.payload) {
-                Ok(sig) => req = req.header("webhook-signature", sig),
-                Err(e) => tracing::error!(error = %e, "cannot sign alert notifications"),
-            }
-        }
-        let result = match req.body(n.payload.clone()).send().await {
-            Ok(r) if r.status().is_success() => Ok(()),
-            Ok(r) => Err(format!("the receiver answered {}", r.status())),
-            Err(e) => Err(format!("cannot reach the receiver: {}", one_line(&e))),
+    for n in state.store.due_notifications(now, 20).await? {
+        let result = match n.channel.as_str() {
+            "email" => send_email(state, &n).await,
+            _ => send_webhook(state, &n).await,
         };
         match result {
             Ok(()) => {
@@ -141,20 +124,132 @@ pub async fn deliver_due(state: &AppState) -> Result<usize, runbook_store::Error
                     .store
                     .notification_attempt(&n.id, now, Some(&why), next)
                     .await?;
-                tracing::warn!(notification = %n.id, error = %why, "alert webhook failed; retrying later");
+                tracing::warn!(notification = %n.id, channel = %n.channel, error = %why, "alert notification failed; retrying later");
                 state
                     .audit(
                         "alerts",
                         "notify.failed",
                         &n.id,
                         "retrying",
-                        format!("{why}; next attempt at {next}"),
+                        format!("{}: {why}; next attempt at {next}", n.channel),
                     )
                     .await?;
             }
         }
     }
     Ok(delivered)
+}
+
+async fn send_webhook(state: &AppState, n: &runbook_store::Notification) -> Result<(), String> {
+    let Some(url) = &state.settings.alert_webhook_url else {
+        return Err("ALERT_WEBHOOK_URL is no longer set".into());
+    };
+    let client = http_client::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| format!("http client: {e}"))?;
+    // The receiver checks this against its own clock (replay protection): the wall clock,
+    // whatever clock drives runbook's schedules.
+    let ts = jiff::Timestamp::now().as_second();
+    let mut req = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("webhook-id", &n.id)
+        .header("webhook-timestamp", ts.to_string());
+    if let Some(secret) = &state.settings.alert_webhook_secret {
+        req = req.header(
+            "webhook-signature",
+            sign(secret.expose_secret(), &n.id, ts, &n.payload)?,
+        );
+    }
+    match req.body(n.payload.clone()).send().await {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(format!("the receiver answered {}", r.status())),
+        Err(e) => Err(format!("cannot reach the receiver: {}", one_line(&e))),
+    }
+}
+
+/// The subject and plain-text body of a notice.
+fn email_text(payload: &serde_json::Value) -> (String, String) {
+    let d = &payload["data"];
+    let text = |k: &str| d[k].as_str().unwrap_or_default().to_string();
+    let state = text("state");
+    let subject = format!(
+        "[runbook] {} {}: {}",
+        state.to_uppercase(),
+        text("rule"),
+        text("subject")
+    );
+    let body = format!(
+        "{subject}\n\nrule: {}\ntarget: {}\nseverity: {}\nsince: {}\nfor: {} s\n\n{}\n",
+        text("rule"),
+        text("subject"),
+        text("severity"),
+        text("started"),
+        d["fired_seconds"].as_i64().unwrap_or(0),
+        text("message"),
+    );
+    (subject, body)
+}
+
+async fn send_email(state: &AppState, n: &runbook_store::Notification) -> Result<(), String> {
+    use lettre::{
+        AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
+        message::MultiPart,
+        transport::smtp::{
+            authentication::Credentials,
+            client::{Tls, TlsParameters},
+        },
+    };
+    let Some(smtp) = &state.settings.smtp else {
+        return Err("SMTP_HOST is no longer set".into());
+    };
+    let payload: serde_json::Value = serde_json::from_str(&n.payload).map_err(|e| e.to_string())?;
+    let (subject, body) = email_text(&payload);
+    let html = format!(
+        "<html><body><h2>{}</h2><pre>{}</pre></body></html>",
+        html_escape(&subject),
+        html_escape(&body)
+    );
+    let mut msg = Message::builder()
+        .from(smtp.from.parse().map_err(|e| format!("SMTP_FROM: {e}"))?)
+        .subject(subject)
+        .message_id(Some(format!("<{}@runbook>", n.id)));
+    for to in &smtp.to {
+        msg = msg.to(to
+            .parse()
+            .map_err(|e| format!("ALERT_EMAIL_TO {to}: {e}"))?);
+    }
+    let msg = msg
+        .multipart(MultiPart::alternative_plain_html(body, html))
+        .map_err(|e| e.to_string())?;
+    let tls = TlsParameters::new(smtp.host.clone()).map_err(|e| e.to_string())?;
+    let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
+        .port(smtp.port)
+        .timeout(Some(std::time::Duration::from_secs(20)))
+        .tls(match smtp.port {
+            465 => Tls::Wrapper(tls),
+            587 => Tls::Required(tls),
+            _ => Tls::Opportunistic(tls),
+        });
+    if let (Some(user), Some(pass)) = (&smtp.user, &smtp.pass) {
+        transport = transport.credentials(Credentials::new(
+            user.clone(),
+            pass.expose_secret().to_string(),
+        ));
+    }
+    transport
+        .build()
+        .send(msg)
+        .await
+        .map(drop)
+        .map_err(|e| format!("SMTP {}:{}: {}", smtp.host, smtp.port, one_line(&e)))
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn one_line(e: &dyn std::error::Error) -> String {

@@ -1614,3 +1614,63 @@ async fn backup_job(app: &App) -> runbook_store::Job {
     };
     *job
 }
+
+#[tokio::test]
+async fn a_failing_backup_reaches_the_smtp_sink_with_the_right_subject() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sink = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/helpers/smtp_sink.py"
+        ))
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (the README test command installs it and aiosmtpd)");
+    let mut line = String::new();
+    std::io::BufReader::new(sink.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("port");
+    let _sink = KillOnDrop(sink);
+    let port = line.trim().to_string();
+    assert!(
+        port.parse::<u16>().is_ok(),
+        "the sink printed its port: {line:?} (is aiosmtpd installed?)"
+    );
+    // The seeds' variables alone: host, port, sender; the recipient defaults to the sender.
+    let settings = Settings::from_env(|k| match k {
+        "SMTP_HOST" => Some("127.0.0.1".into()),
+        "SMTP_PORT" => Some(port.clone()),
+        "SMTP_FROM" => Some("ops@example.com".into()),
+        "SECURITY_RATE_LIMIT_ENABLED" => Some("false".into()),
+        _ => None,
+    })
+    .expect("settings");
+    let app = spawn(settings, false).await;
+    std::fs::remove_file(app.root.join("app.db")).expect("rm");
+    assert_eq!(backup_job(&app).await.state, JobState::Failed);
+    assert_eq!(notify::deliver_due(&app.state).await.expect("deliver"), 1);
+    let mail = std::fs::read_to_string(dir.path().join("0.eml")).expect("a message arrived");
+    assert!(
+        mail.contains("Subject: [runbook] FIRING backup.failed: app-db"),
+        "{mail}"
+    );
+    assert!(mail.contains("To: ops@example.com"), "{mail}");
+    assert!(
+        mail.contains("text/plain") && mail.contains("text/html"),
+        "both bodies: {mail}"
+    );
+    assert!(mail.contains("cannot read source"), "the cause: {mail}");
+    app.stop().await;
+}
+
+/// A child process of the test, killed (by its pid) when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

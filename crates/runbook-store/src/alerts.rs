@@ -25,6 +25,8 @@ pub struct Notification {
     pub payload: String,
     /// Delivery attempts so far.
     pub attempts: i64,
+    /// The notifier: `webhook` or `email`.
+    pub channel: String,
 }
 
 impl Store {
@@ -76,19 +78,25 @@ impl Store {
         Ok(change)
     }
 
-    /// Puts a notification in the outbox, due now.
+    /// Puts a notification for `channel` in the outbox, due now.
     ///
     /// # Errors
     /// Database errors.
-    pub async fn enqueue_notification(&self, payload: &str, now: i64) -> Result<String> {
+    pub async fn enqueue_notification(
+        &self,
+        channel: &str,
+        payload: &str,
+        now: i64,
+    ) -> Result<String> {
         let id = format!("msg_{}", random_id());
         sqlx::query(
-            "INSERT INTO notifications (id, created_at, payload, attempts, next_at) VALUES ($1, $2, $3, 0, $4)",
+            "INSERT INTO notifications (id, created_at, payload, attempts, next_at, channel) VALUES ($1, $2, $3, 0, $4, $5)",
         )
         .bind(&id)
         .bind(now)
         .bind(payload)
         .bind(now)
+        .bind(channel)
         .execute(self.pool())
         .await?;
         Ok(id)
@@ -100,7 +108,7 @@ impl Store {
     /// Database errors.
     pub async fn due_notifications(&self, now: i64, limit: i64) -> Result<Vec<Notification>> {
         let rows = sqlx::query(
-            "SELECT id, payload, attempts FROM notifications
+            "SELECT id, payload, attempts, channel FROM notifications
              WHERE delivered_at IS NULL AND next_at <= $1 ORDER BY created_at, id LIMIT $2",
         )
         .bind(now)
@@ -113,6 +121,7 @@ impl Store {
                     id: r.try_get(0)?,
                     payload: r.try_get(1)?,
                     attempts: r.try_get(2)?,
+                    channel: r.try_get(3)?,
                 })
             })
             .collect()

@@ -79,6 +79,8 @@ const MIGRATIONS: &[&str] = &[
         last_error TEXT
     );
     CREATE INDEX notifications_due ON notifications (delivered_at, next_at)",
+    // One outbox row per notifier (`webhook`, `email`), each delivered and retried on its own.
+    "ALTER TABLE notifications ADD COLUMN channel TEXT NOT NULL DEFAULT 'webhook'",
 ];
 
 pub(crate) async fn run(store: &Store) -> Result<()> {
