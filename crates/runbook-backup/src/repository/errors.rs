@@ -156,6 +156,10 @@ pub(super) fn storage_cause(line: &str) -> Option<String> {
             code.unwrap_or_default()
         ),
         Some(other) => format!("the storage answered {other} at {url}"),
+        // A HEAD request's refusal has no body, so no code: its status says it.
+        None if line.contains("PermissionDenied") || line.contains("status: 403") => format!(
+            "the storage refused the credentials (403: check the access key id and secret, and that the key may use this bucket) at {url}"
+        ),
         None if line.contains("error sending request") => {
             format!("cannot reach the storage at {url} (connection failed after retries)")
         }

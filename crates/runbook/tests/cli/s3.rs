@@ -377,3 +377,43 @@ fn a_bucket_round_trips_with_metadata_incrementally_and_its_drill_catches_drift(
         run.stdout
     );
 }
+
+#[test]
+fn refused_credentials_are_one_clear_line() {
+    // A second local server that checks keys (moto with authentication on); the keys runbook
+    // sends do not exist there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let server = Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .env("INITIAL_NO_AUTH_ACTION_COUNT", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("moto_server (the README test command installs it)");
+    let _server = KillOnDrop(server);
+    let url = format!("http://127.0.0.1:{port}");
+    let up = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(up, "moto_server answers on {url}");
+    let ws = Workspace::new(&format!(
+        "[repository]\nurl = \"s3:{url}/b/prod\"\n\n{}",
+        sqlite_config("app.db")
+    ));
+    make_db(&ws.path("app.db"), 10);
+    run_s3(&ws, &["backup", "db"]).fails_with(&["target `db`", "refused the credentials"]);
+}
+
+/// A process the test started, killed by its pid when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
