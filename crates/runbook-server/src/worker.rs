@@ -17,6 +17,48 @@ pub enum Outcome {
     Ran(Box<Job>),
 }
 
+/// Parameters of a backup job, as the API and the scheduler queue them.
+#[derive(Debug, Deserialize)]
+struct BackupParams {
+    #[serde(default = "api")]
+    reason: String,
+}
+
+/// Parameters of a drill job.
+#[derive(Debug, Deserialize)]
+struct DrillParams {
+    snapshot: Option<String>,
+    #[serde(default)]
+    backup_first: bool,
+}
+
+/// Parameters of a verification job: slice `n` of `of`.
+#[derive(Debug, Deserialize)]
+struct VerifyParams {
+    #[serde(default = "one")]
+    n: u32,
+    #[serde(default = "thirty")]
+    of: u32,
+}
+
+fn api() -> String {
+    "api".into()
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn thirty() -> u32 {
+    30
+}
+
+/// The job's parameters as `T`; a job whose parameters do not fit fails with why.
+fn params<T: serde::de::DeserializeOwned>(job: &Job) -> Result<T, JobError> {
+    serde_json::from_value(job.params.clone())
+        .map_err(|e| JobError::from(format!("bad {} parameters: {e}", job.kind)))
+}
+
 /// Parameters of a restore job.
 #[derive(Debug, Deserialize)]
 struct RestoreParams {
@@ -199,7 +241,7 @@ fn execute(
 ) -> Result<Done, JobError> {
     match job.kind {
         JobKind::Backup => {
-            let reason = job.params["reason"].as_str().unwrap_or("api").to_string();
+            let BackupParams { reason } = params(job)?;
             // Retention after each backup; a retention failure fails the job but the snapshot stays.
             let (snap, plan, copies) = engine.backup_and_retain(
                 &job.target,
@@ -213,8 +255,7 @@ fn execute(
             })
         }
         JobKind::Restore => {
-            let p: RestoreParams = serde_json::from_value(job.params.clone())
-                .map_err(|e| JobError::from(format!("bad restore parameters: {e}")))?;
+            let p: RestoreParams = params(job)?;
             let target = engine
                 .config()
                 .target(&job.target)
@@ -266,23 +307,20 @@ fn execute(
             ))
         }
         JobKind::Drill => {
+            let DrillParams {
+                snapshot,
+                backup_first,
+            } = params(job)?;
             let req = runbook_drill::Request {
-                snapshot: job.params["snapshot"].as_str().map(str::to_string),
+                snapshot,
                 now,
-                backup_first: job.params["backup_first"].as_bool().unwrap_or(false),
+                backup_first,
             };
             let report = runbook_drill::run(engine, &job.target, &req, &mut |_| {});
             Ok(Done::Drill(Box::new(report)))
         }
         JobKind::Verify => {
-            let of = job.params["of"]
-                .as_u64()
-                .and_then(|v| u32::try_from(v).ok())
-                .unwrap_or(30);
-            let n = job.params["n"]
-                .as_u64()
-                .and_then(|v| u32::try_from(v).ok())
-                .unwrap_or(1);
+            let VerifyParams { n, of } = params(job)?;
             match engine.verify_slice(&job.target, n, of) {
                 Ok(report) => Ok(Done::Other(
                     serde_json::json!({ "slice": format!("{n}/{of}"), "check": report }),

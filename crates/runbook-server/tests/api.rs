@@ -661,17 +661,7 @@ async fn health_turns_critical_on_a_failed_backup_and_without_an_owner_key() {
     assert_eq!(v["status"], "warn", "no backup yet: {v}");
 
     std::fs::remove_file(app.root.join("app.db")).expect("rm");
-    app.call(
-        Method::POST,
-        "/api/backups/run",
-        Some(&app.keys.operator),
-        Some(serde_json::json!({"target": "app-db"})),
-    )
-    .await;
-    let worker::Outcome::Ran(job) = worker::try_execute_next(&app.state).await.expect("step")
-    else {
-        panic!("queued");
-    };
+    let job = backup_job(&app).await;
     assert_eq!(job.state, JobState::Failed);
     assert!(
         job.error
