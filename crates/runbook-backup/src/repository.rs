@@ -83,6 +83,8 @@ pub(crate) struct Repo {
     inner: Repository<OpenStatus>,
     /// The storage itself, for what rustic's API does not offer (quarantine).
     backend: std::sync::Arc<dyn rustic_core::WriteBackend>,
+    /// On storage other hosts may write too (S3): prune deletes in two phases.
+    shared: bool,
     target: String,
 }
 
@@ -156,6 +158,7 @@ impl Repo {
         Ok(Self {
             inner,
             backend: backends.repository(),
+            shared: location.s3.is_some(),
             target: target.to_string(),
         })
     }

@@ -102,10 +102,13 @@ impl Repo {
         })
     }
 
-    /// Removes data no snapshot references. Callers hold the target lock, so no backup is
-    /// writing and packs can go at once.
+    /// Removes data no snapshot references. On a local repository callers hold the target
+    /// lock, so no backup is writing and packs go at once. On shared storage (S3) another host
+    /// may be backing up into the same repository, which this host's lock does not see: packs
+    /// are only marked there and deleted by a prune at least 23 hours later (rustic's two-phase
+    /// prune), so a backup in flight never loses data it refers to.
     pub(crate) fn prune(&self) -> Result<()> {
-        let opts = PruneOptions::default().instant_delete(true);
+        let opts = PruneOptions::default().instant_delete(!self.shared);
         let plan = self.inner.prune_plan(&opts).map_err(self.err("prune"))?;
         self.inner.prune(&opts, plan).map_err(self.err("prune"))
     }
