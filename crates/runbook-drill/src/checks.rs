@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use runbook_backup::{Database, Engine};
 use runbook_config::{Drill, DrillCheck, Target};
 
-use crate::{CheckResult, kinds::DrillCx};
+use crate::{CheckResult, Place, kinds::DrillCx};
 
 pub(crate) mod bucket;
 pub(crate) mod files;
@@ -37,8 +37,13 @@ fn live_source(engine: &Engine, target: &Target, out: &mut Vec<CheckResult>) -> 
     }
 }
 
-/// The drill server and the live source of a database kind's drill, to build its probe.
-fn sides(cx: &DrillCx<'_>, restored_db: &str, out: &mut Vec<CheckResult>) -> Option<Sides> {
+/// The drill server and the live source of a database kind's drill restored into `place`, to
+/// build its probe; `None` (with the failed check recorded) when either is missing.
+fn sides(cx: &DrillCx<'_>, place: &Place, out: &mut Vec<CheckResult>) -> Option<Sides> {
+    let Place::Database(restored_db) = place else {
+        crate::kinds::wrong_place(out);
+        return None;
+    };
     let server = cx.database?;
     let source = live_source(cx.engine, cx.target, out)?;
     Some(Sides {

@@ -1432,7 +1432,7 @@ async fn router_answers_through_oneshot() {
 
 /// The alert webhook receiver (`tests/helpers/webhook_receiver.py`), killed when dropped.
 struct Receiver {
-    child: std::process::Child,
+    _child: runbook_testkit::KillOnDrop,
     dir: tempfile::TempDir,
     port: u16,
 }
@@ -1458,7 +1458,11 @@ impl Receiver {
         let port = line.trim().parse().unwrap_or_else(|_| {
             panic!("the receiver printed its port, got {line:?} (is standardwebhooks installed?)")
         });
-        Self { child, dir, port }
+        Self {
+            _child: runbook_testkit::KillOnDrop(child),
+            dir,
+            port,
+        }
     }
 
     fn received(&self) -> Vec<serde_json::Value> {
@@ -1476,13 +1480,6 @@ impl Receiver {
         } else {
             let _ = std::fs::remove_file(flag);
         }
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -1622,7 +1619,7 @@ async fn a_failing_backup_reaches_the_smtp_sink_with_the_right_subject() {
     std::io::BufReader::new(sink.stdout.take().expect("stdout"))
         .read_line(&mut line)
         .expect("port");
-    let _sink = KillOnDrop(sink);
+    let _sink = runbook_testkit::KillOnDrop(sink);
     let port = line.trim().to_string();
     assert!(
         port.parse::<u16>().is_ok(),
@@ -1653,14 +1650,4 @@ async fn a_failing_backup_reaches_the_smtp_sink_with_the_right_subject() {
     );
     assert!(mail.contains("cannot read source"), "the cause: {mail}");
     app.stop().await;
-}
-
-/// A child process of the test, killed (by its pid) when the test ends, however it ends.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

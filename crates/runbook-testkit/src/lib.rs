@@ -65,6 +65,18 @@ pub fn which(tool: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// A process a test started, killed (by its pid, through kill(2)) and reaped when the test
+/// ends, however it ends.
+#[derive(Debug)]
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `rbt_<tag>_<pid>`: a database name no other test process uses.
 #[must_use]
 pub fn unique_name(tag: &str) -> String {

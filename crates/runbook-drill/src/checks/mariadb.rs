@@ -67,10 +67,7 @@ impl DrillKind for Drill {
     }
 
     fn check(&self, cx: &DrillCx<'_>, place: &Place, out: &mut Vec<CheckResult>) {
-        let Place::Database(db) = place else {
-            return kinds::wrong_place(out);
-        };
-        if let Some(sides) = super::sides(cx, db, out) {
+        if let Some(sides) = super::sides(cx, place, out) {
             super::database_checks(&MariaProbe { sides }, cx.settings, &|_| false, out);
         }
     }

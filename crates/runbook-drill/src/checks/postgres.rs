@@ -100,10 +100,7 @@ impl DrillKind for Drill<'_> {
     }
 
     fn check(&self, cx: &DrillCx<'_>, place: &Place, out: &mut Vec<CheckResult>) {
-        let Place::Database(db) = place else {
-            return kinds::wrong_place(out);
-        };
-        let Some(sides) = super::sides(cx, db, out) else {
+        let Some(sides) = super::sides(cx, place, out) else {
             return;
         };
         let excludes = runbook_config::glob_set(&self.pg.exclude_tables);

@@ -393,7 +393,7 @@ fn refused_credentials_are_one_clear_line() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("moto_server (the README test command installs it)");
-    let _server = KillOnDrop(server);
+    let _server = runbook_testkit::KillOnDrop(server);
     let url = format!("http://127.0.0.1:{port}");
     let up = (0..100).any(|_| {
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -406,14 +406,4 @@ fn refused_credentials_are_one_clear_line() {
     ));
     make_db(&ws.path("app.db"), 10);
     run_s3(&ws, &["backup", "db"]).fails_with(&["target `db`", "refused the credentials"]);
-}
-
-/// A process the test started, killed by its pid when the test ends, however it ends.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
