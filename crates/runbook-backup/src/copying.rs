@@ -3,8 +3,10 @@
 
 use jiff::Timestamp;
 
+use runbook_config::Target;
+
 use crate::{
-    Engine, Error, Result,
+    Engine, Error, Result, TargetLock,
     repository::{Chunking, Repo},
 };
 
@@ -27,10 +29,22 @@ impl Engine {
     /// Unknown target or repository, busy target, storage failures. Snapshots copied before
     /// a failure stay; the next copy sends only the rest.
     pub fn copy(&self, target: &str, to: &str, now: Timestamp) -> Result<CopyReport> {
-        let on = Engine::new(self.config.on_copy(to)?);
         let t = self.config.target(target)?;
+        let mut lock = self.lock(t)?;
+        self.copy_locked(t, &mut lock, to, now)
+    }
+
+    /// [`Engine::copy`] under a lock the caller holds (one lock file covers the target in
+    /// every repository).
+    fn copy_locked(
+        &self,
+        t: &Target,
+        lock: &mut TargetLock,
+        to: &str,
+        now: Timestamp,
+    ) -> Result<CopyReport> {
+        let on = Engine::new(self.config.on_copy(to)?);
         let copied = {
-            let _lock = self.lock(t)?;
             let source = self.open_repo(&t.name)?;
             let dest = Repo::open(
                 &on.config.repository,
@@ -41,10 +55,11 @@ impl Engine {
             source.copy_missing_to(dest)?
         };
         // Retention there also prunes what a copy cut off part-way had sent without an index.
-        let forgotten = if on.config.target(target)?.keep.is_empty() {
+        let on_t = on.config.target(&t.name)?;
+        let forgotten = if on_t.keep.is_empty() {
             0
         } else {
-            on.forget(target, now, false)?.remove.len()
+            on.forget_locked(on_t, lock, now, false)?.remove.len()
         };
         Ok(CopyReport {
             repository: to.to_string(),
@@ -65,19 +80,21 @@ impl Engine {
     /// Copies `target`'s new snapshots to each of its `copy_to` repositories.
     pub(crate) fn copy_after_backup(
         &self,
-        target: &str,
+        t: &Target,
+        lock: &mut TargetLock,
         snapshot: &str,
         now: Timestamp,
     ) -> Result<Vec<CopyReport>> {
-        let names = self.config.target(target)?.copy_to.clone();
         let mut done = Vec::new();
-        for to in names {
-            let report = self.copy(target, &to, now).map_err(|e| Error::Copy {
-                target: target.to_string(),
-                snapshot: snapshot.to_string(),
-                repository: to.clone(),
-                source: Box::new(e),
-            })?;
+        for to in &t.copy_to {
+            let report = self
+                .copy_locked(t, lock, to, now)
+                .map_err(|e| Error::Copy {
+                    target: t.name.clone(),
+                    snapshot: snapshot.to_string(),
+                    repository: to.clone(),
+                    source: Box::new(e),
+                })?;
             done.push(report);
         }
         Ok(done)

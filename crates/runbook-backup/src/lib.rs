@@ -135,8 +135,19 @@ impl Engine {
     pub fn backup(&self, target: &str, req: &BackupRequest) -> Result<Snapshot> {
         let started = Instant::now();
         let target = self.config.target(target)?;
-        let password = self.password()?;
         let mut lock = self.lock(target)?;
+        self.backup_locked(target, req, &mut lock, started)
+    }
+
+    /// [`Engine::backup`] under a lock the caller holds.
+    fn backup_locked(
+        &self,
+        target: &Target,
+        req: &BackupRequest,
+        lock: &mut TargetLock,
+        started: Instant,
+    ) -> Result<Snapshot> {
+        let password = self.password()?;
         let meta = Meta {
             kind: target.kind.name().to_string(),
             reason: req.reason.clone(),
@@ -147,7 +158,7 @@ impl Engine {
             engine: self,
             target,
             password,
-            lock: &mut lock,
+            lock,
             meta,
             started,
             time: req.time,
@@ -169,21 +180,25 @@ impl Engine {
         req: &BackupRequest,
         now: Timestamp,
     ) -> Result<(Snapshot, ForgetPlan, Vec<CopyReport>)> {
-        let snapshot = self.backup(target, req)?;
+        let started = Instant::now();
         let t = self.config.target(target)?;
+        // One hold for the whole operation: nothing else runs on the target between the
+        // backup, its retention and its copies.
+        let mut lock = self.lock(t)?;
+        let snapshot = self.backup_locked(t, req, &mut lock, started)?;
         // No rule, nothing to remove: skip reopening the repository (its key derivation alone
         // costs a noticeable part of a small backup).
         let plan = if t.keep.is_empty() {
             ForgetPlan::default()
         } else {
-            self.forget(target, now, false)
+            self.forget_locked(t, &mut lock, now, false)
                 .map_err(|e| Error::Retention {
                     target: target.to_string(),
                     snapshot: snapshot.short_id().to_string(),
                     source: Box::new(e),
                 })?
         };
-        let copies = self.copy_after_backup(target, snapshot.short_id(), now)?;
+        let copies = self.copy_after_backup(t, &mut lock, snapshot.short_id(), now)?;
         Ok((snapshot, plan, copies))
     }
 
@@ -207,6 +222,17 @@ impl Engine {
     pub fn forget(&self, target: &str, now: Timestamp, dry_run: bool) -> Result<ForgetPlan> {
         let target = self.config.target(target)?;
         let mut lock = self.lock(target)?;
+        self.forget_locked(target, &mut lock, now, dry_run)
+    }
+
+    /// [`Engine::forget`] under a lock the caller holds.
+    fn forget_locked(
+        &self,
+        target: &Target,
+        lock: &mut TargetLock,
+        now: Timestamp,
+        dry_run: bool,
+    ) -> Result<ForgetPlan> {
         let repo = match self.open_repo(&target.name) {
             Ok(repo) => repo,
             Err(Error::NoRepository { .. }) => return Ok(ForgetPlan::default()),
