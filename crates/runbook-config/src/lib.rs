@@ -11,6 +11,7 @@ mod drill;
 mod env;
 mod error;
 mod keep;
+pub mod monitor;
 mod raw;
 mod repository;
 mod s3;
@@ -60,6 +61,8 @@ pub struct Config {
     /// Directories that restores requested through the API may write into
     /// (`restore_roots`, default `<data_dir>/restores`).
     pub restore_roots: Vec<PathBuf>,
+    /// Probes, heartbeats, alert rules, silences and notifiers.
+    pub monitor: monitor::Monitor,
 }
 
 /// One backup target.

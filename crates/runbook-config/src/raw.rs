@@ -9,6 +9,7 @@ use std::{
 use serde::Deserialize;
 
 mod drill;
+mod monitor;
 mod repository;
 mod target;
 
@@ -33,6 +34,16 @@ pub(crate) struct RawConfig {
     state: RawState,
     #[serde(default)]
     targets: BTreeMap<String, RawTarget>,
+    #[serde(default)]
+    probes: BTreeMap<String, monitor::RawProbe>,
+    #[serde(default)]
+    heartbeats: BTreeMap<String, monitor::RawHeartbeat>,
+    #[serde(default)]
+    alerts: BTreeMap<String, monitor::RawAlert>,
+    #[serde(default)]
+    silences: BTreeMap<String, monitor::RawSilence>,
+    #[serde(default)]
+    notifiers: BTreeMap<String, monitor::RawNotifier>,
 }
 
 #[derive(Deserialize, Default)]
@@ -152,7 +163,16 @@ impl RawConfig {
             }
             Some(roots) => roots.iter().map(|r| resolve(r)).collect(),
         };
+        let monitor = monitor::RawMonitor {
+            probes: self.probes,
+            heartbeats: self.heartbeats,
+            alerts: self.alerts,
+            silences: self.silences,
+            notifiers: self.notifiers,
+        }
+        .validate(file)?;
         Ok(Config {
+            monitor,
             file: file.to_path_buf(),
             state_url,
             restore_roots,
