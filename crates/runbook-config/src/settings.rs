@@ -44,6 +44,11 @@ pub struct Settings {
     pub alert_webhook_secret: Option<secrecy::SecretString>,
     /// `SMTP_HOST` and the other `SMTP_*` variables: alert e-mail; unset: none.
     pub smtp: Option<Smtp>,
+    /// `RUNBOOK_PUBLIC_URL`: where people reach this server (links in alert notices).
+    pub public_url: Option<String>,
+    /// `RUNBOOK_WEBHOOK_SECRET`: the `whsec_…` key inbound events (`POST /api/events`) must be
+    /// signed with; unset: events need only an operator key.
+    pub webhook_secret: Option<secrecy::SecretString>,
 }
 
 /// Alert e-mail through an SMTP server, as the seeds configure it.
@@ -81,6 +86,8 @@ impl Default for Settings {
             alert_webhook_url: None,
             alert_webhook_secret: None,
             smtp: None,
+            public_url: None,
+            webhook_secret: None,
         }
     }
 }
@@ -147,6 +154,24 @@ impl Settings {
             s.alert_webhook_secret = Some(secret.trim().to_string().into());
         }
         s.smtp = smtp(&get)?;
+        if let Some(url) = get("RUNBOOK_PUBLIC_URL").filter(|v| !v.trim().is_empty()) {
+            let url = url.trim().to_string();
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!(
+                    "RUNBOOK_PUBLIC_URL={url:?}: expected an http:// or https:// URL"
+                ));
+            }
+            s.public_url = Some(url);
+        }
+        if let Some(secret) = get("RUNBOOK_WEBHOOK_SECRET").filter(|v| !v.trim().is_empty()) {
+            if !secret.trim().starts_with("whsec_") {
+                return Err(
+                    "RUNBOOK_WEBHOOK_SECRET: expected a Standard Webhooks secret, whsec_<base64>"
+                        .into(),
+                );
+            }
+            s.webhook_secret = Some(secret.trim().to_string().into());
+        }
         s.auth_enabled = flag("SECURITY_AUTH_ENABLED", true)?;
         s.owner_keys = list("SECURITY_OWNER_KEYS");
         if let Some((i, short)) = s

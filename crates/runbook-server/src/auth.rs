@@ -14,6 +14,8 @@ use crate::{AppState, error::AppError};
 pub(crate) struct Caller {
     /// For the ops log: `key:<id>:<name>` or `anonymous` when auth is off.
     pub actor: String,
+    /// The key's role; `None` when auth is off (everything is allowed) or on public paths.
+    pub role: Option<Role>,
 }
 
 pub(crate) const PUBLIC: [&str; 4] = ["/healthz", "/health/live", "/readyz", "/health/ready"];
@@ -22,7 +24,10 @@ pub(crate) const PUBLIC: [&str; 4] = ["/healthz", "/health/live", "/readyz", "/h
 fn required_role(method: &Method, path: &str) -> Role {
     if method == Method::GET || method == Method::HEAD {
         Role::Readonly
-    } else if path == "/api/backups/run" || path == "/api/drills/run" {
+    } else if matches!(
+        path,
+        "/api/backups/run" | "/api/drills/run" | "/api/silences" | "/api/events"
+    ) {
         Role::Operator
     } else {
         Role::Owner
@@ -51,8 +56,10 @@ pub(crate) async fn authorize(
     headers: &HeaderMap,
 ) -> Result<Caller, Response> {
     // Load balancers probe the health endpoints constantly; they are cheap and never limited.
+    // Heartbeat pings carry their own unguessable key and come from every cron job.
+    let public = PUBLIC.contains(&path) || path.starts_with("/ping/");
     if state.settings.rate_limit_enabled
-        && !PUBLIC.contains(&path)
+        && !public
         && let Err(retry) = state.limiter.check(ip, state.clock.now_ms())
     {
         state.metrics.rate_limited();
@@ -63,14 +70,16 @@ pub(crate) async fn authorize(
         }
         return Err(resp);
     }
-    if PUBLIC.contains(&path) {
+    if public {
         return Ok(Caller {
             actor: "anonymous".into(),
+            role: None,
         });
     }
     if !state.settings.auth_enabled {
         return Ok(Caller {
             actor: "anonymous (auth disabled)".into(),
+            role: None,
         });
     }
     let Some(secret) = key_from(headers) else {
@@ -97,6 +106,7 @@ pub(crate) async fn authorize(
     }
     Ok(Caller {
         actor: format!("key:{}:{}", key.id, key.name),
+        role: Some(key.role),
     })
 }
 
@@ -118,6 +128,8 @@ mod tests {
             (Method::HEAD, "/metrics", Role::Readonly),
             (Method::POST, "/api/backups/run", Role::Operator),
             (Method::POST, "/api/drills/run", Role::Operator),
+            (Method::POST, "/api/silences", Role::Operator),
+            (Method::POST, "/api/events", Role::Operator),
             (Method::POST, "/api/backups/restore", Role::Owner),
             (Method::POST, "/api/anything-else", Role::Owner),
             (Method::DELETE, "/api/targets", Role::Owner),

@@ -11,10 +11,12 @@ mod clock;
 mod error;
 mod metrics;
 mod middleware;
+pub mod monitor;
 pub mod notify;
 mod ratelimit;
 mod routes;
 pub mod scheduler;
+mod signals;
 mod state;
 pub mod worker;
 
@@ -80,7 +82,11 @@ impl Server {
         let state = self.state;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let background = if self.background {
-            tokio::spawn(background(state.clone(), stop_rx))
+            let monitor = tokio::spawn(monitor::run(state.clone(), stop_rx.clone()));
+            let worker = tokio::spawn(background(state.clone(), stop_rx));
+            tokio::spawn(async move {
+                let _ = tokio::join!(monitor, worker);
+            })
         } else {
             tokio::spawn(async {})
         };

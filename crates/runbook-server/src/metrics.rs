@@ -88,6 +88,7 @@ fn duration_histogram() -> Histogram {
 pub(crate) struct Metrics {
     http: Family<HttpLabels, Counter>,
     rate_limited: Counter,
+    signatures_refused: Counter,
     jobs: Family<JobLabels, Counter>,
     durations: Family<TargetLabel, Histogram, fn() -> Histogram>,
     added: Family<TargetLabel, Counter>,
@@ -99,6 +100,7 @@ impl Default for Metrics {
         Self {
             http: Family::default(),
             rate_limited: Counter::default(),
+            signatures_refused: Counter::default(),
             jobs: Family::default(),
             durations: Family::new_with_constructor(duration_histogram),
             added: Family::default(),
@@ -137,6 +139,10 @@ impl Metrics {
         self.rate_limited.inc();
     }
 
+    pub(crate) fn signature_refused(&self) {
+        self.signatures_refused.inc();
+    }
+
     pub(crate) fn job(&self, kind: &str, outcome: &str) {
         self.jobs
             .get_or_create(&JobLabels {
@@ -162,6 +168,7 @@ impl Metrics {
         &self,
         targets: &[(String, Option<f64>)],
         drills: &[DrillFacts],
+        monitor: &MonitorFacts,
     ) -> String {
         let mut reg = Registry::default();
         let last = Family::<TargetLabel, Seconds>::default();
@@ -209,12 +216,76 @@ impl Metrics {
             "Requests refused by the rate limit",
             self.rate_limited.clone(),
         );
+        reg.register(
+            "runbook_webhook_signatures_refused",
+            "Inbound events refused for a bad, stale or replayed signature",
+            self.signatures_refused.clone(),
+        );
         register_drills(&mut reg, drills);
+        register_monitor(&mut reg, monitor);
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &reg);
         out
     }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NameLabel {
+    name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabel {
+    rule: String,
+}
+
+/// What the monitor knows, for `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct MonitorFacts {
+    /// (probe, up, last duration in seconds)
+    pub probes: Vec<(String, bool, f64)>,
+    /// (heartbeat, up or late)
+    pub heartbeats: Vec<(String, bool)>,
+    /// (rule, alerts firing)
+    pub firing: Vec<(String, i64)>,
+}
+
+fn register_monitor(reg: &mut Registry, m: &MonitorFacts) {
+    let up = Family::<NameLabel, Gauge>::default();
+    let took = Family::<NameLabel, Seconds>::default();
+    for (name, ok, secs) in &m.probes {
+        let l = NameLabel { name: name.clone() };
+        up.get_or_create(&l).set(i64::from(*ok));
+        took.get_or_create(&l).set(*secs);
+    }
+    let beat = Family::<NameLabel, Gauge>::default();
+    for (name, ok) in &m.heartbeats {
+        beat.get_or_create(&NameLabel { name: name.clone() })
+            .set(i64::from(*ok));
+    }
+    let firing = Family::<RuleLabel, Gauge>::default();
+    for (rule, n) in &m.firing {
+        firing
+            .get_or_create(&RuleLabel { rule: rule.clone() })
+            .set(*n);
+    }
+    reg.register(
+        "runbook_probe_up",
+        "1 when the probe's last check passed",
+        up,
+    );
+    reg.register(
+        "runbook_probe_duration_seconds",
+        "How long the probe's last check took",
+        took,
+    );
+    reg.register(
+        "runbook_heartbeat_up",
+        "1 when the heartbeat is up or late (within its grace time), 0 when down or new",
+        beat,
+    );
+    reg.register("runbook_alerts_firing", "Alerts firing, per rule", firing);
 }
 
 /// The drill gauges and counter: last success, last restore time (RTO), last data age (RPO),

@@ -4,8 +4,9 @@
 mod api;
 mod backups;
 mod drills;
-mod health;
+pub(crate) mod health;
 mod metrics;
+mod monitor;
 
 use axum::{
     Router,
@@ -51,6 +52,24 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/jobs", get(api::jobs))
         .route("/api/jobs/{id}", get(api::job))
         .route("/api/oplog", get(api::oplog))
+        .route("/api/probes", get(monitor::probes))
+        .route("/api/heartbeats", get(monitor::heartbeats))
+        .route("/api/alerts", get(monitor::alerts))
+        .route(
+            "/api/silences",
+            get(monitor::silences).post(monitor::add_silence),
+        )
+        .route("/api/events", post(monitor::event))
+        .route(
+            "/ping/{key}",
+            get(monitor::ping).post(monitor::ping).head(monitor::ping),
+        )
+        .route(
+            "/ping/{key}/{action}",
+            get(monitor::ping_action)
+                .post(monitor::ping_action)
+                .head(monitor::ping_action),
+        )
         .route("/metrics", get(metrics::metrics))
         .route("/api/openapi.json", get(api::openapi))
         .fallback(api::not_found)

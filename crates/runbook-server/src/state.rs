@@ -23,6 +23,9 @@ pub struct AppState {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) limiter: Arc<RateLimiter>,
     pub(crate) snapshots: Arc<SnapshotCache>,
+    pub(crate) monitor: Arc<crate::monitor::MonitorState>,
+    /// Heartbeat ping keys → heartbeat names.
+    heartbeat_keys: Arc<std::collections::HashMap<String, String>>,
 }
 
 /// Snapshot lists per target. Opening a repository derives its key (scrypt, by design slow),
@@ -108,7 +111,14 @@ impl AppState {
             }
         }
         let limiter = RateLimiter::new(settings.rate_limit_max, settings.rate_limit_window);
+        let mut heartbeat_keys = std::collections::HashMap::new();
+        for name in engine.config().monitor.heartbeats.keys() {
+            let row = store.heartbeat(name, now).await?;
+            heartbeat_keys.insert(row.ping_key, name.clone());
+        }
         Ok(Self {
+            monitor: Arc::default(),
+            heartbeat_keys: Arc::new(heartbeat_keys),
             engine: Arc::new(engine),
             store,
             settings: Arc::new(settings),
@@ -197,6 +207,15 @@ impl AppState {
             .last()
             .map(|s| s.time.as_millisecond());
         Ok(job.max(snap))
+    }
+
+    /// The heartbeat whose ping key is `key`.
+    pub(crate) fn heartbeat_by_key(
+        &self,
+        key: &str,
+    ) -> Option<&runbook_config::monitor::Heartbeat> {
+        let name = self.heartbeat_keys.get(key)?;
+        self.engine.config().monitor.heartbeats.get(name)
     }
 
     /// Appends to the ops log.

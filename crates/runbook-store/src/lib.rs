@@ -12,16 +12,18 @@ mod error;
 mod jobs;
 mod keys;
 mod migrate;
+mod monitor;
 mod oplog;
 
 use sqlx::{AnyPool, any::AnyPoolOptions};
 
-pub use alerts::{Notification, Transition};
+pub use alerts::{Alert, Notification, Transition};
 pub use anchor::Anchor;
 pub use drills::{DrillRecord, NewDrill};
 pub use error::{Error, Result};
 pub use jobs::{Job, JobKind, JobState, NewJob};
 pub use keys::{ApiKey, NewKey, Role};
+pub use monitor::{HeartbeatRow, HeartbeatRun, ProbeResult, ProbeStatus, Rollup, SilenceRow};
 pub use oplog::{Entry, NewEntry, VerifyError};
 
 /// Which database engine a store runs on.

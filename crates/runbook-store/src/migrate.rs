@@ -81,6 +81,71 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX notifications_due ON notifications (delivered_at, next_at)",
     // One outbox row per notifier (`webhook`, `email`), each delivered and retried on its own.
     "ALTER TABLE notifications ADD COLUMN channel TEXT NOT NULL DEFAULT 'webhook'",
+    // The monitor: alerts remember when their notice was last sent (for `repeat`), how bad
+    // they are and why; probes keep their latest result and hourly rollups (raw detail lives
+    // in memory only, so a thousand probes for a year stay small); heartbeats keep their ping
+    // key and their recent runs; silences made through the API; inbound event ids seen
+    // (replay protection).
+    "ALTER TABLE alerts ADD COLUMN last_sent BIGINT;
+    ALTER TABLE alerts ADD COLUMN fired_at BIGINT;
+    ALTER TABLE alerts ADD COLUMN severity TEXT NOT NULL DEFAULT 'page';
+    ALTER TABLE alerts ADD COLUMN message TEXT NOT NULL DEFAULT '';
+    CREATE TABLE probe_status (
+        probe TEXT PRIMARY KEY,
+        ok BIGINT NOT NULL,
+        since BIGINT NOT NULL,
+        checked_at BIGINT NOT NULL,
+        duration_ms BIGINT NOT NULL,
+        error TEXT
+    );
+    CREATE TABLE probe_rollups (
+        probe TEXT NOT NULL,
+        hour BIGINT NOT NULL,
+        checks BIGINT NOT NULL,
+        failures BIGINT NOT NULL,
+        total_ms BIGINT NOT NULL,
+        max_ms BIGINT NOT NULL,
+        PRIMARY KEY (probe, hour)
+    );
+    CREATE TABLE probe_daily (
+        probe TEXT NOT NULL,
+        day BIGINT NOT NULL,
+        checks BIGINT NOT NULL,
+        failures BIGINT NOT NULL,
+        total_ms BIGINT NOT NULL,
+        max_ms BIGINT NOT NULL,
+        PRIMARY KEY (probe, day)
+    );
+    CREATE TABLE heartbeats (
+        name TEXT PRIMARY KEY,
+        ping_key TEXT NOT NULL UNIQUE,
+        created_at BIGINT NOT NULL,
+        started_at BIGINT,
+        last_ok BIGINT,
+        last_fail BIGINT
+    );
+    CREATE TABLE heartbeat_runs (
+        name TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        ok BIGINT NOT NULL,
+        duration_ms BIGINT,
+        exit_code BIGINT,
+        note TEXT
+    );
+    CREATE INDEX heartbeat_runs_name ON heartbeat_runs (name, at);
+    CREATE TABLE silences (
+        id TEXT PRIMARY KEY,
+        rule TEXT,
+        starts_at BIGINT NOT NULL,
+        ends_at BIGINT NOT NULL,
+        comment TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE TABLE seen_events (
+        id TEXT PRIMARY KEY,
+        at BIGINT NOT NULL
+    )",
 ];
 
 pub(crate) async fn run(store: &Store) -> Result<()> {

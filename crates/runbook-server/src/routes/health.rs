@@ -34,11 +34,16 @@ pub(crate) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     (code, Json(body))
 }
 
-#[derive(Serialize)]
-struct Check {
-    name: String,
-    status: &'static str,
-    message: String,
+/// One named health check.
+#[derive(Serialize, Debug)]
+pub(crate) struct Check {
+    pub(crate) name: String,
+    pub(crate) status: &'static str,
+    pub(crate) message: String,
+    /// The built-in alert it raises when not ok (rule, subject); `None`: it raises none (the
+    /// worker signals failed jobs itself, and "nothing yet" is no alarm).
+    #[serde(skip)]
+    pub(crate) signal: Option<(&'static str, String)>,
 }
 
 fn check(name: impl Into<String>, status: &'static str, message: impl Into<String>) -> Check {
@@ -46,6 +51,14 @@ fn check(name: impl Into<String>, status: &'static str, message: impl Into<Strin
         name: name.into(),
         status,
         message: message.into(),
+        signal: None,
+    }
+}
+
+impl Check {
+    fn raises(mut self, rule: &'static str, subject: impl Into<String>) -> Self {
+        self.signal = Some((rule, subject.into()));
+        self
     }
 }
 
@@ -53,23 +66,62 @@ fn check(name: impl Into<String>, status: &'static str, message: impl Into<Strin
 pub(crate) async fn report(
     State(state): State<AppState>,
 ) -> Result<impl IntoResponse, crate::error::AppError> {
+    let checks = checks(&state).await?;
+    let status = if checks.iter().any(|c| c.status == "critical") {
+        "critical"
+    } else if checks.iter().any(|c| c.status == "warn") {
+        "warn"
+    } else {
+        "ok"
+    };
+    Ok(Json(
+        serde_json::json!({ "status": status, "checks": checks }),
+    ))
+}
+
+/// Free space on the data directory's filesystem: under 10% is critical.
+fn disk_check(dir: &std::path::Path) -> Check {
+    match rustix::fs::statvfs(dir) {
+        Ok(st) if st.f_blocks > 0 => {
+            #[allow(clippy::cast_precision_loss)]
+            let free = st.f_bavail as f64 / st.f_blocks as f64 * 100.0;
+            let gib = st.f_bavail.saturating_mul(st.f_frsize) >> 30;
+            let msg = format!("{free:.0}% free ({gib} GiB) on {}", dir.display());
+            if free < 10.0 {
+                check("disk", "critical", msg).raises("disk.low", dir.display().to_string())
+            } else {
+                check("disk", "ok", msg)
+            }
+        }
+        Ok(_) => check("disk", "ok", "size unknown"),
+        Err(e) => check(
+            "disk",
+            "warn",
+            format!("cannot read free space of {}: {e}", dir.display()),
+        ),
+    }
+}
+
+/// Every health check, as `/api/health` shows them and the built-in signals read them.
+pub(crate) async fn checks(state: &AppState) -> Result<Vec<Check>, runbook_store::Error> {
+    let state = state.clone();
     let mut checks = Vec::new();
     checks.push(match repository_reachable(&state).await {
         Ok(()) => check("repository", "ok", "reachable"),
-        Err(e) => check("repository", "critical", e),
+        Err(e) => check("repository", "critical", e).raises("repository.unreachable", "repository"),
     });
+    checks.push(disk_check(&state.engine.config().data_dir));
     if state.settings.auth_enabled {
         if state.store.has_owner_key().await? {
             checks.push(check("auth", "ok", "enabled with an owner key"));
         } else {
-            checks.push(check("auth", "critical", "auth enabled but no owner key: set SECURITY_OWNER_KEYS or run `runbook keys create --role owner`"));
+            checks.push(check("auth", "critical", "auth enabled but no owner key: set SECURITY_OWNER_KEYS or run `runbook keys create --role owner`").raises("auth.misconfigured", "auth"));
         }
     } else {
-        checks.push(check(
-            "auth",
-            "warn",
-            "auth disabled (SECURITY_AUTH_ENABLED=0)",
-        ));
+        checks.push(
+            check("auth", "warn", "auth disabled (SECURITY_AUTH_ENABLED=0)")
+                .raises("auth.misconfigured", "auth"),
+        );
     }
     let now = state.clock.now_ms();
     for target in state.engine.config().targets.values() {
@@ -82,11 +134,14 @@ pub(crate) async fn report(
         let last = match state.last_backup_ms(&target.name).await {
             Ok(last) => last,
             Err(_) => {
-                checks.push(check(
-                    format!("{name}:repository"),
-                    "critical",
-                    "cannot read the target's repository (see the server log)",
-                ));
+                checks.push(
+                    check(
+                        format!("{name}:repository"),
+                        "critical",
+                        "cannot read the target's repository (see the server log)",
+                    )
+                    .raises("repository.unreachable", target.name.clone()),
+                );
                 last_ok.and_then(|j| j.finished_at)
             }
         };
@@ -116,11 +171,14 @@ pub(crate) async fn report(
         if last.is_none() {
             checks.push(check(name, "warn", "no backup yet"));
         } else if scheduler::is_stale(schedule, last, now) {
-            checks.push(check(
-                name,
-                "critical",
-                "last successful backup is older than its schedule allows",
-            ));
+            checks.push(
+                check(
+                    name,
+                    "critical",
+                    "last successful backup is older than its schedule allows",
+                )
+                .raises("backup.stale", target.name.clone()),
+            );
         } else {
             checks.push(check(name, "ok", "fresh"));
         }
@@ -142,7 +200,25 @@ pub(crate) async fn report(
                     f.error.unwrap_or_default(),
                     target.name
                 ),
-            ));
+            ).raises("verify.failed", target.name.clone()));
+        }
+        let recent = state.store.jobs(Some(&target.name), 2).await?;
+        if recent.len() == 2
+            && recent
+                .iter()
+                .all(|j| j.state == runbook_store::JobState::Failed)
+        {
+            checks.push(
+                check(
+                    format!("jobs:{}", target.name),
+                    "critical",
+                    format!(
+                        "the last two jobs failed ({} and {})",
+                        recent[0].kind, recent[1].kind
+                    ),
+                )
+                .raises("jobs.failing", target.name.clone()),
+            );
         }
     }
     for target in state.engine.config().targets.values() {
@@ -177,23 +253,17 @@ pub(crate) async fn report(
         if at.is_none() {
             checks.push(check(name, "warn", "no passed restore drill yet"));
         } else if scheduler::is_stale(schedule, at, now) {
-            checks.push(check(
-                name,
-                "warn",
-                "restore drill overdue: the last passed drill is older than its schedule allows",
-            ));
+            checks.push(
+                check(
+                    name,
+                    "warn",
+                    "restore drill overdue: the last passed drill is older than its schedule allows",
+                )
+                .raises("drill.overdue", target.name.clone()),
+            );
         } else {
             checks.push(check(name, "ok", "drilled on schedule"));
         }
     }
-    let status = if checks.iter().any(|c| c.status == "critical") {
-        "critical"
-    } else if checks.iter().any(|c| c.status == "warn") {
-        "warn"
-    } else {
-        "ok"
-    };
-    Ok(Json(
-        serde_json::json!({ "status": status, "checks": checks }),
-    ))
+    Ok(checks)
 }

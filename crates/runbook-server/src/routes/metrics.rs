@@ -36,7 +36,34 @@ pub(crate) async fn metrics(
             failures: state.store.drill_failures(t).await?,
         });
     }
-    let text = state.metrics.render(&targets, &drills);
+    let now = state.clock.now_ms();
+    let mut monitor = crate::metrics::MonitorFacts::default();
+    let tracks = state.monitor.tracks();
+    for name in state.engine.config().monitor.probes.keys() {
+        if let Some(last) = tracks.get(name).and_then(|t| t.last.as_ref()) {
+            #[allow(clippy::cast_precision_loss)]
+            monitor
+                .probes
+                .push((name.clone(), last.ok, last.duration_ms as f64 / 1000.0));
+        }
+    }
+    for (name, (status, _)) in crate::monitor::heartbeat_states(&state, now).await? {
+        monitor
+            .heartbeats
+            .push((name, matches!(status.state, "up" | "late")));
+    }
+    monitor.heartbeats.sort();
+    let mut firing = std::collections::BTreeMap::<String, i64>::new();
+    for a in state.store.alerts(0).await? {
+        if a.state == "firing" {
+            *firing.entry(a.rule).or_default() += 1;
+        }
+    }
+    for rule in state.engine.config().monitor.alerts.keys() {
+        firing.entry(rule.clone()).or_default();
+    }
+    monitor.firing = firing.into_iter().collect();
+    let text = state.metrics.render(&targets, &drills, &monitor);
     let openmetrics = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

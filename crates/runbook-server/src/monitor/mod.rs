@@ -1,0 +1,384 @@
+//! The monitor: probes run on their intervals, heartbeats judged against their schedules,
+//! alert rules evaluated over both, and runbook's own health turned into built-in signals.
+//!
+//! [`tick`] does one round at the clock's time, so tests drive it without sleeping: it runs the
+//! probes that are due (concurrently), stores their results, then evaluates every rule and
+//! moves its alert along through [`crate::notify::raise`]. Raw probe results stay in memory
+//! (as many as the rules look back over); the store keeps each probe's latest result and
+//! hourly rollups, compacted to daily ones after 30 days, so state stays small.
+
+pub(crate) mod heartbeat;
+pub(crate) mod probe;
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Mutex, PoisonError},
+};
+
+use runbook_config::monitor::{AlertRule, Probe, Subject, When};
+use runbook_store::ProbeResult;
+
+use crate::{
+    AppState,
+    notify::{AlertSpec, raise},
+};
+
+/// Results kept per probe for the rules (besides the window they look back over).
+const KEEP_RESULTS: usize = 64;
+const DAY_MS: i64 = 86_400_000;
+/// Hourly rollups older than this become daily ones.
+const HOURLY_DAYS: i64 = 30;
+/// Daily rollups older than this go.
+const DAILY_DAYS: i64 = 400;
+/// Built-in signals are looked at this often.
+const SIGNALS_EVERY_MS: i64 = 60_000;
+
+/// What the monitor holds in memory.
+#[derive(Debug)]
+pub(crate) struct MonitorState {
+    tracks: Mutex<HashMap<String, Track>>,
+    http: http_client::Client,
+    /// When built-in signals and housekeeping last ran.
+    last_signals: Mutex<Option<i64>>,
+    last_housekeeping: Mutex<Option<i64>>,
+}
+
+impl Default for MonitorState {
+    fn default() -> Self {
+        Self {
+            tracks: Mutex::default(),
+            http: probe::client(),
+            last_signals: Mutex::default(),
+            last_housekeeping: Mutex::default(),
+        }
+    }
+}
+
+/// One probe's recent past.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Track {
+    next_due: i64,
+    /// (time, passed), oldest first.
+    recent: VecDeque<(i64, bool)>,
+    /// The first failure since the last success.
+    failing_since: Option<i64>,
+    pub(crate) last: Option<ProbeResult>,
+}
+
+/// What one tick did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TickReport {
+    /// Probes run.
+    pub probes_run: usize,
+    /// Rules whose condition holds now.
+    pub firing: Vec<String>,
+}
+
+impl MonitorState {
+    pub(crate) fn tracks(&self) -> HashMap<String, Track> {
+        self.tracks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// How far back the rules on `probe` look.
+fn window_ms(rules: &[&AlertRule], probe: &str) -> i64 {
+    rules
+        .iter()
+        .filter(|r| *r.when.subject() == Subject::Probe(probe.to_string()))
+        .map(|r| match &r.when {
+            When::Failures { within, .. } => probe::ms(*within),
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// One round of the monitor at the clock's time.
+///
+/// # Errors
+/// State-store errors.
+pub async fn tick(state: &AppState) -> Result<TickReport, runbook_store::Error> {
+    let now = state.clock.now_ms();
+    let config = state.engine.config().monitor.clone();
+    let mut report = TickReport::default();
+    let first = state
+        .monitor
+        .tracks
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .is_empty();
+    if first && !config.probes.is_empty() {
+        // After a restart, a probe that was failing keeps its failing-since time.
+        let stored = state.store.probe_statuses().await?;
+        let mut tracks = state
+            .monitor
+            .tracks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for s in stored {
+            if config.probes.contains_key(&s.last.probe) {
+                tracks.insert(
+                    s.last.probe.clone(),
+                    Track {
+                        failing_since: (!s.last.ok).then_some(s.since),
+                        ..Track::default()
+                    },
+                );
+            }
+        }
+    }
+    let due: Vec<Probe> = {
+        let tracks = state
+            .monitor
+            .tracks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        config
+            .probes
+            .values()
+            .filter(|p| tracks.get(&p.name).is_none_or(|t| t.next_due <= now))
+            .cloned()
+            .collect()
+    };
+    let mut set = tokio::task::JoinSet::new();
+    for p in due {
+        let http = state.monitor.http.clone();
+        set.spawn(async move {
+            let outcome = probe::run(&p, &http).await;
+            (p, outcome)
+        });
+    }
+    let rules: Vec<&AlertRule> = config.alerts.values().collect();
+    let mut results = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        let Ok((p, outcome)) = joined else { continue };
+        let result = ProbeResult {
+            probe: p.name.clone(),
+            ok: outcome.ok,
+            at: now,
+            duration_ms: outcome.duration_ms,
+            error: outcome.error,
+        };
+        let window = window_ms(&rules, &p.name);
+        let mut tracks = state
+            .monitor
+            .tracks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let t = tracks.entry(p.name.clone()).or_default();
+        t.next_due = now + probe::ms(p.interval);
+        t.recent.push_back((now, result.ok));
+        while t.recent.len() > KEEP_RESULTS
+            && t.recent.front().is_some_and(|(at, _)| *at < now - window)
+        {
+            t.recent.pop_front();
+        }
+        t.failing_since = if result.ok {
+            None
+        } else {
+            t.failing_since.or(Some(now))
+        };
+        t.last = Some(result.clone());
+        results.push(result);
+    }
+    report.probes_run = results.len();
+    if !results.is_empty() {
+        state.store.record_probe_results(&results).await?;
+    }
+    let heartbeats = heartbeat_states(state, now).await?;
+    for rule in config.alerts.values() {
+        let (firing, message) = match rule.when.subject() {
+            Subject::Probe(name) => {
+                let t = state
+                    .monitor
+                    .tracks
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_default();
+                probe_rule(&rule.when, &t, now)
+            }
+            Subject::Heartbeat(name) => {
+                let Some((status, runs)) = heartbeats.get(name) else {
+                    continue;
+                };
+                heartbeat_rule(&rule.when, status, runs, now)
+            }
+        };
+        if firing {
+            report.firing.push(rule.name.clone());
+        }
+        let subject = rule.when.subject().to_string();
+        let spec = AlertSpec {
+            rule: &rule.name,
+            subject: &subject,
+            severity: rule.severity,
+            repeat: rule.repeat,
+            notify: &rule.notify,
+        };
+        raise(state, &spec, firing, &message).await?;
+    }
+    if due_every(&state.monitor.last_signals, now, SIGNALS_EVERY_MS) {
+        crate::signals::evaluate(state).await?;
+    }
+    if due_every(&state.monitor.last_housekeeping, now, DAY_MS / 24) {
+        housekeeping(state, now).await?;
+    }
+    Ok(report)
+}
+
+/// True (and remembers `now`) when `every` has passed since the last time.
+fn due_every(last: &Mutex<Option<i64>>, now: i64, every: i64) -> bool {
+    let mut last = last.lock().unwrap_or_else(PoisonError::into_inner);
+    if last.is_some_and(|l| now - l < every && l <= now) {
+        return false;
+    }
+    *last = Some(now);
+    true
+}
+
+type HeartbeatFacts = (heartbeat::Status, Vec<runbook_store::HeartbeatRun>);
+
+/// Each heartbeat's state and recent runs; a started run past `max_runtime` is recorded as a
+/// failed run here (once).
+pub(crate) async fn heartbeat_states(
+    state: &AppState,
+    now: i64,
+) -> Result<HashMap<String, HeartbeatFacts>, runbook_store::Error> {
+    let mut out = HashMap::new();
+    for hb in state.engine.config().monitor.heartbeats.values() {
+        let mut row = state.store.heartbeat(&hb.name, now).await?;
+        if let (Some(start), Some(max)) = (row.started_at, hb.max_runtime)
+            && now > start + probe::ms(max)
+        {
+            state
+                .store
+                .heartbeat_overran(&hb.name, start + probe::ms(max), probe::ms(max))
+                .await?;
+            row = state.store.heartbeat(&hb.name, now).await?;
+        }
+        let status = heartbeat::status(hb, &row, now);
+        let runs = state.store.heartbeat_runs(&hb.name, 20).await?;
+        out.insert(hb.name.clone(), (status, runs));
+    }
+    Ok(out)
+}
+
+/// Whether a probe rule's condition holds, and why in words.
+fn probe_rule(when: &When, t: &Track, now: i64) -> (bool, String) {
+    let why = t
+        .last
+        .as_ref()
+        .and_then(|r| r.error.clone())
+        .unwrap_or_else(|| "passing".into());
+    match when {
+        When::Failing { for_, .. } => match t.failing_since {
+            Some(since) if now - since >= probe::ms(*for_) => (
+                true,
+                format!("failing for {} s: {why}", (now - since) / 1000),
+            ),
+            _ => (false, why),
+        },
+        When::Failures {
+            more_than, within, ..
+        } => {
+            let n = t
+                .recent
+                .iter()
+                .filter(|(at, ok)| !ok && *at > now - probe::ms(*within))
+                .count();
+            (
+                n > *more_than as usize,
+                format!(
+                    "{n} failed checks in the last {}: {why}",
+                    humantime::format_duration(*within)
+                ),
+            )
+        }
+        When::InARow { times, .. } => {
+            let n = *times as usize;
+            let firing = t.recent.len() >= n && t.recent.iter().rev().take(n).all(|(_, ok)| !ok);
+            (firing, format!("the last {n} checks failed: {why}"))
+        }
+    }
+}
+
+/// Whether a heartbeat rule's condition holds, and why in words.
+fn heartbeat_rule(
+    when: &When,
+    status: &heartbeat::Status,
+    runs: &[runbook_store::HeartbeatRun],
+    now: i64,
+) -> (bool, String) {
+    match when {
+        When::Failing { for_, .. } => {
+            let firing = status
+                .down_since
+                .is_some_and(|s| status.state == "down" && now - s >= probe::ms(*for_));
+            (firing, format!("{}: {}", status.state, status.reason))
+        }
+        When::Failures {
+            more_than, within, ..
+        } => {
+            let n = runs
+                .iter()
+                .filter(|r| !r.ok && r.at > now - probe::ms(*within))
+                .count();
+            (n > *more_than as usize, format!("{n} failed runs"))
+        }
+        When::InARow { times, .. } => {
+            let n = *times as usize;
+            let firing = runs.len() >= n && runs.iter().take(n).all(|r| !r.ok);
+            let last = runs
+                .first()
+                .and_then(|r| r.note.clone())
+                .unwrap_or_default();
+            (
+                firing,
+                format!("the last {n} runs failed {last}")
+                    .trim_end()
+                    .to_string(),
+            )
+        }
+    }
+}
+
+/// Hourly rollups become daily ones after 30 days, daily ones go after 400; probes no longer
+/// configured go; heartbeats keep their last 100 runs.
+async fn housekeeping(state: &AppState, now: i64) -> Result<(), runbook_store::Error> {
+    let today = now - now.rem_euclid(DAY_MS);
+    let monitor = &state.engine.config().monitor;
+    let keep: Vec<String> = monitor.probes.keys().cloned().collect();
+    state
+        .store
+        .compact_probe_data(
+            today - HOURLY_DAYS * DAY_MS,
+            today - DAILY_DAYS * DAY_MS,
+            &keep,
+        )
+        .await?;
+    for name in monitor.heartbeats.keys() {
+        state.store.expire_heartbeat_runs(name).await?;
+    }
+    Ok(())
+}
+
+/// Runs [`tick`] every second until told to stop.
+pub(crate) async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        if let Err(e) = tick(&state).await {
+            tracing::error!(error = %e, "monitor tick failed");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}

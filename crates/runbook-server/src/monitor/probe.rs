@@ -1,0 +1,370 @@
+//! Running one probe: an HTTP request checked against its conditions, a TCP connect, a
+//! database `SELECT 1` or a Redis `PING`, each within the probe's timeout.
+
+use std::time::{Duration, Instant};
+
+use runbook_config::{
+    DbUrl,
+    monitor::{Condition, Field, Op, Probe, ProbeCheck, Value},
+};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// A probe's result: passed or why not, and how long it took.
+#[derive(Debug, Clone)]
+pub(crate) struct Outcome {
+    pub ok: bool,
+    pub duration_ms: i64,
+    pub error: Option<String>,
+}
+
+/// The HTTP client probes share: TLS details kept (for `cert_days`), no cookies.
+pub(crate) fn client() -> http_client::Client {
+    http_client::Client::builder()
+        .tls_info(true)
+        .user_agent(concat!("runbook-probe/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default()
+}
+
+/// Runs `probe` once.
+pub(crate) async fn run(probe: &Probe, http: &http_client::Client) -> Outcome {
+    let started = Instant::now();
+    let result = tokio::time::timeout(probe.timeout, check(probe, http, started)).await;
+    let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+    let error = match result {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e),
+        Err(_) => Some(format!(
+            "no answer within the timeout of {}",
+            humantime::format_duration(probe.timeout)
+        )),
+    };
+    Outcome {
+        ok: error.is_none(),
+        duration_ms,
+        error,
+    }
+}
+
+async fn check(probe: &Probe, http: &http_client::Client, started: Instant) -> Result<(), String> {
+    match &probe.check {
+        ProbeCheck::Http {
+            url,
+            method,
+            headers,
+            body,
+        } => {
+            let method = http_client::Method::from_bytes(method.as_bytes())
+                .map_err(|_| format!("bad method {method:?}"))?;
+            let mut req = http.request(method, url).timeout(probe.timeout);
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            if let Some(b) = body {
+                req = req.body(b.clone());
+            }
+            let resp = req.send().await.map_err(|e| one_line(&e))?;
+            let status = resp.status().as_u16();
+            let cert_days = resp
+                .extensions()
+                .get::<http_client::tls::TlsInfo>()
+                .and_then(|t| t.peer_certificate())
+                .and_then(not_after)
+                .map(|at| (at - jiff::Timestamp::now().as_second()) as f64 / 86_400.0);
+            let text = resp.text().await.map_err(|e| one_line(&e))?;
+            #[allow(clippy::cast_precision_loss)]
+            let response = Response {
+                status,
+                millis: started.elapsed().as_secs_f64() * 1000.0,
+                body: text,
+                cert_days,
+            };
+            if probe.expect.is_empty() && !(200..400).contains(&status) {
+                return Err(format!("answered {status}"));
+            }
+            for c in &probe.expect {
+                response.meets(c)?;
+            }
+            Ok(())
+        }
+        ProbeCheck::Tcp { address } => tokio::net::TcpStream::connect(address)
+            .await
+            .map(drop)
+            .map_err(|e| format!("cannot connect to {address}: {e}")),
+        ProbeCheck::Postgres(url) | ProbeCheck::Mariadb(url) => {
+            runbook_store::Store::ping_database(&connect_url(url))
+                .await
+                .map_err(|e| format!("{}: {e}", url.without_password()))
+        }
+        ProbeCheck::Redis { address, password } => redis_ping(address, password.as_ref()).await,
+    }
+}
+
+/// What an HTTP probe got back.
+struct Response {
+    status: u16,
+    millis: f64,
+    body: String,
+    cert_days: Option<f64>,
+}
+
+impl Response {
+    /// Ok when `c` holds; else says what was found.
+    fn meets(&self, c: &Condition) -> Result<(), String> {
+        let found = match &c.field {
+            Field::Status => serde_json::Value::from(self.status),
+            Field::ResponseTime => serde_json::Value::from(self.millis.round()),
+            Field::Body => serde_json::Value::from(self.body.as_str()),
+            Field::CertDays => match self.cert_days {
+                Some(d) => serde_json::Value::from(d.floor()),
+                None => return Err(format!("{}: no TLS certificate (not https?)", c.text)),
+            },
+            Field::Json(path) => {
+                let doc: serde_json::Value = serde_json::from_str(&self.body)
+                    .map_err(|_| format!("{}: the body is not JSON", c.text))?;
+                path.iter()
+                    .try_fold(&doc, |v, k| match v {
+                        serde_json::Value::Array(a) => {
+                            k.parse::<usize>().ok().and_then(|i| a.get(i))
+                        }
+                        _ => v.get(k),
+                    })
+                    .cloned()
+                    .unwrap_or(serde_json::Value::Null)
+            }
+        };
+        if holds(&found, c.op, &c.value) {
+            Ok(())
+        } else {
+            let shown = match (&c.field, &found) {
+                (Field::Body, _) => format!("a body of {} bytes", self.body.len()),
+                (Field::ResponseTime, v) => format!("{v} ms"),
+                (_, v) => v.to_string(),
+            };
+            Err(format!("{} failed: got {shown}", c.text))
+        }
+    }
+}
+
+/// Whether `found OP want`.
+fn holds(found: &serde_json::Value, op: Op, want: &Value) -> bool {
+    use serde_json::Value as J;
+    match (found, want) {
+        (J::Number(n), Value::Number(w)) => {
+            let n = n.as_f64().unwrap_or(f64::NAN);
+            match op {
+                Op::Eq => (n - w).abs() < f64::EPSILON,
+                Op::Ne => (n - w).abs() >= f64::EPSILON,
+                Op::Lt => n < *w,
+                Op::Le => n <= *w,
+                Op::Gt => n > *w,
+                Op::Ge => n >= *w,
+                Op::Contains => false,
+            }
+        }
+        (J::String(s), Value::Text(w)) => match op {
+            Op::Eq => s == w,
+            Op::Ne => s != w,
+            Op::Contains => s.contains(w.as_str()),
+            Op::Lt => s < w,
+            Op::Le => s <= w,
+            Op::Gt => s > w,
+            Op::Ge => s >= w,
+        },
+        (J::Bool(b), Value::Bool(w)) => match op {
+            Op::Eq => b == w,
+            Op::Ne => b != w,
+            _ => false,
+        },
+        (J::Null, Value::Null) => op == Op::Eq,
+        (_, _) => op == Op::Ne,
+    }
+}
+
+/// The URL sqlx connects with, the password put back (percent-encoded).
+fn connect_url(url: &DbUrl) -> String {
+    let enc = |s: &str| -> String {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    };
+    let auth = match url.password() {
+        Some(p) => format!("{}:{}@", enc(&url.user), enc(p)),
+        None if url.user.is_empty() => String::new(),
+        None => format!("{}@", enc(&url.user)),
+    };
+    let port = url.port.map(|p| format!(":{p}")).unwrap_or_default();
+    format!("{}://{auth}{}{port}/{}", url.scheme, url.host, url.database)
+}
+
+/// `AUTH` (when a password is given) and `PING`, in Redis's own protocol.
+async fn redis_ping(address: &str, password: Option<&SecretString>) -> Result<(), String> {
+    let stream = tokio::net::TcpStream::connect(address)
+        .await
+        .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+    let mut stream = BufReader::new(stream);
+    let ask = |parts: Vec<&str>| {
+        let mut cmd = format!("*{}\r\n", parts.len());
+        for p in parts {
+            cmd.push_str(&format!("${}\r\n{p}\r\n", p.len()));
+        }
+        cmd
+    };
+    let mut cmds = Vec::new();
+    if let Some(p) = password {
+        cmds.push((ask(vec!["AUTH", p.expose_secret()]), "+OK"));
+    }
+    cmds.push((ask(vec!["PING"]), "+PONG"));
+    for (cmd, want) in cmds {
+        stream
+            .get_mut()
+            .write_all(cmd.as_bytes())
+            .await
+            .map_err(|e| format!("redis {address}: {e}"))?;
+        let mut line = String::new();
+        stream
+            .read_line(&mut line)
+            .await
+            .map_err(|e| format!("redis {address}: {e}"))?;
+        if line.trim_end() != want {
+            return Err(format!("redis {address} answered {:?}", line.trim_end()));
+        }
+    }
+    Ok(())
+}
+
+/// The `notAfter` of a DER certificate, as Unix seconds: Certificate → tbsCertificate →
+/// (version) serial, signature, issuer, validity → notAfter.
+fn not_after(der: &[u8]) -> Option<i64> {
+    fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = b.split_first()?;
+        let (&len0, rest) = rest.split_first()?;
+        let (len, rest) = if len0 < 0x80 {
+            (usize::from(len0), rest)
+        } else {
+            let n = usize::from(len0 & 0x7f);
+            if n > 4 || rest.len() < n {
+                return None;
+            }
+            let len = rest[..n]
+                .iter()
+                .fold(0usize, |a, &x| (a << 8) | usize::from(x));
+            (len, &rest[n..])
+        };
+        (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+    }
+    let (_, cert, _) = tlv(der)?;
+    let (_, tbs, _) = tlv(cert)?;
+    let mut rest = tbs;
+    let (tag, _, r) = tlv(rest)?;
+    if tag == 0xa0 {
+        rest = r; // explicit version
+    }
+    for _ in 0..3 {
+        rest = tlv(rest)?.2; // serial, signature, issuer
+    }
+    let (_, validity, _) = tlv(rest)?;
+    let (_, _, after) = tlv(validity)?;
+    let (tag, time, _) = tlv(after)?;
+    let text = std::str::from_utf8(time).ok()?;
+    let full = match tag {
+        0x17 => {
+            // UTCTime YYMMDDHHMMSSZ
+            let yy: i32 = text.get(..2)?.parse().ok()?;
+            format!(
+                "{}{}",
+                if yy < 50 { 2000 + yy } else { 1900 + yy },
+                text.get(2..)?
+            )
+        }
+        0x18 => text.to_string(),
+        _ => return None,
+    };
+    let f = |a: usize, b: usize| full.get(a..b);
+    let iso = format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        f(0, 4)?,
+        f(4, 6)?,
+        f(6, 8)?,
+        f(8, 10)?,
+        f(10, 12)?,
+        f(12, 14)?
+    );
+    iso.parse::<jiff::Timestamp>()
+        .ok()
+        .map(jiff::Timestamp::as_second)
+}
+
+fn one_line(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// Time between checks, as ms.
+pub(crate) fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resp(status: u16, body: &str) -> Response {
+        Response {
+            status,
+            millis: 120.0,
+            body: body.into(),
+            cert_days: None,
+        }
+    }
+
+    #[test]
+    fn conditions_hold_or_say_what_was_found() {
+        let r = resp(
+            200,
+            r#"{"status":"ready","workerLagMs":1000,"items":[{"ok":true}]}"#,
+        );
+        for ok in [
+            "status == 200",
+            r#"json.status == "ready""#,
+            "json.workerLagMs < 900000",
+            "response_time < 500ms",
+            "json.items.0.ok == true",
+            r#"body contains "ready""#,
+            "json.missing == null",
+        ] {
+            r.meets(&Condition::parse(ok).expect(ok)).expect(ok);
+        }
+        let e = r
+            .meets(&Condition::parse("json.workerLagMs < 500").expect("c"))
+            .expect_err("fails");
+        assert!(e.contains("got 1000"), "{e}");
+        let e = r
+            .meets(&Condition::parse("cert_days > 14").expect("c"))
+            .expect_err("no tls");
+        assert!(e.contains("no TLS certificate"), "{e}");
+        let e = resp(503, "down")
+            .meets(&Condition::parse(r#"json.status == "ready""#).expect("c"))
+            .expect_err("not json");
+        assert!(e.contains("not JSON"), "{e}");
+    }
+
+    #[test]
+    fn database_urls_get_their_password_back_encoded() {
+        let u = DbUrl::parse("postgres://app:p@ss/w@db:5433/app").expect("url");
+        assert_eq!(connect_url(&u), "postgres://app:p%40ss%2Fw@db:5433/app");
+    }
+}

@@ -1,0 +1,343 @@
+//! The monitor's endpoints: heartbeat pings (`/ping/{key}`, healthchecks.io-compatible),
+//! `GET /api/probes`, `/api/heartbeats`, `/api/alerts`, `/api/silences`,
+//! `POST /api/silences` and signed inbound events (`POST /api/events`).
+
+use axum::{
+    Extension, Json,
+    body::Bytes,
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode},
+    response::IntoResponse,
+};
+use runbook_store::Role;
+use serde::Deserialize;
+
+use super::api::ApiResult;
+use crate::{AppState, auth::Caller, error::AppError, monitor};
+
+/// Inbound events older (or newer) than this are refused.
+const EVENT_TOLERANCE_MS: i64 = 5 * 60_000;
+
+/// `/ping/{key}`: a successful run.
+pub(crate) async fn ping(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    record_ping(&state, &key, "", &body).await
+}
+
+/// `/ping/{key}/{action}`: `start`, `fail`, `log` or an exit code (0 is success).
+pub(crate) async fn ping_action(
+    State(state): State<AppState>,
+    Path((key, action)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    record_ping(&state, &key, &action, &body).await
+}
+
+async fn record_ping(
+    state: &AppState,
+    key: &str,
+    action: &str,
+    body: &[u8],
+) -> ApiResult<&'static str> {
+    let Some(hb) = state.heartbeat_by_key(key) else {
+        return Err(AppError::new(
+            StatusCode::NOT_FOUND,
+            "no heartbeat with this key",
+        ));
+    };
+    let now = state.clock.now_ms();
+    // The first 1,000 bytes of the body are kept with the run (healthchecks keeps the body too).
+    let note = (!body.is_empty())
+        .then(|| String::from_utf8_lossy(&body[..body.len().min(1000)]).into_owned());
+    let min = hb.min_runtime.map(monitor::probe::ms);
+    match action {
+        "start" => state.store.heartbeat_start(&hb.name, now).await?,
+        "log" => {
+            state
+                .audit(
+                    "heartbeat",
+                    "heartbeat.log",
+                    &hb.name,
+                    "ok",
+                    note.unwrap_or_default(),
+                )
+                .await?;
+        }
+        "" | "0" => {
+            state
+                .store
+                .heartbeat_finish(&hb.name, now, true, None, note, min)
+                .await
+                .map(drop)?;
+        }
+        "fail" => {
+            state
+                .store
+                .heartbeat_finish(&hb.name, now, false, None, note, min)
+                .await
+                .map(drop)?;
+        }
+        code => {
+            let code: i64 = code.parse().ok().filter(|c| (0..=255).contains(c)).ok_or_else(|| {
+                AppError::new(
+                    StatusCode::BAD_REQUEST,
+                    "use /ping/KEY, /ping/KEY/start, /ping/KEY/fail, /ping/KEY/log or /ping/KEY/EXIT_CODE (0-255)",
+                )
+            })?;
+            state
+                .store
+                .heartbeat_finish(&hb.name, now, code == 0, Some(code), note, min)
+                .await
+                .map(drop)?;
+        }
+    }
+    Ok("OK")
+}
+
+/// `GET /api/probes`: each probe's latest result and since when it is in that state.
+pub(crate) async fn probes(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
+    let stored = state.store.probe_statuses().await?;
+    let day_ago = state.clock.now_ms() - 86_400_000;
+    let mut out = Vec::new();
+    for p in state.engine.config().monitor.probes.values() {
+        let last = stored.iter().find(|s| s.last.probe == p.name);
+        let day = state.store.probe_rollups(&p.name, day_ago).await?;
+        let (checks, failures) = day
+            .iter()
+            .fold((0, 0), |(c, f), r| (c + r.checks, f + r.failures));
+        out.push(serde_json::json!({
+            "name": p.name,
+            "kind": p.check.kind(),
+            "interval_seconds": p.interval.as_secs(),
+            "status": match last { None => "pending", Some(s) if s.last.ok => "up", Some(_) => "down" },
+            "since": last.map(|s| s.since),
+            "last": last.map(|s| &s.last),
+            "last_24h": { "checks": checks, "failures": failures },
+        }));
+    }
+    Ok(Json(out))
+}
+
+/// `GET /api/heartbeats`: states, and the ping URLs for operator and owner keys only.
+pub(crate) async fn heartbeats(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<impl IntoResponse> {
+    let now = state.clock.now_ms();
+    let facts = monitor::heartbeat_states(&state, now).await?;
+    let show_keys = caller.role.is_none_or(|r| r >= Role::Operator);
+    let mut out = Vec::new();
+    for hb in state.engine.config().monitor.heartbeats.values() {
+        let Some((status, runs)) = facts.get(&hb.name) else {
+            continue;
+        };
+        let row = state.store.heartbeat(&hb.name, now).await?;
+        out.push(serde_json::json!({
+            "name": hb.name,
+            "status": status.state,
+            "reason": status.reason,
+            "running": status.running,
+            "next_due": status.next_due,
+            "last_ok": row.last_ok,
+            "last_fail": row.last_fail,
+            "ping_path": show_keys.then(|| format!("/ping/{}", row.ping_key)),
+            "runs": runs,
+        }));
+    }
+    Ok(Json(out))
+}
+
+/// `GET /api/alerts`: what fires now, then the 50 most recently resolved.
+pub(crate) async fn alerts(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(state.store.alerts(50).await?))
+}
+
+/// `GET /api/silences`: from the config and through the API, current and coming.
+pub(crate) async fn silences(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
+    let now = state.clock.now_ms();
+    let configured: Vec<_> = state
+        .engine
+        .config()
+        .monitor
+        .silences
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "id": format!("config:{}", s.name),
+                "rule": s.rule,
+                "starts_at": s.start_ms,
+                "duration_seconds": s.duration.as_secs(),
+                "every_seconds": s.every.map(|e| e.as_secs()),
+                "active": s.rule.as_deref().map_or_else(|| s.covers("*", now), |r| s.covers(r, now)),
+            })
+        })
+        .collect();
+    let made = state.store.silences(now).await?;
+    Ok(Json(
+        serde_json::json!({ "configured": configured, "api": made }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewSilence {
+    /// Only this rule; absent: all.
+    rule: Option<String>,
+    /// From (RFC 3339); absent: now.
+    starts_at: Option<String>,
+    /// How long (`2h`).
+    duration: String,
+    comment: String,
+}
+
+/// `POST /api/silences` (operator).
+pub(crate) async fn add_silence(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Json(req): Json<NewSilence>,
+) -> ApiResult<impl IntoResponse> {
+    let bad = |m: String| AppError::new(StatusCode::UNPROCESSABLE_ENTITY, m);
+    let now = state.clock.now_ms();
+    let start = match &req.starts_at {
+        None => now,
+        Some(t) => t
+            .parse::<jiff::Timestamp>()
+            .map_err(|e| {
+                bad(format!(
+                    "starts_at: {e}; use RFC 3339, e.g. 2026-12-01T02:00:00Z"
+                ))
+            })?
+            .as_millisecond(),
+    };
+    let len =
+        runbook_config::parse_duration(&req.duration).map_err(|e| bad(format!("duration: {e}")))?;
+    if req.comment.trim().is_empty() {
+        return Err(bad("comment: say why (it goes into the ops log)".into()));
+    }
+    let end = start.saturating_add(monitor::probe::ms(len));
+    let row = state
+        .store
+        .add_silence(
+            req.rule.as_deref(),
+            start,
+            end,
+            req.comment.trim(),
+            &caller.actor,
+            now,
+        )
+        .await?;
+    state
+        .audit(
+            &caller.actor,
+            "silence.add",
+            req.rule.as_deref().unwrap_or("*"),
+            "ok",
+            format!("{} until {end}: {}", row.id, row.comment),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(row)))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Event {
+    /// `deploy`, `incident`, …
+    #[serde(rename = "type")]
+    kind: String,
+    /// What it is about (a service, a release).
+    subject: Option<String>,
+    message: Option<String>,
+}
+
+/// `POST /api/events` (operator): a deploy or incident into the ops log. With
+/// `RUNBOOK_WEBHOOK_SECRET` set it must be signed as Standard Webhooks specifies: a bad or
+/// missing signature is 401, a timestamp more than 5 minutes off or a replayed id is 409.
+pub(crate) async fn event(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let now = state.clock.now_ms();
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| AppError::new(StatusCode::BAD_REQUEST, "the body is not UTF-8"))?;
+    if let Some(secret) = &state.settings.webhook_secret {
+        let refuse = |code, msg: &str| {
+            state.metrics.signature_refused();
+            AppError::new(code, msg)
+        };
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+        };
+        let (Some(id), Some(ts), Some(sigs)) = (
+            header("webhook-id"),
+            header("webhook-timestamp"),
+            header("webhook-signature"),
+        ) else {
+            return Err(refuse(
+                StatusCode::UNAUTHORIZED,
+                "unsigned: send webhook-id, webhook-timestamp and webhook-signature (Standard Webhooks)",
+            ));
+        };
+        let ts: i64 = ts.parse().map_err(|_| {
+            refuse(
+                StatusCode::UNAUTHORIZED,
+                "webhook-timestamp is not Unix seconds",
+            )
+        })?;
+        if !crate::notify::verify(secret, id, ts, text, sigs) {
+            return Err(refuse(StatusCode::UNAUTHORIZED, "bad signature"));
+        }
+        if (now - ts.saturating_mul(1000)).abs() > EVENT_TOLERANCE_MS {
+            return Err(refuse(
+                StatusCode::CONFLICT,
+                "webhook-timestamp is more than 5 minutes off",
+            ));
+        }
+        if !state
+            .store
+            .first_sight(id, now, now - 2 * EVENT_TOLERANCE_MS)
+            .await?
+        {
+            return Err(refuse(StatusCode::CONFLICT, "replayed webhook-id"));
+        }
+    }
+    let ev: Event = serde_json::from_str(text).map_err(|e| {
+        AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "expected {{\"type\": \"deploy\", \"subject\": \"…\", \"message\": \"…\"}}: {e}"
+            ),
+        )
+    })?;
+    let ok_kind = !ev.kind.is_empty()
+        && ev.kind.len() <= 40
+        && ev
+            .kind
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if !ok_kind {
+        return Err(AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "type: letters, digits, '-', '_' and '.' (at most 40), e.g. deploy or incident",
+        ));
+    }
+    state
+        .audit(
+            &caller.actor,
+            &format!("event.{}", ev.kind),
+            ev.subject.as_deref().unwrap_or("-"),
+            "recorded",
+            ev.message.unwrap_or_default(),
+        )
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "recorded": true })),
+    ))
+}
