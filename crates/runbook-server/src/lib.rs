@@ -18,6 +18,7 @@ mod routes;
 pub mod scheduler;
 mod signals;
 mod state;
+pub mod status;
 pub mod worker;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};

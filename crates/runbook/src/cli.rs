@@ -63,6 +63,30 @@ pub enum Command {
     },
     /// Show the operations log, or verify its hash chain.
     Oplog(OplogArgs),
+    /// At a glance: health checks, probes, heartbeats and firing alerts. Exits 1 when
+    /// something is critical, down or firing.
+    Status(StatusArgs),
+    /// Alert notifiers.
+    Notify {
+        #[command(subcommand)]
+        command: NotifyCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send a test notice through a notifier now (`webhook`, `email` or a `[notifiers.NAME]`).
+    Test {
+        /// The notifier.
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,7 @@ mod oplog;
 mod restore;
 mod serve;
 mod snapshots;
+mod status;
 
 use std::process::ExitCode;
 
@@ -56,6 +57,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => serve::run(load(&cli.config)?),
         Command::Keys { command } => keys::run(&load(&cli.config)?, command),
         Command::Oplog(args) => oplog::run(&load(&cli.config)?, &args),
+        Command::Status(args) => status::run(load(&cli.config)?, &args),
+        Command::Notify {
+            command: crate::cli::NotifyCommand::Test { name },
+        } => status::notify_test(load(&cli.config)?, &name),
     }
 }
 

@@ -4,6 +4,7 @@
 mod drill;
 mod helpers;
 mod mariadb;
+mod monitor;
 mod postgres;
 mod s3;
 mod serve;
