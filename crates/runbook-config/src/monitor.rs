@@ -473,8 +473,9 @@ pub enum NotifierTarget {
     Webhook {
         /// The URL.
         url: String,
-        /// The `whsec_…` signing secret.
-        secret: Option<SecretString>,
+        /// The environment variable holding the `whsec_…` signing secret (read when sending,
+        /// so commands that never notify do not need it).
+        secret_env: Option<String>,
     },
     /// Mail through the `SMTP_*` server.
     Email {

@@ -181,6 +181,12 @@ fn example_with_every_commented_section_enabled_parses() {
                 "sql",
                 "row_counts",
                 "ready_",
+                "interval",
+                "expect",
+                "period",
+                "grace",
+                "when",
+                "repeat",
             ]
             .iter()
             .any(|k| t.starts_with(k));
@@ -203,6 +209,15 @@ fn example_with_every_commented_section_enabled_parses() {
         cfg.state_url.starts_with("postgres://"),
         "{}",
         cfg.state_url
+    );
+    assert_eq!(
+        (
+            cfg.monitor.probes.len(),
+            cfg.monitor.heartbeats.len(),
+            cfg.monitor.alerts.len()
+        ),
+        (1, 1, 1),
+        "the example's monitor sections"
     );
     let drill = cfg.targets["app-db"].drill.as_ref().expect("example drill");
     assert_eq!(drill.checks.len(), 2);

@@ -186,7 +186,7 @@ pub fn notifiers(state: &AppState) -> Vec<Notifier> {
             name: "webhook".into(),
             target: NotifierTarget::Webhook {
                 url: url.clone(),
-                secret: s.alert_webhook_secret.clone(),
+                secret_env: None,
             },
             severities: Vec::new(),
         });
@@ -327,7 +327,22 @@ async fn send(
     n: &runbook_store::Notification,
 ) -> Result<(), String> {
     match &notifier.target {
-        NotifierTarget::Webhook { url, secret } => send_webhook(url, secret.as_ref(), n).await,
+        NotifierTarget::Webhook { url, secret_env } => {
+            let secret = match secret_env {
+                // The default notifier: ALERT_WEBHOOK_SECRET, read with the other settings.
+                None if notifier.name == "webhook" => state.settings.alert_webhook_secret.clone(),
+                None => None,
+                Some(var) => Some(secrecy::SecretString::from(std::env::var(var).map_err(
+                    |_| {
+                        format!(
+                            "{var} (the secret of notifier {}) is not set",
+                            notifier.name
+                        )
+                    },
+                )?)),
+            };
+            send_webhook(url, secret.as_ref(), n).await
+        }
         NotifierTarget::Email { to } => send_email(state, to, n).await,
     }
 }

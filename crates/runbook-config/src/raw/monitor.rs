@@ -169,6 +169,12 @@ impl RawMonitor {
         for (name, n) in self.notifiers {
             let key = format!("notifiers.{name}");
             check_name(&name).map_err(|e| bad(key.clone(), e))?;
+            if name == "webhook" || name == "email" {
+                return Err(bad(
+                    key,
+                    "`webhook` and `email` are the notifiers ALERT_WEBHOOK_URL and SMTP_HOST configure; pick another name".into(),
+                ));
+            }
             let target = match n.kind.as_str() {
                 "webhook" => {
                     let url = n.url.ok_or_else(|| {
@@ -180,18 +186,19 @@ impl RawMonitor {
                             "use an http:// or https:// URL".into(),
                         ));
                     }
-                    let secret = match n.secret_env {
-                        None => None,
-                        Some(var) => {
-                            Some(SecretString::from(std::env::var(&var).map_err(|_| {
-                                bad(
-                                    format!("{key}.secret_env"),
-                                    format!("the environment variable {var} is not set"),
-                                )
-                            })?))
-                        }
-                    };
-                    NotifierTarget::Webhook { url, secret }
+                    if let Some(var) = &n.secret_env
+                        && (var.is_empty()
+                            || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+                    {
+                        return Err(bad(
+                            format!("{key}.secret_env"),
+                            "the name of an environment variable (letters, digits, _), not the secret".into(),
+                        ));
+                    }
+                    NotifierTarget::Webhook {
+                        url,
+                        secret_env: n.secret_env,
+                    }
                 }
                 "email" => {
                     if n.to.is_empty() {
