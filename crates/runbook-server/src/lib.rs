@@ -84,12 +84,14 @@ impl Server {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let background = if self.background {
             let monitor = tokio::spawn(monitor::run(state.clone(), stop_rx.clone()));
-            let worker = tokio::spawn(background(state.clone(), stop_rx));
+            let worker = tokio::spawn(background(state.clone(), stop_rx.clone()));
+            let pings = tokio::spawn(monitor::pings::run(state.clone(), stop_rx));
             tokio::spawn(async move {
-                let _ = tokio::join!(monitor, worker);
+                let _ = tokio::join!(monitor, worker, pings);
             })
         } else {
-            tokio::spawn(async {})
+            // Tests drive the monitor; pings are still written (reads flush them first).
+            tokio::spawn(monitor::pings::run(state.clone(), stop_rx))
         };
         let app = routes::router(state.clone());
         axum::serve(

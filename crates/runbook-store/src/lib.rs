@@ -23,7 +23,9 @@ pub use drills::{DrillRecord, NewDrill};
 pub use error::{Error, Result};
 pub use jobs::{Job, JobKind, JobState, NewJob};
 pub use keys::{ApiKey, NewKey, Role};
-pub use monitor::{HeartbeatRow, HeartbeatRun, ProbeResult, ProbeStatus, Rollup, SilenceRow};
+pub use monitor::{
+    HeartbeatEvent, HeartbeatRow, HeartbeatRun, ProbeResult, ProbeStatus, Rollup, SilenceRow,
+};
 pub use oplog::{Entry, NewEntry, VerifyError};
 
 /// Which database engine a store runs on.

@@ -99,6 +99,90 @@ pub struct SilenceRow {
     pub created_by: String,
 }
 
+/// One heartbeat ping, as buffered before it is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeartbeatEvent {
+    /// `/ping/KEY/start`.
+    Start {
+        /// The heartbeat.
+        name: String,
+        /// When (Unix ms).
+        at: i64,
+    },
+    /// A finish: `/ping/KEY` (ok), `/fail`, `/EXIT_CODE`. A success shorter than
+    /// `min_runtime_ms` from its `/start` counts as a failure.
+    Finish {
+        /// The heartbeat.
+        name: String,
+        /// When (Unix ms).
+        at: i64,
+        /// As reported.
+        ok: bool,
+        /// `/ping/KEY/CODE`.
+        exit_code: Option<i64>,
+        /// The body sent (first 1,000 bytes).
+        note: Option<String>,
+        /// The heartbeat's `min_runtime`.
+        min_runtime_ms: Option<i64>,
+    },
+}
+
+/// Records a finished run inside `tx`.
+async fn finish(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    name: &str,
+    now: i64,
+    ok: bool,
+    exit_code: Option<i64>,
+    note: Option<String>,
+    min_runtime_ms: Option<i64>,
+) -> Result<HeartbeatRun> {
+    let started: Option<i64> =
+        sqlx::query_scalar("SELECT started_at FROM heartbeats WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await?
+            .flatten();
+    let duration_ms = started.map(|s| now - s);
+    let too_fast = ok && matches!((duration_ms, min_runtime_ms), (Some(d), Some(min)) if d < min);
+    let run = HeartbeatRun {
+        at: now,
+        ok: ok && !too_fast,
+        duration_ms,
+        exit_code,
+        note: if too_fast {
+            Some(format!(
+                "finished in {} ms, less than min_runtime {} ms",
+                duration_ms.unwrap_or(0),
+                min_runtime_ms.unwrap_or(0)
+            ))
+        } else {
+            note
+        },
+    };
+    sqlx::query(if run.ok {
+        "UPDATE heartbeats SET last_ok = $1, started_at = NULL WHERE name = $2"
+    } else {
+        "UPDATE heartbeats SET last_fail = $1, started_at = NULL WHERE name = $2"
+    })
+    .bind(now)
+    .bind(name)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO heartbeat_runs (name, at, ok, duration_ms, exit_code, note) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(name)
+    .bind(now)
+    .bind(i64::from(run.ok))
+    .bind(run.duration_ms)
+    .bind(run.exit_code)
+    .bind(&run.note)
+    .execute(&mut **tx)
+    .await?;
+    Ok(run)
+}
+
 impl Store {
     /// Stores a batch of probe results in one transaction: each probe's latest result, and
     /// its hourly rollup.
@@ -283,21 +367,51 @@ impl Store {
         })
     }
 
-    /// Records a `/start` of `name`'s job.
+    /// Applies heartbeat pings in order, in one transaction (pings are buffered and written
+    /// together). Returns the runs each finish recorded.
     ///
     /// # Errors
     /// Database errors.
-    pub async fn heartbeat_start(&self, name: &str, now: i64) -> Result<()> {
-        sqlx::query("UPDATE heartbeats SET started_at = $1 WHERE name = $2")
-            .bind(now)
-            .bind(name)
-            .execute(self.pool())
-            .await?;
-        Ok(())
+    pub async fn heartbeat_apply(&self, events: &[HeartbeatEvent]) -> Result<Vec<HeartbeatRun>> {
+        let mut tx = self.pool().begin().await?;
+        let mut runs = Vec::new();
+        for e in events {
+            match e {
+                HeartbeatEvent::Start { name, at } => {
+                    sqlx::query("UPDATE heartbeats SET started_at = $1 WHERE name = $2")
+                        .bind(at)
+                        .bind(name)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                HeartbeatEvent::Finish {
+                    name,
+                    at,
+                    ok,
+                    exit_code,
+                    note,
+                    min_runtime_ms,
+                } => {
+                    runs.push(
+                        finish(
+                            &mut tx,
+                            name,
+                            *at,
+                            *ok,
+                            *exit_code,
+                            note.clone(),
+                            *min_runtime_ms,
+                        )
+                        .await?,
+                    );
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(runs)
     }
 
-    /// Records a finished run of `name`'s job. A success shorter than `min_runtime_ms` (from
-    /// its `/start`) counts as a failure. Returns the run as recorded.
+    /// Records a finished run of `name`'s job (see [`HeartbeatEvent::Finish`]).
     ///
     /// # Errors
     /// Database errors.
@@ -311,50 +425,7 @@ impl Store {
         min_runtime_ms: Option<i64>,
     ) -> Result<HeartbeatRun> {
         let mut tx = self.pool().begin().await?;
-        let started: Option<i64> =
-            sqlx::query_scalar("SELECT started_at FROM heartbeats WHERE name = $1")
-                .bind(name)
-                .fetch_optional(&mut *tx)
-                .await?
-                .flatten();
-        let duration_ms = started.map(|s| now - s);
-        let too_fast =
-            ok && matches!((duration_ms, min_runtime_ms), (Some(d), Some(min)) if d < min);
-        let run = HeartbeatRun {
-            at: now,
-            ok: ok && !too_fast,
-            duration_ms,
-            exit_code,
-            note: if too_fast {
-                Some(format!(
-                    "finished in {} ms, less than min_runtime {} ms",
-                    duration_ms.unwrap_or(0),
-                    min_runtime_ms.unwrap_or(0)
-                ))
-            } else {
-                note
-            },
-        };
-        sqlx::query(if run.ok {
-            "UPDATE heartbeats SET last_ok = $1, started_at = NULL WHERE name = $2"
-        } else {
-            "UPDATE heartbeats SET last_fail = $1, started_at = NULL WHERE name = $2"
-        })
-        .bind(now)
-        .bind(name)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO heartbeat_runs (name, at, ok, duration_ms, exit_code, note) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(name)
-        .bind(now)
-        .bind(i64::from(run.ok))
-        .bind(run.duration_ms)
-        .bind(run.exit_code)
-        .bind(&run.note)
-        .execute(&mut *tx)
-        .await?;
+        let run = finish(&mut tx, name, now, ok, exit_code, note, min_runtime_ms).await?;
         tx.commit().await?;
         Ok(run)
     }

@@ -8,6 +8,7 @@
 //! hourly rollups, compacted to daily ones after 30 days, so state stays small.
 
 pub(crate) mod heartbeat;
+pub(crate) mod pings;
 pub(crate) mod probe;
 
 use std::{
@@ -30,6 +31,8 @@ const DAY_MS: i64 = 86_400_000;
 const HOURLY_DAYS: i64 = 30;
 /// Daily rollups older than this go.
 const DAILY_DAYS: i64 = 400;
+/// Probes checked at once (a thousand due together do not open a thousand connections).
+const IN_FLIGHT: usize = 64;
 /// Built-in signals are looked at this often.
 const SIGNALS_EVERY_MS: i64 = 60_000;
 
@@ -41,6 +44,7 @@ pub(crate) struct MonitorState {
     /// When built-in signals and housekeeping last ran.
     last_signals: Mutex<Option<i64>>,
     last_housekeeping: Mutex<Option<i64>>,
+    pub(crate) pings: pings::Buffer,
 }
 
 impl Default for MonitorState {
@@ -50,6 +54,7 @@ impl Default for MonitorState {
             http: probe::client(),
             last_signals: Mutex::default(),
             last_housekeeping: Mutex::default(),
+            pings: pings::Buffer::default(),
         }
     }
 }
@@ -144,9 +149,13 @@ pub async fn tick(state: &AppState) -> Result<TickReport, runbook_store::Error> 
             .collect()
     };
     let mut set = tokio::task::JoinSet::new();
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     for p in due {
         let http = state.monitor.http.clone();
+        let slots = slots.clone();
         set.spawn(async move {
+            // Closed never: the semaphore lives until every probe of this tick is done.
+            let _slot = slots.acquire_owned().await.ok();
             let outcome = probe::run(&p, &http).await;
             (p, outcome)
         });
@@ -249,6 +258,7 @@ pub(crate) async fn heartbeat_states(
     state: &AppState,
     now: i64,
 ) -> Result<HashMap<String, HeartbeatFacts>, runbook_store::Error> {
+    pings::flush(state).await?;
     let mut out = HashMap::new();
     for hb in state.engine.config().monitor.heartbeats.values() {
         let mut row = state.store.heartbeat(&hb.name, now).await?;

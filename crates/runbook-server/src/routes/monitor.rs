@@ -9,7 +9,7 @@ use axum::{
     http::{HeaderMap, StatusCode},
     response::IntoResponse,
 };
-use runbook_store::Role;
+use runbook_store::{HeartbeatEvent, Role};
 use serde::Deserialize;
 
 use super::api::ApiResult;
@@ -53,33 +53,34 @@ async fn record_ping(
     let note = (!body.is_empty())
         .then(|| String::from_utf8_lossy(&body[..body.len().min(1000)]).into_owned());
     let min = hb.min_runtime.map(monitor::probe::ms);
-    match action {
-        "start" => state.store.heartbeat_start(&hb.name, now).await?,
+    let name = hb.name.clone();
+    let finish = |ok: bool, exit_code: Option<i64>, note: Option<String>| HeartbeatEvent::Finish {
+        name: name.clone(),
+        at: now,
+        ok,
+        exit_code,
+        note,
+        min_runtime_ms: min,
+    };
+    let event = match action {
+        "start" => HeartbeatEvent::Start {
+            name: name.clone(),
+            at: now,
+        },
         "log" => {
             state
                 .audit(
                     "heartbeat",
                     "heartbeat.log",
-                    &hb.name,
+                    &name,
                     "ok",
                     note.unwrap_or_default(),
                 )
                 .await?;
+            return Ok("OK");
         }
-        "" | "0" => {
-            state
-                .store
-                .heartbeat_finish(&hb.name, now, true, None, note, min)
-                .await
-                .map(drop)?;
-        }
-        "fail" => {
-            state
-                .store
-                .heartbeat_finish(&hb.name, now, false, None, note, min)
-                .await
-                .map(drop)?;
-        }
+        "" | "0" => finish(true, None, note),
+        "fail" => finish(false, None, note),
         code => {
             let code: i64 = code.parse().ok().filter(|c| (0..=255).contains(c)).ok_or_else(|| {
                 AppError::new(
@@ -87,12 +88,12 @@ async fn record_ping(
                     "use /ping/KEY, /ping/KEY/start, /ping/KEY/fail, /ping/KEY/log or /ping/KEY/EXIT_CODE (0-255)",
                 )
             })?;
-            state
-                .store
-                .heartbeat_finish(&hb.name, now, code == 0, Some(code), note, min)
-                .await
-                .map(drop)?;
+            finish(code == 0, Some(code), note)
         }
+    };
+    // Buffered: written with the others within 100 ms, and before anything reads heartbeats.
+    if monitor::pings::push(state, event) {
+        monitor::pings::flush(state).await?;
     }
     Ok("OK")
 }
