@@ -127,25 +127,18 @@ pub enum HeartbeatEvent {
     },
 }
 
-/// Records a finished run inside `tx`.
-async fn finish(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    name: &str,
+/// A finish as a run: a success shorter than `min_runtime_ms` from its start is a failure.
+fn judge(
+    started: Option<i64>,
     now: i64,
     ok: bool,
     exit_code: Option<i64>,
     note: Option<String>,
     min_runtime_ms: Option<i64>,
-) -> Result<HeartbeatRun> {
-    let started: Option<i64> =
-        sqlx::query_scalar("SELECT started_at FROM heartbeats WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&mut **tx)
-            .await?
-            .flatten();
+) -> HeartbeatRun {
     let duration_ms = started.map(|s| now - s);
     let too_fast = ok && matches!((duration_ms, min_runtime_ms), (Some(d), Some(min)) if d < min);
-    let run = HeartbeatRun {
+    HeartbeatRun {
         at: now,
         ok: ok && !too_fast,
         duration_ms,
@@ -159,28 +152,34 @@ async fn finish(
         } else {
             note
         },
-    };
-    sqlx::query(if run.ok {
-        "UPDATE heartbeats SET last_ok = $1, started_at = NULL WHERE name = $2"
-    } else {
-        "UPDATE heartbeats SET last_fail = $1, started_at = NULL WHERE name = $2"
-    })
-    .bind(now)
-    .bind(name)
-    .execute(&mut **tx)
-    .await?;
+    }
+}
+
+async fn insert_run(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    name: &str,
+    run: &HeartbeatRun,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO heartbeat_runs (name, at, ok, duration_ms, exit_code, note) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(name)
-    .bind(now)
+    .bind(run.at)
     .bind(i64::from(run.ok))
     .bind(run.duration_ms)
     .bind(run.exit_code)
     .bind(&run.note)
     .execute(&mut **tx)
     .await?;
-    Ok(run)
+    Ok(())
+}
+
+impl HeartbeatEvent {
+    fn name(&self) -> &str {
+        match self {
+            Self::Start { name, .. } | Self::Finish { name, .. } => name,
+        }
+    }
 }
 
 impl Store {
@@ -373,42 +372,70 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub async fn heartbeat_apply(&self, events: &[HeartbeatEvent]) -> Result<Vec<HeartbeatRun>> {
-        let mut tx = self.pool().begin().await?;
-        let mut runs = Vec::new();
+        // Per heartbeat, in order: one read, the runs worked out here, one update and the
+        // newest runs inserted (only the last RUNS_KEPT are kept anyway), so a burst of pings
+        // costs a few statements, not three per ping.
+        let mut names: Vec<&str> = Vec::new();
         for e in events {
-            match e {
-                HeartbeatEvent::Start { name, at } => {
-                    sqlx::query("UPDATE heartbeats SET started_at = $1 WHERE name = $2")
-                        .bind(at)
-                        .bind(name)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                HeartbeatEvent::Finish {
-                    name,
-                    at,
-                    ok,
-                    exit_code,
-                    note,
-                    min_runtime_ms,
-                } => {
-                    runs.push(
-                        finish(
-                            &mut tx,
-                            name,
-                            *at,
-                            *ok,
-                            *exit_code,
-                            note.clone(),
-                            *min_runtime_ms,
-                        )
-                        .await?,
-                    );
-                }
+            let name = e.name();
+            if !names.contains(&name) {
+                names.push(name);
             }
         }
+        let mut tx = self.pool().begin().await?;
+        let mut all = Vec::new();
+        for name in names {
+            let row = sqlx::query(
+                "SELECT started_at, last_ok, last_fail FROM heartbeats WHERE name = $1",
+            )
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else { continue };
+            let mut started: Option<i64> = row.try_get(0)?;
+            let mut last_ok: Option<i64> = row.try_get(1)?;
+            let mut last_fail: Option<i64> = row.try_get(2)?;
+            let mut runs = Vec::new();
+            for e in events.iter().filter(|e| e.name() == name) {
+                match e {
+                    HeartbeatEvent::Start { at, .. } => started = Some(*at),
+                    HeartbeatEvent::Finish {
+                        at,
+                        ok,
+                        exit_code,
+                        note,
+                        min_runtime_ms,
+                        ..
+                    } => {
+                        let run =
+                            judge(started, *at, *ok, *exit_code, note.clone(), *min_runtime_ms);
+                        if run.ok {
+                            last_ok = Some(*at);
+                        } else {
+                            last_fail = Some(*at);
+                        }
+                        started = None;
+                        runs.push(run);
+                    }
+                }
+            }
+            sqlx::query("UPDATE heartbeats SET started_at = $1, last_ok = $2, last_fail = $3 WHERE name = $4")
+                .bind(started)
+                .bind(last_ok)
+                .bind(last_fail)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            let skip = runs
+                .len()
+                .saturating_sub(usize::try_from(RUNS_KEPT).unwrap_or(usize::MAX));
+            for run in &runs[skip..] {
+                insert_run(&mut tx, name, run).await?;
+            }
+            all.extend(runs);
+        }
         tx.commit().await?;
-        Ok(runs)
+        Ok(all)
     }
 
     /// Records a finished run of `name`'s job (see [`HeartbeatEvent::Finish`]).
@@ -423,11 +450,16 @@ impl Store {
         exit_code: Option<i64>,
         note: Option<String>,
         min_runtime_ms: Option<i64>,
-    ) -> Result<HeartbeatRun> {
-        let mut tx = self.pool().begin().await?;
-        let run = finish(&mut tx, name, now, ok, exit_code, note, min_runtime_ms).await?;
-        tx.commit().await?;
-        Ok(run)
+    ) -> Result<Option<HeartbeatRun>> {
+        let event = HeartbeatEvent::Finish {
+            name: name.to_string(),
+            at: now,
+            ok,
+            exit_code,
+            note,
+            min_runtime_ms,
+        };
+        Ok(self.heartbeat_apply(&[event]).await?.pop())
     }
 
     /// Records a started run that did not finish within its `max_runtime` as a failed run

@@ -338,3 +338,200 @@ fn urls_are_redacted() {
         "sqlite:///tmp/x.db"
     );
 }
+
+/// The monitor's tables on one engine: probe results and their rollups (folded into days),
+/// buffered heartbeat pings applied in one go, alerts, silences and the replay cache.
+async fn monitor_story(url: &str) {
+    use runbook_store::{HeartbeatEvent, ProbeResult, Transition};
+    const HOUR: i64 = 3_600_000;
+    const DAY: i64 = 24 * HOUR;
+    let store = Store::open(url).await.expect("open");
+    let t0 = 400 * DAY;
+    let result = |probe: &str, ok: bool, at: i64, ms: i64| ProbeResult {
+        probe: probe.into(),
+        ok,
+        at,
+        duration_ms: ms,
+        error: (!ok).then(|| "down".into()),
+    };
+    store
+        .record_probe_results(&[result("api", true, t0, 10), result("db", true, t0, 5)])
+        .await
+        .expect("record");
+    store
+        .record_probe_results(&[result("api", false, t0 + 10_000, 30)])
+        .await
+        .expect("record");
+    store
+        .record_probe_results(&[result("api", false, t0 + 20_000, 20)])
+        .await
+        .expect("record");
+    let statuses = store.probe_statuses().await.expect("statuses");
+    let api = statuses
+        .iter()
+        .find(|s| s.last.probe == "api")
+        .expect("api");
+    assert_eq!(
+        (api.last.ok, api.since),
+        (false, t0 + 10_000),
+        "failing since the first failure"
+    );
+    let hour = store.probe_rollups("api", 0).await.expect("rollups");
+    assert_eq!(hour.len(), 1);
+    assert_eq!(
+        (
+            hour[0].checks,
+            hour[0].failures,
+            hour[0].max_ms,
+            hour[0].mean_ms
+        ),
+        (3, 2, 30, 20)
+    );
+    // Thirty days on, the hours fold into a day; the probe no longer configured goes.
+    store
+        .compact_probe_data(t0 + DAY, 0, &["api".to_string()])
+        .await
+        .expect("compact");
+    assert!(
+        store
+            .probe_rollups("api", 0)
+            .await
+            .expect("rollups")
+            .is_empty()
+    );
+    assert!(
+        store
+            .probe_statuses()
+            .await
+            .expect("s")
+            .iter()
+            .all(|s| s.last.probe == "api")
+    );
+
+    // Pings: a start, a too-fast success, 150 successes, a failure.
+    store.heartbeat("job", t0).await.expect("heartbeat");
+    let mut events = vec![
+        HeartbeatEvent::Start {
+            name: "job".into(),
+            at: t0,
+        },
+        HeartbeatEvent::Finish {
+            name: "job".into(),
+            at: t0 + 500,
+            ok: true,
+            exit_code: Some(0),
+            note: None,
+            min_runtime_ms: Some(1000),
+        },
+    ];
+    for i in 1..=150 {
+        events.push(HeartbeatEvent::Finish {
+            name: "job".into(),
+            at: t0 + i * 1000,
+            ok: true,
+            exit_code: None,
+            note: None,
+            min_runtime_ms: Some(1000),
+        });
+    }
+    events.push(HeartbeatEvent::Finish {
+        name: "job".into(),
+        at: t0 + 200_000,
+        ok: false,
+        exit_code: Some(3),
+        note: Some("boom".into()),
+        min_runtime_ms: None,
+    });
+    let runs = store.heartbeat_apply(&events).await.expect("apply");
+    assert_eq!(runs.len(), 152);
+    assert!(!runs[0].ok, "too fast: {:?}", runs[0].note);
+    let row = store.heartbeat("job", t0).await.expect("row");
+    assert_eq!(
+        (row.last_ok, row.last_fail, row.started_at),
+        (Some(t0 + 150_000), Some(t0 + 200_000), None)
+    );
+    let kept = store.heartbeat_runs("job", 1000).await.expect("runs");
+    assert_eq!(kept.len(), 100, "only the newest runs are written");
+    assert_eq!(kept[0].exit_code, Some(3));
+
+    // Alerts: fire, a repeat changes nothing, resolve says whether a notice went out.
+    assert_eq!(
+        store
+            .alert_state("r", "s", true, t0, "page", "bad")
+            .await
+            .expect("a"),
+        Some(Transition::Fired)
+    );
+    assert_eq!(
+        store
+            .alert_state("r", "s", true, t0 + 1, "page", "worse")
+            .await
+            .expect("a"),
+        None
+    );
+    store.alert_sent("r", "s", t0 + 1).await.expect("sent");
+    assert_eq!(
+        store
+            .alert_state("r", "s", false, t0 + 60_000, "page", "ok")
+            .await
+            .expect("a"),
+        Some(Transition::Resolved {
+            since: t0,
+            notified: true
+        })
+    );
+    let listed = store.alerts(10).await.expect("alerts");
+    assert_eq!(
+        (listed[0].fired_at, listed[0].resolved_at),
+        (t0, Some(t0 + 60_000))
+    );
+
+    // Silences and the replay cache.
+    store
+        .add_silence(Some("r"), t0, t0 + HOUR, "maintenance", "key:1:ops", t0)
+        .await
+        .expect("silence");
+    assert_eq!(store.silences(t0 + 1).await.expect("s").len(), 1);
+    assert!(
+        store.silences(t0 + HOUR).await.expect("s").is_empty(),
+        "ended"
+    );
+    assert!(
+        store
+            .first_sight("msg_1", t0, t0 - 600_000)
+            .await
+            .expect("seen")
+    );
+    assert!(
+        !store
+            .first_sight("msg_1", t0 + 1, t0 - 600_000)
+            .await
+            .expect("seen"),
+        "replay"
+    );
+    assert!(
+        store
+            .first_sight("msg_1", t0 + 700_000, t0 + 100_000)
+            .await
+            .expect("seen"),
+        "forgotten after the window"
+    );
+    drop(store);
+}
+
+#[tokio::test]
+async fn monitor_story_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    monitor_story(&format!(
+        "sqlite://{}",
+        dir.path().join("state.db").display()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn monitor_story_on_postgres() {
+    let db = PgDb::create("monitor").await;
+    monitor_story(&db.url()).await;
+    db.drop_db().await;
+}
