@@ -12,6 +12,7 @@ mod env;
 mod error;
 mod keep;
 pub mod monitor;
+pub mod promql;
 mod raw;
 mod repository;
 mod s3;

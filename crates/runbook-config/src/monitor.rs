@@ -43,6 +43,8 @@ pub struct Probe {
     pub timeout: Duration,
     /// Conditions a result must meet (HTTP only; other kinds pass when they connect).
     pub expect: Vec<Condition>,
+    /// Conditions over the scraped series (prometheus probes).
+    pub series: Vec<crate::promql::PromCondition>,
 }
 
 /// What a probe checks.
@@ -68,6 +70,11 @@ pub enum ProbeCheck {
     Postgres(DbUrl),
     /// Connects and runs `SELECT 1`.
     Mariadb(DbUrl),
+    /// Scrapes an application's `/metrics` (Prometheus text format) and checks `series`.
+    Prometheus {
+        /// The metrics URL.
+        url: String,
+    },
     /// Connects and sends `PING` (with `AUTH` first when a password is given).
     Redis {
         /// `host:port`.
@@ -87,6 +94,7 @@ impl ProbeCheck {
             Self::Postgres(_) => "postgres",
             Self::Mariadb(_) => "mariadb",
             Self::Redis { .. } => "redis",
+            Self::Prometheus { .. } => "prometheus",
         }
     }
 }

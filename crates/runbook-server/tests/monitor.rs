@@ -579,3 +579,73 @@ timeout = "2s"
     assert_eq!(monitor::tick(&app.state).await.expect("tick").probes_run, 6);
     app.stop().await;
 }
+
+/// The seeds' "5xx_rate > 2% for 5m", written against the application's own counters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_5xx_rate_over_two_percent_for_five_minutes_fires_from_scraped_counters() {
+    let app_metrics = Upstream::start().await;
+    let extra = format!(
+        r#"
+[probes.app-5xx]
+kind = "prometheus"
+url = "http://127.0.0.1:{}/ready"
+interval = "1m"
+expect = ["increase(http_requests_total{{status=~\"5..\"}}[5m]) / increase(http_requests_total[5m]) < 0.02"]
+
+[alerts.error-rate]
+when = "probe.app-5xx failing for 5m"
+"#,
+        app_metrics.port
+    );
+    let app = spawn_with(no_limit(), false, &extra).await;
+    let (mut ok, mut errors) = (10_000_u64, 10_u64);
+    let mut serve = |add_ok: u64, add_err: u64| {
+        ok += add_ok;
+        errors += add_err;
+        app_metrics.set(
+            200,
+            &format!(
+                "# TYPE http_requests_total counter\nhttp_requests_total{{status=\"200\"}} {ok}\nhttp_requests_total{{status=\"503\"}} {errors}\n"
+            ),
+        );
+    };
+    const MIN: i64 = 60_000;
+    serve(0, 0);
+    assert!(tick_at(&app, DAY0).await.is_empty());
+    // From now on 5% of the requests fail.
+    for m in 1..=5 {
+        serve(950, 50);
+        assert!(
+            tick_at(&app, DAY0 + m * MIN).await.is_empty(),
+            "minute {m}: not yet 5m"
+        );
+    }
+    serve(950, 50);
+    assert_eq!(
+        tick_at(&app, DAY0 + 6 * MIN).await,
+        ["error-rate"],
+        "failing since minute 1, for 5m"
+    );
+    let probes: serde_json::Value = app
+        .call(Method::GET, "/api/probes", Some(&app.keys.readonly), None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let why = probes[0]["last"]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(why.contains("got 0.05"), "{why}");
+    // 0.5% errors: once the bad minutes leave the 5-minute window, it resolves.
+    let mut m = 7;
+    while m < 20 && !tick_at(&app, DAY0 + m * MIN).await.is_empty() {
+        serve(995, 5);
+        m += 1;
+    }
+    assert!(
+        m <= 13,
+        "resolved within the window after recovery (minute {m})"
+    );
+    app.stop().await;
+}

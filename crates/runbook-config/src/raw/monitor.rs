@@ -14,6 +14,7 @@ use crate::{
         ProbeCheck, Severity, Silence, Subject, When,
     },
     parse_duration,
+    promql::PromCondition,
 };
 
 pub(super) struct RawMonitor {
@@ -94,16 +95,32 @@ impl RawMonitor {
             let key = format!("probes.{name}");
             check_name(&name).map_err(|e| bad(key.clone(), e))?;
             let check = probe_check(&p, &key).map_err(|(k, e)| bad(k, e))?;
-            let expect = p
-                .expect
-                .iter()
-                .enumerate()
-                .map(|(i, c)| Condition::parse(c).map_err(|e| bad(format!("{key}.expect[{i}]"), e)))
-                .collect::<Result<Vec<_>, _>>()?;
+            let scraped = matches!(check, ProbeCheck::Prometheus { .. });
+            let (expect, series) = if scraped {
+                let series = p
+                    .expect
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        PromCondition::parse(c).map_err(|e| bad(format!("{key}.expect[{i}]"), e))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                (Vec::new(), series)
+            } else {
+                let expect = p
+                    .expect
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        Condition::parse(c).map_err(|e| bad(format!("{key}.expect[{i}]"), e))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                (expect, Vec::new())
+            };
             if !expect.is_empty() && !matches!(check, ProbeCheck::Http { .. }) {
                 return Err(bad(
                     format!("{key}.expect"),
-                    "conditions apply to http probes only (the others pass when they connect)"
+                    "conditions apply to http and prometheus probes only (the others pass when they connect)"
                         .into(),
                 ));
             }
@@ -125,6 +142,7 @@ impl RawMonitor {
                     interval,
                     timeout,
                     expect,
+                    series,
                 },
             );
         }
@@ -353,6 +371,16 @@ fn probe_check(p: &RawProbe, key: &str) -> Result<ProbeCheck, (String, String)> 
                 body: p.body.clone(),
             }
         }
+        "prometheus" => {
+            let url = need(&p.url, "url")?;
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err((
+                    format!("{key}.url"),
+                    "use an http:// or https:// URL".into(),
+                ));
+            }
+            ProbeCheck::Prometheus { url }
+        }
         "tcp" => ProbeCheck::Tcp {
             address: need(&p.address, "address")?,
         },
@@ -387,7 +415,9 @@ fn probe_check(p: &RawProbe, key: &str) -> Result<ProbeCheck, (String, String)> 
         other => {
             return Err((
                 format!("{key}.kind"),
-                format!("unknown probe kind {other:?}; use http, tcp, postgres, mariadb or redis"),
+                format!(
+                    "unknown probe kind {other:?}; use http, tcp, postgres, mariadb, redis or prometheus"
+                ),
             ));
         }
     })

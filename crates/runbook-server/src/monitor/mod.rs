@@ -10,6 +10,7 @@
 pub(crate) mod heartbeat;
 pub(crate) mod pings;
 pub(crate) mod probe;
+pub(crate) mod prom;
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -67,6 +68,8 @@ pub(crate) struct Track {
     recent: VecDeque<(i64, bool)>,
     /// The first failure since the last success.
     failing_since: Option<i64>,
+    /// A prometheus probe's sums over the window its conditions look back over.
+    sums: VecDeque<(i64, Vec<f64>)>,
     pub(crate) last: Option<ProbeResult>,
 }
 
@@ -163,13 +166,8 @@ pub async fn tick(state: &AppState) -> Result<TickReport, runbook_store::Error> 
     let rules: Vec<&AlertRule> = config.alerts.values().collect();
     let mut results = Vec::new();
     while let Some(joined) = set.join_next().await {
-        let Ok((p, outcome)) = joined else { continue };
-        let result = ProbeResult {
-            probe: p.name.clone(),
-            ok: outcome.ok,
-            at: now,
-            duration_ms: outcome.duration_ms,
-            error: outcome.error,
+        let Ok((p, mut outcome)) = joined else {
+            continue;
         };
         let window = window_ms(&rules, &p.name);
         let mut tracks = state
@@ -178,6 +176,32 @@ pub async fn tick(state: &AppState) -> Result<TickReport, runbook_store::Error> 
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let t = tracks.entry(p.name.clone()).or_default();
+        if outcome.ok && !p.series.is_empty() {
+            let look_back = p
+                .series
+                .iter()
+                .flat_map(|c| c.selectors())
+                .filter_map(|term| term.increase)
+                .map(probe::ms)
+                .max()
+                .unwrap_or(0);
+            t.sums.push_back((now, std::mem::take(&mut outcome.sums)));
+            // Keep one sample at or before the longest window's start.
+            while t.sums.len() > 2 && t.sums.get(1).is_some_and(|(at, _)| *at <= now - look_back) {
+                t.sums.pop_front();
+            }
+            if let Err(e) = prom::judge(&p.series, &t.sums) {
+                outcome.ok = false;
+                outcome.error = Some(e);
+            }
+        }
+        let result = ProbeResult {
+            probe: p.name.clone(),
+            ok: outcome.ok,
+            at: now,
+            duration_ms: outcome.duration_ms,
+            error: outcome.error,
+        };
         t.next_due = now + probe::ms(p.interval);
         t.recent.push_back((now, result.ok));
         while t.recent.len() > KEEP_RESULTS

@@ -16,6 +16,8 @@ pub(crate) struct Outcome {
     pub ok: bool,
     pub duration_ms: i64,
     pub error: Option<String>,
+    /// A prometheus probe's sums, one per condition term.
+    pub sums: Vec<f64>,
 }
 
 /// The HTTP client probes share: TLS details kept (for `cert_days`), no cookies.
@@ -32,23 +34,46 @@ pub(crate) async fn run(probe: &Probe, http: &http_client::Client) -> Outcome {
     let started = Instant::now();
     let result = tokio::time::timeout(probe.timeout, check(probe, http, started)).await;
     let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
-    let error = match result {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e),
-        Err(_) => Some(format!(
-            "no answer within the timeout of {}",
-            humantime::format_duration(probe.timeout)
-        )),
+    let (error, sums) = match result {
+        Ok(Ok(sums)) => (None, sums),
+        Ok(Err(e)) => (Some(e), Vec::new()),
+        Err(_) => (
+            Some(format!(
+                "no answer within the timeout of {}",
+                humantime::format_duration(probe.timeout)
+            )),
+            Vec::new(),
+        ),
     };
     Outcome {
         ok: error.is_none(),
         duration_ms,
         error,
+        sums,
     }
 }
 
-async fn check(probe: &Probe, http: &http_client::Client, started: Instant) -> Result<(), String> {
+async fn check(
+    probe: &Probe,
+    http: &http_client::Client,
+    started: Instant,
+) -> Result<Vec<f64>, String> {
     match &probe.check {
+        ProbeCheck::Prometheus { url } => {
+            let resp = http
+                .get(url)
+                .header("accept", "text/plain; version=0.0.4")
+                .timeout(probe.timeout)
+                .send()
+                .await
+                .map_err(|e| one_line(&e))?;
+            if !resp.status().is_success() {
+                return Err(format!("{url} answered {}", resp.status()));
+            }
+            let text = resp.text().await.map_err(|e| one_line(&e))?;
+            let samples = super::prom::parse(&text).map_err(|e| format!("{url}: {e}"))?;
+            Ok(super::prom::sums(&samples, &probe.series))
+        }
         ProbeCheck::Http {
             url,
             method,
@@ -86,18 +111,21 @@ async fn check(probe: &Probe, http: &http_client::Client, started: Instant) -> R
             for c in &probe.expect {
                 response.meets(c)?;
             }
-            Ok(())
+            Ok(Vec::new())
         }
         ProbeCheck::Tcp { address } => tokio::net::TcpStream::connect(address)
             .await
-            .map(drop)
+            .map(|_| Vec::new())
             .map_err(|e| format!("cannot connect to {address}: {e}")),
         ProbeCheck::Postgres(url) | ProbeCheck::Mariadb(url) => {
             runbook_store::Store::ping_database(&connect_url(url))
                 .await
+                .map(|()| Vec::new())
                 .map_err(|e| format!("{}: {e}", url.without_password()))
         }
-        ProbeCheck::Redis { address, password } => redis_ping(address, password.as_ref()).await,
+        ProbeCheck::Redis { address, password } => redis_ping(address, password.as_ref())
+            .await
+            .map(|()| Vec::new()),
     }
 }
 
