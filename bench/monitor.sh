@@ -87,6 +87,26 @@ p50=$(awk '$1=="50%" {print $2}' wrk.txt)
 p99=$(awk '$1=="99%" {print $2}' wrk.txt)
 errors=$(grep -E "Non-2xx|Socket errors" wrk.txt || echo none)
 
+# What a year of N probes leaves in the state store: the retention keeps 30 days of hourly
+# rollups and 400 days of daily ones (the raw results live in memory). Filled into a copy of
+# this run's state.db, through its own schema.
+kill "$SERVE" 2>/dev/null || true; wait "$SERVE" 2>/dev/null || true
+cp runbook-data/state.db year.db
+python3 - "$N" year.db <<'PY'
+import sqlite3, sys
+n, path = int(sys.argv[1]), sys.argv[2]
+db = sqlite3.connect(path)
+H, D = 3_600_000, 86_400_000
+t0 = 1_790_000_000_000 - 1_790_000_000_000 % D
+db.executemany("INSERT OR REPLACE INTO probe_rollups VALUES (?,?,?,?,?,?)",
+    ((f"p{p}", t0 - h * H, 360, h % 7 == 0, 360 * 3, 40) for p in range(1, n + 1) for h in range(30 * 24)))
+db.executemany("INSERT OR REPLACE INTO probe_daily VALUES (?,?,?,?,?,?)",
+    ((f"p{p}", t0 - (30 + d) * D, 8640, d % 5, 8640 * 3, 90) for p in range(1, n + 1) for d in range(370)))
+db.commit()
+db.execute("VACUUM")
+PY
+year_mib=$(python3 -c "import os; print(round(os.path.getsize('year.db') / 2**20, 1))")
+
 echo
 echo "| measure | runbook serve | goal |"
 echo "|---|---|---|"
@@ -96,3 +116,4 @@ echo "| checks stored (total, probes up) | ${checks} | |"
 echo "| heartbeat pings per second (wrk -t2 -c32, 20 s) | ${rps} | > 10,000 |"
 echo "| ping latency p50 / p99 | ${p50} / ${p99} | |"
 echo "| ping errors | ${errors} | |"
+echo "| state store after a year of $N probes (30 d hourly + 400 d daily rollups) | ${year_mib} MiB | a few hundred MB |"

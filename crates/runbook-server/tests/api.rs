@@ -1373,21 +1373,6 @@ async fn a_wrong_webhook_secret_is_caught_by_the_receiver() {
 }
 
 /// Queues a backup of `app-db` through the API and runs it.
-async fn backup_job(app: &App) -> runbook_store::Job {
-    app.call(
-        Method::POST,
-        "/api/backups/run",
-        Some(&app.keys.operator),
-        Some(serde_json::json!({"target": "app-db"})),
-    )
-    .await;
-    let worker::Outcome::Ran(job) = worker::try_execute_next(&app.state).await.expect("step")
-    else {
-        panic!("queued");
-    };
-    *job
-}
-
 #[tokio::test]
 async fn a_failing_backup_reaches_the_smtp_sink_with_the_right_subject() {
     use std::io::BufRead;

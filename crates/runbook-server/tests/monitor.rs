@@ -649,3 +649,78 @@ when = "probe.app-5xx failing for 5m"
     );
     app.stop().await;
 }
+
+/// Built-in signals need no configuration: two failed jobs in a row, a stale backup; each
+/// resolves when its check passes again, and reaches the webhook like any alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn built_in_signals_fire_without_configuration_and_resolve() {
+    let receiver = Receiver::start(SECRET);
+    let app = spawn(alerting(&receiver), false).await;
+    let firing = |rule: &'static str| {
+        let app = &app;
+        async move {
+            app.state
+                .store
+                .alert(rule, "app-db")
+                .await
+                .expect("alert")
+                .is_some_and(|a| a.state == "firing")
+        }
+    };
+    std::fs::rename(app.root.join("app.db"), app.root.join("moved.db")).expect("mv");
+    assert_eq!(
+        backup_job(&app).await.state,
+        runbook_store::JobState::Failed
+    );
+    assert_eq!(
+        backup_job(&app).await.state,
+        runbook_store::JobState::Failed
+    );
+    monitor::tick(&app.state).await.expect("tick");
+    assert!(firing("backup.failed").await, "from the worker");
+    assert!(firing("jobs.failing").await, "two failed jobs in a row");
+
+    std::fs::rename(app.root.join("moved.db"), app.root.join("app.db")).expect("mv");
+    assert_eq!(
+        backup_job(&app).await.state,
+        runbook_store::JobState::Succeeded
+    );
+    app.clock.advance(61_000);
+    monitor::tick(&app.state).await.expect("tick");
+    assert!(
+        !firing("backup.failed").await && !firing("jobs.failing").await,
+        "resolved"
+    );
+    assert!(!firing("backup.stale").await);
+
+    // Three days without a backup of a daily target (the snapshot carries the wall-clock
+    // time, so the days count from now).
+    app.clock.set(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("now")
+            .as_millis() as i64
+            + 3 * 86_400_000,
+    );
+    app.state.forget_cached_snapshots();
+    monitor::tick(&app.state).await.expect("tick");
+    assert!(
+        firing("backup.stale").await,
+        "stale after missing its schedule"
+    );
+    assert!(notify::deliver_due(&app.state).await.expect("deliver") >= 3);
+    let rules: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|r| {
+            r["payload"]["data"]["rule"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    for rule in ["backup.failed", "jobs.failing", "backup.stale"] {
+        assert!(rules.iter().any(|r| r == rule), "{rule} in {rules:?}");
+    }
+    app.stop().await;
+}

@@ -245,3 +245,22 @@ impl Receiver {
         }
     }
 }
+
+/// `POST /api/backups/run` for `app-db`, then one worker step: the finished job.
+pub async fn backup_job(app: &App) -> runbook_store::Job {
+    app.call(
+        Method::POST,
+        "/api/backups/run",
+        Some(&app.keys.operator),
+        Some(serde_json::json!({"target": "app-db"})),
+    )
+    .await;
+    let runbook_server::worker::Outcome::Ran(job) =
+        runbook_server::worker::try_execute_next(&app.state)
+            .await
+            .expect("step")
+    else {
+        panic!("queued");
+    };
+    *job
+}
