@@ -91,11 +91,13 @@ errors=$(grep -E "Non-2xx|Socket errors" wrk.txt || echo none)
 # rollups and 400 days of daily ones (the raw results live in memory). Filled into a copy of
 # this run's state.db, through its own schema.
 kill "$SERVE" 2>/dev/null || true; wait "$SERVE" 2>/dev/null || true
-cp runbook-data/state.db year.db
-python3 - "$N" year.db <<'PY'
+python3 - "$N" runbook-data/state.db year.db <<'PY'
 import sqlite3, sys
-n, path = int(sys.argv[1]), sys.argv[2]
+n, src, path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+live = sqlite3.connect(src)
+assert live.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 db = sqlite3.connect(path)
+live.backup(db)
 H, D = 3_600_000, 86_400_000
 t0 = 1_790_000_000_000 - 1_790_000_000_000 % D
 db.executemany("INSERT OR REPLACE INTO probe_rollups VALUES (?,?,?,?,?,?)",

@@ -9,6 +9,7 @@ use crate::{Result, Store, random_id};
 const HOUR_MS: i64 = 3_600_000;
 /// Runs kept per heartbeat.
 const RUNS_KEPT: i64 = 100;
+const RUNS_KEPT_USIZE: usize = 100;
 
 /// One probe check's result.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -431,6 +432,14 @@ impl Store {
                 .saturating_sub(usize::try_from(RUNS_KEPT).unwrap_or(usize::MAX));
             for run in &runs[skip..] {
                 insert_run(&mut tx, name, run).await?;
+            }
+            if let Some(oldest_kept) = runs.get(skip).filter(|_| runs.len() >= RUNS_KEPT_USIZE) {
+                // A burst replaced every kept run: drop the older ones now, not at housekeeping.
+                sqlx::query("DELETE FROM heartbeat_runs WHERE name = $1 AND at < $2")
+                    .bind(name)
+                    .bind(oldest_kept.at)
+                    .execute(&mut *tx)
+                    .await?;
             }
             all.extend(runs);
         }
