@@ -724,3 +724,56 @@ async fn built_in_signals_fire_without_configuration_and_resolve() {
     }
     app.stop().await;
 }
+
+/// Routing: a `[notifiers.NAME]` that takes only `page` gets the page and not the ticket; the
+/// default webhook gets both; a rule's `notify` picks its notifiers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notices_are_routed_by_severity_and_by_rule() {
+    let upstream = Upstream::start().await;
+    let default = Receiver::start(SECRET);
+    let oncall = Receiver::start("-");
+    let extra = format!(
+        r#"
+[probes.api]
+kind = "http"
+url = "http://127.0.0.1:{}/ready"
+[notifiers.oncall]
+kind = "webhook"
+url = "http://127.0.0.1:{}/hook"
+severities = ["page"]
+[alerts.down]
+when = "probe.api failing"
+[alerts.slow]
+when = "probe.api failing"
+severity = "ticket"
+[alerts.only-oncall]
+when = "probe.api failing"
+severity = "ticket"
+notify = ["oncall"]
+"#,
+        upstream.port, oncall.port
+    );
+    let app = spawn_with(alerting(&default), false, &extra).await;
+    upstream.set(500, "{}");
+    let mut firing = tick_at(&app, DAY0).await;
+    firing.sort();
+    assert_eq!(firing, ["down", "only-oncall", "slow"]);
+    assert_eq!(notify::deliver_due(&app.state).await.expect("deliver"), 4);
+    let rules = |r: &Receiver| {
+        let mut v: Vec<String> = r
+            .received()
+            .iter()
+            .map(|x| {
+                x["payload"]["data"]["rule"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(rules(&default), ["down", "slow"]);
+    assert_eq!(rules(&oncall), ["down", "only-oncall"]);
+    app.stop().await;
+}

@@ -3,6 +3,8 @@ package (an implementation nobody here wrote), appends what it got to a JSON-lin
 answers 503 while the file `down` exists beside it (a receiver that is down).
 
     python3 webhook_receiver.py DIR SECRET      (prints the port it listens on)
+
+SECRET "-" accepts unsigned deliveries (recorded with "verified": null).
 """
 import json, os, sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -10,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from standardwebhooks.webhooks import Webhook
 
 DIR, SECRET = sys.argv[1], sys.argv[2]
-hook = Webhook(SECRET)
+hook = Webhook(SECRET) if SECRET != "-" else None
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -18,6 +20,13 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
         if os.path.exists(os.path.join(DIR, "down")):
             self.send_response(503)
+            self.end_headers()
+            return
+        if hook is None:
+            record = {"verified": None, "id": self.headers.get("webhook-id"), "payload": json.loads(body)}
+            with open(os.path.join(DIR, "received.jsonl"), "a") as f:
+                f.write(json.dumps(record) + "\n")
+            self.send_response(204)
             self.end_headers()
             return
         try:
