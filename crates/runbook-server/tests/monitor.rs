@@ -668,19 +668,20 @@ async fn built_in_signals_fire_without_configuration_and_resolve() {
         }
     };
     std::fs::rename(app.root.join("app.db"), app.root.join("moved.db")).expect("mv");
-    assert_eq!(
-        backup_job(&app).await.state,
-        runbook_store::JobState::Failed
-    );
-    assert_eq!(
-        backup_job(&app).await.state,
-        runbook_store::JobState::Failed
-    );
+    for _ in 0..2 {
+        // Jobs a second apart, as they would be: "the last two" is by creation time.
+        app.clock.advance(1000);
+        assert_eq!(
+            backup_job(&app).await.state,
+            runbook_store::JobState::Failed
+        );
+    }
     monitor::tick(&app.state).await.expect("tick");
     assert!(firing("backup.failed").await, "from the worker");
     assert!(firing("jobs.failing").await, "two failed jobs in a row");
 
     std::fs::rename(app.root.join("moved.db"), app.root.join("app.db")).expect("mv");
+    app.clock.advance(1000);
     assert_eq!(
         backup_job(&app).await.state,
         runbook_store::JobState::Succeeded
