@@ -12,7 +12,8 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages the tests use: stock restic (interop tests), python3 (a second writer
 # process; pip for schemathesis), the PostgreSQL and MariaDB clients (database targets),
-# prometheus (its promtool lints /metrics); util-linux mount (the
+# prometheus (its promtool lints /metrics), chromium and chromium-driver (the dashboard's
+# browser tests drive headless Chromium through WebDriver); util-linux mount (the
 # full-disk test mounts a tiny tmpfs when run as root) is part of the base system.
 missing=()
 command -v restic >/dev/null || missing+=(restic)
@@ -20,6 +21,8 @@ command -v python3 >/dev/null || missing+=(python3)
 command -v pg_dump >/dev/null || missing+=(postgresql-client)
 command -v mariadb-dump >/dev/null || command -v mysqldump >/dev/null || missing+=(mariadb-client)
 command -v promtool >/dev/null || missing+=(prometheus)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 command -v st >/dev/null || python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"

@@ -58,8 +58,12 @@ pub(crate) async fn authorize(
     // Load balancers probe the health endpoints constantly; they are cheap and never limited.
     // Heartbeat pings carry their own unguessable key and come from every cron job.
     let public = PUBLIC.contains(&path) || path.starts_with("/ping/");
+    // The dashboard signs in by session (its handlers check it); only its sign-in form, the
+    // one place a key is guessed, counts against the rate limit.
+    let ui = crate::ui::is_ui_path(path);
+    let limited = !public && (!ui || (path == "/login" && method == Method::POST));
     if state.settings.rate_limit_enabled
-        && !public
+        && limited
         && let Err(retry) = state.limiter.check(ip, state.clock.now_ms())
     {
         state.metrics.rate_limited();
@@ -70,7 +74,7 @@ pub(crate) async fn authorize(
         }
         return Err(resp);
     }
-    if public {
+    if public || ui {
         return Ok(Caller {
             actor: "anonymous".into(),
             role: None,
@@ -92,6 +96,9 @@ pub(crate) async fn authorize(
         Ok(None) => return Err(unauthorized("unknown or revoked API key")),
         Err(e) => return Err(AppError::internal(e).into_response()),
     };
+    if let Err(e) = state.store.key_used(&key, state.clock.now_ms()).await {
+        tracing::warn!(error = %e, "cannot record when a key was last used");
+    }
     let needed = required_role(method, path);
     if key.role < needed {
         return Err(AppError::new(

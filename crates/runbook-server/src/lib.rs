@@ -19,6 +19,7 @@ pub mod scheduler;
 mod signals;
 mod state;
 pub mod status;
+mod ui;
 pub mod worker;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};

@@ -16,11 +16,20 @@ use crate::{AppState, auth::authorize};
 
 /// Route label for metrics and logs (ids folded so label sets stay small).
 pub(crate) fn route_label(path: &str) -> String {
-    if path.starts_with("/api/jobs/") {
-        "/api/jobs/{id}".into()
-    } else {
-        path.to_string()
+    // Ids and ping keys never become labels: folded, so label sets stay small and `/metrics`
+    // never shows a heartbeat's secret key.
+    for (prefix, label) in [
+        ("/api/jobs/", "/api/jobs/{id}"),
+        ("/ping/", "/ping/{key}"),
+        ("/targets/", "/targets/{name}"),
+        ("/jobs/", "/jobs/{id}"),
+        ("/ui/jobs/", "/ui/jobs/{id}"),
+    ] {
+        if path.starts_with(prefix) {
+            return label.into();
+        }
     }
+    path.to_string()
 }
 
 /// The client's address. Behind trusted proxies, `X-Forwarded-For` is read from the right:
@@ -97,7 +106,10 @@ pub(crate) async fn guard(
         ("referrer-policy", "no-referrer"),
         ("cache-control", "no-store"),
     ] {
-        headers.insert(name, HeaderValue::from_static(value));
+        // The dashboard's pages set their own Content-Security-Policy.
+        if !headers.contains_key(name) {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
     }
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         headers.insert("x-request-id", v);

@@ -2,7 +2,7 @@
 //! all behind the guard (rate limit, auth, headers, logging), CORS and a body size limit.
 
 mod api;
-mod backups;
+pub(crate) mod backups;
 mod drills;
 pub(crate) mod health;
 mod metrics;
@@ -72,6 +72,7 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/metrics", get(metrics::metrics))
         .route("/api/openapi.json", get(api::openapi))
+        .merge(crate::ui::routes())
         .fallback(api::not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -59,6 +59,8 @@ pub struct ApiKey {
     pub created_at: i64,
     /// Unix ms, when revoked.
     pub revoked_at: Option<i64>,
+    /// Unix ms, when last used (to the hour).
+    pub last_used_at: Option<i64>,
 }
 
 /// A freshly created key: the only time the secret exists outside its holder.
@@ -87,6 +89,7 @@ fn key_from(row: &AnyRow) -> Result<ApiKey> {
         })?,
         created_at: row.try_get("created_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        last_used_at: row.try_get("last_used_at")?,
     })
 }
 
@@ -117,7 +120,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<ApiKey> {
         let row = sqlx::query(
-            "SELECT id, name, role, created_at, revoked_at FROM api_keys WHERE hash = $1",
+            "SELECT id, name, role, created_at, revoked_at, last_used_at FROM api_keys WHERE hash = $1",
         )
         .bind(hash_secret(secret))
         .fetch_optional(self.pool())
@@ -153,6 +156,7 @@ impl Store {
                 role,
                 created_at: now_ms,
                 revoked_at: None,
+                last_used_at: None,
             },
             secret: secret.to_string(),
         })
@@ -164,12 +168,29 @@ impl Store {
     /// Database errors.
     pub async fn find_key(&self, secret: &str) -> Result<Option<ApiKey>> {
         let row = sqlx::query(
-            "SELECT id, name, role, created_at, revoked_at FROM api_keys WHERE hash = $1 AND revoked_at IS NULL",
+            "SELECT id, name, role, created_at, revoked_at, last_used_at FROM api_keys WHERE hash = $1 AND revoked_at IS NULL",
         )
         .bind(hash_secret(secret))
         .fetch_optional(self.pool())
         .await?;
         row.as_ref().map(key_from).transpose()
+    }
+
+    /// Records that `key` was used at `now`, at most once an hour (one write per key and
+    /// hour, not per request).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn key_used(&self, key: &ApiKey, now: i64) -> Result<()> {
+        if key.last_used_at.is_some_and(|at| now - at < 3_600_000) {
+            return Ok(());
+        }
+        sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(&key.id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
     }
 
     /// All keys, newest first.
@@ -178,7 +199,7 @@ impl Store {
     /// Database errors.
     pub async fn keys(&self) -> Result<Vec<ApiKey>> {
         let rows = sqlx::query(
-            "SELECT id, name, role, created_at, revoked_at FROM api_keys ORDER BY created_at DESC",
+            "SELECT id, name, role, created_at, revoked_at, last_used_at FROM api_keys ORDER BY created_at DESC",
         )
         .fetch_all(self.pool())
         .await?;

@@ -14,6 +14,7 @@ mod keys;
 mod migrate;
 mod monitor;
 mod oplog;
+mod sessions;
 
 use sqlx::{AnyPool, any::AnyPoolOptions};
 
@@ -27,6 +28,7 @@ pub use monitor::{
     HeartbeatEvent, HeartbeatRow, HeartbeatRun, ProbeResult, ProbeStatus, Rollup, SilenceRow,
 };
 pub use oplog::{Entry, NewEntry, VerifyError};
+pub use sessions::Session;
 
 /// Which database engine a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

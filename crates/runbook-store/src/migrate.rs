@@ -146,6 +146,16 @@ const MIGRATIONS: &[&str] = &[
         id TEXT PRIMARY KEY,
         at BIGINT NOT NULL
     )",
+    // Dashboard sessions (the cookie token stored as its SHA-256) and when each API key was
+    // last used (to the hour), for the dashboard's "unused for 90 days" warning.
+    "CREATE TABLE sessions (
+        hash TEXT PRIMARY KEY,
+        key_id TEXT NOT NULL,
+        csrf TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+    ALTER TABLE api_keys ADD COLUMN last_used_at BIGINT",
 ];
 
 pub(crate) async fn run(store: &Store) -> Result<()> {

@@ -128,24 +128,34 @@ pub(crate) async fn run_backup(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RestoreBody {
-    target: String,
+    pub(crate) target: String,
     #[serde(default)]
-    snapshot: Option<String>,
+    pub(crate) snapshot: Option<String>,
     #[serde(default)]
-    to: Option<String>,
+    pub(crate) to: Option<String>,
     #[serde(default)]
-    into: Option<String>,
+    pub(crate) into: Option<String>,
     #[serde(default)]
-    force: bool,
+    pub(crate) force: bool,
 }
 
 pub(crate) async fn restore(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    ApiJson(mut b): ApiJson<RestoreBody>,
+    ApiJson(b): ApiJson<RestoreBody>,
 ) -> ApiResult<impl IntoResponse> {
-    known_target(&state, &b.target)?;
-    validate_restore(&state, &mut b)?;
+    let new = restore_job(&state, &caller, b).await?;
+    accept(&state, &caller, new, "restore.run").await
+}
+
+/// The restore job `b` asks for, checked: the target, `to`/`into` by kind, no backup running.
+pub(crate) async fn restore_job(
+    state: &AppState,
+    caller: &Caller,
+    mut b: RestoreBody,
+) -> ApiResult<NewJob> {
+    known_target(state, &b.target)?;
+    validate_restore(state, &mut b)?;
     if state
         .store
         .has_active(&b.target, runbook_store::JobKind::Backup)
@@ -159,13 +169,12 @@ pub(crate) async fn restore(
             ),
         ));
     }
-    let new = NewJob {
+    Ok(NewJob {
         kind: runbook_store::JobKind::Restore,
         target: b.target,
         params: serde_json::json!({ "snapshot": b.snapshot.unwrap_or_else(|| "latest".into()), "to": b.to, "into": b.into, "force": b.force }),
         requested_by: caller.actor.clone(),
-    };
-    accept(&state, &caller, new, "restore.run").await
+    })
 }
 
 /// Rejects at the request what the job could only fail on later: `into` for database targets

@@ -3,6 +3,8 @@
 //! (Each test file uses a part of it.)
 #![allow(dead_code)]
 
+pub mod webdriver;
+
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use reqwest::{Client, Method};

@@ -1,0 +1,510 @@
+//! The dashboard's pages: the overview (one status per target, alerts, security), a target
+//! (snapshots, drills, actions by role) and a job (its state, updated without reload).
+
+use axum::{
+    Form, Json,
+    extract::{Path, Query, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Redirect, Response},
+};
+use maud::{Markup, html};
+use runbook_store::{JobKind, NewJob, Role};
+use serde::Deserialize;
+
+use super::{Viewer, page, page_status, refused, signed_in};
+use crate::{AppState, error::AppError, routes::health};
+
+const PAGE: usize = 50;
+const DAY_MS: i64 = 86_400_000;
+
+/// `3 h 20 min`, `2 d 4 h`.
+fn age(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min", s / 60),
+        3600..=86_399 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        _ => format!("{} d {} h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
+fn when(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default()
+}
+
+fn bytes(n: u64) -> String {
+    #[allow(clippy::cast_precision_loss)]
+    let f = n as f64;
+    match n {
+        0..=1023 => format!("{n} B"),
+        1024..=1_048_575 => format!("{:.1} KiB", f / 1024.0),
+        1_048_576..=1_073_741_823 => format!("{:.1} MiB", f / 1_048_576.0),
+        _ => format!("{:.2} GiB", f / 1_073_741_824.0),
+    }
+}
+
+fn badge(status: &str) -> Markup {
+    html! { span class={"badge " (status)} { (status) } }
+}
+
+/// A target's status: the worst of its health checks, and why in words.
+fn target_status(checks: &[health::Check], target: &str) -> (&'static str, Vec<String>) {
+    let mine: Vec<&health::Check> = checks
+        .iter()
+        .filter(|c| {
+            c.name
+                .split_once(':')
+                .is_some_and(|(_, rest)| rest == target || rest.starts_with(&format!("{target}:")))
+        })
+        .collect();
+    let worst = if mine.iter().any(|c| c.status == "critical") {
+        "critical"
+    } else if mine.iter().any(|c| c.status == "warn") {
+        "warn"
+    } else {
+        "ok"
+    };
+    let why = mine
+        .iter()
+        .filter(|c| c.status != "ok")
+        .map(|c| c.message.clone())
+        .collect();
+    (worst, why)
+}
+
+pub(crate) async fn overview(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let v = match signed_in(&state, &headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match overview_body(&state, &v).await {
+        Ok(body) => page("Overview", Some(&v), body),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn overview_body(state: &AppState, v: &Viewer) -> Result<Markup, AppError> {
+    let now = state.clock.now_ms();
+    let checks = health::checks(state).await?;
+    let alerts: Vec<_> = state
+        .store
+        .alerts(0)
+        .await?
+        .into_iter()
+        .filter(|a| a.state == "firing")
+        .collect();
+    let mut warnings: Vec<String> = checks
+        .iter()
+        .filter(|c| matches!(c.name.as_str(), "auth" | "disk" | "repository") && c.status != "ok")
+        .map(|c| format!("{}: {}", c.name, c.message))
+        .collect();
+    if v.may(Role::Owner) {
+        for k in state.store.keys().await? {
+            let last = k.last_used_at.unwrap_or(k.created_at);
+            if k.revoked_at.is_none() && now - last > 90 * DAY_MS {
+                warnings.push(format!(
+                    "key {} ({}) unused for {} days: revoke it if nobody needs it",
+                    k.name,
+                    k.id,
+                    (now - last) / DAY_MS
+                ));
+            }
+        }
+    }
+    let disk = checks
+        .iter()
+        .find(|c| c.name == "disk")
+        .map(|c| c.message.clone());
+    let config = state.engine.config();
+    let mut rows = Vec::new();
+    for t in config.targets.values() {
+        let (status, why) = target_status(&checks, &t.name);
+        let last = state.last_backup_ms(&t.name).await.unwrap_or(None);
+        let drill = state
+            .store
+            .last_drill(&t.name, None)
+            .await?
+            .map(|r| r.drill);
+        rows.push((t, status, why, last, drill));
+    }
+    Ok(html! {
+        section aria-labelledby="targets-h" {
+            h2 id="targets-h" { "Targets" }
+            table.targets {
+                thead { tr { th { "Target" } th { "Status" } th { "Last backup" } th { "Last drill" } } }
+                tbody {
+                    @for (t, status, why, last, drill) in &rows {
+                        tr data-target=(t.name) {
+                            td { a href={"/targets/" (t.name)} { (t.name) } br; small { (t.kind.name()) } }
+                            td {
+                                (badge(status))
+                                @for w in why { div.why { (w) } }
+                            }
+                            td {
+                                @match last {
+                                    Some(at) => { (age(now - at)) " ago" }
+                                    None => { "never" }
+                                }
+                                br;
+                                small { "schedule: " (t.schedule.as_ref().map_or("none", |s| s.as_str())) }
+                            }
+                            td {
+                                @match drill {
+                                    Some(d) => {
+                                        (badge(if d.outcome == "passed" { "ok" } else { "critical" })) " " (d.outcome)
+                                        br;
+                                        small {
+                                            "RTO " (d.restore_ms.map_or("–".to_string(), |m| format!("{:.1} s", m as f64 / 1000.0)))
+                                            @if let Some(max) = t.drill.as_ref().and_then(|d| d.max_restore) { " (objective " (humantime::format_duration(max)) ")" }
+                                            ", data age " (d.data_age_ms.map_or("–".to_string(), age))
+                                        }
+                                    }
+                                    None => { "no drill yet" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        section aria-labelledby="alerts-h" {
+            h2 id="alerts-h" { "Alerts firing" }
+            @if alerts.is_empty() { p.ok { "None." } }
+            ul {
+                @for a in &alerts {
+                    li { (badge(if a.severity == "page" { "critical" } else { "warn" })) " " strong { (a.rule) } " on " (a.subject) " since " (when(a.fired_at)) ": " (a.message) }
+                }
+            }
+        }
+        section aria-labelledby="security-h" {
+            h2 id="security-h" { "Security and host" }
+            @if warnings.is_empty() { p.ok { "No warnings." } }
+            ul { @for w in &warnings { li.warn { (w) } } }
+            @if let Some(d) = disk { p { "Data directory: " (d) } }
+        }
+    })
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PageQuery {
+    #[serde(default)]
+    page: usize,
+}
+
+pub(crate) async fn target(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let v = match signed_in(&state, &headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if state.engine.config().target(&name).is_err() {
+        return page_status(
+            StatusCode::NOT_FOUND,
+            "No such target",
+            Some(&v),
+            html! { p { a href="/" { "Back to the overview" } } },
+        );
+    }
+    match target_body(&state, &v, &name, q.page).await {
+        Ok(body) => page(&name, Some(&v), body),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn target_body(
+    state: &AppState,
+    v: &Viewer,
+    name: &str,
+    page_no: usize,
+) -> Result<Markup, AppError> {
+    let config = state.engine.config();
+    let t = config
+        .target(name)
+        .map_err(|e| AppError::new(StatusCode::NOT_FOUND, e.to_string()))?;
+    let checks = health::checks(state).await?;
+    let (status, why) = target_status(&checks, name);
+    let mut snaps = state.snapshot_list(name).await?;
+    snaps.reverse();
+    let pages = snaps.len().div_ceil(PAGE).max(1);
+    let page_no = page_no.min(pages - 1);
+    let shown = &snaps[(page_no * PAGE).min(snaps.len())..((page_no + 1) * PAGE).min(snaps.len())];
+    let drills = state.store.drills(Some(name), 0, 50).await?;
+    let csrf = &v.session.csrf;
+    let live = t.kind.live_file().map(|p| p.display().to_string());
+    let is_db = t.kind.database_url().is_some();
+    Ok(html! {
+        p { (badge(status)) @for w in &why { span.why { " " (w) } } }
+        @if v.may(Role::Operator) {
+            section.actions aria-labelledby="actions-h" {
+                h2 id="actions-h" { "Actions" }
+                form.inline method="post" action={"/targets/" (name) "/backup"} {
+                    input type="hidden" name="csrf" value=(csrf);
+                    button type="submit" id="backup-now" { "Back up now" }
+                }
+                @if t.drill.is_some() {
+                    form.inline method="post" action={"/targets/" (name) "/drill"} {
+                        input type="hidden" name="csrf" value=(csrf);
+                        button type="submit" id="run-drill" { "Run drill" }
+                    }
+                }
+                @if v.may(Role::Owner) {
+                    details.restore {
+                        summary id="restore" { "Restore…" }
+                        form method="post" action={"/targets/" (name) "/restore"} {
+                            input type="hidden" name="csrf" value=(csrf);
+                            @if let Some(live) = &live {
+                                p.warn { "Restores the latest snapshot over the live file " code { (live) } ". A pre-restore snapshot is taken first, so this can be undone." }
+                            } @else if is_db {
+                                label for="into" { "Database to restore into (refused if it has tables)" }
+                                input id="into" name="into" required;
+                            } @else {
+                                label for="to" { "Directory below the restore roots" }
+                                input id="to" name="to" required;
+                            }
+                            label for="confirm" { "Type the target's name, " strong { (name) } ", to confirm" }
+                            input id="confirm" name="confirm" required autocomplete="off";
+                            button type="submit" id="restore-confirm" { "Restore the latest snapshot" }
+                        }
+                    }
+                }
+            }
+        }
+        section aria-labelledby="snapshots-h" {
+            h2 id="snapshots-h" { "Snapshots (" (snaps.len()) ")" }
+            @if snaps.len() > 1 { (chart(&snaps)) }
+            table.snapshots {
+                thead { tr { th { "Time" } th { "Id" } th { "Size" } th { "Added" } th { "Took" } th { "Reason" } } }
+                tbody {
+                    @for s in shown {
+                        tr {
+                            td { (when(s.time.as_millisecond())) }
+                            td { code { (s.short_id()) } }
+                            td { (bytes(s.source_bytes)) }
+                            td { (bytes(s.added_bytes)) }
+                            td { (format!("{:.1} s", s.duration_seconds)) }
+                            td { (s.reason) }
+                        }
+                    }
+                }
+            }
+            @if pages > 1 {
+                nav.pager aria-label="snapshot pages" {
+                    @if page_no > 0 { a href={"?page=" (page_no - 1)} { "Newer" } }
+                    span { "page " (page_no + 1) " of " (pages) }
+                    @if page_no + 1 < pages { a href={"?page=" (page_no + 1)} { "Older" } }
+                }
+            }
+        }
+        section aria-labelledby="drills-h" {
+            h2 id="drills-h" { "Restore drills" }
+            @if drills.is_empty() { p { "No drill yet." } } @else {
+            table.drills {
+                thead { tr { th { "Finished" } th { "Outcome" } th { "RTO" } th { "Data age" } th { "Failed checks" } } }
+                tbody {
+                    @for d in drills.iter().take(PAGE) {
+                        tr {
+                            td { (when(d.drill.finished_at)) }
+                            td { (badge(if d.drill.outcome == "passed" { "ok" } else { "critical" })) " " (d.drill.outcome) }
+                            td { (d.drill.restore_ms.map_or("–".to_string(), |m| format!("{:.1} s", m as f64 / 1000.0))) }
+                            td { (d.drill.data_age_ms.map_or("–".to_string(), age)) }
+                            td { (d.drill.failed_checks.join(", ")) }
+                        }
+                    }
+                }
+            }
+            }
+        }
+    })
+}
+
+/// Backup size and duration over the last snapshots, as inline SVG (no script, no style).
+fn chart(newest_first: &[runbook_backup::Snapshot]) -> Markup {
+    let pts: Vec<&runbook_backup::Snapshot> = newest_first.iter().take(60).rev().collect();
+    let max_size = pts.iter().map(|s| s.source_bytes).max().unwrap_or(1).max(1);
+    let max_secs = pts
+        .iter()
+        .map(|s| s.duration_seconds)
+        .fold(0.1_f64, f64::max);
+    let w = 600.0;
+    let h = 120.0;
+    #[allow(clippy::cast_precision_loss)]
+    let step = w / (pts.len().max(2) - 1) as f64;
+    #[allow(clippy::cast_precision_loss)]
+    let line = |f: &dyn Fn(&runbook_backup::Snapshot) -> f64| -> String {
+        pts.iter()
+            .enumerate()
+            .map(|(i, s)| format!("{:.1},{:.1}", i as f64 * step, h - f(s) * (h - 10.0) - 5.0))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    #[allow(clippy::cast_precision_loss)]
+    let size = line(&|s| s.source_bytes as f64 / max_size as f64);
+    let secs = line(&|s| s.duration_seconds / max_secs);
+    html! {
+        figure.chart {
+            svg viewBox="0 0 600 120" role="img" aria-label="backup size and duration over time" {
+                polyline points=(size) fill="none" stroke="currentColor" stroke-width="2" {}
+                polyline points=(secs) fill="none" stroke="#d97706" stroke-width="2" stroke-dasharray="4 3" {}
+            }
+            figcaption { "Size (solid, max " (bytes(max_size)) ") and duration (dashed, max " (format!("{max_secs:.1}")) " s) of the last " (pts.len()) " backups" }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ActionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    confirm: String,
+    into: Option<String>,
+    to: Option<String>,
+}
+
+async fn start(state: &AppState, v: &Viewer, new: NewJob, action: &str) -> Response {
+    match state
+        .store
+        .enqueue_audited(new, &v.actor(), action, state.clock.now_ms())
+        .await
+    {
+        Ok(job) => Redirect::to(&format!("/jobs/{}", job.id)).into_response(),
+        Err(e) => AppError::from(e).into_response(),
+    }
+}
+
+macro_rules! guarded {
+    ($state:expr, $headers:expr, $form:expr, $role:expr) => {{
+        let v = match signed_in(&$state, &$headers).await {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
+        if let Some(r) = refused(&v, &$form.csrf, $role) {
+            return r;
+        }
+        v
+    }};
+}
+
+pub(crate) async fn backup(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Form(f): Form<ActionForm>,
+) -> Response {
+    let v = guarded!(state, headers, f, Role::Operator);
+    if state.engine.config().target(&name).is_err() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let new = NewJob {
+        kind: JobKind::Backup,
+        target: name,
+        params: serde_json::json!({ "reason": "dashboard" }),
+        requested_by: v.actor(),
+    };
+    start(&state, &v, new, "backup.run").await
+}
+
+pub(crate) async fn drill(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Form(f): Form<ActionForm>,
+) -> Response {
+    let v = guarded!(state, headers, f, Role::Operator);
+    if state.engine.config().target(&name).is_err() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let new = NewJob {
+        kind: JobKind::Drill,
+        target: name,
+        params: serde_json::json!({}),
+        requested_by: v.actor(),
+    };
+    start(&state, &v, new, "drill.run").await
+}
+
+pub(crate) async fn restore(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Form(f): Form<ActionForm>,
+) -> Response {
+    let v = guarded!(state, headers, f, Role::Owner);
+    if f.confirm.trim() != name {
+        return page_status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Not restored",
+            Some(&v),
+            html! { p { "The confirmation did not match the target's name; nothing was changed. " a href={"/targets/" (name)} { "Back" } } },
+        );
+    }
+    let caller = crate::auth::Caller {
+        actor: v.actor(),
+        role: Some(v.session.role),
+    };
+    let body = crate::routes::backups::RestoreBody {
+        target: name,
+        snapshot: None,
+        to: f.to.filter(|s| !s.trim().is_empty()),
+        into: f.into.filter(|s| !s.trim().is_empty()),
+        force: false,
+    };
+    match crate::routes::backups::restore_job(&state, &caller, body).await {
+        Ok(new) => start(&state, &v, new, "restore.run").await,
+        Err(e) => e.into_response(),
+    }
+}
+
+pub(crate) async fn job(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let v = match signed_in(&state, &headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let job = match state.store.job(&id).await {
+        Ok(j) => j,
+        Err(e) => return AppError::from(e).into_response(),
+    };
+    page(
+        &format!("{} of {}", job.kind, job.target),
+        Some(&v),
+        html! {
+            div.job data-job=(job.id) aria-live="polite" {
+                p { "State: " strong.state { (job.state.as_str()) } " " span.elapsed {} }
+                p.error { (job.error.clone().unwrap_or_default()) }
+            }
+            p { a href={"/targets/" (job.target)} id="to-target" { "Back to " (job.target) } }
+        },
+    )
+}
+
+/// The job as JSON for the page's script (session-authenticated, like the page).
+pub(crate) async fn job_json(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = signed_in(&state, &headers).await {
+        return r;
+    }
+    match state.store.job(&id).await {
+        Ok(j) => Json(serde_json::json!({
+            "state": j.state.as_str(),
+            "error": j.error,
+            "started_at": j.started_at,
+            "finished_at": j.finished_at,
+            "now": state.clock.now_ms(),
+        }))
+        .into_response(),
+        Err(e) => AppError::from(e).into_response(),
+    }
+}
