@@ -4,6 +4,7 @@
 //! form carries the session's CSRF token; the page shows what the key's role may see and offers
 //! only the actions it may take. Strict Content-Security-Policy: no inline script or style.
 
+mod lists;
 mod pages;
 
 use axum::{
@@ -31,6 +32,9 @@ pub(crate) fn is_ui_path(path: &str) -> bool {
     path == "/"
         || path == "/favicon.ico"
         || path == "/login"
+        || path == "/jobs"
+        || path == "/oplog"
+        || path == "/monitor"
         || path == "/logout"
         || ["/ui/", "/targets/", "/jobs/"]
             .iter()
@@ -46,7 +50,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/targets/{name}/backup", post(pages::backup))
         .route("/targets/{name}/drill", post(pages::drill))
         .route("/targets/{name}/restore", post(pages::restore))
+        .route("/jobs", get(lists::jobs))
         .route("/jobs/{id}", get(pages::job))
+        .route("/oplog", get(lists::oplog))
+        .route("/monitor", get(lists::monitor))
         .route("/ui/jobs/{id}", get(pages::job_json))
         .route("/ui/app.css", get(css))
         .route("/ui/app.js", get(js))
@@ -162,6 +169,12 @@ pub(crate) fn page_status(
                 header.top {
                     a.brand href="/" { "runbook" }
                     @if let Some(v) = v {
+                        nav.main aria-label="sections" {
+                            a href="/" { "Overview" }
+                            a href="/jobs" { "Jobs" }
+                            a href="/monitor" { "Monitor" }
+                            a href="/oplog" { "Ops log" }
+                        }
                         span.who { "Signed in as " strong { (v.session.key_name) } " (" (v.session.role.as_str()) ")" }
                         form.inline method="post" action="/logout" {
                             input type="hidden" name="csrf" value=(v.session.csrf);
