@@ -1422,3 +1422,40 @@ async fn a_failing_backup_reaches_the_smtp_sink_with_the_right_subject() {
     assert!(mail.contains("cannot read source"), "the cause: {mail}");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_are_listed_a_page_at_a_time() {
+    let app = spawn(no_limit(), false).await;
+    for _ in 0..3 {
+        app.clock.advance(1000);
+        assert_eq!(backup_job(&app).await.state, JobState::Succeeded);
+    }
+    let r = app
+        .call(
+            Method::GET,
+            "/api/backups?limit=2&offset=1",
+            Some(&app.keys.readonly),
+            None,
+        )
+        .await;
+    assert_eq!(r.headers()["x-total-count"], "3");
+    let page: Vec<serde_json::Value> = r.json().await.expect("json");
+    let all: Vec<serde_json::Value> = app
+        .call(Method::GET, "/api/backups", Some(&app.keys.readonly), None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(page.len(), 2);
+    assert_eq!(page[0]["id"], all[1]["id"], "oldest first, from the offset");
+    let r = app
+        .call(
+            Method::GET,
+            "/api/backups?limit=0",
+            Some(&app.keys.readonly),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    app.stop().await;
+}

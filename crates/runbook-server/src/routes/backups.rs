@@ -9,7 +9,7 @@ use axum::{
 use runbook_store::NewJob;
 use serde::Deserialize;
 
-use super::api::{ApiResult, TargetQuery, accept, known_target};
+use super::api::{ApiResult, accept, known_target};
 use crate::{
     AppState,
     auth::Caller,
@@ -77,9 +77,18 @@ pub(crate) async fn targets(State(state): State<AppState>) -> ApiResult<impl Int
     Ok(Json(out))
 }
 
+/// `GET /api/backups` query: a target, and a page (`limit` at most 1,000, from `offset`).
+#[derive(Deserialize)]
+pub(crate) struct BackupsQuery {
+    target: Option<String>,
+    limit: Option<usize>,
+    #[serde(default)]
+    offset: usize,
+}
+
 pub(crate) async fn backups(
     State(state): State<AppState>,
-    Query(q): Query<TargetQuery>,
+    Query(q): Query<BackupsQuery>,
 ) -> ApiResult<impl IntoResponse> {
     let engine = state.engine.clone();
     let names: Vec<String> = match &q.target {
@@ -98,7 +107,17 @@ pub(crate) async fn backups(
         snaps.extend(state.snapshot_list(&name).await?);
     }
     snaps.sort_by_key(|s| s.time);
-    Ok(Json(snaps))
+    // The total before the page, so a client knows how many pages there are.
+    let total = snaps.len();
+    if let Some(limit) = q.limit {
+        if limit == 0 || limit > 1000 {
+            return Err(AppError::bad_request("limit: 1 to 1000"));
+        }
+        snaps = snaps.into_iter().skip(q.offset).take(limit).collect();
+    } else if q.offset > 0 {
+        snaps = snaps.into_iter().skip(q.offset).collect();
+    }
+    Ok(([("x-total-count", total.to_string())], Json(snaps)))
 }
 
 #[derive(Deserialize)]
