@@ -157,6 +157,15 @@ async fn background(state: AppState, mut stop: tokio::sync::watch::Receiver<bool
         Err(e) => tracing::error!(error = %e, "cannot recover interrupted jobs"),
     }
     remove_drill_leftovers(&state).await;
+    // Open every repository once now, so the first look at the dashboard or the API after a
+    // start does not wait for each repository's key derivation (about 0.3 s each).
+    let warm = state.clone();
+    tokio::spawn(async move {
+        for name in warm.engine.config().targets.keys() {
+            // A repository that cannot be read is logged there and shows in /api/health.
+            let _ = warm.snapshot_list(name).await;
+        }
+    });
     loop {
         if *stop.borrow() {
             return;
