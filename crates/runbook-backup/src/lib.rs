@@ -33,7 +33,7 @@ pub use copying::CopyReport;
 pub use database::Database;
 pub use error::{Error, Result};
 pub use lock::TargetLock;
-pub use repository::{CheckReport, ForgetPlan, panics_are_reported};
+pub use repository::{CheckReport, ForgetPlan, Live, live, panics_are_reported};
 pub use restoring::{DbRestore, RestoreReport};
 pub use scratch::{ScratchDir, remove_leftovers};
 pub use snapshot::Snapshot;

@@ -8,6 +8,7 @@ mod copy;
 mod errors;
 mod location;
 mod progress;
+pub use progress::{Live, live};
 mod quarantine;
 mod read;
 mod retention;
@@ -21,9 +22,9 @@ use std::{
 use jiff::{Timestamp, tz::TimeZone};
 use runbook_config::RepositoryConfig;
 use rustic_core::{
-    BackupOptions, CheckOptions, ConfigOptions, Credentials, KeyOptions, NoProgressBars,
-    OpenStatus, ParentOptions, PathList, ReadSubsetOption, Repository, RepositoryOptions,
-    RusticError, SnapshotOptions, repofile::SnapshotFile,
+    BackupOptions, CheckOptions, ConfigOptions, Credentials, KeyOptions, OpenStatus, ParentOptions,
+    PathList, ReadSubsetOption, Repository, RepositoryOptions, RusticError, SnapshotOptions,
+    repofile::SnapshotFile,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -106,7 +107,7 @@ impl Repo {
         let base = if progress::wanted() {
             Repository::new_with_progress(&opts, &backends, progress::Bars)
         } else {
-            Repository::new_with_progress(&opts, &backends, NoProgressBars)
+            Repository::new_with_progress(&opts, &backends, progress::Track(target.to_string()))
         }
         .map_err(rerr("open repository"))?;
         let exists = base.config_id().map_err(rerr("open repository"))?.is_some();

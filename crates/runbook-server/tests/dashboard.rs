@@ -126,21 +126,30 @@ async fn each_role_sees_its_actions_a_backup_ends_in_the_list_and_a_failed_drill
 
     // The lists: jobs, the ops log (verified, filterable), the monitor.
     b.click("nav.main a[href='/jobs']").await;
+    assert!(b.wait_for("table.jobs", 10).await);
     assert_eq!(
         b.all("table.jobs tbody tr").await.len(),
         2,
         "the backup and the drill"
     );
     b.click("nav.main a[href='/oplog']").await;
+    assert!(b.wait_for("table.oplog", 10).await);
     assert!(b.text("main").await.contains("hash chain intact"));
     let all = b.all("table.oplog tbody tr").await.len();
     b.type_into("#q", "drill.run").await;
     b.click("form.filter button").await;
+    for _ in 0..100 {
+        if b.url().await.contains("q=drill.run") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     assert!(b.wait_for("table.oplog", 10).await);
     let rows = b.all("table.oplog tbody tr").await.len();
     assert!(rows >= 1 && rows < all, "filtered: {rows} of {all}");
     assert!(b.text("table.oplog tbody").await.contains("drill.run"));
     b.click("nav.main a[href='/monitor']").await;
+    assert!(b.wait_for("table.alerts", 10).await);
     assert!(b.text("table.alerts").await.contains("drill.failed"));
 
     // A forged POST with the session cookie but without (or with a wrong) CSRF token.

@@ -52,3 +52,80 @@ impl RusticProgress for Bar {
         self.0.finish_and_clear();
     }
 }
+
+/// What a repository operation of a target reports, for `serve`'s job pages: the step, how
+/// far it is, and out of how much (when known).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Live {
+    /// The step (rustic's title: "backing up…", "reading index…", "restoring…").
+    pub step: String,
+    /// Done so far (bytes, or items).
+    pub done: u64,
+    /// Out of (when known).
+    pub total: Option<u64>,
+    /// Whether `done` and `total` are bytes.
+    pub bytes: bool,
+}
+
+static LIVE: std::sync::LazyLock<std::sync::Mutex<std::collections::BTreeMap<String, Live>>> =
+    std::sync::LazyLock::new(Default::default);
+
+fn with_live(target: &str, f: impl FnOnce(&mut Live)) {
+    let mut all = LIVE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    f(all.entry(target.to_string()).or_default());
+}
+
+/// The latest progress of `target`'s repository work in this process.
+#[must_use]
+pub fn live(target: &str) -> Option<Live> {
+    LIVE.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(target)
+        .cloned()
+}
+
+/// Progress kept in memory per target (not drawn): for `serve`.
+#[derive(Debug, Clone)]
+pub(crate) struct Track(pub(crate) String);
+
+impl ProgressBars for Track {
+    fn progress(&self, kind: ProgressType, prefix: &str) -> Progress {
+        let bytes = matches!(kind, ProgressType::Bytes);
+        with_live(&self.0, |l| {
+            *l = Live {
+                step: prefix.to_string(),
+                done: 0,
+                total: None,
+                bytes,
+            };
+        });
+        Progress::new(Tracked(self.0.clone()))
+    }
+}
+
+#[derive(Debug)]
+struct Tracked(String);
+
+impl RusticProgress for Tracked {
+    fn is_hidden(&self) -> bool {
+        false
+    }
+    fn set_length(&self, len: u64) {
+        with_live(&self.0, |l| l.total = Some(len));
+    }
+    fn set_title(&self, title: &str) {
+        with_live(&self.0, |l| l.step = title.to_string());
+    }
+    fn inc(&self, inc: u64) {
+        with_live(&self.0, |l| l.done = l.done.saturating_add(inc));
+    }
+    fn finish(&self) {
+        with_live(&self.0, |l| {
+            if let Some(t) = l.total {
+                l.done = t;
+            }
+        });
+    }
+}

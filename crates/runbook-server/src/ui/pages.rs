@@ -304,6 +304,7 @@ async fn target_body(
         section aria-labelledby="drills-h" {
             h2 id="drills-h" { "Restore drills" }
             @if drills.is_empty() { p { "No drill yet." } } @else {
+            (rto_chart(&drills, t.drill.as_ref().and_then(|d| d.max_restore)))
             table.drills {
                 thead { tr { th { "Finished" } th { "Outcome" } th { "RTO" } th { "Data age" } th { "Failed checks" } } }
                 tbody {
@@ -353,6 +354,62 @@ fn chart(newest_first: &[runbook_backup::Snapshot]) -> Markup {
                 polyline points=(secs) fill="none" stroke="#d97706" stroke-width="2" stroke-dasharray="4 3" {}
             }
             figcaption { "Size (solid, max " (bytes(max_size)) ") and duration (dashed, max " (format!("{max_secs:.1}")) " s) of the last " (pts.len()) " backups" }
+        }
+    }
+}
+
+/// Each drill's restore time (RTO) as a bar, against the `max_restore` objective (a line).
+fn rto_chart(
+    newest_first: &[runbook_store::DrillRecord],
+    max: Option<std::time::Duration>,
+) -> Markup {
+    let pts: Vec<&runbook_store::DrillRecord> = newest_first.iter().take(30).rev().collect();
+    #[allow(clippy::cast_precision_loss)]
+    let secs = |d: &runbook_store::DrillRecord| d.drill.restore_ms.unwrap_or(0) as f64 / 1000.0;
+    let objective = max.map(|m| m.as_secs_f64());
+    let top = pts
+        .iter()
+        .map(|d| secs(d))
+        .fold(objective.unwrap_or(0.1), f64::max)
+        .max(0.1);
+    let (w, h) = (600.0, 120.0);
+    #[allow(clippy::cast_precision_loss)]
+    let slot = w / pts.len().max(1) as f64;
+    #[allow(clippy::cast_precision_loss)]
+    let bars: Vec<(f64, f64, f64, f64, &str)> = pts
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let bh = secs(d) / top * (h - 10.0);
+            let fill = if d.drill.outcome == "passed" {
+                "#16a34a"
+            } else {
+                "#dc2626"
+            };
+            (
+                i as f64 * slot + 2.0,
+                h - bh,
+                (slot - 4.0).max(1.0),
+                bh,
+                fill,
+            )
+        })
+        .collect();
+    html! {
+        figure.chart {
+            svg viewBox="0 0 600 120" role="img" aria-label="restore time of each drill against the objective" {
+                @for (x, y, bw, bh, fill) in &bars {
+                    rect x=(format!("{x:.1}")) y=(format!("{y:.1}")) width=(format!("{bw:.1}")) height=(format!("{bh:.1}")) fill=(fill) {}
+                }
+                @if let Some(o) = objective {
+                    @let y = h - o / top * (h - 10.0);
+                    line x1="0" x2="600" y1=(format!("{y:.1}")) y2=(format!("{y:.1}")) stroke="currentColor" stroke-dasharray="6 4" {}
+                }
+            }
+            figcaption {
+                "Restore time of the last " (pts.len()) " drills (green passed, red failed)"
+                @if let Some(o) = objective { ", dashed: the objective of " (format!("{o:.0}")) " s" }
+            }
         }
     }
 }
@@ -480,6 +537,7 @@ pub(crate) async fn job(
         html! {
             div.job data-job=(job.id) aria-live="polite" {
                 p { "State: " strong.state { (job.state.as_str()) } " " span.elapsed {} }
+                p { progress.bar max="1" value="0" hidden {} " " span.step {} }
                 p.error { (job.error.clone().unwrap_or_default()) }
             }
             p { a href={"/targets/" (job.target)} id="to-target" { "Back to " (job.target) } }
@@ -498,6 +556,8 @@ pub(crate) async fn job_json(
     }
     match state.store.job(&id).await {
         Ok(j) => Json(serde_json::json!({
+            // The repository work of the job's target, while it runs.
+            "progress": (j.state == runbook_store::JobState::Running).then(|| runbook_backup::live(&j.target)).flatten(),
             "state": j.state.as_str(),
             "error": j.error,
             "started_at": j.started_at,

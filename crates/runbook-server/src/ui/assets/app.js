@@ -8,6 +8,15 @@
   const state = box.querySelector(".state");
   const elapsed = box.querySelector(".elapsed");
   const error = box.querySelector(".error");
+  const bar = box.querySelector(".bar");
+  const step = box.querySelector(".step");
+  function size(n, bytes) {
+    if (!bytes) return String(n);
+    const u = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let i = 0;
+    while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+    return n.toFixed(i ? 1 : 0) + " " + u[i];
+  }
   function show(j) {
     state.textContent = j.state;
     box.setAttribute("data-state", j.state);
@@ -16,6 +25,15 @@
       elapsed.textContent = "(" + Math.round((end - j.started_at) / 1000) + " s)";
     }
     error.textContent = j.error || "";
+    const p = j.progress;
+    if (p && j.state === "running") {
+      bar.hidden = false;
+      if (p.total) { bar.max = p.total; bar.value = Math.min(p.done, p.total); } else { bar.removeAttribute("value"); }
+      step.textContent = p.step + ": " + size(p.done, p.bytes) + (p.total ? " of " + size(p.total, p.bytes) : "");
+    } else {
+      bar.hidden = true;
+      step.textContent = "";
+    }
   }
   function poll() {
     fetch("/ui/jobs/" + encodeURIComponent(id), { credentials: "same-origin" })
