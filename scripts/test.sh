@@ -40,7 +40,8 @@ fi
 
 # standardwebhooks (PyPI) verifies the alert webhooks' signatures in the receiver the tests run.
 # aiosmtpd (PyPI) is the local SMTP sink the alert e-mail test sends to.
-for py in standardwebhooks aiosmtpd; do
+# junitparser (PyPI) reads `runbook smoke --junit` output as CI tools do.
+for py in standardwebhooks aiosmtpd junitparser; do
   if ! python3 -c "import $py" 2>/dev/null; then
     echo "installing: $py (pip)"
     python3 -m pip install --quiet "$py" 2>/dev/null \

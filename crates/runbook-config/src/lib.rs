@@ -18,6 +18,7 @@ mod repository;
 mod s3;
 mod schedule;
 mod settings;
+pub mod smoke;
 
 use std::{
     collections::BTreeMap,
@@ -64,6 +65,8 @@ pub struct Config {
     pub restore_roots: Vec<PathBuf>,
     /// Probes, heartbeats, alert rules, silences and notifiers.
     pub monitor: monitor::Monitor,
+    /// `[smoke.NAME]` suites for `runbook smoke`.
+    pub smoke: BTreeMap<String, smoke::SmokeSuite>,
 }
 
 /// One backup target.

@@ -11,6 +11,7 @@ use serde::Deserialize;
 mod drill;
 mod monitor;
 mod repository;
+mod smoke;
 mod target;
 
 use drill::RawDrill;
@@ -44,6 +45,8 @@ pub(crate) struct RawConfig {
     silences: BTreeMap<String, monitor::RawSilence>,
     #[serde(default)]
     notifiers: BTreeMap<String, monitor::RawNotifier>,
+    #[serde(default)]
+    smoke: BTreeMap<String, smoke::RawSuite>,
 }
 
 #[derive(Deserialize, Default)]
@@ -171,8 +174,10 @@ impl RawConfig {
             notifiers: self.notifiers,
         }
         .validate(file)?;
+        let smoke = smoke::suites(file, self.smoke)?;
         Ok(Config {
             monitor,
+            smoke,
             file: file.to_path_buf(),
             state_url,
             restore_roots,

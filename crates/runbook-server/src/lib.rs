@@ -17,6 +17,7 @@ mod ratelimit;
 mod routes;
 pub mod scheduler;
 mod signals;
+pub mod smoke;
 mod state;
 pub mod status;
 mod ui;

@@ -66,11 +66,34 @@ pub enum Command {
     /// At a glance: health checks, probes, heartbeats and firing alerts. Exits 1 when
     /// something is critical, down or firing.
     Status(StatusArgs),
+    /// Run a release's smoke checks once against a base URL (`[smoke.NAME]`, or the standard
+    /// health endpoints); exit 1 on any failure.
+    Smoke(SmokeArgs),
     /// Alert notifiers.
     Notify {
         #[command(subcommand)]
         command: NotifyCommand,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct SmokeArgs {
+    /// Where the release runs, e.g. https://staging.example.com.
+    #[arg(long)]
+    pub base_url: String,
+    /// The `[smoke.NAME]` suite (default: the only one; with none, /healthz, /readyz,
+    /// /health/live and /health/ready).
+    #[arg(long)]
+    pub suite: Option<String>,
+    /// Also write JUnit XML here, for CI.
+    #[arg(long)]
+    pub junit: Option<std::path::PathBuf>,
+    /// Seconds each request may take.
+    #[arg(long, default_value_t = 10)]
+    pub timeout: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,7 @@ mod keys;
 mod oplog;
 mod restore;
 mod serve;
+mod smoke;
 mod snapshots;
 mod status;
 
@@ -58,6 +59,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys { command } => keys::run(&load(&cli.config)?, command),
         Command::Oplog(args) => oplog::run(&load(&cli.config)?, &args),
         Command::Status(args) => status::run(load(&cli.config)?, &args),
+        Command::Smoke(args) => smoke::run(&load(&cli.config)?, &args),
         Command::Notify {
             command: crate::cli::NotifyCommand::Test { name },
         } => status::notify_test(load(&cli.config)?, &name),

@@ -129,17 +129,17 @@ async fn check(
     }
 }
 
-/// What an HTTP probe got back.
-struct Response {
-    status: u16,
-    millis: f64,
-    body: String,
-    cert_days: Option<f64>,
+/// What an HTTP probe (or smoke check) got back.
+pub(crate) struct Response {
+    pub status: u16,
+    pub millis: f64,
+    pub body: String,
+    pub cert_days: Option<f64>,
 }
 
 impl Response {
     /// Ok when `c` holds; else says what was found.
-    fn meets(&self, c: &Condition) -> Result<(), String> {
+    pub(crate) fn meets(&self, c: &Condition) -> Result<(), String> {
         let found = match &c.field {
             Field::Status => serde_json::Value::from(self.status),
             Field::ResponseTime => serde_json::Value::from(self.millis.round()),

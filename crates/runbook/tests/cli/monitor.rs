@@ -91,3 +91,120 @@ fn status_shows_heartbeats_and_probes_and_notify_test_reaches_the_receiver() {
     )
     .fails_with(&["no notifier named \"pager\"", "webhook"]);
 }
+
+/// `runbook smoke` against a real server (`runbook serve` itself): the standard endpoints
+/// pass; a suite with a captured value passes; a wrong JSON field fails naming the condition;
+/// the JUnit XML is read by `junitparser` (PyPI), as CI tools read it.
+#[test]
+fn smoke_checks_pass_fail_naming_the_condition_and_write_junit() {
+    let config = format!(
+        r#"{}
+[smoke.release]
+[[smoke.release.checks]]
+name = "live"
+path = "/healthz"
+expect = ["status == 200", "json.status == \"live\""]
+capture = {{ state = "json.status" }}
+[[smoke.release.checks]]
+name = "the same, through the captured value"
+path = "/health/${{state}}"
+[smoke.broken]
+[[smoke.broken.checks]]
+path = "/healthz"
+expect = ["json.status == \"dead\""]
+"#,
+        sqlite_config("app.db")
+    );
+    let ws = Workspace::new(&config);
+    make_db(&ws.path("app.db"), 3);
+    ws.run(&["backup", "db"]).ok();
+    let mut s = crate::serve::serve(&ws);
+    let base = format!("http://{}", s.addr);
+
+    let standard = ws
+        .run(&[
+            "smoke",
+            "--base-url",
+            &base,
+            "--suite",
+            "release",
+            "--junit",
+            "ok.xml",
+        ])
+        .ok();
+    assert!(
+        standard
+            .stdout
+            .contains("the same, through the captured value"),
+        "{}",
+        standard.stdout
+    );
+    let broken = ws.run(&[
+        "smoke",
+        "--base-url",
+        &base,
+        "--suite",
+        "broken",
+        "--junit",
+        "bad.xml",
+    ]);
+    assert_eq!(broken.code, 1, "{}", broken.stdout);
+    assert!(
+        broken
+            .stdout
+            .contains("json.status == \"dead\" failed: got \"live\""),
+        "{}",
+        broken.stdout
+    );
+    let no_suite = ws.run(&["smoke", "--base-url", &base, "--suite", "nope"]);
+    no_suite.fails_with(&["no suite named \"nope\"", "broken, release"]);
+
+    // JUnit as CI reads it.
+    let read = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sys; from junitparser import JUnitXml\n\
+             for f in sys.argv[1:]:\n\
+             \x20   x = JUnitXml.fromfile(f)\n\
+             \x20   cases = [c for s in x for c in s]\n\
+             \x20   print(f, len(cases), sum(1 for c in cases if not c.is_passed and not c.is_skipped))",
+        )
+        .arg(ws.path("ok.xml"))
+        .arg(ws.path("bad.xml"))
+        .output()
+        .expect("python3 with junitparser (the README test command installs it)");
+    let said = String::from_utf8_lossy(&read.stdout).to_string();
+    assert!(
+        read.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let lines: Vec<&str> = said.lines().collect();
+    assert!(lines[0].ends_with(" 2 0"), "{said}");
+    assert!(lines[1].ends_with(" 1 1"), "{said}");
+
+    // Two suites and none named: the seeds' standard endpoints, all of which serve has.
+    let standard = ws.run(&["smoke", "--base-url", &base]).ok();
+    for path in ["/healthz", "/readyz", "/health/live", "/health/ready"] {
+        assert!(standard.stdout.contains(path), "{}", standard.stdout);
+    }
+    let log = ws.run(&["oplog", "--json"]).ok();
+    assert!(log.stdout.contains("smoke.run"), "recorded in the ops log");
+    s.child.kill().expect("stop");
+    let _ = s.child.wait();
+
+    // Nothing there: the standard endpoints all answer nothing, and that fails.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let none = Workspace::new(&sqlite_config("app.db"));
+    let run = none.run(&[
+        "smoke",
+        "--base-url",
+        &format!("http://127.0.0.1:{closed}"),
+        "--timeout",
+        "2",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+}
