@@ -17,6 +17,7 @@ mod raw;
 mod repository;
 mod s3;
 mod schedule;
+pub mod secrets;
 mod settings;
 pub mod smoke;
 
@@ -65,6 +66,8 @@ pub struct Config {
     pub restore_roots: Vec<PathBuf>,
     /// Probes, heartbeats, alert rules, silences and notifiers.
     pub monitor: monitor::Monitor,
+    /// `[secrets.NAME]`: secrets whose age runbook tracks.
+    pub secrets: BTreeMap<String, secrets::Secret>,
     /// `[smoke.NAME]` suites for `runbook smoke`.
     pub smoke: BTreeMap<String, smoke::SmokeSuite>,
 }

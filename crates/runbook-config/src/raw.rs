@@ -11,6 +11,7 @@ use serde::Deserialize;
 mod drill;
 mod monitor;
 mod repository;
+mod secrets;
 mod smoke;
 mod target;
 
@@ -47,6 +48,8 @@ pub(crate) struct RawConfig {
     notifiers: BTreeMap<String, monitor::RawNotifier>,
     #[serde(default)]
     smoke: BTreeMap<String, smoke::RawSuite>,
+    #[serde(default)]
+    secrets: BTreeMap<String, secrets::RawSecret>,
 }
 
 #[derive(Deserialize, Default)]
@@ -175,9 +178,11 @@ impl RawConfig {
         }
         .validate(file)?;
         let smoke = smoke::suites(file, self.smoke)?;
+        let secrets = secrets::secrets(file, self.secrets, &resolve)?;
         Ok(Config {
             monitor,
             smoke,
+            secrets,
             file: file.to_path_buf(),
             state_url,
             restore_roots,

@@ -22,7 +22,9 @@ pub(crate) const PUBLIC: [&str; 4] = ["/healthz", "/health/live", "/readyz", "/h
 
 /// The role a request needs.
 fn required_role(method: &Method, path: &str) -> Role {
-    if method == Method::GET || method == Method::HEAD {
+    if path == "/api/secrets" {
+        Role::Owner
+    } else if method == Method::GET || method == Method::HEAD {
         Role::Readonly
     } else if matches!(
         path,
@@ -137,6 +139,7 @@ mod tests {
             (Method::POST, "/api/drills/run", Role::Operator),
             (Method::POST, "/api/silences", Role::Operator),
             (Method::POST, "/api/events", Role::Operator),
+            (Method::GET, "/api/secrets", Role::Owner),
             (Method::POST, "/api/backups/restore", Role::Owner),
             (Method::POST, "/api/anything-else", Role::Owner),
             (Method::DELETE, "/api/targets", Role::Owner),

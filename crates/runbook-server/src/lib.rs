@@ -16,6 +16,7 @@ pub mod notify;
 mod ratelimit;
 mod routes;
 pub mod scheduler;
+pub mod secrets;
 mod signals;
 pub mod smoke;
 mod state;

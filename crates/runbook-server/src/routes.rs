@@ -60,6 +60,7 @@ pub(crate) fn router(state: AppState) -> Router {
             get(monitor::silences).post(monitor::add_silence),
         )
         .route("/api/events", post(monitor::event))
+        .route("/api/secrets", get(monitor::secrets))
         .route(
             "/ping/{key}",
             get(monitor::ping).post(monitor::ping).head(monitor::ping),

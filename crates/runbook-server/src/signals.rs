@@ -1,6 +1,6 @@
 //! Built-in signals, no configuration needed: what `/api/health` finds wrong becomes an alert
 //! (`backup.stale`, `drill.overdue`, `verify.failed`, `jobs.failing`, `repository.unreachable`,
-//! `disk.low`, `auth.misconfigured`) and resolves when the check passes again. Failed backup
+//! `disk.low`, `auth.misconfigured`, `secret.due`, `secret.overdue`) and resolves when the check passes again. Failed backup
 //! and drill jobs raise `backup.failed` and `drill.failed` from the worker.
 
 use std::collections::HashSet;
@@ -8,7 +8,9 @@ use std::collections::HashSet;
 use crate::{AppState, notify, routes::health};
 
 /// The rules this module raises and resolves.
-const RULES: [&str; 7] = [
+const RULES: [&str; 9] = [
+    "secret.due",
+    "secret.overdue",
     "backup.stale",
     "drill.overdue",
     "verify.failed",

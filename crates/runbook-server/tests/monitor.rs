@@ -778,3 +778,94 @@ notify = ["oncall"]
     assert_eq!(rules(&oncall), ["down", "only-oncall"]);
     app.stop().await;
 }
+
+/// Secrets with ages: due 14 days before `max_age`, overdue after; a watched file whose
+/// content changes counts as rotated; `mark_rotated` records one by hand. Never a value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_come_due_raise_signals_and_a_rotation_clears_them() {
+    let extra = r#"
+[secrets.session-secret]
+max_age = "90d"
+file = "session.key"
+notes = "openssl rand -hex 32 > session.key, then restart"
+[secrets.r2-keys]
+"#;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("session.key"), "s3cr3t-value-1").expect("write");
+    let app = spawn_in(dir, no_limit(), false, extra).await;
+    const DAY: i64 = 86_400_000;
+    let firing = |rule: &'static str, subject: &'static str| {
+        let app = &app;
+        async move {
+            app.state
+                .store
+                .alert(rule, subject)
+                .await
+                .expect("alert")
+                .is_some_and(|a| a.state == "firing")
+        }
+    };
+    monitor::tick(&app.state).await.expect("tick");
+    assert!(!firing("secret.due", "r2-keys").await);
+    tick_at(&app, DAY0 + 77 * DAY).await;
+    assert!(
+        firing("secret.due", "r2-keys").await,
+        "due 14 days before 90"
+    );
+    tick_at(&app, DAY0 + 91 * DAY).await;
+    assert!(firing("secret.overdue", "r2-keys").await);
+    assert!(firing("secret.overdue", "session-secret").await);
+    let health = app
+        .call(Method::GET, "/api/health", Some(&app.keys.readonly), None)
+        .await
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        health.contains("session-secret is overdue") && health.contains("openssl rand"),
+        "{health}"
+    );
+
+    // The watched file changes: rotated, the alert resolves; the other stays.
+    std::fs::write(app.root.join("session.key"), "s3cr3t-value-2").expect("write");
+    tick_at(&app, DAY0 + 92 * DAY).await;
+    assert!(
+        !firing("secret.overdue", "session-secret").await,
+        "a changed file is a rotation"
+    );
+    assert!(firing("secret.overdue", "r2-keys").await);
+    runbook_server::secrets::mark_rotated(&app.state, "r2-keys", "test")
+        .await
+        .expect("rotated");
+    tick_at(&app, DAY0 + 93 * DAY).await;
+    assert!(
+        !firing("secret.overdue", "r2-keys").await,
+        "recorded by hand"
+    );
+    assert!(
+        runbook_server::secrets::mark_rotated(&app.state, "nope", "test")
+            .await
+            .is_err()
+    );
+
+    let r = app
+        .call(Method::GET, "/api/secrets", Some(&app.keys.readonly), None)
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "owner only");
+    let body = app
+        .call(Method::GET, "/api/secrets", Some(&app.keys.owner), None)
+        .await
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        body.contains("\"status\":\"ok\"") && !body.contains("s3cr3t"),
+        "{body}"
+    );
+    let log = app.state.store.oplog(100).await.expect("oplog");
+    assert!(
+        log.iter()
+            .any(|e| e.action == "secret.rotated" && e.actor == "watch")
+    );
+    app.stop().await;
+}

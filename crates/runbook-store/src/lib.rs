@@ -14,6 +14,7 @@ mod keys;
 mod migrate;
 mod monitor;
 mod oplog;
+mod secrets;
 mod sessions;
 
 use sqlx::{AnyPool, any::AnyPoolOptions};
@@ -28,6 +29,7 @@ pub use monitor::{
     HeartbeatEvent, HeartbeatRow, HeartbeatRun, ProbeResult, ProbeStatus, Rollup, SilenceRow,
 };
 pub use oplog::{Entry, NewEntry, VerifyError};
+pub use secrets::SecretRow;
 pub use sessions::Session;
 
 /// Which database engine a store runs on.

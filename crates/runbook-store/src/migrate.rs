@@ -156,6 +156,13 @@ const MIGRATIONS: &[&str] = &[
         expires_at BIGINT NOT NULL
     );
     ALTER TABLE api_keys ADD COLUMN last_used_at BIGINT",
+    // When each configured secret was last rotated; a watched one's salted fingerprint.
+    "CREATE TABLE secrets (
+        name TEXT PRIMARY KEY,
+        rotated_at BIGINT NOT NULL,
+        fingerprint TEXT,
+        salt TEXT NOT NULL
+    )",
 ];
 
 pub(crate) async fn run(store: &Store) -> Result<()> {

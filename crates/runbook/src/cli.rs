@@ -69,6 +69,11 @@ pub enum Command {
     /// Run a release's smoke checks once against a base URL (`[smoke.NAME]`, or the standard
     /// health endpoints); exit 1 on any failure.
     Smoke(SmokeArgs),
+    /// Secrets with ages (`[secrets.NAME]`).
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
     /// Alert notifiers.
     Notify {
         #[command(subcommand)]
@@ -101,6 +106,21 @@ pub struct StatusArgs {
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Each secret's age and due date (never its value); exit 1 when one is overdue.
+    List {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Record that a secret was rotated now.
+    Rotated {
+        /// The secret.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

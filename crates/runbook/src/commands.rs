@@ -10,6 +10,7 @@ mod init;
 mod keys;
 mod oplog;
 mod restore;
+mod secrets;
 mod serve;
 mod smoke;
 mod snapshots;
@@ -60,6 +61,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Oplog(args) => oplog::run(&load(&cli.config)?, &args),
         Command::Status(args) => status::run(load(&cli.config)?, &args),
         Command::Smoke(args) => smoke::run(&load(&cli.config)?, &args),
+        Command::Secrets { command } => secrets::run(load(&cli.config)?, command),
         Command::Notify {
             command: crate::cli::NotifyCommand::Test { name },
         } => status::notify_test(load(&cli.config)?, &name),

@@ -111,6 +111,24 @@ pub(crate) async fn checks(state: &AppState) -> Result<Vec<Check>, runbook_store
         Err(e) => check("repository", "critical", e).raises("repository.unreachable", "repository"),
     });
     checks.push(disk_check(&state.engine.config().data_dir));
+    for s in crate::secrets::refresh(&state).await? {
+        let due = jiff::Timestamp::from_millisecond(s.due_at)
+            .map(|t| t.strftime("%Y-%m-%d").to_string())
+            .unwrap_or_default();
+        let how = s
+            .notes
+            .as_deref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default();
+        let name = format!("secret:{}", s.name);
+        checks.push(match s.status {
+            "overdue" => check(name, "critical", format!("{} is overdue for rotation (due {due}){how}; then `runbook secrets rotated {}`", s.name, s.name))
+                .raises("secret.overdue", s.name.clone()),
+            "due" => check(name, "warn", format!("{} is due for rotation by {due}{how}", s.name))
+                .raises("secret.due", s.name.clone()),
+            _ => check(name, "ok", format!("rotated less than {} days ago", s.max_age_days)),
+        });
+    }
     if state.settings.auth_enabled {
         if state.store.has_owner_key().await? {
             checks.push(check("auth", "ok", "enabled with an owner key"));

@@ -342,3 +342,8 @@ pub(crate) async fn event(
         Json(serde_json::json!({ "recorded": true })),
     ))
 }
+
+/// `GET /api/secrets` (owner): names, ages and due dates, never values.
+pub(crate) async fn secrets(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(crate::secrets::refresh(&state).await?))
+}

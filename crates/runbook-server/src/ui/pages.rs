@@ -97,7 +97,11 @@ async fn overview_body(state: &AppState, v: &Viewer) -> Result<Markup, AppError>
         .collect();
     let mut warnings: Vec<String> = checks
         .iter()
-        .filter(|c| matches!(c.name.as_str(), "auth" | "disk" | "repository") && c.status != "ok")
+        .filter(|c| {
+            (matches!(c.name.as_str(), "auth" | "disk" | "repository")
+                || c.name.starts_with("secret:"))
+                && c.status != "ok"
+        })
         .map(|c| format!("{}: {}", c.name, c.message))
         .collect();
     if v.may(Role::Owner) {

@@ -58,7 +58,22 @@ pub async fn spawn(settings: Settings, run_background: bool) -> App {
 
 /// `extra` is appended to the config (more tables for `app-db`).
 pub async fn spawn_with(settings: Settings, run_background: bool, extra: &str) -> App {
-    let dir = tempfile::tempdir().expect("tempdir");
+    spawn_in(
+        tempfile::tempdir().expect("tempdir"),
+        settings,
+        run_background,
+        extra,
+    )
+    .await
+}
+
+/// As [`spawn_with`], in `dir` (which may already hold files the config names).
+pub async fn spawn_in(
+    dir: tempfile::TempDir,
+    settings: Settings,
+    run_background: bool,
+    extra: &str,
+) -> App {
     let root = dir.path().to_path_buf();
     make_db(&root.join("app.db"), 10);
     std::fs::write(

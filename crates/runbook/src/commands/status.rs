@@ -9,7 +9,7 @@ use runbook_server::{AppState, Settings, SystemClock};
 
 use crate::{cli::StatusArgs, output};
 
-async fn state(config: Config) -> anyhow::Result<AppState> {
+pub(super) async fn state(config: Config) -> anyhow::Result<AppState> {
     let settings = Settings::from_env(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
     let store = super::store(&config).await?;
     Ok(AppState::new(Engine::new(config), store, settings, Arc::new(SystemClock)).await?)

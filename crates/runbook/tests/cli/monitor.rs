@@ -208,3 +208,35 @@ expect = ["json.status == \"dead\""]
     ]);
     assert_eq!(run.code, 1, "{}", run.stdout);
 }
+
+#[test]
+fn secrets_are_listed_without_values_and_a_rotation_is_recorded() {
+    let ws = Workspace::new(&format!(
+        "{}[secrets.r2-keys]\nmax_age = \"90d\"\nnotes = \"rotate in the Cloudflare dashboard\"\n[secrets.session]\nenv = \"RUNBOOK_TEST_SESSION_SECRET\"\n",
+        sqlite_config("app.db")
+    ));
+    let list = output(
+        ws.command(&["secrets", "list", "--json"])
+            .env("RUNBOOK_TEST_SESSION_SECRET", "hunter2-value")
+            .output()
+            .expect("run"),
+    )
+    .ok();
+    let v: serde_json::Value = serde_json::from_str(&list.stdout).expect("json");
+    assert_eq!(v[0]["name"], "r2-keys");
+    assert_eq!(v[0]["status"], "ok");
+    assert_eq!(v[1]["watching"], "env RUNBOOK_TEST_SESSION_SECRET");
+    assert!(!list.stdout.contains("hunter2"), "never the value");
+    ws.run(&["secrets", "rotated", "r2-keys"]).ok();
+    ws.run(&["secrets", "rotated", "nope"])
+        .fails_with(&["no secret named \"nope\"", "r2-keys, session"]);
+    let log = ws.run(&["oplog", "--json"]).ok();
+    assert!(log.stdout.contains("secret.rotated"));
+    let config_bad = Workspace::new(&format!(
+        "{}[secrets.x]\nenv = \"not a variable name!\"\n",
+        sqlite_config("app.db")
+    ));
+    config_bad
+        .run(&["config", "check", "--offline"])
+        .fails_with(&["secrets.x.env", "never the secret"]);
+}
