@@ -464,7 +464,8 @@ fn html_escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-fn one_line(e: &dyn std::error::Error) -> String {
+/// An error and its causes on one line.
+pub(crate) fn one_line(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(inner) = src {

@@ -10,6 +10,8 @@ use runbook_config::{
 use secrecy::{ExposeSecret, SecretString};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
+use crate::notify::one_line;
+
 /// A probe's result: passed or why not, and how long it took.
 #[derive(Debug, Clone)]
 pub(crate) struct Outcome {
@@ -328,17 +330,6 @@ fn not_after(der: &[u8]) -> Option<i64> {
     iso.parse::<jiff::Timestamp>()
         .ok()
         .map(jiff::Timestamp::as_second)
-}
-
-fn one_line(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }
 
 /// Time between checks, as ms.

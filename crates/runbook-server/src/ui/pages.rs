@@ -441,7 +441,7 @@ async fn start(state: &AppState, v: &Viewer, new: NewJob, action: &str) -> Respo
 
 macro_rules! guarded {
     ($state:expr, $headers:expr, $form:expr, $role:expr) => {{
-        let v = match signed_in(&$state, &$headers).await {
+        let v = match signed_in($state, $headers).await {
             Ok(v) => v,
             Err(r) => return r,
         };
@@ -452,23 +452,38 @@ macro_rules! guarded {
     }};
 }
 
+/// "Back up now" and "Run drill" (operator): queue the job and follow it on its page.
+async fn queue(
+    state: &AppState,
+    headers: &HeaderMap,
+    name: String,
+    f: &ActionForm,
+    kind: JobKind,
+) -> Response {
+    let v = guarded!(state, headers, f, Role::Operator);
+    if state.engine.config().target(&name).is_err() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let (params, action) = match kind {
+        JobKind::Backup => (serde_json::json!({ "reason": "dashboard" }), "backup.run"),
+        _ => (serde_json::json!({}), "drill.run"),
+    };
+    let new = NewJob {
+        kind,
+        target: name,
+        params,
+        requested_by: v.actor(),
+    };
+    start(state, &v, new, action).await
+}
+
 pub(crate) async fn backup(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(name): Path<String>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    let v = guarded!(state, headers, f, Role::Operator);
-    if state.engine.config().target(&name).is_err() {
-        return StatusCode::NOT_FOUND.into_response();
-    }
-    let new = NewJob {
-        kind: JobKind::Backup,
-        target: name,
-        params: serde_json::json!({ "reason": "dashboard" }),
-        requested_by: v.actor(),
-    };
-    start(&state, &v, new, "backup.run").await
+    queue(&state, &headers, name, &f, JobKind::Backup).await
 }
 
 pub(crate) async fn drill(
@@ -477,17 +492,7 @@ pub(crate) async fn drill(
     Path(name): Path<String>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    let v = guarded!(state, headers, f, Role::Operator);
-    if state.engine.config().target(&name).is_err() {
-        return StatusCode::NOT_FOUND.into_response();
-    }
-    let new = NewJob {
-        kind: JobKind::Drill,
-        target: name,
-        params: serde_json::json!({}),
-        requested_by: v.actor(),
-    };
-    start(&state, &v, new, "drill.run").await
+    queue(&state, &headers, name, &f, JobKind::Drill).await
 }
 
 pub(crate) async fn restore(
@@ -496,7 +501,7 @@ pub(crate) async fn restore(
     Path(name): Path<String>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    let v = guarded!(state, headers, f, Role::Owner);
+    let v = guarded!(&state, &headers, f, Role::Owner);
     if f.confirm.trim() != name {
         return page_status(
             StatusCode::UNPROCESSABLE_ENTITY,
