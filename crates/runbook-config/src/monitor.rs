@@ -364,6 +364,31 @@ pub enum When {
     },
 }
 
+impl std::fmt::Display for When {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Failing { subject, for_ } if for_.is_zero() => write!(f, "{subject} failing"),
+            Self::Failing { subject, for_ } => {
+                write!(
+                    f,
+                    "{subject} failing for {}",
+                    humantime::format_duration(*for_)
+                )
+            }
+            Self::Failures {
+                subject,
+                more_than,
+                within,
+            } => write!(
+                f,
+                "{subject} failures > {more_than} in {}",
+                humantime::format_duration(*within)
+            ),
+            Self::InARow { subject, times } => write!(f, "{subject} failed {times} times in a row"),
+        }
+    }
+}
+
 impl When {
     /// What the rule watches.
     #[must_use]

@@ -14,6 +14,7 @@ mod middleware;
 pub mod monitor;
 pub mod notify;
 mod ratelimit;
+pub mod report;
 mod routes;
 pub mod scheduler;
 pub mod secrets;

@@ -61,6 +61,7 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/api/events", post(monitor::event))
         .route("/api/secrets", get(monitor::secrets))
+        .route("/api/report/runbook", get(monitor::runbook_report))
         .route(
             "/ping/{key}",
             get(monitor::ping).post(monitor::ping).head(monitor::ping),

@@ -165,6 +165,10 @@ pub enum ReportCommand {
         #[arg(long, default_value = "md", value_parser = ["md", "json"])]
         format: String,
     },
+    /// The operations runbook of this installation (Markdown), from the configuration and the
+    /// records: targets, schedules, retention, last backups and drills, restore commands,
+    /// alerts, secrets.
+    Runbook,
 }
 
 #[derive(Debug, Subcommand)]

@@ -56,6 +56,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     format,
                 },
         } => drill::report(&load(&cli.config)?, &since, target.as_deref(), &format),
+        Command::Report {
+            command: ReportCommand::Runbook,
+        } => status::report(load(&cli.config)?),
         Command::Serve => serve::run(load(&cli.config)?),
         Command::Keys { command } => keys::run(&load(&cli.config)?, command),
         Command::Oplog(args) => oplog::run(&load(&cli.config)?, &args),

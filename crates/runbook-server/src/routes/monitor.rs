@@ -347,3 +347,14 @@ pub(crate) async fn event(
 pub(crate) async fn secrets(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
     Ok(Json(crate::secrets::refresh(&state).await?))
 }
+
+/// `GET /api/report/runbook`: the operations runbook of this installation, as Markdown.
+pub(crate) async fn runbook_report(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/markdown; charset=utf-8",
+        )],
+        crate::report::markdown(&state).await?,
+    ))
+}

@@ -79,3 +79,11 @@ pub fn notify_test(config: Config, name: &str) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     })
 }
+
+pub fn report(config: Config) -> anyhow::Result<ExitCode> {
+    super::runtime()?.block_on(async {
+        let state = state(config).await?;
+        print!("{}", runbook_server::report::markdown(&state).await?);
+        Ok(ExitCode::SUCCESS)
+    })
+}

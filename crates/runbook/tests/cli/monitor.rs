@@ -240,3 +240,38 @@ fn secrets_are_listed_without_values_and_a_rotation_is_recorded() {
         .run(&["config", "check", "--offline"])
         .fails_with(&["secrets.x.env", "never the secret"]);
 }
+
+/// The rendered runbook names each target's restore command, and that command restores.
+#[test]
+fn the_rendered_runbook_has_a_restore_command_that_restores() {
+    let ws = Workspace::new(&format!(
+        "{}[secrets.r2-keys]\nnotes = \"rotate quarterly\"\n[probes.api]\nkind = \"tcp\"\naddress = \"127.0.0.1:1\"\n[alerts.api-down]\nwhen = \"probe.api failing for 3m\"\n",
+        sqlite_config("app.db")
+    ));
+    make_db(&ws.path("app.db"), 7);
+    ws.run(&["backup", "db"]).ok();
+    let report = ws.run(&["report", "runbook"]).ok().stdout;
+    for needle in [
+        "### db",
+        "keeps the last 2 snapshots",
+        "`probe.api failing for 3m`",
+        "r2-keys",
+        "rotate quarterly",
+    ] {
+        assert!(report.contains(needle), "{needle:?} in:\n{report}");
+    }
+    let command = report
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("runbook --config") && l.contains(" restore db "))
+        .expect("a restore command for db")
+        .to_string();
+    let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+    ws.run(&args).ok();
+    let to = args[args.iter().position(|a| *a == "--to").expect("--to") + 1];
+    assert_eq!(
+        count(std::path::Path::new(to), "SELECT count(*) FROM items"),
+        7,
+        "the printed command restores"
+    );
+}
