@@ -93,7 +93,7 @@ pub(crate) async fn authorize(
             "missing API key: send x-runbook-api-key or Authorization: Bearer",
         ));
     };
-    let key = match state.store.find_key(&secret).await {
+    let key = match state.store.find_key(&secret, state.clock.now_ms()).await {
         Ok(Some(k)) => k,
         Ok(None) => return Err(unauthorized("unknown or revoked API key")),
         Err(e) => return Err(AppError::internal(e).into_response()),

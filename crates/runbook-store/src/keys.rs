@@ -166,11 +166,14 @@ impl Store {
     ///
     /// # Errors
     /// Database errors.
-    pub async fn find_key(&self, secret: &str) -> Result<Option<ApiKey>> {
+    pub async fn find_key(&self, secret: &str, now: i64) -> Result<Option<ApiKey>> {
+        // A rotated key stays valid until its (future) revocation time.
         let row = sqlx::query(
-            "SELECT id, name, role, created_at, revoked_at, last_used_at FROM api_keys WHERE hash = $1 AND revoked_at IS NULL",
+            "SELECT id, name, role, created_at, revoked_at, last_used_at FROM api_keys
+             WHERE hash = $1 AND (revoked_at IS NULL OR revoked_at > $2)",
         )
         .bind(hash_secret(secret))
+        .bind(now)
         .fetch_optional(self.pool())
         .await?;
         row.as_ref().map(key_from).transpose()
@@ -206,13 +209,38 @@ impl Store {
         rows.iter().map(key_from).collect()
     }
 
+    /// Rotates key `id`: a successor with the same name and role, and the old key revoked
+    /// `overlap_ms` from `now` (both work until then, so clients can switch over).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown or revoked id; database errors.
+    pub async fn rotate_key(&self, id: &str, overlap_ms: i64, now: i64) -> Result<NewKey> {
+        let old = self
+            .keys()
+            .await?
+            .into_iter()
+            .find(|k| k.id == id && k.revoked_at.is_none_or(|t| t > now))
+            .ok_or_else(|| Error::NotFound {
+                what: "active API key",
+                id: id.to_string(),
+            })?;
+        // The successor first: a crash in between leaves two working keys, never none.
+        let new = self.create_key(&old.name, old.role, now).await?;
+        sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2")
+            .bind(now + overlap_ms.max(0))
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(new)
+    }
+
     /// Revokes key `id`.
     ///
     /// # Errors
     /// [`Error::NotFound`] for an unknown or already revoked id.
     pub async fn revoke_key(&self, id: &str, now_ms: i64) -> Result<()> {
         let done =
-            sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND (revoked_at IS NULL OR revoked_at > $1)")
                 .bind(now_ms)
                 .bind(id)
                 .execute(self.pool())

@@ -52,7 +52,7 @@ impl Store {
         let row = sqlx::query(
             "SELECT s.key_id, k.name, k.role, s.csrf, s.expires_at FROM sessions s
              JOIN api_keys k ON k.id = s.key_id
-             WHERE s.hash = $1 AND s.expires_at > $2 AND k.revoked_at IS NULL",
+             WHERE s.hash = $1 AND s.expires_at > $2 AND (k.revoked_at IS NULL OR k.revoked_at > $2)",
         )
         .bind(&hash)
         .bind(now)

@@ -103,13 +103,13 @@ async fn story(url: &str) {
     assert!(k.secret.starts_with("rbk_") && k.secret.len() > 60);
     assert_eq!(
         store
-            .find_key(&k.secret)
+            .find_key(&k.secret, 2)
             .await
             .expect("find")
             .map(|k| k.role),
         Some(Role::Operator)
     );
-    assert!(store.find_key("rbk_nope").await.expect("find").is_none());
+    assert!(store.find_key("rbk_nope", 2).await.expect("find").is_none());
     store
         .ensure_key("boot", Role::Owner, "bootstrap-secret", 1)
         .await
@@ -121,10 +121,50 @@ async fn story(url: &str) {
     assert!(store.has_owner_key().await.expect("owner"));
     assert_eq!(store.keys().await.expect("keys").len(), 2);
     store.revoke_key(&k.key.id, 5).await.expect("revoke");
-    assert!(store.find_key(&k.secret).await.expect("find").is_none());
+    assert!(store.find_key(&k.secret, 5).await.expect("find").is_none());
     assert!(
         store.revoke_key(&k.key.id, 6).await.is_err(),
         "revoking twice is an error"
+    );
+    // Rotation: a successor at once, the old key until the overlap ends.
+    let ops = store
+        .create_key("ops", Role::Operator, 10)
+        .await
+        .expect("key");
+    let next = store
+        .rotate_key(&ops.key.id, 100, 20)
+        .await
+        .expect("rotate");
+    assert_eq!(
+        (next.key.name.as_str(), next.key.role),
+        ("ops", Role::Operator)
+    );
+    assert!(
+        store
+            .find_key(&ops.secret, 119)
+            .await
+            .expect("find")
+            .is_some(),
+        "old key during the overlap"
+    );
+    assert!(
+        store
+            .find_key(&ops.secret, 120)
+            .await
+            .expect("find")
+            .is_none(),
+        "not after"
+    );
+    assert!(
+        store
+            .find_key(&next.secret, 120)
+            .await
+            .expect("find")
+            .is_some()
+    );
+    assert!(
+        store.rotate_key(&ops.key.id, 100, 130).await.is_err(),
+        "a revoked key cannot be rotated"
     );
     // Regression: after the bootstrap key was revoked, the next start failed with "UNIQUE
     // constraint failed: api_keys.hash". It starts, and the key stays revoked.
@@ -141,7 +181,7 @@ async fn story(url: &str) {
     assert!(again.revoked_at.is_some());
     assert!(
         store
-            .find_key("bootstrap-secret")
+            .find_key("bootstrap-secret", 1000)
             .await
             .expect("find")
             .is_none()

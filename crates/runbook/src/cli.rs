@@ -196,6 +196,18 @@ pub enum KeysCommand {
         /// The key id from `keys list`.
         id: String,
     },
+    /// Issue a successor of a key (same name and role; the secret is printed once) and revoke
+    /// the old one after an overlap, so clients can switch over.
+    Rotate {
+        /// The key id from `keys list`.
+        id: String,
+        /// How long the old key keeps working: 24h, 7d, 0.
+        #[arg(long, default_value = "24h")]
+        overlap: String,
+        /// Print the new key as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -226,7 +226,7 @@ pub(crate) struct LoginForm {
 
 async fn login(State(state): State<AppState>, Form(f): Form<LoginForm>) -> Response {
     let now = state.clock.now_ms();
-    let key = match state.store.find_key(f.key.trim()).await {
+    let key = match state.store.find_key(f.key.trim(), now).await {
         Ok(Some(k)) => k,
         Ok(None) => {
             return login_form(

@@ -49,12 +49,47 @@ pub fn run(config: &Config, command: KeysCommand) -> anyhow::Result<ExitCode> {
                                 ms(k.created_at),
                                 k.revoked_at.map_or_else(
                                     || "active".into(),
-                                    |t| format!("revoked {}", ms(t)),
+                                    |t| {
+                                        if t > now {
+                                            format!("active until {}", ms(t))
+                                        } else {
+                                            format!("revoked {}", ms(t))
+                                        }
+                                    },
                                 ),
                             ]
                         })
                         .collect();
                     output::table(&["ID", "NAME", "ROLE", "CREATED (UTC)", "STATE"], &rows);
+                }
+            }
+            KeysCommand::Rotate { id, overlap, json } => {
+                let overlap = if overlap.trim() == "0" {
+                    std::time::Duration::ZERO
+                } else {
+                    runbook_config::parse_duration(&overlap)
+                        .map_err(|e| anyhow::anyhow!("--overlap: {e}"))?
+                };
+                let overlap_ms = i64::try_from(overlap.as_millis()).unwrap_or(i64::MAX);
+                let new = store.rotate_key(&id, overlap_ms, now).await?;
+                let until = ms(now + overlap_ms);
+                append(
+                    &store,
+                    "key.rotate",
+                    &id,
+                    format!("successor {}; the old key works until {until}", new.key.id),
+                    now,
+                )
+                .await?;
+                if json {
+                    output::json(&serde_json::json!({ "key": new.key, "secret": new.secret, "old_key_until": now + overlap_ms }))?;
+                } else {
+                    println!("{}", new.secret);
+                    eprintln!(
+                        "key {id} rotated: successor {} ({}); the old key works until {until} UTC; this is the only time the secret is shown",
+                        new.key.id,
+                        new.key.role.as_str()
+                    );
                 }
             }
             KeysCommand::Revoke { id } => {

@@ -275,3 +275,61 @@ fn the_rendered_runbook_has_a_restore_command_that_restores() {
         "the printed command restores"
     );
 }
+
+/// `runbook keys rotate`: a successor with the same role, the old key working until the
+/// overlap ends (as the running server sees it), both recorded in the ops log.
+#[test]
+fn a_rotated_key_has_a_successor_and_the_old_one_works_until_the_overlap_ends() {
+    let ws = Workspace::new(&sqlite_config("app.db"));
+    let created = ws
+        .run(&[
+            "keys", "create", "--role", "operator", "--name", "deploy", "--json",
+        ])
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(&created.stdout).expect("json");
+    let (id, old) = (
+        v["key"]["id"].as_str().expect("id").to_string(),
+        v["secret"].as_str().expect("secret").to_string(),
+    );
+    let rotated = ws
+        .run(&["keys", "rotate", &id, "--overlap", "1h", "--json"])
+        .ok();
+    let r: serde_json::Value = serde_json::from_str(&rotated.stdout).expect("json");
+    let new = r["secret"].as_str().expect("secret").to_string();
+    assert_ne!(new, old);
+    assert_eq!(r["key"]["role"], "operator");
+    let list = ws.run(&["keys", "list"]).ok();
+    assert!(list.stdout.contains("active until"), "{}", list.stdout);
+    // The server takes both keys during the overlap.
+    let mut s = crate::serve::serve(&ws);
+    for key in [&old, &new] {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(&s.addr).expect("connect");
+        write!(
+            c,
+            "GET /api/targets HTTP/1.1\r\nHost: x\r\nx-runbook-api-key: {key}\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send");
+        let mut resp = String::new();
+        c.read_to_string(&mut resp).expect("read");
+        assert!(
+            resp.starts_with("HTTP/1.1 200"),
+            "{}",
+            resp.lines().next().unwrap_or("")
+        );
+    }
+    s.child.kill().expect("stop");
+    let _ = s.child.wait();
+    // With no overlap, the old key stops at once.
+    ws.run(&[
+        "keys",
+        "rotate",
+        r["key"]["id"].as_str().expect("id"),
+        "--overlap",
+        "0",
+    ])
+    .ok();
+    ws.run(&["keys", "rotate", "nope"]).fails_with(&["nope"]);
+    let log = ws.run(&["oplog", "--json"]).ok();
+    assert!(log.stdout.contains("key.rotate"));
+}
