@@ -37,9 +37,8 @@ pub(crate) async fn evaluate(state: &AppState) -> Result<(), runbook_store::Erro
         notify::signal(state, rule, &subject, true, &c.message).await?;
         now_firing.insert((rule.to_string(), subject));
     }
-    for a in state.store.alerts(0).await? {
-        if a.state == "firing"
-            && RULES.contains(&a.rule.as_str())
+    for a in state.store.firing_alerts().await? {
+        if RULES.contains(&a.rule.as_str())
             && !now_firing.contains(&(a.rule.clone(), a.subject.clone()))
         {
             notify::signal(state, &a.rule, &a.subject, false, "the check passes again").await?;

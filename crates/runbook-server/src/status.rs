@@ -80,13 +80,7 @@ pub async fn summary(state: &AppState) -> Result<Summary, runbook_store::Error> 
         })
         .collect();
     heartbeats.sort_by(|a, b| a.name.cmp(&b.name));
-    let alerts: Vec<_> = state
-        .store
-        .alerts(0)
-        .await?
-        .into_iter()
-        .filter(|a| a.state == "firing")
-        .collect();
+    let alerts = state.store.firing_alerts().await?;
     let bad = |l: &Line, words: &[&str]| words.contains(&l.status.as_str());
     let status = if !alerts.is_empty()
         || checks.iter().any(|c| bad(c, &["critical"]))

@@ -177,6 +177,19 @@ impl Store {
         Ok(rows)
     }
 
+    /// The alerts firing now.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn firing_alerts(&self) -> Result<Vec<Alert>> {
+        Ok(self
+            .alerts(0)
+            .await?
+            .into_iter()
+            .filter(|a| a.state == "firing")
+            .collect())
+    }
+
     async fn alert_rows(&self, key: Option<(&str, &str)>) -> Result<Vec<Alert>> {
         const ALL: &str = "SELECT rule, subject, state, since, fired_at, last_sent, severity, message FROM alerts";
         const ONE: &str = "SELECT rule, subject, state, since, fired_at, last_sent, severity, message FROM alerts WHERE rule = $1 AND subject = $2";

@@ -67,13 +67,7 @@ pub(crate) async fn report(
     State(state): State<AppState>,
 ) -> Result<impl IntoResponse, crate::error::AppError> {
     let checks = checks(&state).await?;
-    let status = if checks.iter().any(|c| c.status == "critical") {
-        "critical"
-    } else if checks.iter().any(|c| c.status == "warn") {
-        "warn"
-    } else {
-        "ok"
-    };
+    let status = worst(checks.iter().map(|c| c.status));
     Ok(Json(
         serde_json::json!({ "status": status, "checks": checks }),
     ))
@@ -100,6 +94,15 @@ fn disk_check(dir: &std::path::Path) -> Check {
             format!("cannot read free space of {}: {e}", dir.display()),
         ),
     }
+}
+
+/// The worst of some check statuses: `critical`, else `warn`, else `ok`.
+pub(crate) fn worst<'a>(statuses: impl Iterator<Item = &'a str>) -> &'static str {
+    statuses.fold("ok", |w, s| match (w, s) {
+        ("critical", _) | (_, "critical") => "critical",
+        ("warn", _) | (_, "warn") => "warn",
+        _ => "ok",
+    })
 }
 
 /// Every health check, as `/api/health` shows them and the built-in signals read them.

@@ -54,10 +54,8 @@ pub(crate) async fn metrics(
     }
     monitor.heartbeats.sort();
     let mut firing = std::collections::BTreeMap::<String, i64>::new();
-    for a in state.store.alerts(0).await? {
-        if a.state == "firing" {
-            *firing.entry(a.rule).or_default() += 1;
-        }
+    for a in state.store.firing_alerts().await? {
+        *firing.entry(a.rule).or_default() += 1;
     }
     for rule in state.engine.config().monitor.alerts.keys() {
         firing.entry(rule.clone()).or_default();

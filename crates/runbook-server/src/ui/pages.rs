@@ -59,13 +59,7 @@ fn target_status(checks: &[health::Check], target: &str) -> (&'static str, Vec<S
                 .is_some_and(|(_, rest)| rest == target || rest.starts_with(&format!("{target}:")))
         })
         .collect();
-    let worst = if mine.iter().any(|c| c.status == "critical") {
-        "critical"
-    } else if mine.iter().any(|c| c.status == "warn") {
-        "warn"
-    } else {
-        "ok"
-    };
+    let worst = health::worst(mine.iter().map(|c| c.status));
     let why = mine
         .iter()
         .filter(|c| c.status != "ok")
@@ -88,13 +82,7 @@ pub(crate) async fn overview(State(state): State<AppState>, headers: HeaderMap) 
 async fn overview_body(state: &AppState, v: &Viewer) -> Result<Markup, AppError> {
     let now = state.clock.now_ms();
     let checks = health::checks(state).await?;
-    let alerts: Vec<_> = state
-        .store
-        .alerts(0)
-        .await?
-        .into_iter()
-        .filter(|a| a.state == "firing")
-        .collect();
+    let alerts = state.store.firing_alerts().await?;
     let mut warnings: Vec<String> = checks
         .iter()
         .filter(|c| {
