@@ -7,7 +7,8 @@ use runbook_config::{Keep, Target, TargetKind};
 
 use crate::AppState;
 
-fn when(ms: i64) -> String {
+/// A time as `2026-11-26 03:00 UTC` (the dashboard and the report).
+pub(crate) fn when(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
         .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_default()
@@ -86,6 +87,17 @@ pub fn restore_command(config: &runbook_config::Config, t: &Target) -> String {
     }
 }
 
+/// A target's last backup (Unix ms; however it was made) and last drill.
+pub(crate) async fn last_backup_and_drill(
+    state: &AppState,
+    target: &str,
+) -> Result<(Option<i64>, Option<runbook_store::NewDrill>), runbook_store::Error> {
+    // An unreadable repository shows as "none" here; /api/health names it.
+    let last = state.last_backup_ms(target).await.unwrap_or(None);
+    let drill = state.store.last_drill(target, None).await?.map(|r| r.drill);
+    Ok((last, drill))
+}
+
 /// The runbook as Markdown.
 ///
 /// # Errors
@@ -112,12 +124,7 @@ pub async fn markdown(state: &AppState) -> Result<String, runbook_store::Error> 
         config.repository.password_file.display()
     );
     for t in config.targets.values() {
-        let last = state.last_backup_ms(&t.name).await.unwrap_or(None);
-        let drill = state
-            .store
-            .last_drill(&t.name, None)
-            .await?
-            .map(|r| r.drill);
+        let (last, drill) = last_backup_and_drill(state, &t.name).await?;
         let _ = writeln!(md, "### {}\n", t.name);
         let _ = writeln!(md, "- **What**: {}", what(t));
         let _ = writeln!(

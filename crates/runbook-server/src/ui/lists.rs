@@ -9,22 +9,13 @@ use axum::{
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::{Viewer, page, signed_in};
+use super::{Viewer, badge, page, signed_in};
 use crate::{AppState, error::AppError, monitor};
 
 fn when(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
         .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_default()
-}
-
-fn badge(status: &str) -> Markup {
-    let class = match status {
-        "ok" | "up" | "succeeded" | "passed" | "resolved" => "ok",
-        "warn" | "late" | "queued" | "running" | "new" | "pending" => "warn",
-        _ => "critical",
-    };
-    html! { span class={"badge " (class)} { (status) } }
 }
 
 async fn render<F>(state: &AppState, headers: &HeaderMap, title: &str, body: F) -> Response

@@ -142,6 +142,16 @@ pub(crate) fn refused(v: &Viewer, csrf: &str, role: Role) -> Option<Response> {
     None
 }
 
+/// A status as a coloured word: ok (also up, passed, …), warn (late, running, …), critical.
+pub(crate) fn badge(status: &str) -> Markup {
+    let class = match status {
+        "ok" | "up" | "succeeded" | "passed" | "resolved" => "ok",
+        "warn" | "late" | "queued" | "running" | "new" | "pending" => "warn",
+        _ => "critical",
+    };
+    html! { span class={"badge " (class)} { (status) } }
+}
+
 /// A full page with the dashboard's headers.
 pub(crate) fn page(title: &str, v: Option<&Viewer>, body: Markup) -> Response {
     page_status(StatusCode::OK, title, v, body)

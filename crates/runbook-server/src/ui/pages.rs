@@ -11,8 +11,8 @@ use maud::{Markup, html};
 use runbook_store::{JobKind, NewJob, Role};
 use serde::Deserialize;
 
-use super::{Viewer, page, page_status, refused, signed_in};
-use crate::{AppState, error::AppError, routes::health};
+use super::{Viewer, badge, page, page_status, refused, signed_in};
+use crate::{AppState, error::AppError, report::when, routes::health};
 
 const PAGE: usize = 50;
 const DAY_MS: i64 = 86_400_000;
@@ -28,12 +28,6 @@ fn age(ms: i64) -> String {
     }
 }
 
-fn when(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
-        .unwrap_or_default()
-}
-
 fn bytes(n: u64) -> String {
     #[allow(clippy::cast_precision_loss)]
     let f = n as f64;
@@ -43,10 +37,6 @@ fn bytes(n: u64) -> String {
         1_048_576..=1_073_741_823 => format!("{:.1} MiB", f / 1_048_576.0),
         _ => format!("{:.2} GiB", f / 1_073_741_824.0),
     }
-}
-
-fn badge(status: &str) -> Markup {
-    html! { span class={"badge " (status)} { (status) } }
 }
 
 /// A target's status: the worst of its health checks, and why in words.
@@ -113,12 +103,7 @@ async fn overview_body(state: &AppState, v: &Viewer) -> Result<Markup, AppError>
     let mut rows = Vec::new();
     for t in config.targets.values() {
         let (status, why) = target_status(&checks, &t.name);
-        let last = state.last_backup_ms(&t.name).await.unwrap_or(None);
-        let drill = state
-            .store
-            .last_drill(&t.name, None)
-            .await?
-            .map(|r| r.drill);
+        let (last, drill) = crate::report::last_backup_and_drill(state, &t.name).await?;
         rows.push((t, status, why, last, drill));
     }
     Ok(html! {
