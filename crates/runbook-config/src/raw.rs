@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 mod drill;
 mod monitor;
+mod probe;
 mod repository;
 mod secrets;
 mod smoke;
@@ -37,7 +38,7 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     targets: BTreeMap<String, RawTarget>,
     #[serde(default)]
-    probes: BTreeMap<String, monitor::RawProbe>,
+    probes: BTreeMap<String, probe::RawProbe>,
     #[serde(default)]
     heartbeats: BTreeMap<String, monitor::RawHeartbeat>,
     #[serde(default)]

@@ -9,11 +9,13 @@ mod alerts;
 mod anchor;
 mod drills;
 mod error;
+mod heartbeats;
 mod jobs;
 mod keys;
 mod migrate;
 mod monitor;
 mod oplog;
+mod probes;
 mod secrets;
 mod sessions;
 
@@ -23,12 +25,12 @@ pub use alerts::{Alert, Notification, Transition};
 pub use anchor::Anchor;
 pub use drills::{DrillRecord, NewDrill};
 pub use error::{Error, Result};
+pub use heartbeats::{HeartbeatEvent, HeartbeatRow, HeartbeatRun};
 pub use jobs::{Job, JobKind, JobState, NewJob};
 pub use keys::{ApiKey, NewKey, Role};
-pub use monitor::{
-    HeartbeatEvent, HeartbeatRow, HeartbeatRun, ProbeResult, ProbeStatus, Rollup, SilenceRow,
-};
+pub use monitor::SilenceRow;
 pub use oplog::{Entry, NewEntry, VerifyError};
+pub use probes::{ProbeResult, ProbeStatus, Rollup};
 pub use secrets::SecretRow;
 pub use sessions::Session;
 
