@@ -4,6 +4,8 @@
 //! form carries the session's CSRF token; the page shows what the key's role may see and offers
 //! only the actions it may take. Strict Content-Security-Policy: no inline script or style.
 
+mod actions;
+mod charts;
 mod lists;
 mod pages;
 
@@ -47,14 +49,14 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/targets/{name}", get(pages::target))
-        .route("/targets/{name}/backup", post(pages::backup))
-        .route("/targets/{name}/drill", post(pages::drill))
-        .route("/targets/{name}/restore", post(pages::restore))
+        .route("/targets/{name}/backup", post(actions::backup))
+        .route("/targets/{name}/drill", post(actions::drill))
+        .route("/targets/{name}/restore", post(actions::restore))
         .route("/jobs", get(lists::jobs))
-        .route("/jobs/{id}", get(pages::job))
+        .route("/jobs/{id}", get(actions::job))
         .route("/oplog", get(lists::oplog))
         .route("/monitor", get(lists::monitor))
-        .route("/ui/jobs/{id}", get(pages::job_json))
+        .route("/ui/jobs/{id}", get(actions::job_json))
         .route("/ui/app.css", get(css))
         .route("/ui/app.js", get(js))
         .route("/ui/icon.svg", get(icon))

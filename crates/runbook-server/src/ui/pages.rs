@@ -2,16 +2,19 @@
 //! (snapshots, drills, actions by role) and a job (its state, updated without reload).
 
 use axum::{
-    Form, Json,
     extract::{Path, Query, State},
     http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Redirect, Response},
+    response::{IntoResponse, Response},
 };
 use maud::{Markup, html};
-use runbook_store::{JobKind, NewJob, Role};
+use runbook_store::Role;
 use serde::Deserialize;
 
-use super::{Viewer, badge, page, page_status, refused, signed_in};
+use super::{
+    Viewer, badge,
+    charts::{chart, rto_chart},
+    page, page_status, signed_in,
+};
 use crate::{AppState, error::AppError, report::when, routes::health};
 
 const PAGE: usize = 50;
@@ -28,7 +31,7 @@ fn age(ms: i64) -> String {
     }
 }
 
-fn bytes(n: u64) -> String {
+pub(super) fn bytes(n: u64) -> String {
     #[allow(clippy::cast_precision_loss)]
     let f = n as f64;
     match n {
@@ -299,254 +302,4 @@ async fn target_body(
             }
         }
     })
-}
-
-/// Backup size and duration over the last snapshots, as inline SVG (no script, no style).
-fn chart(newest_first: &[runbook_backup::Snapshot]) -> Markup {
-    let pts: Vec<&runbook_backup::Snapshot> = newest_first.iter().take(60).rev().collect();
-    let max_size = pts.iter().map(|s| s.source_bytes).max().unwrap_or(1).max(1);
-    let max_secs = pts
-        .iter()
-        .map(|s| s.duration_seconds)
-        .fold(0.1_f64, f64::max);
-    let w = 600.0;
-    let h = 120.0;
-    #[allow(clippy::cast_precision_loss)]
-    let step = w / (pts.len().max(2) - 1) as f64;
-    #[allow(clippy::cast_precision_loss)]
-    let line = |f: &dyn Fn(&runbook_backup::Snapshot) -> f64| -> String {
-        pts.iter()
-            .enumerate()
-            .map(|(i, s)| format!("{:.1},{:.1}", i as f64 * step, h - f(s) * (h - 10.0) - 5.0))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    #[allow(clippy::cast_precision_loss)]
-    let size = line(&|s| s.source_bytes as f64 / max_size as f64);
-    let secs = line(&|s| s.duration_seconds / max_secs);
-    html! {
-        figure.chart {
-            svg viewBox="0 0 600 120" role="img" aria-label="backup size and duration over time" {
-                polyline points=(size) fill="none" stroke="currentColor" stroke-width="2" {}
-                polyline points=(secs) fill="none" stroke="#d97706" stroke-width="2" stroke-dasharray="4 3" {}
-            }
-            figcaption { "Size (solid, max " (bytes(max_size)) ") and duration (dashed, max " (format!("{max_secs:.1}")) " s) of the last " (pts.len()) " backups" }
-        }
-    }
-}
-
-/// Each drill's restore time (RTO) as a bar, against the `max_restore` objective (a line).
-fn rto_chart(
-    newest_first: &[runbook_store::DrillRecord],
-    max: Option<std::time::Duration>,
-) -> Markup {
-    let pts: Vec<&runbook_store::DrillRecord> = newest_first.iter().take(30).rev().collect();
-    #[allow(clippy::cast_precision_loss)]
-    let secs = |d: &runbook_store::DrillRecord| d.drill.restore_ms.unwrap_or(0) as f64 / 1000.0;
-    let objective = max.map(|m| m.as_secs_f64());
-    let top = pts
-        .iter()
-        .map(|d| secs(d))
-        .fold(objective.unwrap_or(0.1), f64::max)
-        .max(0.1);
-    let (w, h) = (600.0, 120.0);
-    #[allow(clippy::cast_precision_loss)]
-    let slot = w / pts.len().max(1) as f64;
-    #[allow(clippy::cast_precision_loss)]
-    let bars: Vec<(f64, f64, f64, f64, &str)> = pts
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let bh = secs(d) / top * (h - 10.0);
-            let fill = if d.drill.outcome == "passed" {
-                "#16a34a"
-            } else {
-                "#dc2626"
-            };
-            (
-                i as f64 * slot + 2.0,
-                h - bh,
-                (slot - 4.0).max(1.0),
-                bh,
-                fill,
-            )
-        })
-        .collect();
-    html! {
-        figure.chart {
-            svg viewBox="0 0 600 120" role="img" aria-label="restore time of each drill against the objective" {
-                @for (x, y, bw, bh, fill) in &bars {
-                    rect x=(format!("{x:.1}")) y=(format!("{y:.1}")) width=(format!("{bw:.1}")) height=(format!("{bh:.1}")) fill=(fill) {}
-                }
-                @if let Some(o) = objective {
-                    @let y = h - o / top * (h - 10.0);
-                    line x1="0" x2="600" y1=(format!("{y:.1}")) y2=(format!("{y:.1}")) stroke="currentColor" stroke-dasharray="6 4" {}
-                }
-            }
-            figcaption {
-                "Restore time of the last " (pts.len()) " drills (green passed, red failed)"
-                @if let Some(o) = objective { ", dashed: the objective of " (format!("{o:.0}")) " s" }
-            }
-        }
-    }
-}
-
-#[derive(Deserialize)]
-pub(crate) struct ActionForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    confirm: String,
-    into: Option<String>,
-    to: Option<String>,
-}
-
-async fn start(state: &AppState, v: &Viewer, new: NewJob, action: &str) -> Response {
-    match state
-        .store
-        .enqueue_audited(new, &v.actor(), action, state.clock.now_ms())
-        .await
-    {
-        Ok(job) => Redirect::to(&format!("/jobs/{}", job.id)).into_response(),
-        Err(e) => AppError::from(e).into_response(),
-    }
-}
-
-macro_rules! guarded {
-    ($state:expr, $headers:expr, $form:expr, $role:expr) => {{
-        let v = match signed_in($state, $headers).await {
-            Ok(v) => v,
-            Err(r) => return r,
-        };
-        if let Some(r) = refused(&v, &$form.csrf, $role) {
-            return r;
-        }
-        v
-    }};
-}
-
-/// "Back up now" and "Run drill" (operator): queue the job and follow it on its page.
-async fn queue(
-    state: &AppState,
-    headers: &HeaderMap,
-    name: String,
-    f: &ActionForm,
-    kind: JobKind,
-) -> Response {
-    let v = guarded!(state, headers, f, Role::Operator);
-    if state.engine.config().target(&name).is_err() {
-        return StatusCode::NOT_FOUND.into_response();
-    }
-    let (params, action) = match kind {
-        JobKind::Backup => (serde_json::json!({ "reason": "dashboard" }), "backup.run"),
-        _ => (serde_json::json!({}), "drill.run"),
-    };
-    let new = NewJob {
-        kind,
-        target: name,
-        params,
-        requested_by: v.actor(),
-    };
-    start(state, &v, new, action).await
-}
-
-pub(crate) async fn backup(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    Form(f): Form<ActionForm>,
-) -> Response {
-    queue(&state, &headers, name, &f, JobKind::Backup).await
-}
-
-pub(crate) async fn drill(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    Form(f): Form<ActionForm>,
-) -> Response {
-    queue(&state, &headers, name, &f, JobKind::Drill).await
-}
-
-pub(crate) async fn restore(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    Form(f): Form<ActionForm>,
-) -> Response {
-    let v = guarded!(&state, &headers, f, Role::Owner);
-    if f.confirm.trim() != name {
-        return page_status(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Not restored",
-            Some(&v),
-            html! { p { "The confirmation did not match the target's name; nothing was changed. " a href={"/targets/" (name)} { "Back" } } },
-        );
-    }
-    let caller = crate::auth::Caller {
-        actor: v.actor(),
-        role: Some(v.session.role),
-    };
-    let body = crate::routes::backups::RestoreBody {
-        target: name,
-        snapshot: None,
-        to: f.to.filter(|s| !s.trim().is_empty()),
-        into: f.into.filter(|s| !s.trim().is_empty()),
-        force: false,
-    };
-    match crate::routes::backups::restore_job(&state, &caller, body).await {
-        Ok(new) => start(&state, &v, new, "restore.run").await,
-        Err(e) => e.into_response(),
-    }
-}
-
-pub(crate) async fn job(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let v = match signed_in(&state, &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let job = match state.store.job(&id).await {
-        Ok(j) => j,
-        Err(e) => return AppError::from(e).into_response(),
-    };
-    page(
-        &format!("{} of {}", job.kind, job.target),
-        Some(&v),
-        html! {
-            div.job data-job=(job.id) aria-live="polite" {
-                p { "State: " strong.state { (job.state.as_str()) } " " span.elapsed {} }
-                p { progress.bar max="1" value="0" hidden {} " " span.step {} }
-                p.error { (job.error.clone().unwrap_or_default()) }
-            }
-            p { a href={"/targets/" (job.target)} id="to-target" { "Back to " (job.target) } }
-        },
-    )
-}
-
-/// The job as JSON for the page's script (session-authenticated, like the page).
-pub(crate) async fn job_json(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    if let Err(r) = signed_in(&state, &headers).await {
-        return r;
-    }
-    match state.store.job(&id).await {
-        Ok(j) => Json(serde_json::json!({
-            // The repository work of the job's target, while it runs.
-            "progress": (j.state == runbook_store::JobState::Running).then(|| runbook_backup::live(&j.target)).flatten(),
-            "state": j.state.as_str(),
-            "error": j.error,
-            "started_at": j.started_at,
-            "finished_at": j.finished_at,
-            "now": state.clock.now_ms(),
-        }))
-        .into_response(),
-        Err(e) => AppError::from(e).into_response(),
-    }
 }
