@@ -7,10 +7,12 @@
 //! (as many as the rules look back over); the store keeps each probe's latest result and
 //! hourly rollups, compacted to daily ones after 30 days, so state stays small.
 
+mod cert;
 pub(crate) mod heartbeat;
 pub(crate) mod pings;
 pub(crate) mod probe;
 pub(crate) mod prom;
+mod rules;
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -19,6 +21,8 @@ use std::{
 
 use runbook_config::monitor::{AlertRule, Probe, Subject, When};
 use runbook_store::ProbeResult;
+
+use rules::{heartbeat_rule, probe_rule};
 
 use crate::{
     AppState,
@@ -300,85 +304,6 @@ pub(crate) async fn heartbeat_states(
         out.insert(hb.name.clone(), (status, runs));
     }
     Ok(out)
-}
-
-/// Whether a probe rule's condition holds, and why in words.
-fn probe_rule(when: &When, t: &Track, now: i64) -> (bool, String) {
-    let why = t
-        .last
-        .as_ref()
-        .and_then(|r| r.error.clone())
-        .unwrap_or_else(|| "passing".into());
-    match when {
-        When::Failing { for_, .. } => match t.failing_since {
-            Some(since) if now - since >= probe::ms(*for_) => (
-                true,
-                format!("failing for {} s: {why}", (now - since) / 1000),
-            ),
-            _ => (false, why),
-        },
-        When::Failures {
-            more_than, within, ..
-        } => {
-            let n = t
-                .recent
-                .iter()
-                .filter(|(at, ok)| !ok && *at > now - probe::ms(*within))
-                .count();
-            (
-                n > *more_than as usize,
-                format!(
-                    "{n} failed checks in the last {}: {why}",
-                    humantime::format_duration(*within)
-                ),
-            )
-        }
-        When::InARow { times, .. } => {
-            let n = *times as usize;
-            let firing = t.recent.len() >= n && t.recent.iter().rev().take(n).all(|(_, ok)| !ok);
-            (firing, format!("the last {n} checks failed: {why}"))
-        }
-    }
-}
-
-/// Whether a heartbeat rule's condition holds, and why in words.
-fn heartbeat_rule(
-    when: &When,
-    status: &heartbeat::Status,
-    runs: &[runbook_store::HeartbeatRun],
-    now: i64,
-) -> (bool, String) {
-    match when {
-        When::Failing { for_, .. } => {
-            let firing = status
-                .down_since
-                .is_some_and(|s| status.state == "down" && now - s >= probe::ms(*for_));
-            (firing, format!("{}: {}", status.state, status.reason))
-        }
-        When::Failures {
-            more_than, within, ..
-        } => {
-            let n = runs
-                .iter()
-                .filter(|r| !r.ok && r.at > now - probe::ms(*within))
-                .count();
-            (n > *more_than as usize, format!("{n} failed runs"))
-        }
-        When::InARow { times, .. } => {
-            let n = *times as usize;
-            let firing = runs.len() >= n && runs.iter().take(n).all(|r| !r.ok);
-            let last = runs
-                .first()
-                .and_then(|r| r.note.clone())
-                .unwrap_or_default();
-            (
-                firing,
-                format!("the last {n} runs failed {last}")
-                    .trim_end()
-                    .to_string(),
-            )
-        }
-    }
 }
 
 /// Hourly rollups become daily ones after 30 days, daily ones go after 400; probes no longer
