@@ -65,18 +65,44 @@ pub(crate) struct DumpReader {
     redact: Option<String>,
     /// Why the dump failed, for the caller: the unwinding payload itself may be replaced by the
     /// repository library's thread scope on its way out.
-    failure: Arc<Mutex<Option<String>>>,
+    failure: FailureSlot,
+}
+
+/// Where a dump's failure is written, for the caller .
+pub(crate) type FailureSlot = Arc<Mutex<Option<String>>>;
+
+/// A dump that could not start: the tool did not spawn (`Err` of spawn), or it has no stdout.
+pub(crate) enum SpawnError {
+    Spawn(std::io::Error),
+    NoStdout,
 }
 
 impl DumpReader {
-    /// Wraps a running dump tool; returns the reader and the slot its failure is written to.
-    pub(crate) fn new(
+    /// Starts `cmd` (the dump tool `tool`) writing to a pipe; returns the reader and the slot
+    /// its failure is written to. `redact` (a password) is replaced in what the tool says.
+    pub(crate) fn spawn(
+        tool: &'static str,
+        cmd: &mut std::process::Command,
+        redact: Option<String>,
+    ) -> Result<(Self, FailureSlot), SpawnError> {
+        use std::process::Stdio;
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(SpawnError::Spawn)?;
+        let stdout = child.stdout.take().ok_or(SpawnError::NoStdout)?;
+        let stderr = Stderr::collect(child.stderr.take());
+        Ok(Self::new(tool, child, stdout, stderr, redact))
+    }
+
+    fn new(
         tool: &'static str,
         child: Child,
         stdout: ChildStdout,
         stderr: Stderr,
         redact: Option<String>,
-    ) -> (Self, Arc<Mutex<Option<String>>>) {
+    ) -> (Self, FailureSlot) {
         let failure = Arc::new(Mutex::new(None));
         let reader = Self {
             tool,
@@ -99,10 +125,20 @@ impl DumpReader {
 }
 
 impl Read for DumpReader {
+    /// Fills `buf` whole unless the dump ends: the chunker shrinks its read buffer after a short
+    /// read and never grows it back, so short reads would make it read a byte at a time.
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.stdout.read(buf)?;
+        let mut n = 0;
+        while n < buf.len() {
+            match self.stdout.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
         self.bytes += n as u64;
-        if n == 0 {
+        if n == 0 && !buf.is_empty() {
             let status = self.child.wait()?;
             let mut err = self.stderr.finish().trim().replace('\n', "; ");
             if let Some(p) = self.redact.as_deref().filter(|p| !p.is_empty()) {

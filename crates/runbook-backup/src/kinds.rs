@@ -7,7 +7,7 @@
 use std::{
     io::Read,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::Instant,
 };
 
@@ -171,7 +171,7 @@ impl BackupCx<'_> {
         repo: Repo,
         reader: impl Read + Send + 'static,
         path: &Path,
-        failure: &Arc<Mutex<Option<String>>>,
+        failure: &crate::dump::FailureSlot,
     ) -> Result<Snapshot> {
         self.begin_write(&repo)?;
         let target = self.target.name.clone();

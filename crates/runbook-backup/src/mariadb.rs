@@ -16,7 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
     Error, Result,
-    dump::{DumpReader, Stderr, feed_child},
+    dump::{DumpReader, SpawnError, feed_child},
     scratch::ScratchDir,
 };
 
@@ -150,9 +150,7 @@ impl<'a> Conn<'a> {
     }
 
     /// Starts the dump, writing to a pipe.
-    pub(crate) fn start_dump(
-        &self,
-    ) -> Result<(DumpReader, std::sync::Arc<std::sync::Mutex<Option<String>>>)> {
+    pub(crate) fn start_dump(&self) -> Result<(DumpReader, crate::dump::FailureSlot)> {
         let mut cmd = self.command(&["mariadb-dump", "mysqldump"], None)?;
         cmd.args([
             "--single-transaction",
@@ -165,25 +163,14 @@ impl<'a> Conn<'a> {
             // database the restore names.
             &self.db.url.database,
         ]);
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| self.fail("mariadb-dump", &e.to_string()))?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| self.fail("mariadb-dump", "no stdout"))?;
-        let stderr = Stderr::collect(child.stderr.take());
-        Ok(DumpReader::new(
-            "mariadb-dump",
-            child,
-            stdout,
-            stderr,
-            self.password
-                .as_ref()
-                .map(|p| p.expose_secret().to_string()),
-        ))
+        let redact = self
+            .password
+            .as_ref()
+            .map(|p| p.expose_secret().to_string());
+        DumpReader::spawn("mariadb-dump", &mut cmd, redact).map_err(|e| match e {
+            SpawnError::Spawn(e) => self.fail("mariadb-dump", &e.to_string()),
+            SpawnError::NoStdout => self.fail("mariadb-dump", "no stdout"),
+        })
     }
 
     /// Runs the client against `database` with the dump fed through `feed`.

@@ -9,7 +9,6 @@ use std::{
     io::Write,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::{Arc, Mutex},
 };
 
 use runbook_config::Postgres;
@@ -17,7 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
     Error, Result,
-    dump::{DumpReader, Stderr, feed_child},
+    dump::{DumpReader, SpawnError, feed_child},
 };
 
 /// What a tool needs to reach the database.
@@ -163,7 +162,7 @@ impl Conn<'_> {
     }
 
     /// Starts `pg_dump` in custom format without compression, writing to a pipe.
-    pub(crate) fn start_dump(&self) -> Result<(DumpReader, Arc<Mutex<Option<String>>>)> {
+    pub(crate) fn start_dump(&self) -> Result<(DumpReader, crate::dump::FailureSlot)> {
         let mut cmd = self.command("pg_dump", &self.pg.url.database);
         // `--blobs` (not `--large-objects`, which needs pg_dump 16): large objects are included.
         cmd.args([
@@ -178,25 +177,14 @@ impl Conn<'_> {
         for t in &self.pg.exclude_tables {
             cmd.arg(format!("--exclude-table={t}"));
         }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| self.missing("pg_dump", &e))?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| self.fail("pg_dump", "no stdout"))?;
-        let stderr = Stderr::collect(child.stderr.take());
-        Ok(DumpReader::new(
-            "pg_dump",
-            child,
-            stdout,
-            stderr,
-            self.password
-                .as_ref()
-                .map(|p| p.expose_secret().to_string()),
-        ))
+        let redact = self
+            .password
+            .as_ref()
+            .map(|p| p.expose_secret().to_string());
+        DumpReader::spawn("pg_dump", &mut cmd, redact).map_err(|e| match e {
+            SpawnError::Spawn(e) => self.missing("pg_dump", &e),
+            SpawnError::NoStdout => self.fail("pg_dump", "no stdout"),
+        })
     }
 
     /// Runs `pg_restore` into `database`, feeding it the dump through `feed`.

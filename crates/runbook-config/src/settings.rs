@@ -135,43 +135,11 @@ impl Settings {
                     format!("RUNBOOK_VERIFY_DAYS={v:?}: expected a number of days (0 turns it off)")
                 })?;
         }
-        if let Some(url) = get("ALERT_WEBHOOK_URL").filter(|v| !v.trim().is_empty()) {
-            let url = url.trim().to_string();
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(format!(
-                    "ALERT_WEBHOOK_URL={url:?}: expected an http:// or https:// URL"
-                ));
-            }
-            s.alert_webhook_url = Some(url);
-        }
-        if let Some(secret) = get("ALERT_WEBHOOK_SECRET").filter(|v| !v.trim().is_empty()) {
-            if !secret.trim().starts_with("whsec_") {
-                return Err(
-                    "ALERT_WEBHOOK_SECRET: expected a Standard Webhooks secret, whsec_<base64>"
-                        .into(),
-                );
-            }
-            s.alert_webhook_secret = Some(secret.trim().to_string().into());
-        }
+        s.alert_webhook_url = http_url(&get, "ALERT_WEBHOOK_URL")?;
+        s.alert_webhook_secret = whsec(&get, "ALERT_WEBHOOK_SECRET")?;
         s.smtp = smtp(&get)?;
-        if let Some(url) = get("RUNBOOK_PUBLIC_URL").filter(|v| !v.trim().is_empty()) {
-            let url = url.trim().to_string();
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(format!(
-                    "RUNBOOK_PUBLIC_URL={url:?}: expected an http:// or https:// URL"
-                ));
-            }
-            s.public_url = Some(url);
-        }
-        if let Some(secret) = get("RUNBOOK_WEBHOOK_SECRET").filter(|v| !v.trim().is_empty()) {
-            if !secret.trim().starts_with("whsec_") {
-                return Err(
-                    "RUNBOOK_WEBHOOK_SECRET: expected a Standard Webhooks secret, whsec_<base64>"
-                        .into(),
-                );
-            }
-            s.webhook_secret = Some(secret.trim().to_string().into());
-        }
+        s.public_url = http_url(&get, "RUNBOOK_PUBLIC_URL")?;
+        s.webhook_secret = whsec(&get, "RUNBOOK_WEBHOOK_SECRET")?;
         s.auth_enabled = flag("SECURITY_AUTH_ENABLED", true)?;
         s.owner_keys = list("SECURITY_OWNER_KEYS");
         if let Some((i, short)) = s
@@ -269,4 +237,36 @@ fn smtp(get: &impl Fn(&str) -> Option<String>) -> Result<Option<Smtp>, String> {
         from,
         to,
     }))
+}
+
+/// An optional `http://` or `https://` URL in `var`.
+fn http_url(get: &impl Fn(&str) -> Option<String>, var: &str) -> Result<Option<String>, String> {
+    let Some(url) = get(var).filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let url = url.trim().to_string();
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(Some(url))
+    } else {
+        Err(format!(
+            "{var}={url:?}: expected an http:// or https:// URL"
+        ))
+    }
+}
+
+/// An optional Standard Webhooks secret (`whsec_<base64>`) in `var`; never echoed.
+fn whsec(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &str,
+) -> Result<Option<secrecy::SecretString>, String> {
+    let Some(secret) = get(var).filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    if secret.trim().starts_with("whsec_") {
+        Ok(Some(secret.trim().to_string().into()))
+    } else {
+        Err(format!(
+            "{var}: expected a Standard Webhooks secret, whsec_<base64>"
+        ))
+    }
 }

@@ -13,6 +13,7 @@ mod metrics;
 mod middleware;
 pub mod monitor;
 pub mod notify;
+pub mod ops;
 mod ratelimit;
 pub mod report;
 mod routes;

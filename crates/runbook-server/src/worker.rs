@@ -2,11 +2,12 @@
 //! engine on a blocking thread, and records the outcome as the job's state, an ops-log entry
 //! and metrics. The serve loop calls it repeatedly; tests call it directly.
 
-use runbook_backup::BackupRequest;
 use runbook_store::{Job, JobKind, JobState};
-use serde::Deserialize;
 
-use crate::AppState;
+use crate::{
+    AppState,
+    ops::{self, Done, Operation},
+};
 
 /// What one step did.
 #[derive(Debug)]
@@ -15,102 +16,6 @@ pub enum Outcome {
     Idle,
     /// This job ran (it may have failed; see its state).
     Ran(Box<Job>),
-}
-
-/// Parameters of a backup job, as the API and the scheduler queue them.
-#[derive(Debug, Deserialize)]
-struct BackupParams {
-    #[serde(default = "api")]
-    reason: String,
-}
-
-/// Parameters of a drill job.
-#[derive(Debug, Deserialize)]
-struct DrillParams {
-    snapshot: Option<String>,
-    #[serde(default)]
-    backup_first: bool,
-}
-
-/// Parameters of a verification job: slice `n` of `of`.
-#[derive(Debug, Deserialize)]
-struct VerifyParams {
-    #[serde(default = "one")]
-    n: u32,
-    #[serde(default = "thirty")]
-    of: u32,
-}
-
-fn api() -> String {
-    "api".into()
-}
-
-fn one() -> u32 {
-    1
-}
-
-fn thirty() -> u32 {
-    30
-}
-
-/// The job's parameters as `T`; a job whose parameters do not fit fails with why.
-fn params<T: serde::de::DeserializeOwned>(job: &Job) -> Result<T, JobError> {
-    serde_json::from_value(job.params.clone())
-        .map_err(|e| JobError::from(format!("bad {} parameters: {e}", job.kind)))
-}
-
-/// Parameters of a restore job.
-#[derive(Debug, Deserialize)]
-struct RestoreParams {
-    #[serde(default = "latest")]
-    snapshot: String,
-    to: Option<String>,
-    into: Option<String>,
-    #[serde(default)]
-    force: bool,
-}
-
-fn latest() -> String {
-    "latest".into()
-}
-
-/// Why a job failed, and whether trying again later may help.
-#[derive(Debug)]
-struct JobError {
-    message: String,
-    temporary: bool,
-}
-
-impl From<runbook_backup::Error> for JobError {
-    fn from(e: runbook_backup::Error) -> Self {
-        Self {
-            temporary: e.is_temporary(),
-            message: e.to_string(),
-        }
-    }
-}
-
-impl From<String> for JobError {
-    fn from(message: String) -> Self {
-        Self {
-            message,
-            temporary: false,
-        }
-    }
-}
-
-/// What a job produced, typed until it is stored (as JSON) at the edge.
-enum Done {
-    /// A backup and what retention removed after it.
-    Backup {
-        snapshot: runbook_backup::Snapshot,
-        forgotten: usize,
-        copies: Vec<runbook_backup::CopyReport>,
-    },
-    /// A drill's full report (recorded, and the job's outcome, by the caller).
-    Drill(Box<runbook_drill::Report>),
-    /// Restores and verifications: their result as stored.
-    Other(serde_json::Value),
 }
 
 /// How many times a job whose failures are temporary is tried in all.
@@ -135,18 +40,21 @@ pub async fn try_execute_next(state: &AppState) -> Result<Outcome, runbook_store
     let run = job.clone();
     let now = jiff::Timestamp::from_millisecond(state.clock.now_ms())
         .unwrap_or_else(|_| jiff::Timestamp::now());
-    let result = tokio::task::spawn_blocking(move || execute(&engine, &run, now))
-        .await
-        .unwrap_or_else(|e| Err(format!("job panicked: {e}").into()));
+    let result = tokio::task::spawn_blocking(move || {
+        let op = Operation::from_job(&engine, &run, now)?;
+        ops::execute(&engine, &run.target, op, now, &mut |_| {})
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("job panicked: {e}").into()));
     let finished_at = state.clock.now_ms();
     state.snapshots.invalidate(&job.target);
     let (job_state, error, value) = match result {
         Ok(Done::Drill(report)) => record_drill(state, &job, *report).await?,
-        Ok(Done::Backup {
+        Ok(Done::Backup(ops::Backed {
             snapshot,
             forgotten,
             copies,
-        }) => {
+        })) => {
             #[allow(clippy::cast_precision_loss)]
             state.metrics.backup(
                 &job.target,
@@ -157,7 +65,14 @@ pub async fn try_execute_next(state: &AppState) -> Result<Outcome, runbook_store
             let v = serde_json::json!({ "snapshot": snapshot, "forgotten": forgotten, "copies": copies });
             (JobState::Succeeded, None, Some(v))
         }
-        Ok(Done::Other(v)) => (JobState::Succeeded, None, Some(v)),
+        Ok(Done::Restore {
+            report,
+            pre_restore,
+        }) => {
+            let v = serde_json::json!({ "restore": report, "pre_restore_snapshot": pre_restore });
+            (JobState::Succeeded, None, Some(v))
+        }
+        Ok(Done::Verified(v)) => (JobState::Succeeded, None, Some(v)),
         Err(e) if e.temporary && job.attempts < MAX_ATTEMPTS => {
             // Busy target, server briefly unreachable: try again later, with backoff.
             let at = finished_at + retry_delay_ms(job.attempts);
@@ -231,108 +146,6 @@ async fn record_drill(
     } else {
         (JobState::Failed, Some(report.summary()), Some(out))
     })
-}
-
-/// Runs one job to completion on the calling (blocking) thread.
-fn execute(
-    engine: &runbook_backup::Engine,
-    job: &Job,
-    now: jiff::Timestamp,
-) -> Result<Done, JobError> {
-    match job.kind {
-        JobKind::Backup => {
-            let BackupParams { reason } = params(job)?;
-            // Retention after each backup; a retention failure fails the job but the snapshot stays.
-            let (snap, plan, copies) = engine.backup_and_retain(
-                &job.target,
-                &BackupRequest { reason, time: None },
-                now,
-            )?;
-            Ok(Done::Backup {
-                snapshot: snap,
-                forgotten: plan.remove.len(),
-                copies,
-            })
-        }
-        JobKind::Restore => {
-            let p: RestoreParams = params(job)?;
-            let target = engine
-                .config()
-                .target(&job.target)
-                .map_err(runbook_backup::Error::from)?;
-            if let Some(db) = &p.into {
-                let report = engine.restore_database(
-                    &job.target,
-                    &p.snapshot,
-                    db,
-                    &runbook_backup::DbRestore {
-                        force: p.force,
-                        ..runbook_backup::DbRestore::default()
-                    },
-                )?;
-                return Ok(Done::Other(serde_json::json!({ "restore": report })));
-            }
-            let (to, force, pre) = match p.to {
-                // Checked again here: the job may have been queued by an older version.
-                Some(to) => (engine.api_restore_path(&to)?, p.force, None),
-                None => {
-                    let Some(path) = target.kind.live_file() else {
-                        return Err(format!(
-                            "target `{}`: restoring over the live source is supported for sqlite targets; give \"to\"",
-                            job.target
-                        )
-                        .into());
-                    };
-                    // Undo point: the data as it is now, before it is overwritten.
-                    let pre = engine
-                        .backup(
-                            &job.target,
-                            &BackupRequest {
-                                reason: "pre-restore".into(),
-                                time: None,
-                            },
-                        )
-                        .map_err(|e| JobError {
-                            temporary: e.is_temporary(),
-                            message: format!(
-                                "pre-restore snapshot failed, nothing was restored: {e}"
-                            ),
-                        })?;
-                    (path.to_path_buf(), true, Some(pre))
-                }
-            };
-            let report = engine.restore(&job.target, &p.snapshot, &to, force)?;
-            Ok(Done::Other(
-                serde_json::json!({ "restore": report, "pre_restore_snapshot": pre }),
-            ))
-        }
-        JobKind::Drill => {
-            let DrillParams {
-                snapshot,
-                backup_first,
-            } = params(job)?;
-            let req = runbook_drill::Request {
-                snapshot,
-                now,
-                backup_first,
-            };
-            let report = runbook_drill::run(engine, &job.target, &req, &mut |_| {});
-            Ok(Done::Drill(Box::new(report)))
-        }
-        JobKind::Verify => {
-            let VerifyParams { n, of } = params(job)?;
-            match engine.verify_slice(&job.target, n, of) {
-                Ok(report) => Ok(Done::Other(
-                    serde_json::json!({ "slice": format!("{n}/{of}"), "check": report }),
-                )),
-                // Nothing stored yet: nothing to verify.
-                Err(runbook_backup::Error::NoRepository { .. }) => Ok(Done::Other(
-                    serde_json::json!({ "slice": format!("{n}/{of}"), "check": null }),
-                )),
-                Err(e) => Err(e.into()),
-            }
-        }
-    }
 }
 
 /// At shutdown, after the grace period: jobs still running are recorded as interrupted (the

@@ -72,8 +72,10 @@ impl RawMonitor {
             |key: String, v: Option<&str>, default: Duration| -> Result<Duration, ConfigError> {
                 v.map_or(Ok(default), |t| parse_duration(t).map_err(|e| bad(key, e)))
             };
-        let mut m = Monitor::default();
-        m.probes = super::probe::validate(self.probes, file)?;
+        let mut m = Monitor {
+            probes: super::probe::validate(self.probes, file)?,
+            ..Monitor::default()
+        };
         for (name, h) in self.heartbeats {
             let key = format!("heartbeats.{name}");
             check_name(&name).map_err(|e| bad(key.clone(), e))?;

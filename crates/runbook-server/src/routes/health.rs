@@ -62,6 +62,32 @@ impl Check {
     }
 }
 
+/// What a check says when the last success is older than its schedule allows.
+struct Late<'a> {
+    status: &'static str,
+    message: &'static str,
+    signal: (&'static str, &'a str),
+}
+
+/// `warn` with `[never, fresh][0]` when there is no success yet, `late` when the last one (at
+/// `last`) is stale by `schedule`, else ok with `[never, fresh][1]`.
+fn on_schedule(
+    name: String,
+    schedule: &runbook_config::Schedule,
+    last: Option<i64>,
+    now: i64,
+    [never, fresh]: [&'static str; 2],
+    late: Late<'_>,
+) -> Check {
+    if last.is_none() {
+        check(name, "warn", never)
+    } else if scheduler::is_stale(schedule, last, now) {
+        check(name, late.status, late.message).raises(late.signal.0, late.signal.1)
+    } else {
+        check(name, "ok", fresh)
+    }
+}
+
 /// `ok` / `warn` / `critical` with named checks.
 pub(crate) async fn report(
     State(state): State<AppState>,
@@ -189,20 +215,18 @@ pub(crate) async fn checks(state: &AppState) -> Result<Vec<Check>, runbook_store
             });
             continue;
         };
-        if last.is_none() {
-            checks.push(check(name, "warn", "no backup yet"));
-        } else if scheduler::is_stale(schedule, last, now) {
-            checks.push(
-                check(
-                    name,
-                    "critical",
-                    "last successful backup is older than its schedule allows",
-                )
-                .raises("backup.stale", target.name.clone()),
-            );
-        } else {
-            checks.push(check(name, "ok", "fresh"));
-        }
+        checks.push(on_schedule(
+            name,
+            schedule,
+            last,
+            now,
+            ["no backup yet", "fresh"],
+            Late {
+                status: "critical",
+                message: "last successful backup is older than its schedule allows",
+                signal: ("backup.stale", &target.name),
+            },
+        ));
     }
     for target in state.engine.config().targets.values() {
         // The rolling verification: damage it found stays critical until a later one passes.
@@ -271,20 +295,18 @@ pub(crate) async fn checks(state: &AppState) -> Result<Vec<Check>, runbook_store
             .await?
             .map(|r| r.drill);
         let at = passed.as_ref().map(|d| d.finished_at);
-        if at.is_none() {
-            checks.push(check(name, "warn", "no passed restore drill yet"));
-        } else if scheduler::is_stale(schedule, at, now) {
-            checks.push(
-                check(
-                    name,
-                    "warn",
-                    "restore drill overdue: the last passed drill is older than its schedule allows",
-                )
-                .raises("drill.overdue", target.name.clone()),
-            );
-        } else {
-            checks.push(check(name, "ok", "drilled on schedule"));
-        }
+        checks.push(on_schedule(
+            name,
+            schedule,
+            at,
+            now,
+            ["no passed restore drill yet", "drilled on schedule"],
+            Late {
+                status: "warn",
+                message: "restore drill overdue: the last passed drill is older than its schedule allows",
+                signal: ("drill.overdue", &target.name),
+            },
+        ));
     }
     Ok(checks)
 }

@@ -2,21 +2,22 @@
 
 use std::process::ExitCode;
 
-use runbook_backup::{BackupRequest, Engine};
+use runbook_backup::Engine;
+use runbook_server::ops::{self, Backed};
 
 use crate::{cli::BackupArgs, output};
 
 pub fn run(engine: &Engine, args: &BackupArgs) -> anyhow::Result<ExitCode> {
     let names = super::named_or_all(engine, &args.targets, args.all)?;
-    let req = BackupRequest {
-        reason: args.reason.clone(),
-        time: None,
-    };
     let mut done = Vec::new();
     let mut failed = 0;
     for name in &names {
-        match engine.backup_and_retain(name, &req, jiff::Timestamp::now()) {
-            Ok((snap, plan, copies)) => {
+        match ops::backup(engine, name, args.reason.clone(), jiff::Timestamp::now()) {
+            Ok(Backed {
+                snapshot: snap,
+                forgotten,
+                copies,
+            }) => {
                 if !super::audit(
                     engine.config(),
                     "backup.run",
@@ -27,7 +28,7 @@ pub fn run(engine: &Engine, args: &BackupArgs) -> anyhow::Result<ExitCode> {
                     failed += 1;
                 }
                 if !args.json {
-                    let removed = match plan.remove.len() {
+                    let removed = match forgotten {
                         0 => String::new(),
                         n => format!("; retention removed {n} older snapshot(s)"),
                     };

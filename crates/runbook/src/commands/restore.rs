@@ -3,16 +3,15 @@
 use std::process::ExitCode;
 
 use runbook_backup::Engine;
+use runbook_server::ops::{self, RestoreInto};
 
 use crate::{cli::RestoreArgs, output};
 
 pub fn run(engine: &Engine, args: &RestoreArgs) -> anyhow::Result<ExitCode> {
-    let result = match (&args.into, &args.to) {
-        (Some(db), _) => engine.restore_database(
-            &args.target,
-            &args.snapshot,
-            db,
-            &runbook_backup::DbRestore {
+    let into = match (&args.into, &args.to) {
+        (Some(db), _) => RestoreInto::Database(
+            db.clone(),
+            runbook_backup::DbRestore {
                 force: args.force,
                 keep_owners: args.keep_owners,
                 jobs: args.jobs,
@@ -20,13 +19,21 @@ pub fn run(engine: &Engine, args: &RestoreArgs) -> anyhow::Result<ExitCode> {
                 analyze: true,
             },
         ),
-        (None, Some(to)) => engine.restore(&args.target, &args.snapshot, to, args.force),
+        (None, Some(to)) => RestoreInto::Path(to.clone()),
         (None, None) => anyhow::bail!("give --to PATH or --into DATABASE"),
     };
+    let result = ops::restore(engine, &args.target, &args.snapshot, into, args.force);
     let (outcome, detail) = match &result {
-        Ok(r) => (
+        Ok((r, pre)) => (
             "ok",
-            format!("snapshot {} to {}", r.snapshot.id, r.to.display()),
+            format!(
+                "snapshot {} to {}{}",
+                r.snapshot.id,
+                r.to.display(),
+                pre.as_ref()
+                    .map(|p| format!(" (undo point: pre-restore snapshot {})", p.id))
+                    .unwrap_or_default()
+            ),
         ),
         Err(e) => ("failed", e.to_string()),
     };
@@ -38,10 +45,19 @@ pub fn run(engine: &Engine, args: &RestoreArgs) -> anyhow::Result<ExitCode> {
             outcome,
             detail,
         );
-    let report = result?;
+    let (report, pre_restore) = result?;
     if args.json {
-        output::json(&report)?;
+        let mut v = serde_json::to_value(&report)?;
+        v["pre_restore_snapshot"] = serde_json::json!(pre_restore);
+        output::json(&v)?;
     } else {
+        if let Some(pre) = &pre_restore {
+            println!(
+                "{}: the live data was saved first as snapshot {} (reason pre-restore): restore it to undo",
+                args.target,
+                pre.short_id()
+            );
+        }
         println!(
             "{}: restored snapshot {} ({}) to {}{} in {:.1}s",
             args.target,

@@ -961,3 +961,40 @@ fn a_drill_that_cannot_be_recorded_exits_nonzero() {
     ws.run(&["drill", "db"])
         .fails_with(&["db", "the drill ran (passed) but could not be recorded"]);
 }
+
+#[test]
+fn restoring_over_the_live_file_keeps_an_undo_point() {
+    let ws = Workspace::new(&sqlite_config("app.db"));
+    make_db(&ws.path("app.db"), 10);
+    ws.run(&["backup", "db"]).ok();
+    // Rows written after the backup: what a restore over the live file replaces.
+    let conn = rusqlite::Connection::open(ws.path("app.db")).expect("open");
+    for _ in 0..5 {
+        conn.execute("INSERT INTO items (body) VALUES ('later')", [])
+            .expect("insert");
+    }
+    drop(conn);
+    let run = ws
+        .run(&["restore", "db", "--to", "app.db", "--force", "--json"])
+        .ok();
+    assert_eq!(count(&ws.path("app.db"), "SELECT count(*) FROM items"), 10);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    let pre = v["pre_restore_snapshot"]["id"]
+        .as_str()
+        .expect("an undo point was taken")
+        .to_string();
+    assert_eq!(v["pre_restore_snapshot"]["reason"], "pre-restore");
+    // Restoring the undo point brings back the rows the restore replaced.
+    ws.run(&["restore", "db", "--snapshot", &pre, "--to", "undone.db"])
+        .ok();
+    assert_eq!(
+        count(&ws.path("undone.db"), "SELECT count(*) FROM items"),
+        15
+    );
+    // A restore elsewhere replaces nothing live and takes no undo point.
+    let run = ws
+        .run(&["restore", "db", "--to", "elsewhere.db", "--json"])
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    assert!(v["pre_restore_snapshot"].is_null(), "{v}");
+}
