@@ -19,6 +19,7 @@ mod postgres;
 mod repository;
 mod restore;
 mod restoring;
+mod rotate;
 mod scratch;
 mod snapshot;
 mod sqlite;
@@ -35,6 +36,7 @@ pub use error::{Error, Result};
 pub use lock::TargetLock;
 pub use repository::{CheckReport, ForgetPlan, Live, live, panics_are_reported};
 pub use restoring::{DbRestore, RestoreReport};
+pub use rotate::RotateReport;
 pub use scratch::{ScratchDir, remove_leftovers};
 pub use snapshot::Snapshot;
 
@@ -50,6 +52,9 @@ pub struct BackupRequest {
     pub reason: String,
     /// Snapshot time; `None` is now. Lets tests fabricate history.
     pub time: Option<Timestamp>,
+    /// Tag it `keep-forever`: retention never removes it (a final backup before
+    /// decommissioning).
+    pub keep_forever: bool,
 }
 
 impl Default for BackupRequest {
@@ -57,6 +62,7 @@ impl Default for BackupRequest {
         Self {
             reason: "manual".into(),
             time: None,
+            keep_forever: false,
         }
     }
 }
@@ -153,6 +159,7 @@ impl Engine {
             reason: req.reason.clone(),
             prepare_seconds: 0.0,
             runbook_version: VERSION.to_string(),
+            keep_forever: req.keep_forever,
         };
         let snapshot = kinds::of(&target.kind).backup(kinds::BackupCx {
             engine: self,

@@ -79,6 +79,10 @@ pub struct ForgetPlan {
     pub remove: Vec<Snapshot>,
 }
 
+/// The tag of snapshots retention never removes (`restic forget --keep-tag keep-forever` keeps
+/// them too).
+pub(crate) const KEEP_FOREVER: &str = "keep-forever";
+
 /// An open repository of one target.
 pub(crate) struct Repo {
     inner: Repository<OpenStatus>,
@@ -164,6 +168,35 @@ impl Repo {
         })
     }
 
+    /// Whether `target` has a repository in `location`.
+    pub(crate) fn exists(location: &RepositoryConfig, target: &str) -> Result<bool> {
+        let rerr = |action: &'static str| rerr(target, action);
+        let backends = backends(location, target)?
+            .to_backends()
+            .map_err(rerr("open repository"))?;
+        let opts = RepositoryOptions::default().no_cache(true);
+        let base = Repository::new(&opts, &backends).map_err(rerr("open repository"))?;
+        Ok(base.config_id().map_err(rerr("open repository"))?.is_some())
+    }
+
+    /// Adds a key for `password` (restic's key format); the repository then opens with it too.
+    pub(crate) fn add_key(&self, password: &SecretString) -> Result<()> {
+        self.inner
+            .add_key(password.expose_secret(), &KeyOptions::default())
+            .map(|_| ())
+            .map_err(self.err("add key"))
+    }
+
+    /// The id of the key this repository was opened with.
+    pub(crate) fn key_id(&self) -> Option<rustic_core::repofile::KeyId> {
+        *self.inner.key_id()
+    }
+
+    /// Removes the key `id` (not the one this repository was opened with).
+    pub(crate) fn delete_key(&self, id: &rustic_core::repofile::KeyId) -> Result<()> {
+        self.inner.delete_key(id).map_err(self.err("remove key"))
+    }
+
     fn err(&self, action: &'static str) -> impl FnOnce(Box<RusticError>) -> Error + use<> {
         rerr(&self.target, action)
     }
@@ -181,8 +214,13 @@ impl Repo {
         if let Some(t) = spec.time {
             snap_opts = snap_opts.time(Some(t.to_zoned(TimeZone::UTC)));
         }
+        let forever = if spec.meta.keep_forever {
+            format!(",{KEEP_FOREVER}")
+        } else {
+            String::new()
+        };
         let snap_opts = snap_opts
-            .add_tags(&format!("runbook,kind:{}", spec.meta.kind))
+            .add_tags(&format!("runbook,kind:{}{forever}", spec.meta.kind))
             .map_err(self.err("backup"))?;
         let snap = snap_opts.to_snapshot().map_err(self.err("backup"))?;
         let mut opts = BackupOptions::default()
@@ -236,6 +274,7 @@ fn describe(target: &str, s: &SnapshotFile) -> Snapshot {
             duration_seconds: secs + meta.prepare_seconds,
             runbook_version: meta.runbook_version,
             paths: s.paths.to_string().split(',').map(str::to_string).collect(),
+            keep_forever: s.tags.contains(KEEP_FOREVER),
         }
     }
 }

@@ -26,6 +26,9 @@ pub struct Snapshot {
     pub runbook_version: String,
     /// Source paths as recorded in the snapshot.
     pub paths: Vec<String>,
+    /// Tagged `keep-forever` (`runbook backup --keep-forever`): retention never removes it.
+    #[serde(default)]
+    pub keep_forever: bool,
 }
 
 impl Snapshot {
@@ -43,4 +46,7 @@ pub(crate) struct Meta {
     pub reason: String,
     pub prepare_seconds: f64,
     pub runbook_version: String,
+    /// Tag the snapshot `keep-forever` (not part of the description).
+    #[serde(skip)]
+    pub keep_forever: bool,
 }

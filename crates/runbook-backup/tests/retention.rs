@@ -60,6 +60,7 @@ fn backfill(engine: &Engine, target: &str) {
         let req = BackupRequest {
             reason: "test".into(),
             time: Some(t),
+            keep_forever: false,
         };
         engine.backup(target, &req).expect("backup");
     }

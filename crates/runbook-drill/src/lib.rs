@@ -123,6 +123,7 @@ fn drill(
             &runbook_backup::BackupRequest {
                 reason: "restore-drill".into(),
                 time: None,
+                keep_forever: false,
             },
         );
         match fresh {
@@ -281,6 +282,7 @@ mod tests {
             duration_seconds: 0.0,
             runbook_version: String::new(),
             paths: Vec::new(),
+            keep_forever: false,
         }
     }
 

@@ -267,6 +267,7 @@ fn snapshot_older_than_max_data_age_fails() {
             &BackupRequest {
                 reason: "schedule".into(),
                 time: Some(taken),
+                keep_forever: false,
             },
         )
         .expect("backup");
@@ -694,6 +695,7 @@ fn random_within_picks_only_snapshots_inside_the_window() {
     let at = |days: i64| BackupRequest {
         reason: format!("{days}d"),
         time: Some(now - SignedDuration::from_hours(24 * days)),
+        keep_forever: false,
     };
     engine.backup("app", &at(40)).expect("old backup");
     let r = drill_at(&engine, "app", now);

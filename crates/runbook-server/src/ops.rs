@@ -228,7 +228,14 @@ pub fn execute(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Done, OpError> {
     match op {
-        Operation::Backup { reason } => Ok(Done::Backup(backup(engine, target, reason, now)?)),
+        Operation::Backup { reason } => {
+            let req = BackupRequest {
+                reason,
+                time: None,
+                keep_forever: false,
+            };
+            Ok(Done::Backup(backup(engine, target, &req, now)?))
+        }
         Operation::Restore {
             snapshot,
             into,
@@ -264,11 +271,10 @@ pub fn execute(
 pub fn backup(
     engine: &Engine,
     target: &str,
-    reason: String,
+    req: &BackupRequest,
     now: jiff::Timestamp,
 ) -> Result<Backed, OpError> {
-    let (snapshot, plan, copies) =
-        engine.backup_and_retain(target, &BackupRequest { reason, time: None }, now)?;
+    let (snapshot, plan, copies) = engine.backup_and_retain(target, req, now)?;
     Ok(Backed {
         snapshot,
         forgotten: plan.remove.len(),
@@ -342,6 +348,7 @@ pub fn restore(
                 &BackupRequest {
                     reason: "pre-restore".into(),
                     time: None,
+                    keep_forever: false,
                 },
             )
             .map_err(|e| OpError {

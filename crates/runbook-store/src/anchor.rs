@@ -87,6 +87,18 @@ impl Anchor {
 
     /// Moves the anchor forward to entry `seq` (never back: a slower writer of an older
     /// entry leaves a newer anchor alone). Written beside and renamed, so it is never torn.
+    /// Re-authenticates the anchored head with `to`'s key (the repository password changed).
+    /// An anchor that `to` already reads is left alone, so this may run twice.
+    ///
+    /// # Errors
+    /// The anchor cannot be written.
+    pub fn rekey(&self, to: &Anchor) -> std::io::Result<()> {
+        match self.read() {
+            Read::Head { seq, hash } => to.advance(seq, &hash),
+            Read::Missing | Read::Altered => Ok(()),
+        }
+    }
+
     pub(crate) fn advance(&self, seq: i64, hash: &str) -> std::io::Result<()> {
         if let Read::Head { seq: have, .. } = self.read()
             && have >= seq

@@ -61,6 +61,11 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// The repository password: `runbook key rotate`.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Show the operations log, or verify its hash chain.
     Oplog(OplogArgs),
     /// At a glance: health checks, probes, heartbeats and firing alerts. Exits 1 when
@@ -172,6 +177,18 @@ pub enum ReportCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// A new repository password: added to every repository (restic's key format), switched in
+    /// the password file atomically, then the old one removed. Killed at any point, the file
+    /// opens every repository; run it again to finish.
+    Rotate {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Create a key; the secret is printed once.
     Create {
@@ -262,6 +279,10 @@ pub struct BackupArgs {
     /// Why this backup is taken; recorded in the snapshot.
     #[arg(long, default_value = "manual")]
     pub reason: String,
+    /// Tag the snapshot `keep-forever`: retention never removes it (a final backup before a
+    /// target is decommissioned: `--reason decommission --keep-forever`).
+    #[arg(long)]
+    pub keep_forever: bool,
     /// Print the snapshots as JSON.
     #[arg(long)]
     pub json: bool,

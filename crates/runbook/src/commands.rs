@@ -7,6 +7,7 @@ mod copy;
 mod drill;
 mod forget;
 mod init;
+mod key;
 mod keys;
 mod oplog;
 mod restore;
@@ -22,7 +23,7 @@ use anyhow::Context;
 use runbook_backup::Engine;
 use runbook_config::Config;
 
-use crate::cli::{Cli, Command, ConfigCommand, ReportCommand};
+use crate::cli::{Cli, Command, ConfigCommand, KeyCommand, ReportCommand};
 
 /// Runs the command; `Ok` carries the exit code for commands that report partial failure.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -61,6 +62,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => status::report(load(&cli.config)?),
         Command::Serve => serve::run(load(&cli.config)?),
         Command::Keys { command } => keys::run(&load(&cli.config)?, command),
+        Command::Key {
+            command: KeyCommand::Rotate { json },
+        } => key::rotate(&Engine::new(load(&cli.config)?), json),
         Command::Oplog(args) => oplog::run(&load(&cli.config)?, &args),
         Command::Status(args) => status::run(load(&cli.config)?, &args),
         Command::Smoke(args) => smoke::run(&load(&cli.config)?, &args),

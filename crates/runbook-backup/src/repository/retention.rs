@@ -32,7 +32,14 @@ impl Repo {
             .keep_hourly(to_i32(keep.hourly))
             .keep_daily(to_i32(keep.daily))
             .keep_weekly(to_i32(keep.weekly))
-            .keep_monthly(to_i32(keep.monthly));
+            .keep_monthly(to_i32(keep.monthly))
+            .keep_tags(vec![StringList::from_str(super::KEEP_FOREVER).map_err(
+                |e| Error::Repository {
+                    target: self.target.clone(),
+                    action: "forget",
+                    message: e.to_string(),
+                },
+            )?]);
         if let Some(within) = keep.within {
             let secs = i64::try_from(within.as_secs()).unwrap_or(i64::MAX);
             let span = if secs % 86_400 == 0 {

@@ -12,7 +12,12 @@ pub fn run(engine: &Engine, args: &BackupArgs) -> anyhow::Result<ExitCode> {
     let mut done = Vec::new();
     let mut failed = 0;
     for name in &names {
-        match ops::backup(engine, name, args.reason.clone(), jiff::Timestamp::now()) {
+        let req = runbook_backup::BackupRequest {
+            reason: args.reason.clone(),
+            time: None,
+            keep_forever: args.keep_forever,
+        };
+        match ops::backup(engine, name, &req, jiff::Timestamp::now()) {
             Ok(Backed {
                 snapshot: snap,
                 forgotten,
@@ -36,8 +41,13 @@ pub fn run(engine: &Engine, args: &BackupArgs) -> anyhow::Result<ExitCode> {
                         .iter()
                         .map(|c| format!("; copied to {} ({} new)", c.repository, c.copied))
                         .collect();
+                    let forever = if snap.keep_forever {
+                        " (kept forever)"
+                    } else {
+                        ""
+                    };
                     println!(
-                        "{name}: snapshot {} saved: {} read, {} added, {:.1}s{removed}{copied}",
+                        "{name}: snapshot {}{forever} saved: {} read, {} added, {:.1}s{removed}{copied}",
                         snap.short_id(),
                         output::size(snap.source_bytes),
                         output::size(snap.added_bytes),

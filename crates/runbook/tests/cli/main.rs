@@ -3,6 +3,7 @@
 
 mod drill;
 mod helpers;
+mod key;
 mod mariadb;
 mod monitor;
 mod postgres;
@@ -997,4 +998,42 @@ fn restoring_over_the_live_file_keeps_an_undo_point() {
         .ok();
     let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
     assert!(v["pre_restore_snapshot"].is_null(), "{v}");
+}
+
+#[test]
+fn a_keep_forever_backup_outlives_retention() {
+    // keep = { last = 2 }
+    let ws = Workspace::new(&sqlite_config("app.db"));
+    make_db(&ws.path("app.db"), 12);
+    let run = ws
+        .run(&[
+            "backup",
+            "db",
+            "--reason",
+            "decommission",
+            "--keep-forever",
+            "--json",
+        ])
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    let forever = v[0]["id"].as_str().expect("id").to_string();
+    assert_eq!(v[0]["keep_forever"], true);
+    for _ in 0..3 {
+        ws.run(&["backup", "db"]).ok();
+    }
+    let ids = ws.snapshot_ids("db");
+    assert_eq!(ids.len(), 3, "two by keep last, one kept forever: {ids:?}");
+    assert!(ids.contains(&forever));
+    // Stock restic sees the tag, so `restic forget --keep-tag keep-forever` keeps it too.
+    let tagged = ws
+        .restic("db", &["snapshots", "--tag", "keep-forever", "--json"])
+        .ok();
+    assert!(tagged.stdout.contains(&forever), "{}", tagged.stdout);
+    // Without the flag, the same history keeps only the last two.
+    let plain = Workspace::new(&sqlite_config("app.db"));
+    make_db(&plain.path("app.db"), 12);
+    for _ in 0..4 {
+        plain.run(&["backup", "db"]).ok();
+    }
+    assert_eq!(plain.snapshot_ids("db").len(), 2);
 }
