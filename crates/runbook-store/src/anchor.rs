@@ -18,7 +18,24 @@ use sha2::{Digest, Sha256};
 #[derive(Clone)]
 pub struct Anchor {
     path: PathBuf,
-    key: [u8; 32],
+    key: Key,
+}
+
+/// Where the anchor's key comes from.
+#[derive(Clone)]
+enum Key {
+    /// Derived once (a password given directly, e.g. from the environment).
+    Fixed([u8; 32]),
+    /// Derived from the password file each time it is used, so a long-running `serve` follows
+    /// a password rotation (`runbook key rotate`) without a restart.
+    File(PathBuf),
+}
+
+fn derive(password: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"runbook ops-log anchor v1\0");
+    h.update(password.as_bytes());
+    h.finalize().into()
 }
 
 impl std::fmt::Debug for Anchor {
@@ -49,27 +66,42 @@ impl Anchor {
     /// An anchor at `path`, authenticated with a key derived from `password`.
     #[must_use]
     pub fn new(path: PathBuf, password: &SecretString) -> Self {
-        let mut h = Sha256::new();
-        h.update(b"runbook ops-log anchor v1\0");
-        h.update(password.expose_secret().as_bytes());
         Self {
             path,
-            key: h.finalize().into(),
+            key: Key::Fixed(derive(password.expose_secret())),
         }
     }
 
-    /// The anchor file.
+    /// An anchor at `path`, authenticated with a key derived from the password in
+    /// `password_file` as it reads at each use (trimmed as restic trims it).
+    #[must_use]
+    pub fn from_password_file(path: PathBuf, password_file: PathBuf) -> Self {
+        Self {
+            path,
+            key: Key::File(password_file),
+        }
+    }
+
+    fn key(&self) -> std::io::Result<[u8; 32]> {
+        match &self.key {
+            Key::Fixed(k) => Ok(*k),
+            Key::File(f) => Ok(derive(std::fs::read_to_string(f)?.trim())),
+        }
+    }
+
+    /// Where the anchor file is.
     #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    fn mac(&self, seq: i64, hash: &str) -> String {
+    fn mac(&self, seq: i64, hash: &str) -> std::io::Result<String> {
+        let key = self.key()?;
         // The key is 32 bytes; HMAC takes keys of any length, so this cannot fail.
-        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&key)
             .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
         m.update(format!("{seq}\0{hash}").as_bytes());
-        hex::encode(m.finalize().into_bytes())
+        Ok(hex::encode(m.finalize().into_bytes()))
     }
 
     pub(crate) fn read(&self) -> Read {
@@ -77,7 +109,7 @@ impl Anchor {
             return Read::Missing;
         };
         match serde_json::from_str::<Head>(&text) {
-            Ok(h) if self.mac(h.seq, &h.hash) == h.mac => Read::Head {
+            Ok(h) if self.mac(h.seq, &h.hash).is_ok_and(|m| m == h.mac) => Read::Head {
                 seq: h.seq,
                 hash: h.hash,
             },
@@ -108,7 +140,7 @@ impl Anchor {
         let head = Head {
             seq,
             hash: hash.to_string(),
-            mac: self.mac(seq, hash),
+            mac: self.mac(seq, hash)?,
         };
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir)?;
@@ -144,6 +176,30 @@ mod tests {
         );
         let other = Anchor::new(a.path().to_path_buf(), &"other".to_string().into());
         assert_eq!(other.read(), Read::Altered, "another key cannot vouch");
+
+        // Keyed by a password file: follows the file, and a re-key carries the head over.
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "pw\n").expect("write");
+        let by_file = Anchor::from_password_file(a.path().to_path_buf(), pw.clone());
+        assert!(
+            matches!(by_file.read(), Read::Head { seq: 3, .. }),
+            "same password"
+        );
+        std::fs::write(&pw, "rotated").expect("write");
+        assert_eq!(
+            by_file.read(),
+            Read::Altered,
+            "the file changed, the anchor did not"
+        );
+        a.rekey(&Anchor::new(
+            a.path().to_path_buf(),
+            &"rotated".to_string().into(),
+        ))
+        .expect("rekey");
+        assert!(
+            matches!(by_file.read(), Read::Head { seq: 3, .. }),
+            "re-keyed"
+        );
         let text = std::fs::read_to_string(a.path()).expect("read");
         std::fs::write(a.path(), text.replace("\"seq\":3", "\"seq\":9")).expect("write");
         assert_eq!(a.read(), Read::Altered, "an edited anchor is caught");

@@ -156,11 +156,18 @@ async fn store(config: &Config) -> anyhow::Result<runbook_store::Store> {
     // The ops log's head is anchored outside the database, authenticated by the repository
     // password; without a password there is nothing to authenticate it with.
     Ok(match config.password() {
-        Ok(pw) => store.with_anchor(runbook_store::Anchor::new(
-            config.data_dir.join("oplog.anchor"),
-            &pw,
-        )),
         Err(_) => store,
+        // Keyed from the file as it reads at each append: a `serve` that runs through
+        // `runbook key rotate` keeps anchoring with the current password.
+        Ok(_) if std::env::var(runbook_config::ENV_PASSWORD).is_ok_and(|v| !v.is_empty()) => store
+            .with_anchor(runbook_store::Anchor::new(
+                config.data_dir.join("oplog.anchor"),
+                &config.password()?,
+            )),
+        Ok(_) => store.with_anchor(runbook_store::Anchor::from_password_file(
+            config.data_dir.join("oplog.anchor"),
+            config.repository.password_file.clone(),
+        )),
     })
 }
 

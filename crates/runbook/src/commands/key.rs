@@ -44,7 +44,7 @@ pub fn rotate(engine: &Engine, json: bool) -> anyhow::Result<ExitCode> {
             println!("{r}: opens with the new password only");
         }
         println!(
-            "the new password is in {}; restart `runbook serve` if it runs, and update any copy of the password kept elsewhere",
+            "the new password is in {}; update any copy of the password kept elsewhere (a password manager, the off-site escrow)",
             config.repository.password_file.display()
         );
     }
