@@ -5,8 +5,8 @@
 
 use std::{
     io::{Read, Write},
-    sync::mpsc::{Receiver, sync_channel},
     process::{Child, ChildStderr, ChildStdout, ExitStatus},
+    sync::mpsc::{Receiver, sync_channel},
     sync::{Arc, Mutex},
 };
 

@@ -98,6 +98,47 @@ pub(crate) async fn last_backup_and_drill(
     Ok((last, drill))
 }
 
+/// The runbook as one standalone HTML page (no scripts, no external resources): the Markdown
+/// rendered with the HTML any text held escaped, so a name in the configuration cannot inject
+/// markup.
+///
+/// # Errors
+/// State-store errors.
+pub async fn html(state: &AppState) -> Result<String, runbook_store::Error> {
+    Ok(to_html(&markdown(state).await?))
+}
+
+/// `md` as a standalone HTML page; raw HTML in `md` is shown as text.
+#[must_use]
+pub fn to_html(md: &str) -> String {
+    use pulldown_cmark::{Event, Options, Parser, html::push_html};
+    let events = Parser::new_ext(md, Options::ENABLE_TABLES).map(|e| match e {
+        Event::Html(t) | Event::InlineHtml(t) => Event::Text(t),
+        other => other,
+    });
+    let mut body = String::new();
+    push_html(&mut body, events);
+    let title = md
+        .lines()
+        .find_map(|l| l.strip_prefix("# "))
+        .unwrap_or("Operations runbook");
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\n<style>{STYLE}</style></head>\n<body>\n{body}</body></html>\n",
+        escape(title)
+    )
+}
+
+const STYLE: &str = "body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1b1f24}\
+table{border-collapse:collapse;margin:1rem 0}th,td{border:1px solid #ccd;padding:.3rem .6rem;text-align:left;vertical-align:top}\
+code,pre{font-family:ui-monospace,monospace;background:#f3f4f6}pre{padding:.6rem;overflow-x:auto}";
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
 /// The runbook as Markdown.
 ///
 /// # Errors
@@ -269,4 +310,21 @@ pub async fn markdown(state: &AppState) -> Result<String, runbook_store::Error> 
         }
     }
     Ok(md)
+}
+
+#[cfg(test)]
+mod html_tests {
+    #[test]
+    fn markup_in_the_text_is_escaped_and_tables_render() {
+        let page = super::to_html(
+            "# Runbook <b>x</b>\n\n| a | b |\n|---|---|\n| <script>alert(1)</script> | `c` |\n",
+        );
+        assert!(page.contains("<table>"), "{page}");
+        assert!(!page.contains("<script>"), "{page}");
+        assert!(page.contains("&lt;script&gt;"), "{page}");
+        assert!(
+            page.contains("<title>Runbook &lt;b&gt;x&lt;/b&gt;</title>"),
+            "{page}"
+        );
+    }
 }

@@ -4,9 +4,17 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// The version and the commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("RUNBOOK_COMMIT"),
+    ")"
+);
+
 /// Backups that restore: back up, restore, check and prune the data of a service.
 #[derive(Debug, Parser)]
-#[command(name = "runbook", version, about, propagate_version = true)]
+#[command(name = "runbook", version = VERSION, about, propagate_version = true)]
 pub struct Cli {
     /// Configuration file.
     #[arg(
@@ -61,6 +69,14 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Print shell completions to standard output (`runbook completions bash >
+    /// /etc/bash_completion.d/runbook`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to standard output (`runbook man | man -l -`).
+    Man,
     /// The repository password: `runbook key rotate`.
     Key {
         #[command(subcommand)]
@@ -170,10 +186,13 @@ pub enum ReportCommand {
         #[arg(long, default_value = "md", value_parser = ["md", "json"])]
         format: String,
     },
-    /// The operations runbook of this installation (Markdown), from the configuration and the
-    /// records: targets, schedules, retention, last backups and drills, restore commands,
-    /// alerts, secrets.
-    Runbook,
+    /// The operations runbook of this installation, from the configuration and the records:
+    /// targets, schedules, retention, last backups and drills, restore commands, alerts, secrets.
+    Runbook {
+        /// md (Markdown) or html (one standalone page).
+        #[arg(long, default_value = "md", value_parser = ["md", "html"])]
+        format: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -58,10 +58,25 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
         } => drill::report(&load(&cli.config)?, &since, target.as_deref(), &format),
         Command::Report {
-            command: ReportCommand::Runbook,
-        } => status::report(load(&cli.config)?),
+            command: ReportCommand::Runbook { format },
+        } => status::report(load(&cli.config)?, &format),
         Command::Serve => serve::run(load(&cli.config)?),
         Command::Keys { command } => keys::run(&load(&cli.config)?, command),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "runbook",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                .render(&mut std::io::stdout())
+                .context("cannot write the man page")?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Key {
             command: KeyCommand::Rotate { json },
         } => key::rotate(&Engine::new(load(&cli.config)?), json),

@@ -7,13 +7,21 @@ mod output;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::Parser as _;
 
 fn main() -> ExitCode {
     quiet_panics();
     let _ = log::set_boxed_logger(Box::new(RepositoryWarnings))
         .map(|()| log::set_max_level(log::LevelFilter::Warn));
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            // Usage errors on one line, like every other error (exit 2, as clap exits).
+            eprintln!("runbook: error: {}", usage_line(&e.to_string()));
+            return ExitCode::from(2);
+        }
+    };
     match commands::run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -21,6 +29,18 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// clap's usage error on one line: its lines joined, without the "error:" prefix and the
+/// pointer to `--help`.
+fn usage_line(text: &str) -> String {
+    let lines: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+        .map(|l| l.trim_start_matches("error: ").to_string())
+        .collect();
+    format!("{} (see runbook --help)", lines.join("; "))
 }
 
 /// The error chain on one line.

@@ -5,7 +5,7 @@
 use axum::{
     Extension, Json,
     body::Bytes,
-    extract::{Path, State},
+    extract::{Path, Query, State},
     http::{HeaderMap, StatusCode},
     response::IntoResponse,
 };
@@ -348,13 +348,39 @@ pub(crate) async fn secrets(State(state): State<AppState>) -> ApiResult<impl Int
     Ok(Json(crate::secrets::refresh(&state).await?))
 }
 
-/// `GET /api/report/runbook`: the operations runbook of this installation, as Markdown.
-pub(crate) async fn runbook_report(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
-    Ok((
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/markdown; charset=utf-8",
-        )],
-        crate::report::markdown(&state).await?,
-    ))
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReportQuery {
+    #[serde(default)]
+    format: ReportFormat,
+}
+
+#[derive(serde::Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum ReportFormat {
+    #[default]
+    Md,
+    Html,
+}
+
+/// `GET /api/report/runbook[?format=md|html]`: the operations runbook of this installation.
+pub(crate) async fn runbook_report(
+    State(state): State<AppState>,
+    Query(q): Query<ReportQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let md = crate::report::markdown(&state).await?;
+    Ok(if q.format == ReportFormat::Html {
+        (
+            [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            crate::report::to_html(&md),
+        )
+    } else {
+        (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/markdown; charset=utf-8",
+            )],
+            md,
+        )
+    })
 }

@@ -80,10 +80,15 @@ pub fn notify_test(config: Config, name: &str) -> anyhow::Result<ExitCode> {
     })
 }
 
-pub fn report(config: Config) -> anyhow::Result<ExitCode> {
+pub fn report(config: Config, format: &str) -> anyhow::Result<ExitCode> {
     super::runtime()?.block_on(async {
         let state = state(config).await?;
-        print!("{}", runbook_server::report::markdown(&state).await?);
+        let md = runbook_server::report::markdown(&state).await?;
+        if format == "html" {
+            print!("{}", runbook_server::report::to_html(&md));
+        } else {
+            print!("{md}");
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -6,6 +6,7 @@ mod helpers;
 mod key;
 mod mariadb;
 mod monitor;
+mod package;
 mod postgres;
 mod s3;
 mod serve;

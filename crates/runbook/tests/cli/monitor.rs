@@ -266,6 +266,25 @@ fn the_rendered_runbook_has_a_restore_command_that_restores() {
         .find(|l| l.starts_with("runbook --config") && l.contains(" restore db "))
         .expect("a restore command for db")
         .to_string();
+    // The same runbook as one HTML page: headings, tables and the command, escaped.
+    let html = ws
+        .run(&["report", "runbook", "--format", "html"])
+        .ok()
+        .stdout;
+    assert!(html.starts_with("<!doctype html>"), "{html}");
+    for needle in ["<h3>db</h3>", "<h2>Backups</h2>", "rotate quarterly"] {
+        assert!(html.contains(needle), "{needle:?} in:\n{html}");
+    }
+    assert!(
+        html.contains(
+            &command
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;")
+        ),
+        "the restore command in:\n{html}"
+    );
     let args: Vec<&str> = command.split_whitespace().skip(1).collect();
     ws.run(&args).ok();
     let to = args[args.iter().position(|a| *a == "--to").expect("--to") + 1];
