@@ -4,9 +4,8 @@
 //! would only make it skip the file and save the snapshot without it).
 
 use std::{
-    io::{Read, Write},
+    io::{BufReader, Read, Write},
     process::{Child, ChildStderr, ChildStdout, ExitStatus},
-    sync::mpsc::{Receiver, sync_channel},
     sync::{Arc, Mutex},
 };
 
@@ -59,8 +58,8 @@ pub(crate) fn feed_child(
 pub(crate) struct DumpReader {
     tool: &'static str,
     child: Child,
-    /// Read ahead on its own thread: the dump tool writes on while the chunker works.
-    stdout: Pump,
+    /// Buffered: the chunker reads in small pieces, and a pipe read is a system call.
+    stdout: BufReader<ChildStdout>,
     stderr: Stderr,
     bytes: u64,
     redact: Option<String>,
@@ -108,7 +107,7 @@ impl DumpReader {
         let reader = Self {
             tool,
             child,
-            stdout: Pump::start(stdout),
+            stdout: BufReader::with_capacity(1 << 20, stdout),
             stderr,
             bytes: 0,
             redact,
@@ -162,79 +161,5 @@ impl Drop for DumpReader {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-    }
-}
-
-/// A pipe read ahead on a thread into a bounded queue of blocks (at most `QUEUED` blocks of
-/// `BLOCK` bytes waiting), so the writer at the other end never waits while the reader computes.
-struct Pump {
-    blocks: Receiver<std::io::Result<Vec<u8>>>,
-    block: Vec<u8>,
-    at: usize,
-}
-
-const BLOCK: usize = 1 << 20;
-const QUEUED: usize = 16;
-
-impl Pump {
-    fn start(mut pipe: ChildStdout) -> Self {
-        let (tx, blocks) = sync_channel(QUEUED);
-        std::thread::spawn(move || {
-            loop {
-                let mut block = vec![0; BLOCK];
-                let mut n = 0;
-                let result = loop {
-                    match pipe.read(&mut block[n..]) {
-                        Ok(0) => break Ok(()),
-                        Ok(k) => {
-                            n += k;
-                            if n == BLOCK {
-                                break Ok(());
-                            }
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) => break Err(e),
-                    }
-                };
-                let end = n < BLOCK;
-                block.truncate(n);
-                // A send fails only when the reader is gone: nothing left to do.
-                if n > 0 && tx.send(Ok(block)).is_err() {
-                    return;
-                }
-                if let Err(e) = result {
-                    let _ = tx.send(Err(e));
-                    return;
-                }
-                if end {
-                    return;
-                }
-            }
-        });
-        Self {
-            blocks,
-            block: Vec::new(),
-            at: 0,
-        }
-    }
-}
-
-impl Read for Pump {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.at == self.block.len() {
-            match self.blocks.recv() {
-                Ok(Ok(block)) => {
-                    self.block = block;
-                    self.at = 0;
-                }
-                Ok(Err(e)) => return Err(e),
-                // The pump ended: end of the pipe.
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.block.len() - self.at);
-        buf[..n].copy_from_slice(&self.block[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
     }
 }
