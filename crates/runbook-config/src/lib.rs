@@ -20,6 +20,7 @@ mod schedule;
 pub mod secrets;
 mod settings;
 pub mod smoke;
+pub mod tasks;
 
 use std::{
     collections::BTreeMap,
@@ -70,6 +71,8 @@ pub struct Config {
     pub secrets: BTreeMap<String, secrets::Secret>,
     /// `[smoke.NAME]` suites for `runbook smoke`.
     pub smoke: BTreeMap<String, smoke::SmokeSuite>,
+    /// `[tasks.NAME]`: scheduled maintenance.
+    pub tasks: BTreeMap<String, tasks::Task>,
 }
 
 /// One backup target.

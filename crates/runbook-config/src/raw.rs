@@ -15,6 +15,7 @@ mod repository;
 mod secrets;
 mod smoke;
 mod target;
+mod tasks;
 
 use drill::RawDrill;
 use repository::{RawCopyRepository, RawRepository, copies};
@@ -51,6 +52,8 @@ pub(crate) struct RawConfig {
     smoke: BTreeMap<String, smoke::RawSuite>,
     #[serde(default)]
     secrets: BTreeMap<String, secrets::RawSecret>,
+    #[serde(default)]
+    tasks: BTreeMap<String, tasks::RawTask>,
 }
 
 #[derive(Deserialize, Default)]
@@ -180,7 +183,9 @@ impl RawConfig {
         .validate(file)?;
         let smoke = smoke::suites(file, self.smoke)?;
         let secrets = secrets::secrets(file, self.secrets, &resolve)?;
+        let tasks = tasks::tasks(file, self.tasks, &targets)?;
         Ok(Config {
+            tasks,
             monitor,
             smoke,
             secrets,

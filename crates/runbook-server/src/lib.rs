@@ -23,6 +23,7 @@ mod signals;
 pub mod smoke;
 mod state;
 pub mod status;
+pub mod tasks;
 mod ui;
 pub mod worker;
 

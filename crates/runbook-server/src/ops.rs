@@ -30,6 +30,8 @@ pub enum Operation {
     },
     /// A restore drill.
     Drill(runbook_drill::Request),
+    /// A maintenance task (`[tasks.NAME]`, the job's target being its name).
+    Task,
     /// Verification of slice `n` of `of` of the repository's packs.
     Verify {
         /// Which slice (1-based).
@@ -66,6 +68,8 @@ pub enum Done {
     Drill(Box<runbook_drill::Report>),
     /// A verification's result as stored.
     Verified(serde_json::Value),
+    /// A maintenance task's run.
+    Task(crate::tasks::TaskRun),
 }
 
 /// A backup, what retention removed after it, and the copies made.
@@ -211,6 +215,7 @@ impl Operation {
                 let VerifyParams { n, of } = params(job)?;
                 Self::Verify { n, of }
             }
+            JobKind::Task => Self::Task,
         })
     }
 }
@@ -250,6 +255,12 @@ pub fn execute(
         Operation::Drill(req) => {
             let report = runbook_drill::run(engine, target, &req, progress);
             Ok(Done::Drill(Box::new(report)))
+        }
+        Operation::Task => {
+            let task = engine.config().tasks.get(target).ok_or_else(|| {
+                OpError::from(format!("no task named `{target}` in the configuration"))
+            })?;
+            Ok(Done::Task(crate::tasks::run(engine, task)?))
         }
         Operation::Verify { n, of } => match engine.verify_slice(target, n, of) {
             Ok(report) => Ok(Done::Verified(

@@ -22,8 +22,9 @@ pub fn next_after(schedule: &Schedule, after_ms: i64) -> Option<i64> {
         .map(|t| t.timestamp_millis())
 }
 
-/// Enqueues a backup for every target whose backup slot has come, and a drill for every target
-/// whose drill slot has come. Returns what was queued (`target` or `target:drill`).
+/// Enqueues a backup for every target whose backup slot has come, a drill for every target
+/// whose drill slot has come, and each task whose slot has come. Returns what was queued
+/// (`target`, `target:drill`, `target:verify`, `task:task`).
 ///
 /// # Errors
 /// State store errors.
@@ -52,6 +53,13 @@ pub async fn tick(state: &AppState) -> Result<Vec<String>, runbook_store::Error>
             .await?
         {
             queued.push(format!("{}:verify", target.name));
+        }
+    }
+    for task in state.engine.config().tasks.values() {
+        if let Some(schedule) = &task.schedule
+            && due(state, &task.name, JobKind::Task, schedule, now).await?
+        {
+            queued.push(format!("{}:task", task.name));
         }
     }
     Ok(queued)

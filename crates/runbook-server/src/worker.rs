@@ -73,6 +73,7 @@ pub async fn try_execute_next(state: &AppState) -> Result<Outcome, runbook_store
             (JobState::Succeeded, None, Some(v))
         }
         Ok(Done::Verified(v)) => (JobState::Succeeded, None, Some(v)),
+        Ok(Done::Task(run)) => (JobState::Succeeded, None, serde_json::to_value(run).ok()),
         Err(e) if e.temporary && job.attempts < MAX_ATTEMPTS => {
             // Busy target, server briefly unreachable: try again later, with backoff.
             let at = finished_at + retry_delay_ms(job.attempts);
@@ -102,9 +103,9 @@ pub async fn try_execute_next(state: &AppState) -> Result<Outcome, runbook_store
             detail,
         )
         .await?;
-    // Backups, copies and drills fire an alert when they fail and resolve it when they next
-    // succeed; restores and verifications are asked for, and their caller sees the outcome.
-    if matches!(job.kind, JobKind::Backup | JobKind::Drill) {
+    // Backups, copies, drills and tasks fire an alert when they fail and resolve it when they
+    // next succeed; restores and verifications are asked for, and their caller sees the outcome.
+    if matches!(job.kind, JobKind::Backup | JobKind::Drill | JobKind::Task) {
         crate::notify::signal(
             state,
             &format!("{}.failed", job.kind),

@@ -1459,3 +1459,95 @@ async fn backups_are_listed_a_page_at_a_time() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     app.stop().await;
 }
+
+/// A scheduled task runs once per slot as a job; a failing one fails its job and raises
+/// `task.failed`, which the next good run resolves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_tasks_run_once_per_slot_and_a_failure_raises_its_alert() {
+    let settings = Settings {
+        verify_days: 0,
+        ..no_limit()
+    };
+    let app = spawn_with(
+        settings,
+        false,
+        "[tasks.optimize]\nkind = \"sqlite-optimize\"\ntarget = \"app-db\"\nschedule = \"daily at 05 UTC\"\n\n[tasks.cleanup]\nkind = \"command\"\ncommand = [\"sh\", \"-c\", \"test -e fail && { echo disk full >&2; exit 3; }; echo cleaned\"]\nschedule = \"daily at 05 UTC\"\n",
+    )
+    .await;
+    assert!(scheduler::tick(&app.state).await.expect("tick").is_empty());
+    app.clock.set(DAY0 + 5 * HOUR + 1000);
+    let mut queued = scheduler::tick(&app.state).await.expect("tick");
+    queued.retain(|q| q.ends_with(":task"));
+    queued.sort();
+    assert_eq!(queued, vec!["cleanup:task", "optimize:task"]);
+    assert!(
+        scheduler::tick(&app.state).await.expect("tick").is_empty(),
+        "not twice for one slot"
+    );
+    let mut results = Vec::new();
+    while let worker::Outcome::Ran(job) = worker::try_execute_next(&app.state).await.expect("step")
+    {
+        assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+        if job.kind == runbook_store::JobKind::Task {
+            results.push(job.result.expect("result"));
+        }
+    }
+    assert_eq!(results.len(), 2);
+    let optimize = results
+        .iter()
+        .find(|r| r["task"] == "optimize")
+        .expect("optimize ran");
+    assert_eq!(optimize["optimize"]["backup"]["reason"], "pre-optimize");
+    let cleanup = results
+        .iter()
+        .find(|r| r["task"] == "cleanup")
+        .expect("cleanup ran");
+    assert_eq!(cleanup["exit_code"], 0);
+    assert!(
+        cleanup["output"]
+            .as_str()
+            .expect("output")
+            .contains("cleaned")
+    );
+
+    // Next day the command fails: the job fails with its exit code and last line, and the
+    // alert fires; the day after it passes and the alert resolves.
+    std::fs::write(app.root.join("fail"), b"").expect("write");
+    app.clock.set(DAY0 + 29 * HOUR + 1000);
+    let queued = scheduler::tick(&app.state).await.expect("tick");
+    assert_eq!(queued.iter().filter(|q| q.ends_with(":task")).count(), 2);
+    let mut failed = None;
+    while let worker::Outcome::Ran(job) = worker::try_execute_next(&app.state).await.expect("step")
+    {
+        if job.target == "cleanup" {
+            failed = Some(job);
+        }
+    }
+    let failed = failed.expect("cleanup ran");
+    assert_eq!(failed.state, JobState::Failed);
+    assert!(
+        failed
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("exited with 3: disk full")),
+        "{:?}",
+        failed.error
+    );
+    let firing = app.state.store.firing_alerts().await.expect("alerts");
+    assert!(
+        firing
+            .iter()
+            .any(|a| a.rule == "task.failed" && a.subject == "cleanup"),
+        "{firing:?}"
+    );
+    std::fs::remove_file(app.root.join("fail")).expect("rm");
+    app.clock.set(DAY0 + 53 * HOUR + 1000);
+    scheduler::tick(&app.state).await.expect("tick");
+    while let worker::Outcome::Ran(_) = worker::try_execute_next(&app.state).await.expect("step") {}
+    let firing = app.state.store.firing_alerts().await.expect("alerts");
+    assert!(
+        !firing.iter().any(|a| a.rule == "task.failed"),
+        "{firing:?}"
+    );
+    app.stop().await;
+}

@@ -69,6 +69,11 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Maintenance tasks (`[tasks.NAME]`): list them, or run one now.
+    Task {
+        #[command(subcommand)]
+        command: TaskCommand,
+    },
     /// Print shell completions to standard output (`runbook completions bash >
     /// /etc/bash_completion.d/runbook`).
     Completions {
@@ -192,6 +197,24 @@ pub enum ReportCommand {
         /// md (Markdown) or html (one standalone page).
         #[arg(long, default_value = "md", value_parser = ["md", "html"])]
         format: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// The configured tasks, their kinds and schedules.
+    List {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a task now (as `serve` runs it on its schedule), recorded in the ops log.
+    Run {
+        /// The task (`[tasks.NAME]`).
+        name: String,
+        /// Print the run as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -16,6 +16,7 @@ mod serve;
 mod smoke;
 mod snapshots;
 mod status;
+mod task;
 
 use std::process::ExitCode;
 
@@ -62,6 +63,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => status::report(load(&cli.config)?, &format),
         Command::Serve => serve::run(load(&cli.config)?),
         Command::Keys { command } => keys::run(&load(&cli.config)?, command),
+        Command::Task { command } => task::run(&Engine::new(load(&cli.config)?), command),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

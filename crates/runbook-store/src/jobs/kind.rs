@@ -62,10 +62,12 @@ pub enum JobKind {
     Drill,
     /// Read back one slice of the target's packs (the rolling verification).
     Verify,
+    /// A maintenance task (`[tasks.NAME]`); the job's target is the task's name.
+    Task,
 }
 
 impl JobKind {
-    /// The name stored and shown (`backup`, `restore`, `drill`, `verify`).
+    /// The name stored and shown (`backup`, `restore`, `drill`, `verify`, `task`).
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
@@ -73,6 +75,7 @@ impl JobKind {
             Self::Restore => "restore",
             Self::Drill => "drill",
             Self::Verify => "verify",
+            Self::Task => "task",
         }
     }
 
@@ -82,6 +85,7 @@ impl JobKind {
             "restore" => Self::Restore,
             "drill" => Self::Drill,
             "verify" => Self::Verify,
+            "task" => Self::Task,
             other => {
                 return Err(Error::Corrupt {
                     what: "jobs.kind",

@@ -10,6 +10,7 @@ mod package;
 mod postgres;
 mod s3;
 mod serve;
+mod task;
 
 use std::{
     fs,
