@@ -24,6 +24,11 @@ command -v promtool >/dev/null || missing+=(prometheus)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 command -v st >/dev/null || python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+# The Debian package's check: dpkg-deb unpacks it, systemd-analyze verifies its unit, man finds
+# its man page.
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+command -v man >/dev/null || missing+=(man-db)
+command -v strip >/dev/null || missing+=(binutils)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq
@@ -82,3 +87,6 @@ cargo test --workspace
 if [ "$(id -u)" -eq 0 ]; then
   cargo test -p runbook --test cli -- --ignored full_disk
 fi
+# The Debian package (cargo-deb, installed into ~/.cargo/bin when missing; a release build):
+# unpacked with dpkg -x, its unit verified by systemd-analyze.
+packaging/test-deb.sh
