@@ -6,7 +6,13 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-env-changed=RUNBOOK_COMMIT");
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    for f in [".git/HEAD", ".git/index"] {
+    let mut watched = vec![".git/HEAD".to_string(), ".git/index".to_string()];
+    if let Ok(head) = std::fs::read_to_string(root.join(".git/HEAD"))
+        && let Some(r) = head.trim().strip_prefix("ref: ")
+    {
+        watched.push(format!(".git/{r}"));
+    }
+    for f in watched {
         let p = root.join(f);
         if p.exists() {
             println!("cargo:rerun-if-changed={}", p.display());
