@@ -13,7 +13,10 @@
 //!
 //! Killed anywhere, `P` still opens every repository: before step 3 it holds the old password
 //! and no old key is gone; after it, the new one, whose key every repository already has. The
-//! next `runbook key rotate` sees `P.rotating` or `P.previous` and finishes the same rotation.
+//! next `runbook key rotate` sees `P.rotating` or `P.previous` and finishes the same rotation
+//! (both present: killed inside step 3, so it makes the switch first). The tests kill it at
+//! each step (`RUNBOOK_FAILPOINT=rotate-after-new-password`, `rotate-after-first-key`,
+//! `rotate-before-switch`, `rotate-after-switch`, `rotate-after-first-removal`).
 //! Every target's lock is held throughout, so no backup creates a repository in between.
 
 use std::{
@@ -129,6 +132,14 @@ impl Engine {
         let file = &self.config.repository.password_file;
         let (rotating, previous) = (beside(file, ".rotating"), beside(file, ".previous"));
         let resumed = rotating.exists() || previous.exists();
+        if previous.exists() && rotating.exists() {
+            // Killed between keeping the old password and the switch: every repository has the
+            // new key already (the old password is kept only after that), so switch now.
+            fs::rename(&rotating, file)
+                .map_err(Error::io(format!("cannot replace {}", file.display())))?;
+            sync_dir(file)?;
+            failpoint("rotate-after-switch");
+        }
         let phase = if previous.exists() {
             Phase::Removing {
                 old: read(&previous)?,
@@ -142,6 +153,7 @@ impl Engine {
         } else {
             let new = generate();
             write_durably(&rotating, &new)?;
+            failpoint("rotate-after-new-password");
             Phase::Adding {
                 old: read(file)?,
                 new,
@@ -163,6 +175,7 @@ impl Engine {
                     Repo::open(location, target, &new, None)?;
                 }
                 write_durably(&previous, &old)?;
+                failpoint("rotate-before-switch");
                 fs::rename(&rotating, file)
                     .map_err(Error::io(format!("cannot replace {}", file.display())))?;
                 sync_dir(file)?;
@@ -186,6 +199,7 @@ impl Engine {
             let repo = Repo::open(location, target, &new, None)?;
             if let Some(id) = old_key {
                 repo.delete_key(&id)?;
+                failpoint("rotate-after-first-removal");
             }
             if !matches!(
                 Repo::open(location, target, &old, None),

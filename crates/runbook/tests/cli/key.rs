@@ -72,18 +72,30 @@ fn the_repository_password_rotates_and_a_killed_rotation_leaves_one_that_opens_e
     let key = ws.path(KEY);
     let old = fs::read_to_string(&key).expect("key");
 
-    // Killed after the first repository got the new key: the file still holds the old
-    // password, and it opens every repository.
-    killed_at(&ws, "rotate-after-first-key");
-    assert_eq!(fs::read_to_string(&key).expect("key"), old);
-    all_restore(&ws, &key, "after-first-key");
-
-    // Resumed, and killed right after the switch: the file holds the new password, which
-    // opens every repository (the old keys are still there too).
-    killed_at(&ws, "rotate-after-switch");
-    let new = fs::read_to_string(&key).expect("key");
-    assert_ne!(new, old, "switched");
-    all_restore(&ws, &key, "after-switch");
+    // Killed at each step in turn; each run resumes the same rotation and dies at the next
+    // point. Whatever the file holds then opens every repository, with stock restic.
+    let mut new = old.clone();
+    for point in [
+        "rotate-after-new-password",
+        "rotate-after-first-key",
+        "rotate-before-switch",
+        "rotate-after-switch",
+        "rotate-after-first-removal",
+    ] {
+        killed_at(&ws, point);
+        let now = fs::read_to_string(&key).expect("key");
+        if matches!(
+            point,
+            "rotate-after-new-password" | "rotate-after-first-key" | "rotate-before-switch"
+        ) {
+            assert_eq!(now, old, "{point}: not switched yet");
+        } else {
+            assert_ne!(now, old, "{point}: switched");
+            new = now;
+        }
+        all_restore(&ws, &key, point);
+    }
+    assert_ne!(new, old);
 
     // Finished: the old password opens nothing, the new one everything.
     let run = ws.run(&["key", "rotate", "--json"]).ok();
