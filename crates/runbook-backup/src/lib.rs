@@ -162,6 +162,7 @@ impl Engine {
             prepare_seconds: 0.0,
             runbook_version: VERSION.to_string(),
             keep_forever: req.keep_forever,
+            phases: std::collections::BTreeMap::new(),
         };
         let snapshot = kinds::of(&target.kind).backup(kinds::BackupCx {
             engine: self,

@@ -259,6 +259,14 @@ fn describe(target: &str, s: &SnapshotFile) -> Snapshot {
                 m.total_duration,
             )
         });
+        let mut phases = meta.phases.clone();
+        if let Some(m) = &s.summary {
+            phases.insert("store".into(), m.backup_duration);
+            phases.insert(
+                "open".into(),
+                (m.total_duration - m.backup_duration).max(0.0),
+            );
+        }
         Snapshot {
             id: s.id.to_string(),
             time: s.time.timestamp(),
@@ -275,6 +283,7 @@ fn describe(target: &str, s: &SnapshotFile) -> Snapshot {
             runbook_version: meta.runbook_version,
             paths: s.paths.to_string().split(',').map(str::to_string).collect(),
             keep_forever: s.tags.contains(KEEP_FOREVER),
+            phases,
         }
     }
 }

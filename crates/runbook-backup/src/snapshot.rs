@@ -29,6 +29,12 @@ pub struct Snapshot {
     /// Tagged `keep-forever` (`runbook backup --keep-forever`): retention never removes it.
     #[serde(default)]
     pub keep_forever: bool,
+    /// Where the time went, in seconds: `copy` and `check` (SQLite's consistent copy and its
+    /// integrity check), `open` (opening the repository and reading its index) and `store`
+    /// (reading, chunking, hashing, compressing, encrypting and uploading; for a database
+    /// dump, the dump streams through this phase).
+    #[serde(default)]
+    pub phases: std::collections::BTreeMap<String, f64>,
 }
 
 impl Snapshot {
@@ -49,4 +55,7 @@ pub(crate) struct Meta {
     /// Tag the snapshot `keep-forever` (not part of the description).
     #[serde(skip)]
     pub keep_forever: bool,
+    /// Seconds of the phases before the repository is written (`copy`, `check`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub phases: std::collections::BTreeMap<String, f64>,
 }

@@ -77,7 +77,14 @@ fn not_sqlite(target: &str, path: &Path, e: &rusqlite::Error) -> Error {
 
 /// Copies the database at `src` into the new file `dest` in one read transaction, then runs
 /// `PRAGMA integrity_check` on the copy.
-pub(crate) fn consistent_copy(target: &str, source: Source, src: &Path, dest: &Path) -> Result<()> {
+/// Returns the seconds the copy and its check took.
+pub(crate) fn consistent_copy(
+    target: &str,
+    source: Source,
+    src: &Path,
+    dest: &Path,
+) -> Result<(f64, f64)> {
+    let started = std::time::Instant::now();
     let source = source.conn;
     let mut copy = Connection::open(dest).map_err(|e| Error::Io {
         context: format!("cannot create scratch copy {}", dest.display()),
@@ -104,7 +111,9 @@ pub(crate) fn consistent_copy(target: &str, source: Source, src: &Path, dest: &P
         })?;
     }
     drop(source);
-    integrity_check(target, &copy, "the backup copy", Check::Full)
+    let copied = started.elapsed().as_secs_f64();
+    integrity_check(target, &copy, "the backup copy", Check::Full)?;
+    Ok((copied, started.elapsed().as_secs_f64() - copied))
 }
 
 /// How thoroughly to check a database file.

@@ -283,6 +283,7 @@ mod tests {
             runbook_version: String::new(),
             paths: Vec::new(),
             keep_forever: false,
+            phases: std::collections::BTreeMap::new(),
         }
     }
 

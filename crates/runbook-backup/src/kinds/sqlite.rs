@@ -24,7 +24,9 @@ impl Kind for Sqlite<'_> {
         // path (`as_path` replaces only the directory).
         let scratch = ScratchDir::new(&cx.scratch_root(), name)?;
         let copy = scratch.join(self.path.file_name().unwrap_or(self.path.as_os_str()));
-        sqlite::consistent_copy(name, source, self.path, &copy)?;
+        let (copied, checked) = sqlite::consistent_copy(name, source, self.path, &copy)?;
+        cx.meta.phases.insert("copy".into(), copied);
+        cx.meta.phases.insert("check".into(), checked);
         cx.meta.prepare_seconds = cx.started.elapsed().as_secs_f64();
         cx.begin_write(&repo)?;
         repo.backup(&BackupSpec {

@@ -46,8 +46,17 @@ pub fn run(engine: &Engine, args: &BackupArgs) -> anyhow::Result<ExitCode> {
                     } else {
                         ""
                     };
+                    let phases: Vec<String> = ["copy", "check", "open", "store"]
+                        .iter()
+                        .filter_map(|p| snap.phases.get(*p).map(|s| format!("{p} {s:.1}s")))
+                        .collect();
+                    let phases = if phases.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", phases.join(", "))
+                    };
                     println!(
-                        "{name}: snapshot {}{forever} saved: {} read, {} added, {:.1}s{removed}{copied}",
+                        "{name}: snapshot {}{forever} saved: {} read, {} added, {:.1}s{phases}{removed}{copied}",
                         snap.short_id(),
                         output::size(snap.source_bytes),
                         output::size(snap.added_bytes),

@@ -1039,3 +1039,42 @@ fn a_keep_forever_backup_outlives_retention() {
     }
     assert_eq!(plain.snapshot_ids("db").len(), 2);
 }
+
+#[test]
+fn a_backup_reports_where_its_time_went() {
+    let ws = Workspace::new(&format!(
+        "{}\n[targets.files]\nkind = \"files\"\npaths = [\"src\"]\n",
+        sqlite_config("app.db")
+    ));
+    make_db(&ws.path("app.db"), 500);
+    fs::create_dir_all(ws.path("src")).expect("mkdir");
+    fs::write(ws.path("src/a.txt"), noise(100_000, 7)).expect("write");
+    let run = ws.run(&["backup", "--all", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    for snap in v.as_array().expect("array") {
+        let phases = snap["phases"].as_object().expect("phases");
+        let want: &[&str] = if snap["kind"] == "sqlite" {
+            &["check", "copy", "open", "store"]
+        } else {
+            &["open", "store"]
+        };
+        assert_eq!(
+            phases.keys().map(String::as_str).collect::<Vec<_>>(),
+            want,
+            "{snap}"
+        );
+        let sum: f64 = phases.values().map(|s| s.as_f64().expect("seconds")).sum();
+        let total = snap["duration_seconds"].as_f64().expect("duration");
+        assert!(phases.values().all(|s| s.as_f64() >= Some(0.0)), "{snap}");
+        assert!(
+            sum <= total + 0.05,
+            "phases {sum} within the whole {total}: {snap}"
+        );
+    }
+    // The same phases when the snapshots are listed later (stored with the snapshot).
+    let list = ws.run(&["snapshots", "db", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&list.stdout).expect("json");
+    assert!(v[0]["phases"]["copy"].as_f64().is_some(), "{v}");
+    let text = ws.run(&["backup", "db"]).ok().stdout;
+    assert!(text.contains("copy ") && text.contains("store "), "{text}");
+}
