@@ -8,6 +8,7 @@
 
 mod auth;
 mod clock;
+pub mod cluster;
 mod error;
 mod metrics;
 mod middleware;
@@ -89,11 +90,16 @@ impl Server {
         let state = self.state;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let background = if self.background {
+            // Leadership first, so a lone instance leads from its first tick.
+            if let Err(e) = cluster::step(&state).await {
+                tracing::error!(error = %e, "cluster step failed");
+            }
+            let leases = tokio::spawn(cluster::run(state.clone(), stop_rx.clone()));
             let monitor = tokio::spawn(monitor::run(state.clone(), stop_rx.clone()));
             let worker = tokio::spawn(background(state.clone(), stop_rx.clone()));
             let pings = tokio::spawn(monitor::pings::run(state.clone(), stop_rx));
             tokio::spawn(async move {
-                let _ = tokio::join!(monitor, worker, pings);
+                let _ = tokio::join!(leases, monitor, worker, pings);
             })
         } else {
             // Tests drive the monitor; pings are still written (reads flush them first).
@@ -144,7 +150,15 @@ async fn remove_drill_leftovers(state: &AppState) {
 
 /// Scheduler ticks and worker steps until told to stop.
 async fn background(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
-    match state.store.recover_interrupted(state.clock.now_ms()).await {
+    // On a SQLite store this is the only instance: every running job is its own from before
+    // the stop, whatever its lease says. On PostgreSQL, jobs whose lease still holds run on
+    // another instance.
+    let horizon = if state.store.engine() == runbook_store::Engine::Sqlite {
+        i64::MAX
+    } else {
+        state.clock.now_ms()
+    };
+    match state.store.recover_interrupted(horizon).await {
         Ok(jobs) => {
             for job in jobs {
                 tracing::warn!(job = %job.id, target = %job.target, "job was interrupted by a stop; retrying once");
@@ -175,11 +189,14 @@ async fn background(state: AppState, mut stop: tokio::sync::watch::Receiver<bool
         if *stop.borrow() {
             return;
         }
-        if let Err(e) = scheduler::tick(&state).await {
-            tracing::error!(error = %e, "scheduler tick failed");
-        }
-        if let Err(e) = notify::deliver_due(&state).await {
-            tracing::error!(error = %e, "alert delivery step failed");
+        // Schedules and notice delivery run on the leader only (one instance at a time).
+        if state.instance.is_leader() {
+            if let Err(e) = scheduler::tick(&state).await {
+                tracing::error!(error = %e, "scheduler tick failed");
+            }
+            if let Err(e) = notify::deliver_due(&state).await {
+                tracing::error!(error = %e, "alert delivery step failed");
+            }
         }
         match worker::try_execute_next(&state).await {
             Ok(worker::Outcome::Ran(_)) => continue,

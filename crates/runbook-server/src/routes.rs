@@ -52,6 +52,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/jobs", get(api::jobs))
         .route("/api/jobs/{id}", get(api::job))
         .route("/api/oplog", get(api::oplog))
+        .route("/api/cluster", get(api::cluster))
         .route("/api/probes", get(monitor::probes))
         .route("/api/heartbeats", get(monitor::heartbeats))
         .route("/api/alerts", get(monitor::alerts))

@@ -26,6 +26,8 @@ pub struct AppState {
     pub(crate) monitor: Arc<crate::monitor::MonitorState>,
     /// Heartbeat ping keys → heartbeat names.
     heartbeat_keys: Arc<std::collections::HashMap<String, String>>,
+    /// This process among the instances sharing the state store.
+    pub instance: Arc<crate::cluster::Instance>,
 }
 
 /// Snapshot lists per target. Opening a repository derives its key (scrypt, by design slow),
@@ -117,6 +119,7 @@ impl AppState {
             heartbeat_keys.insert(row.ping_key, name.clone());
         }
         Ok(Self {
+            instance: Arc::new(crate::cluster::Instance::new(now)),
             monitor: Arc::default(),
             heartbeat_keys: Arc::new(heartbeat_keys),
             engine: Arc::new(engine),

@@ -33,7 +33,12 @@ pub fn retry_delay_ms(attempts: i64) -> i64 {
 /// # Errors
 /// State store errors only; a failing job is an `Ok(Ran)` with state `failed`.
 pub async fn try_execute_next(state: &AppState) -> Result<Outcome, runbook_store::Error> {
-    let Some(job) = state.store.claim_next(state.clock.now_ms()).await? else {
+    let (owner, lease_until) = crate::cluster::job_lease(state);
+    let Some(job) = state
+        .store
+        .claim_leased(state.clock.now_ms(), &owner, lease_until)
+        .await?
+    else {
         return Ok(Outcome::Idle);
     };
     let engine = state.engine.clone();

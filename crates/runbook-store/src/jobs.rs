@@ -159,8 +159,36 @@ impl Store {
     /// Jobs queued at the same moment run backups first, so a drill due in the same minute as
     /// a backup drills the new snapshot instead of failing on "no snapshot".
     pub async fn claim_next(&self, now_ms: i64) -> Result<Option<Job>> {
+        self.claim(now_ms, None).await
+    }
+
+    /// As [`Store::claim_next`], leased to the instance `owner` until `lease_until_ms`: when the
+    /// lease runs out without being renewed (its instance died), another instance re-queues
+    /// the job ([`Store::requeue_expired`]). On PostgreSQL claims are serialized across
+    /// instances (a transaction-scoped advisory lock), so two instances never claim the same
+    /// job, nor two jobs of one target.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn claim_leased(
+        &self,
+        now_ms: i64,
+        owner: &str,
+        lease_until_ms: i64,
+    ) -> Result<Option<Job>> {
+        self.claim(now_ms, Some((owner, lease_until_ms))).await
+    }
+
+    async fn claim(&self, now_ms: i64, lease: Option<(&str, i64)>) -> Result<Option<Job>> {
+        let mut tx = self.pool().begin().await?;
+        if self.engine() == crate::Engine::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(7270001)")
+                .execute(&mut *tx)
+                .await?;
+        }
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE jobs SET state = 'running', started_at = $1, attempts = attempts + 1
+            "UPDATE jobs SET state = 'running', started_at = $1, attempts = attempts + 1,
+                lease_owner = $2, lease_until = $3
              WHERE state = 'queued' AND id = (
                 SELECT j.id FROM jobs j WHERE j.state = 'queued'
                 AND (j.run_after IS NULL OR j.run_after <= $1) AND NOT EXISTS (
@@ -169,8 +197,11 @@ impl Store {
              RETURNING {COLUMNS}"
         )))
         .bind(now_ms)
-        .fetch_optional(self.pool())
+        .bind(lease.map(|(o, _)| o.to_string()))
+        .bind(lease.map(|(_, u)| u))
+        .fetch_optional(&mut *tx)
         .await?;
+        tx.commit().await?;
         row.as_ref().map(job_from).transpose()
     }
 
@@ -216,16 +247,20 @@ impl Store {
         self.job(id).await
     }
 
-    /// At start: every job still `running` belonged to a process that died. Marks them
-    /// `interrupted` and re-queues each once (a job interrupted twice stays interrupted).
-    /// Returns the re-queued jobs.
+    /// At start, and from time to time on every instance: every job still `running` without a
+    /// lease that holds at `now_ms` belonged to a process that died. Marks them `interrupted`
+    /// and re-queues each once (a job interrupted twice stays interrupted). Returns the
+    /// re-queued jobs.
     ///
     /// # Errors
     /// Database errors.
     pub async fn recover_interrupted(&self, now_ms: i64) -> Result<Vec<Job>> {
+        // A job whose lease still holds runs on another live instance: not ours to recover.
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM jobs WHERE state = 'running'"
+            "SELECT {COLUMNS} FROM jobs WHERE state = 'running'
+             AND (lease_until IS NULL OR lease_until < $1)"
         )))
+        .bind(now_ms)
         .fetch_all(self.pool())
         .await?;
         let mut retried = Vec::new();

@@ -7,6 +7,7 @@
 
 mod alerts;
 mod anchor;
+mod cluster;
 mod drills;
 mod error;
 mod heartbeats;
@@ -23,6 +24,7 @@ use sqlx::{AnyPool, any::AnyPoolOptions};
 
 pub use alerts::{Alert, Notification, Transition};
 pub use anchor::Anchor;
+pub use cluster::InstanceRow;
 pub use drills::{DrillRecord, NewDrill};
 pub use error::{Error, Result};
 pub use heartbeats::{HeartbeatEvent, HeartbeatRow, HeartbeatRun};
@@ -141,6 +143,15 @@ pub fn redact(url: &str) -> String {
 }
 
 /// 16 random bytes as hex: ids for jobs and keys.
+/// `bytes` random bytes as hex (ids, instance names).
+#[must_use]
+pub fn random_token(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut b = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
 pub(crate) fn random_id() -> String {
     use rand::RngCore;
     let mut b = [0u8; 16];

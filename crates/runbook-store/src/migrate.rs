@@ -163,6 +163,21 @@ const MIGRATIONS: &[&str] = &[
         fingerprint TEXT,
         salt TEXT NOT NULL
     )",
+    // Several instances on one store: who runs a job and until when its lease holds, the
+    // instances and their heartbeats, and named leases (the scheduler's leader).
+    "ALTER TABLE jobs ADD COLUMN lease_owner TEXT;
+    ALTER TABLE jobs ADD COLUMN lease_until BIGINT;
+    CREATE TABLE instances (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        started_at BIGINT NOT NULL,
+        last_seen BIGINT NOT NULL
+    );
+    CREATE TABLE cluster_leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        until_ms BIGINT NOT NULL
+    )",
 ];
 
 pub(crate) async fn run(store: &Store) -> Result<()> {

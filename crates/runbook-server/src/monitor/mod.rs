@@ -332,7 +332,10 @@ pub(crate) async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<
         if *stop.borrow() {
             return;
         }
-        if let Err(e) = tick(&state).await {
+        // Probes and alert rules run on the leader only (see `cluster`).
+        if state.instance.is_leader()
+            && let Err(e) = tick(&state).await
+        {
             tracing::error!(error = %e, "monitor tick failed");
         }
         tokio::select! {

@@ -73,6 +73,11 @@ pub(crate) async fn oplog(State(state): State<AppState>) -> ApiResult<impl IntoR
     Ok(Json(state.store.oplog(500).await?))
 }
 
+/// `GET /api/cluster`: this instance, the leader and the instances sharing the state store.
+pub(crate) async fn cluster(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(crate::cluster::view(&state).await?))
+}
+
 pub(crate) async fn openapi() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "application/json")],

@@ -1,0 +1,268 @@
+//! Several instances on one PostgreSQL state store: each job runs once, one leader at a time
+//! with a fail-over bounded by the lease, and a dead instance's job re-queued once. Three
+//! instances run in this process, each with its own connection pool, its own id, and the
+//! clock the test drives.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{DAY0, make_db};
+use runbook_backup::Engine;
+use runbook_config::Config;
+use runbook_server::{
+    AppState, ManualClock, Settings,
+    cluster::{self, LEASE_MS, RENEW_MS},
+    worker,
+};
+use runbook_store::{JobKind, JobState, NewJob, Store};
+use runbook_testkit::PgDb;
+
+struct Cluster {
+    _dir: tempfile::TempDir,
+    _db: PgDb,
+    clock: ManualClock,
+    nodes: Vec<AppState>,
+}
+
+/// `n` instances on one fresh PostgreSQL database, ten sqlite targets `t0`…`t9`.
+async fn cluster(tag: &str, n: usize) -> Cluster {
+    let db = PgDb::create(tag);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let mut config = format!(
+        "[state]\nurl = \"postgres://postgres@127.0.0.1:5432/{}\"\n\n",
+        db.0
+    );
+    for i in 0..10 {
+        make_db(&root.join(format!("t{i}.db")), 3);
+        config.push_str(&format!(
+            "[targets.t{i}]\nkind = \"sqlite\"\npath = \"t{i}.db\"\n\n"
+        ));
+    }
+    std::fs::write(root.join("runbook.toml"), config).expect("config");
+    std::fs::create_dir_all(root.join("runbook-data")).expect("data");
+    std::fs::write(root.join("runbook-data/repo.key"), "pw\n").expect("key");
+    let config = Config::load(&root.join("runbook.toml")).expect("config");
+    let clock = ManualClock::at(DAY0);
+    let mut nodes = Vec::new();
+    for _ in 0..n {
+        let store = Store::open(&config.state_url).await.expect("store");
+        let settings = Settings {
+            verify_days: 0,
+            ..Settings::default()
+        };
+        nodes.push(
+            AppState::new(
+                Engine::new(config.clone()),
+                store,
+                settings,
+                Arc::new(clock.clone()),
+            )
+            .await
+            .expect("state"),
+        );
+    }
+    Cluster {
+        _dir: dir,
+        _db: db,
+        clock,
+        nodes,
+    }
+}
+
+fn leaders(c: &Cluster) -> Vec<String> {
+    c.nodes
+        .iter()
+        .filter(|n| n.instance.is_leader())
+        .map(|n| n.instance.id.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_jobs_on_three_instances_each_run_exactly_once() {
+    let c = cluster("cluster_jobs", 3).await;
+    for i in 0..200 {
+        c.nodes[0]
+            .store
+            .enqueue(
+                NewJob {
+                    kind: JobKind::Verify,
+                    target: format!("t{}", i % 10),
+                    params: serde_json::json!({ "n": 1, "of": 30 }),
+                    requested_by: "test".into(),
+                },
+                DAY0,
+            )
+            .await
+            .expect("enqueue");
+    }
+    // The three workers race for the queue.
+    let mut handles = Vec::new();
+    for node in &c.nodes {
+        let node = node.clone();
+        handles.push(tokio::spawn(async move {
+            let mut ran = Vec::new();
+            let mut idle = 0;
+            while idle < 3 {
+                match worker::try_execute_next(&node).await.expect("step") {
+                    worker::Outcome::Ran(job) => {
+                        idle = 0;
+                        ran.push(job.id.clone());
+                    }
+                    worker::Outcome::Idle => {
+                        idle += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                }
+            }
+            ran
+        }));
+    }
+    let mut all = Vec::new();
+    let mut per_node = Vec::new();
+    for h in handles {
+        let ran = h.await.expect("worker");
+        per_node.push(ran.len());
+        all.extend(ran);
+    }
+    let before = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(before, 200, "200 runs in all: {per_node:?}");
+    assert_eq!(all.len(), 200, "no job ran twice");
+    assert!(
+        per_node.iter().filter(|n| **n > 0).count() >= 2,
+        "the work was shared: {per_node:?}"
+    );
+    let jobs = c.nodes[1].store.jobs(None, 1000).await.expect("jobs");
+    assert_eq!(jobs.len(), 200);
+    assert!(
+        jobs.iter()
+            .all(|j| j.state == JobState::Succeeded && j.attempts == 1),
+        "every job succeeded at its first attempt"
+    );
+    // One ops-log chain, every finish in it once, written by three instances.
+    let chain = c.nodes[2].store.verify_oplog().await.expect("read");
+    assert!(chain.is_ok(), "one intact chain: {chain:?}");
+    let log = c.nodes[0].store.oplog(1000).await.expect("log");
+    assert_eq!(
+        log.iter().filter(|e| e.action == "verify.finished").count(),
+        200,
+        "every finish in the log once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leader_at_a_time_and_a_dead_leader_is_replaced_within_the_lease() {
+    let c = cluster("cluster_leader", 3).await;
+    for n in &c.nodes {
+        cluster::step(n).await.expect("step");
+    }
+    let first = leaders(&c);
+    assert_eq!(first.len(), 1, "exactly one leader: {first:?}");
+    // Renewals keep it.
+    for _ in 0..5 {
+        c.clock.advance(RENEW_MS);
+        for n in &c.nodes {
+            cluster::step(n).await.expect("step");
+        }
+        assert_eq!(leaders(&c), first, "the same leader while it renews");
+    }
+    let view = cluster::view(&c.nodes[2]).await.expect("view");
+    assert_eq!(view["leader"], first[0]);
+    assert_eq!(view["instances"].as_array().map(Vec::len), Some(3));
+
+    // The leader dies (no more renewals). Within the lease nobody takes over; right after
+    // it, the next step of a survivor does.
+    let dead = c
+        .nodes
+        .iter()
+        .position(|n| n.instance.is_leader())
+        .expect("leader");
+    let survivors: Vec<&AppState> = c
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != dead)
+        .map(|(_, n)| n)
+        .collect();
+    c.clock.advance(LEASE_MS - RENEW_MS);
+    for n in &survivors {
+        assert!(
+            !cluster::step(n).await.expect("step"),
+            "the lease still holds"
+        );
+    }
+    c.clock.advance(RENEW_MS + 1);
+    let mut took = 0;
+    for n in &survivors {
+        if cluster::step(n).await.expect("step") {
+            took += 1;
+        }
+    }
+    assert_eq!(took, 1, "exactly one survivor took over");
+    let new_leader = survivors
+        .iter()
+        .find(|n| n.instance.is_leader())
+        .expect("a leader")
+        .instance
+        .id
+        .clone();
+    assert_ne!(new_leader, first[0]);
+    assert_eq!(
+        cluster::view(&c.nodes[dead]).await.expect("view")["leader"],
+        new_leader,
+        "every instance sees the new leader"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_instances_job_is_retried_once_after_its_lease_and_not_before() {
+    let c = cluster("cluster_lease", 2).await;
+    let (a, b) = (&c.nodes[0], &c.nodes[1]);
+    a.store
+        .enqueue(
+            NewJob {
+                kind: JobKind::Verify,
+                target: "t1".into(),
+                params: serde_json::json!({ "n": 1, "of": 30 }),
+                requested_by: "test".into(),
+            },
+            DAY0,
+        )
+        .await
+        .expect("enqueue");
+    // A claims it and dies before finishing.
+    let job = a
+        .store
+        .claim_leased(DAY0, &a.instance.id, DAY0 + LEASE_MS)
+        .await
+        .expect("claim")
+        .expect("a job");
+    // B restarts meanwhile, and steps: the job's lease holds, so it is A's.
+    cluster::step(b).await.expect("step");
+    assert!(matches!(
+        worker::try_execute_next(b).await.expect("step"),
+        worker::Outcome::Idle
+    ));
+    assert_eq!(
+        b.store.job(&job.id).await.expect("job").state,
+        JobState::Running
+    );
+    // A's lease runs out: B re-queues the job once and runs it.
+    c.clock.set(DAY0 + LEASE_MS + 1);
+    cluster::step(b).await.expect("step");
+    let worker::Outcome::Ran(done) = worker::try_execute_next(b).await.expect("step") else {
+        panic!("the job was re-queued");
+    };
+    assert_eq!(done.id, job.id);
+    assert_eq!(done.state, JobState::Succeeded, "{:?}", done.error);
+    assert_eq!(done.attempts, 2);
+    let log = b.store.oplog(100).await.expect("log");
+    assert!(
+        log.iter()
+            .any(|e| e.action == "job.retry" && e.outcome == "interrupted"),
+        "the retry is in the ops log"
+    );
+}

@@ -1,0 +1,143 @@
+//! Several `runbook serve` instances on one state store: each instance's heartbeat, named
+//! leases (the scheduler's leader), and the renewal of job leases.
+//!
+//! A lease is a row `(name, holder, until_ms)` taken with one upsert that only succeeds when
+//! the row is free, expired, or already the caller's: the database decides, so two instances
+//! never hold it at once, on SQLite or PostgreSQL.
+
+use sqlx::Row;
+
+use crate::{Result, Store};
+
+/// One instance as the store last saw it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InstanceRow {
+    /// Its id (random per start).
+    pub id: String,
+    /// The host it runs on.
+    pub host: String,
+    /// When it started (Unix ms).
+    pub started_at: i64,
+    /// Its last heartbeat (Unix ms).
+    pub last_seen: i64,
+}
+
+impl Store {
+    /// Records that instance `id` (on `host`, started at `started_at`) is alive at `now`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn instance_seen(
+        &self,
+        id: &str,
+        host: &str,
+        started_at: i64,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO instances (id, host, started_at, last_seen) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen",
+        )
+        .bind(id)
+        .bind(host)
+        .bind(started_at)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Instances seen since `since` (Unix ms), newest start first; older rows are removed.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn instances(&self, since: i64) -> Result<Vec<InstanceRow>> {
+        sqlx::query("DELETE FROM instances WHERE last_seen < $1")
+            .bind(since)
+            .execute(self.pool())
+            .await?;
+        let rows = sqlx::query(
+            "SELECT id, host, started_at, last_seen FROM instances ORDER BY started_at DESC, id",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(InstanceRow {
+                    id: r.try_get(0)?,
+                    host: r.try_get(1)?,
+                    started_at: r.try_get(2)?,
+                    last_seen: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Takes or renews the lease `name` for `holder` until `until_ms`; true when `holder`
+    /// holds it now. Fails (false) while another holder's lease runs at `now`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: i64,
+        until_ms: i64,
+    ) -> Result<bool> {
+        sqlx::query(
+            "INSERT INTO cluster_leases (name, holder, until_ms) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until_ms = excluded.until_ms
+             WHERE cluster_leases.holder = excluded.holder OR cluster_leases.until_ms < $4",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(until_ms)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(self.lease_holder(name, now).await?.as_deref() == Some(holder))
+    }
+
+    /// Who holds the lease `name` at `now`, if anyone.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn lease_holder(&self, name: &str, now: i64) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT holder FROM cluster_leases WHERE name = $1 AND until_ms >= $2",
+        )
+        .bind(name)
+        .bind(now)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// Gives up the lease `name` if `holder` has it (a clean stop hands over at once).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        sqlx::query("DELETE FROM cluster_leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Extends the leases of the jobs `owner` runs to `until_ms`; returns how many.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn renew_job_leases(&self, owner: &str, until_ms: i64) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE jobs SET lease_until = $1 WHERE lease_owner = $2 AND state = 'running'",
+        )
+        .bind(until_ms)
+        .bind(owner)
+        .execute(self.pool())
+        .await?
+        .rows_affected())
+    }
+}
