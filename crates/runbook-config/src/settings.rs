@@ -49,6 +49,12 @@ pub struct Settings {
     /// `RUNBOOK_WEBHOOK_SECRET`: the `whsec_…` key inbound events (`POST /api/events`) must be
     /// signed with; unset: events need only an operator key.
     pub webhook_secret: Option<secrecy::SecretString>,
+    /// `RUNBOOK_REDIS_URL` (`redis://[:password@]host:port[/db]`): the rate limit is counted in
+    /// Redis, shared by every instance; unset: each instance counts on its own.
+    pub redis_url: Option<secrecy::SecretString>,
+    /// `RUNBOOK_REDIS_PREFIX` (default `runbook`): the start of every key runbook writes in
+    /// Redis, so several installations can share one server.
+    pub redis_prefix: String,
 }
 
 /// Alert e-mail through an SMTP server, as the seeds configure it.
@@ -88,6 +94,8 @@ impl Default for Settings {
             smtp: None,
             public_url: None,
             webhook_secret: None,
+            redis_url: None,
+            redis_prefix: "runbook".into(),
         }
     }
 }
@@ -140,6 +148,19 @@ impl Settings {
         s.smtp = smtp(&get)?;
         s.public_url = http_url(&get, "RUNBOOK_PUBLIC_URL")?;
         s.webhook_secret = whsec(&get, "RUNBOOK_WEBHOOK_SECRET")?;
+        if let Some(url) = get("RUNBOOK_REDIS_URL").filter(|v| !v.trim().is_empty()) {
+            let url = url.trim().to_string();
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(
+                    "RUNBOOK_REDIS_URL: expected redis://[:password@]host:port[/db] (or rediss://)"
+                        .into(),
+                );
+            }
+            s.redis_url = Some(url.into());
+        }
+        if let Some(p) = get("RUNBOOK_REDIS_PREFIX").filter(|v| !v.trim().is_empty()) {
+            s.redis_prefix = p.trim().to_string();
+        }
         s.auth_enabled = flag("SECURITY_AUTH_ENABLED", true)?;
         s.owner_keys = list("SECURITY_OWNER_KEYS");
         if let Some((i, short)) = s

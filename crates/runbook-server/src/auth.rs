@@ -66,7 +66,7 @@ pub(crate) async fn authorize(
     let limited = !public && (!ui || (path == "/login" && method == Method::POST));
     if state.settings.rate_limit_enabled
         && limited
-        && let Err(retry) = state.limiter.check(ip, state.clock.now_ms())
+        && let Err(retry) = state.limiter.check(ip, state.clock.now_ms()).await
     {
         state.metrics.rate_limited();
         let mut resp =

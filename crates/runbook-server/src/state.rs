@@ -112,7 +112,10 @@ impl AppState {
                 );
             }
         }
-        let limiter = RateLimiter::new(settings.rate_limit_max, settings.rate_limit_window);
+        let mut limiter = RateLimiter::new(settings.rate_limit_max, settings.rate_limit_window);
+        if let Some(url) = &settings.redis_url {
+            limiter = limiter.shared(url, &settings.redis_prefix);
+        }
         let mut heartbeat_keys = std::collections::HashMap::new();
         for name in engine.config().monitor.heartbeats.keys() {
             let row = store.heartbeat(name, now).await?;

@@ -413,6 +413,16 @@ fn settings_follow_the_seed_variables() {
     assert!(e.contains("loopback"), "{e}");
     let e = Settings::from_env(env(&[("SECURITY_RATE_LIMIT_MAX", "lots")])).expect_err("bad");
     assert!(e.contains("SECURITY_RATE_LIMIT_MAX"), "{e}");
+    let e = Settings::from_env(env(&[("RUNBOOK_REDIS_URL", "http://cache:6379")]))
+        .expect_err("not redis");
+    assert!(
+        e.contains("RUNBOOK_REDIS_URL") && e.contains("redis://"),
+        "{e}"
+    );
+    let s = Settings::from_env(env(&[("RUNBOOK_REDIS_URL", "redis://:pw@cache:6379/2")]))
+        .expect("redis");
+    assert!(s.redis_url.is_some());
+    assert_eq!(s.redis_prefix, "runbook");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -266,3 +266,85 @@ async fn a_dead_instances_job_is_retried_once_after_its_lease_and_not_before() {
         "the retry is in the ops log"
     );
 }
+
+/// With `RUNBOOK_REDIS_URL`, two instances share one count per client; with Redis gone, each
+/// counts on its own (requests still served) and `/api/health` says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limit_is_shared_through_redis_and_redis_down_is_stated() {
+    use reqwest::{Method, StatusCode};
+    let prefix = format!("rbt-{}", runbook_store::random_token(6));
+    let settings = |url: &str| Settings {
+        rate_limit_max: 3,
+        rate_limit_window: std::time::Duration::from_secs(60),
+        redis_url: Some(url.to_string().into()),
+        redis_prefix: prefix.clone(),
+        ..Settings::default()
+    };
+    let a = common::spawn(settings("redis://127.0.0.1:6379/"), false).await;
+    let b = common::spawn(settings("redis://127.0.0.1:6379/"), false).await;
+    let get = |app: &common::App| {
+        let key = app.keys.readonly.clone();
+        let url = app.url("/api/targets");
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .header("x-runbook-api-key", key)
+                .send()
+                .await
+                .expect("request")
+                .status()
+        }
+    };
+    // The health check first (a request: it counts too).
+    let health = a
+        .call(Method::GET, "/api/health", Some(&a.keys.readonly), None)
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(health.contains("shared by every instance"), "{health}");
+    // 3 allowed in all, whichever instance answers: the health check, then two more.
+    assert_eq!(get(&b).await, StatusCode::OK);
+    assert_eq!(get(&a).await, StatusCode::OK);
+    assert_eq!(
+        get(&b).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the fourth, on the other instance"
+    );
+    assert_eq!(get(&a).await, StatusCode::TOO_MANY_REQUESTS);
+
+    // Redis unreachable: served, counted per instance, and health warns.
+    let c = common::spawn(settings("redis://127.0.0.1:1/"), false).await;
+    let health: serde_json::Value = c
+        .call(Method::GET, "/api/health", Some(&c.keys.readonly), None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let redis = health["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|x| x["name"] == "redis")
+        .expect("a redis check")
+        .clone();
+    assert_eq!(redis["status"], "warn", "{redis}");
+    assert!(
+        redis["message"]
+            .as_str()
+            .expect("message")
+            .contains("per instance"),
+        "{redis}"
+    );
+    for _ in 0..2 {
+        assert_eq!(get(&c).await, StatusCode::OK);
+    }
+    assert_eq!(
+        get(&c).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the local count still limits"
+    );
+    a.stop().await;
+    b.stop().await;
+    c.stop().await;
+}

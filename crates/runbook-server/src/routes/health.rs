@@ -140,6 +140,19 @@ pub(crate) async fn checks(state: &AppState) -> Result<Vec<Check>, runbook_store
         Err(e) => check("repository", "critical", e).raises("repository.unreachable", "repository"),
     });
     checks.push(disk_check(&state.engine.config().data_dir));
+    match state.limiter.shared_state().await {
+        None => {}
+        Some(Ok(())) => checks.push(check(
+            "redis",
+            "ok",
+            "the rate limit is shared by every instance",
+        )),
+        Some(Err(why)) => checks.push(check(
+            "redis",
+            "warn",
+            format!("Redis does not answer ({why}): the rate limit is counted per instance until it does"),
+        )),
+    }
     for s in crate::secrets::refresh(&state).await? {
         let due = jiff::Timestamp::from_millisecond(s.due_at)
             .map(|t| t.strftime("%Y-%m-%d").to_string())
