@@ -60,6 +60,15 @@ impl SnapshotCache {
             .map(|(at, l)| (l.clone(), now_ms - at < Self::TTL_MS && *at <= now_ms))
     }
 
+    /// When `target`'s list was loaded.
+    fn loaded_at(&self, target: &str) -> Option<i64> {
+        self.lists
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(target)
+            .map(|(at, _)| *at)
+    }
+
     pub(crate) fn put(&self, target: &str, now_ms: i64, list: Vec<runbook_backup::Snapshot>) {
         let mut lists = self
             .lists
@@ -151,6 +160,20 @@ impl AppState {
         name: &str,
     ) -> Result<Vec<runbook_backup::Snapshot>, crate::error::AppError> {
         let now = self.clock.now_ms();
+        // Several instances: a job another instance finished since the list was loaded (it
+        // may have changed the repository) makes the list stale at once, not after the TTL.
+        if self.store.engine() == runbook_store::Engine::Postgres
+            && let Some(at) = self.snapshots.loaded_at(name)
+            && self
+                .store
+                .last_job_finished(name)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|f| f >= at)
+        {
+            self.snapshots.invalidate(name);
+        }
         match self.snapshots.get(name, now) {
             Some((list, true)) => Ok(list),
             Some((list, false)) => {

@@ -348,3 +348,62 @@ async fn the_rate_limit_is_shared_through_redis_and_redis_down_is_stated() {
     b.stop().await;
     c.stop().await;
 }
+
+/// A backup one instance finishes shows in `GET /api/backups` on another at once, though the
+/// other had the (empty) list cached moments before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_by_one_instance_is_listed_by_another_at_once() {
+    let c = cluster("cluster_cache", 2).await;
+    let (a, b) = (&c.nodes[0], &c.nodes[1]);
+    let key = b
+        .store
+        .create_key("r", runbook_store::Role::Readonly, DAY0)
+        .await
+        .expect("key")
+        .secret;
+    let server = runbook_server::Server::bind(b.clone())
+        .await
+        .expect("bind")
+        .api_only();
+    let addr = server.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(server.run(async move {
+        let _ = rx.await;
+    }));
+    let list = || async {
+        let v: serde_json::Value = reqwest::Client::new()
+            .get(format!("http://{addr}/api/backups?target=t3"))
+            .header("x-runbook-api-key", &key)
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json");
+        v.as_array().map_or(0, Vec::len)
+    };
+    assert_eq!(list().await, 0, "nothing yet, and now cached on b");
+    a.store
+        .enqueue(
+            NewJob {
+                kind: JobKind::Backup,
+                target: "t3".into(),
+                params: serde_json::json!({ "reason": "test" }),
+                requested_by: "test".into(),
+            },
+            DAY0,
+        )
+        .await
+        .expect("enqueue");
+    let worker::Outcome::Ran(job) = worker::try_execute_next(a).await.expect("step") else {
+        panic!("a job was queued");
+    };
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    assert_eq!(
+        list().await,
+        1,
+        "b lists a's backup without waiting for its cache"
+    );
+    let _ = tx.send(());
+    let _ = handle.await;
+}

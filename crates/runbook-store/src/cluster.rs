@@ -126,6 +126,19 @@ impl Store {
         Ok(())
     }
 
+    /// When the last job of `target` finished (any kind, any instance), in Unix ms.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn last_job_finished(&self, target: &str) -> Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT max(finished_at) FROM jobs WHERE target = $1")
+                .bind(target)
+                .fetch_one(self.pool())
+                .await?,
+        )
+    }
+
     /// Extends the leases of the jobs `owner` runs to `until_ms`; returns how many.
     ///
     /// # Errors
