@@ -249,9 +249,27 @@ pub(crate) struct MonitorFacts {
     pub heartbeats: Vec<(String, bool)>,
     /// (rule, alerts firing)
     pub firing: Vec<(String, i64)>,
+    /// Instances sharing the state store (seen within two leases), and whether this one leads.
+    pub instances: i64,
+    /// 1 when this instance runs the schedules and the monitor.
+    pub leader: bool,
 }
 
 fn register_monitor(reg: &mut Registry, m: &MonitorFacts) {
+    let instances = Gauge::<i64>::default();
+    instances.set(m.instances);
+    reg.register(
+        "runbook_cluster_instances",
+        "Instances sharing the state store, seen within two leases",
+        instances,
+    );
+    let leader = Gauge::<i64>::default();
+    leader.set(i64::from(m.leader));
+    reg.register(
+        "runbook_cluster_leader",
+        "1 when this instance runs the schedules, probes and alert rules",
+        leader,
+    );
     let up = Family::<NameLabel, Gauge>::default();
     let took = Family::<NameLabel, Seconds>::default();
     for (name, ok, secs) in &m.probes {

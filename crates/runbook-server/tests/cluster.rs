@@ -355,6 +355,8 @@ async fn the_rate_limit_is_shared_through_redis_and_redis_down_is_stated() {
 async fn a_backup_by_one_instance_is_listed_by_another_at_once() {
     let c = cluster("cluster_cache", 2).await;
     let (a, b) = (&c.nodes[0], &c.nodes[1]);
+    assert!(cluster::step(a).await.expect("step"), "a leads");
+    assert!(!cluster::step(b).await.expect("step"));
     let key = b
         .store
         .create_key("r", runbook_store::Role::Readonly, DAY0)
@@ -404,6 +406,18 @@ async fn a_backup_by_one_instance_is_listed_by_another_at_once() {
         1,
         "b lists a's backup without waiting for its cache"
     );
+    // b's metrics: two instances, and b does not lead (a stepped first).
+    let metrics = reqwest::Client::new()
+        .get(format!("http://{addr}/metrics"))
+        .header("x-runbook-api-key", &key)
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains("runbook_cluster_instances 2"), "{metrics}");
+    assert!(metrics.contains("runbook_cluster_leader 0"), "{metrics}");
     let _ = tx.send(());
     let _ = handle.await;
 }

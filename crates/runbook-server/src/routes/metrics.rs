@@ -61,6 +61,11 @@ pub(crate) async fn metrics(
         firing.entry(rule.clone()).or_default();
     }
     monitor.firing = firing.into_iter().collect();
+    let cluster = crate::cluster::view(&state).await?;
+    monitor.instances = cluster["instances"]
+        .as_array()
+        .map_or(1, |a| i64::try_from(a.len()).unwrap_or(i64::MAX));
+    monitor.leader = cluster["leader"] == cluster["instance"];
     let text = state.metrics.render(&targets, &drills, &monitor);
     let openmetrics = headers
         .get(header::ACCEPT)
