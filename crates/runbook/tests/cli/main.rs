@@ -1,6 +1,7 @@
 //! End-to-end tests of the `runbook` binary against real repositories, real SQLite files,
 //! Debian's `restic` and a real (tmpfs) full disk.
 
+mod cluster;
 mod drill;
 mod helpers;
 mod key;

@@ -19,8 +19,14 @@ pub struct Serve {
 }
 
 pub fn serve(ws: &Workspace) -> Serve {
+    serve_with(ws, &[])
+}
+
+/// `runbook serve` with more environment variables.
+pub fn serve_with(ws: &Workspace, env: &[(&str, &str)]) -> Serve {
     let mut child = ws
         .command(&["serve"])
+        .envs(env.iter().copied())
         .env("PORT", "0")
         .env("SECURITY_OWNER_KEYS", KEY)
         // These tests poll jobs for as long as a loaded machine needs; the limit itself is
@@ -79,7 +85,7 @@ fn job(addr: &str, id: &str) -> serde_json::Value {
     serde_json::from_str(&body).expect("json")
 }
 
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     let until = Instant::now() + Duration::from_secs(secs);
     while !f() {
         assert!(Instant::now() < until, "timed out waiting for {what}");
