@@ -11,7 +11,7 @@ use common::{DAY0, make_db};
 use runbook_backup::Engine;
 use runbook_config::Config;
 use runbook_server::{
-    AppState, ManualClock, Settings,
+    AppState, Clock, ManualClock, Settings,
     cluster::{self, LEASE_MS, RENEW_MS},
     worker,
 };
@@ -420,4 +420,97 @@ async fn a_backup_by_one_instance_is_listed_by_another_at_once() {
     assert!(metrics.contains("runbook_cluster_leader 0"), "{metrics}");
     let _ = tx.send(());
     let _ = handle.await;
+}
+
+/// A simulated day on three instances: whoever leads runs the scheduler; each hourly slot
+/// queues one backup per target, also across a leader's death (the missed slot once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_fire_once_per_slot_for_a_day_across_a_leader_change() {
+    let c = cluster("cluster_day", 3).await;
+    // The config's targets have no schedule; give the scheduler one through a fresh config.
+    let dir = c.nodes[0]
+        .engine
+        .config()
+        .file
+        .parent()
+        .expect("dir")
+        .to_path_buf();
+    let mut text = std::fs::read_to_string(dir.join("runbook.toml")).expect("config");
+    text = text.replace(
+        "path = \"t0.db\"\n",
+        "path = \"t0.db\"\nschedule = \"hourly\"\n",
+    );
+    text = text.replace(
+        "path = \"t1.db\"\n",
+        "path = \"t1.db\"\nschedule = \"hourly\"\n",
+    );
+    std::fs::write(dir.join("runbook.toml"), text).expect("config");
+    let config = Config::load(&dir.join("runbook.toml")).expect("config");
+    let mut nodes = Vec::new();
+    for n in &c.nodes {
+        nodes.push(
+            AppState::new(
+                Engine::new(config.clone()),
+                n.store.clone(),
+                Settings {
+                    verify_days: 0,
+                    ..Settings::default()
+                },
+                Arc::new(c.clock.clone()),
+            )
+            .await
+            .expect("state"),
+        );
+    }
+    let mut alive = [true, true, true];
+    let mut dead_leader = None;
+    // Every 5 minutes for a day (and a minute more).
+    for step in 0..=(24 * 12) {
+        c.clock.set(DAY0 + step * 300_000 + 60_000);
+        if step == 107 {
+            // The leader dies at 08:56, just before the 09:00 slot.
+            let i = nodes
+                .iter()
+                .position(|n| n.instance.is_leader())
+                .expect("a leader");
+            alive[i] = false;
+            dead_leader = Some(i);
+        }
+        for (i, n) in nodes.iter().enumerate() {
+            if alive[i] && cluster::step(n).await.expect("step") {
+                runbook_server::scheduler::tick(n).await.expect("tick");
+            }
+        }
+        let leading = nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, n)| alive[*i] && n.instance.is_leader())
+            .count();
+        assert!(leading <= 1, "never two leaders (step {step})");
+        // The queued jobs are done (the worker's part is tested above): a slot whose job is
+        // still waiting adds none, so each slot must be seen on its own.
+        while let Some(job) = nodes[0]
+            .store
+            .claim_next(c.clock.now_ms())
+            .await
+            .expect("claim")
+        {
+            nodes[0]
+                .store
+                .finish(&job.id, JobState::Succeeded, None, None, c.clock.now_ms())
+                .await
+                .expect("finish");
+        }
+    }
+    assert!(dead_leader.is_some());
+    let jobs = nodes[0].store.jobs(None, 1000).await.expect("jobs");
+    for t in ["t0", "t1"] {
+        let n = jobs
+            .iter()
+            .filter(|j| j.target == t && j.kind == JobKind::Backup)
+            .count();
+        // The first sight of a schedule (00:01) only starts counting; then one job per
+        // hourly slot, 01:00 to 24:00 — the 09:00 slot by the new leader, once.
+        assert_eq!(n, 24, "{t}: one job per slot, none lost or doubled");
+    }
 }
