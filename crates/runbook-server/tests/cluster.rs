@@ -514,3 +514,22 @@ async fn schedules_fire_once_per_slot_for_a_day_across_a_leader_change() {
         assert_eq!(n, 24, "{t}: one job per slot, none lost or doubled");
     }
 }
+
+/// Instances started at the same moment on a fresh database: one migrates, the others wait
+/// for it; all open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_starting_at_once_migrate_once() {
+    let db = PgDb::create("cluster_migrate");
+    let url = format!("postgres://postgres@127.0.0.1:5432/{}", db.0);
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { Store::open(&url).await.map(|_| ()) })
+        })
+        .collect();
+    for h in handles {
+        h.await
+            .expect("task")
+            .expect("every instance opens the store");
+    }
+}

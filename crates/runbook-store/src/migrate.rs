@@ -181,24 +181,42 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 pub(crate) async fn run(store: &Store) -> Result<()> {
-    let pool = store.pool();
-    sqlx::query("CREATE TABLE IF NOT EXISTS runbook_schema (version BIGINT NOT NULL)")
-        .execute(pool)
-        .await?;
-    let current: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM runbook_schema")
-        .fetch_one(pool)
-        .await?;
-    let current = usize::try_from(current.unwrap_or(0)).unwrap_or(0);
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
-        let mut tx = pool.begin().await?;
-        for stmt in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-            sqlx::query(stmt).execute(&mut *tx).await?;
-        }
-        sqlx::query("INSERT INTO runbook_schema (version) VALUES ($1)")
-            .bind(i64::try_from(i + 1).unwrap_or(i64::MAX))
-            .execute(&mut *tx)
+    use sqlx::Connection;
+    let mut conn = store.pool().acquire().await?;
+    // Instances starting at once on one PostgreSQL database: one migrates, the others wait
+    // for it (a session advisory lock on this connection) and then find nothing to do.
+    let shared = store.engine() == crate::Engine::Postgres;
+    if shared {
+        sqlx::query("SELECT pg_advisory_lock(7270002)")
+            .execute(&mut *conn)
             .await?;
-        tx.commit().await?;
     }
-    Ok(())
+    let result = async {
+        sqlx::query("CREATE TABLE IF NOT EXISTS runbook_schema (version BIGINT NOT NULL)")
+            .execute(&mut *conn)
+            .await?;
+        let current: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM runbook_schema")
+            .fetch_one(&mut *conn)
+            .await?;
+        let current = usize::try_from(current.unwrap_or(0)).unwrap_or(0);
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+            let mut tx = conn.begin().await?;
+            for stmt in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                sqlx::query(stmt).execute(&mut *tx).await?;
+            }
+            sqlx::query("INSERT INTO runbook_schema (version) VALUES ($1)")
+                .bind(i64::try_from(i + 1).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok::<(), crate::Error>(())
+    }
+    .await;
+    if shared {
+        sqlx::query("SELECT pg_advisory_unlock(7270002)")
+            .execute(&mut *conn)
+            .await?;
+    }
+    result
 }
