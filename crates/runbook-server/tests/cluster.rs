@@ -27,6 +27,51 @@ struct Cluster {
 
 /// `n` instances on one fresh PostgreSQL database, ten sqlite targets `t0`…`t9`.
 async fn cluster(tag: &str, n: usize) -> Cluster {
+    cluster_with(tag, n, || Settings {
+        verify_days: 0,
+        ..Settings::default()
+    })
+    .await
+}
+
+/// An instance's HTTP API on a free port (API only: the test drives the rest).
+struct Served {
+    addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Served {
+    async fn start(state: &AppState) -> Self {
+        let server = runbook_server::Server::bind(state.clone())
+            .await
+            .expect("bind")
+            .api_only();
+        let addr = server.local_addr().expect("addr");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(server.run(async move {
+            let _ = rx.await;
+        }));
+        Self {
+            addr,
+            stop: Some(tx),
+            handle,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = self.handle.await;
+    }
+}
+
+async fn cluster_with(tag: &str, n: usize, settings: impl Fn() -> Settings) -> Cluster {
     let db = PgDb::create(tag);
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
@@ -48,10 +93,8 @@ async fn cluster(tag: &str, n: usize) -> Cluster {
     let mut nodes = Vec::new();
     for _ in 0..n {
         let store = Store::open(&config.state_url).await.expect("store");
-        let settings = Settings {
-            verify_days: 0,
-            ..Settings::default()
-        };
+        let mut settings = settings();
+        settings.listen = "127.0.0.1:0".parse().expect("addr");
         nodes.push(
             AppState::new(
                 Engine::new(config.clone()),
@@ -363,15 +406,8 @@ async fn a_backup_by_one_instance_is_listed_by_another_at_once() {
         .await
         .expect("key")
         .secret;
-    let server = runbook_server::Server::bind(b.clone())
-        .await
-        .expect("bind")
-        .api_only();
-    let addr = server.local_addr().expect("addr");
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(server.run(async move {
-        let _ = rx.await;
-    }));
+    let served = Served::start(b).await;
+    let addr = served.addr;
     let list = || async {
         let v: serde_json::Value = reqwest::Client::new()
             .get(format!("http://{addr}/api/backups?target=t3"))
@@ -418,8 +454,7 @@ async fn a_backup_by_one_instance_is_listed_by_another_at_once() {
         .expect("text");
     assert!(metrics.contains("runbook_cluster_instances 2"), "{metrics}");
     assert!(metrics.contains("runbook_cluster_leader 0"), "{metrics}");
-    let _ = tx.send(());
-    let _ = handle.await;
+    served.stop().await;
 }
 
 /// A simulated day on three instances: whoever leads runs the scheduler; each hourly slot
@@ -531,5 +566,109 @@ async fn instances_starting_at_once_migrate_once() {
         h.await
             .expect("task")
             .expect("every instance opens the store");
+    }
+}
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// An inbound event accepted by one instance is a replay to every other: the ids seen are in
+/// the shared state store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_id_seen_by_one_instance_is_refused_by_another() {
+    use reqwest::StatusCode;
+    let c = cluster_with("cluster_replay", 3, || Settings {
+        rate_limit_enabled: false,
+        webhook_secret: Some(SECRET.to_string().into()),
+        ..Settings::default()
+    })
+    .await;
+    let key = c.nodes[0]
+        .store
+        .create_key("op", runbook_store::Role::Operator, DAY0)
+        .await
+        .expect("key")
+        .secret;
+    let mut served = Vec::new();
+    for n in &c.nodes {
+        served.push(Served::start(n).await);
+    }
+    let body = r#"{"type":"deploy","subject":"api","message":"v2 to production"}"#;
+    let ts = DAY0 / 1000;
+    let send = |to: &Served, id: &str| {
+        let sig = runbook_server::notify::sign(SECRET, id, ts, body).expect("sign");
+        let req = reqwest::Client::new()
+            .post(to.url("/api/events"))
+            .header("x-runbook-api-key", &key)
+            .header("webhook-id", id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", sig)
+            .body(body);
+        async move { req.send().await.expect("send").status() }
+    };
+    assert_eq!(send(&served[0], "msg_a").await, StatusCode::ACCEPTED);
+    assert_eq!(
+        send(&served[1], "msg_a").await,
+        StatusCode::CONFLICT,
+        "replayed on b"
+    );
+    assert_eq!(
+        send(&served[2], "msg_a").await,
+        StatusCode::CONFLICT,
+        "replayed on c"
+    );
+    assert_eq!(
+        send(&served[2], "msg_b").await,
+        StatusCode::ACCEPTED,
+        "a new id"
+    );
+    for s in served {
+        s.stop().await;
+    }
+}
+
+/// 300 mutations at once, spread over three instances: 300 entries in one verified chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_mutations_on_three_instances_leave_one_chain() {
+    use reqwest::StatusCode;
+    let c = cluster_with("cluster_chain", 3, || Settings {
+        rate_limit_enabled: false,
+        ..Settings::default()
+    })
+    .await;
+    let key = c.nodes[0]
+        .store
+        .create_key("op", runbook_store::Role::Operator, DAY0)
+        .await
+        .expect("key")
+        .secret;
+    let mut served = Vec::new();
+    for n in &c.nodes {
+        served.push(Served::start(n).await);
+    }
+    let client = reqwest::Client::new();
+    let mut requests = Vec::new();
+    for i in 0..300 {
+        let req = client
+            .post(served[i % 3].url("/api/backups/run"))
+            .header("x-runbook-api-key", &key)
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"target":"t{}","reason":"chain"}}"#, i % 10));
+        requests.push(tokio::spawn(async move {
+            req.send().await.expect("send").status()
+        }));
+    }
+    for r in requests {
+        assert_eq!(r.await.expect("task"), StatusCode::ACCEPTED);
+    }
+    let log = c.nodes[1].store.oplog(10_000).await.expect("log");
+    assert_eq!(
+        log.iter().filter(|e| e.action == "backup.run").count(),
+        300,
+        "every mutation in the log once"
+    );
+    let chain = c.nodes[2].store.verify_oplog().await.expect("read");
+    assert!(chain.is_ok(), "one intact chain: {chain:?}");
+    for s in served {
+        s.stop().await;
     }
 }
