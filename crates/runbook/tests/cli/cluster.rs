@@ -103,3 +103,56 @@ fn three_serve_processes_share_the_jobs_and_replace_a_killed_leader() {
         n.child.wait().expect("wait");
     }
 }
+
+/// The instance running a backup is killed with -9: another instance takes the job over once
+/// its lease runs out, one snapshot results, and the repository checks clean.
+#[test]
+fn a_backup_whose_instance_is_killed_is_taken_over_by_another() {
+    let db = runbook_testkit::PgDb::create("serve_takeover");
+    let ws = Workspace::new(crate::helpers::files_config());
+    std::fs::create_dir_all(ws.path("src")).expect("mkdir");
+    std::fs::write(ws.path("src/big.bin"), crate::helpers::noise(300 << 20, 33)).expect("write");
+    let url = format!("postgres://postgres@127.0.0.1:5432/{}", db.0);
+    let env = [("RUNBOOK_STATE_URL", url.as_str())];
+    let mut a = serve_with(&ws, &env);
+    let (code, body) = http(
+        &a.addr,
+        "POST",
+        "/api/backups/run",
+        Some(r#"{"target":"files","reason":"takeover"}"#),
+    );
+    assert_eq!(code, 202, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let id = v["job_id"].as_str().expect("id").to_string();
+    let job = |s: &Serve| -> serde_json::Value {
+        let (_, body) = http(&s.addr, "GET", &format!("/api/jobs/{id}"), None);
+        serde_json::from_str(&body).expect("json")
+    };
+    let data = ws.repo("files").join("data");
+    wait_for("a to be writing the backup", 120, || {
+        job(&a)["state"] == "running"
+            && std::fs::read_dir(&data)
+                .map(|d| d.count() > 0)
+                .unwrap_or(false)
+    });
+    // b starts while a's lease holds: it leaves the job alone.
+    let mut b = serve_with(&ws, &env);
+    assert_eq!(job(&b)["state"], "running");
+    a.child.kill().expect("kill -9");
+    a.child.wait().expect("wait");
+    wait_for("b to take the job over and finish it", 300, || {
+        let j = job(&b);
+        j["state"] != "running" && j["state"] != "queued"
+    });
+    let j = job(&b);
+    assert_eq!(j["state"], "succeeded", "{j}");
+    assert_eq!(j["attempts"], 2, "taken over once");
+    b.child.kill().expect("stop");
+    b.child.wait().expect("wait");
+    assert_eq!(
+        ws.snapshot_ids("files").len(),
+        1,
+        "one snapshot, no partial one"
+    );
+    ws.run(&["check", "files", "--read-data", "100"]).ok();
+}
