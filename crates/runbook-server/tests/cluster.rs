@@ -672,3 +672,61 @@ async fn concurrent_mutations_on_three_instances_leave_one_chain() {
         s.stop().await;
     }
 }
+
+/// Measurement, not a check (`bench/cluster.sh` runs it): trivial jobs claimed and finished
+/// per second through the state store by 1, 2 and 3 instances, each with its own pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a benchmark: bench/cluster.sh"]
+async fn job_throughput() {
+    const JOBS: usize = 2000;
+    for n in 1..=3 {
+        let db = PgDb::create(&format!("cluster_bench{n}"));
+        let url = format!("postgres://postgres@127.0.0.1:5432/{}", db.0);
+        let first = Store::open(&url).await.expect("store");
+        for i in 0..JOBS {
+            first
+                .enqueue(
+                    NewJob {
+                        kind: JobKind::Verify,
+                        target: format!("t{}", i % 50),
+                        params: serde_json::json!({}),
+                        requested_by: "bench".into(),
+                    },
+                    DAY0,
+                )
+                .await
+                .expect("enqueue");
+        }
+        let started = std::time::Instant::now();
+        let mut tasks = Vec::new();
+        for k in 0..n {
+            let url = url.clone();
+            tasks.push(tokio::spawn(async move {
+                let store = Store::open(&url).await.expect("store");
+                let me = format!("bench-{k}");
+                let mut done = 0_usize;
+                while let Some(job) = store
+                    .claim_leased(DAY0, &me, DAY0 + LEASE_MS)
+                    .await
+                    .expect("claim")
+                {
+                    store
+                        .finish(&job.id, JobState::Succeeded, None, None, DAY0)
+                        .await
+                        .expect("finish");
+                    done += 1;
+                }
+                done
+            }));
+        }
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.expect("task");
+        }
+        let secs = started.elapsed().as_secs_f64();
+        assert_eq!(total, JOBS);
+        #[allow(clippy::cast_precision_loss)]
+        let rate = JOBS as f64 / secs;
+        println!("| {n} | {JOBS} | {secs:.2} | {rate:.0} |");
+    }
+}

@@ -178,6 +178,8 @@ const MIGRATIONS: &[&str] = &[
         holder TEXT NOT NULL,
         until_ms BIGINT NOT NULL
     )",
+    // A claim asks whether the candidate's target has a running job: one index lookup.
+    "CREATE INDEX jobs_running ON jobs (target) WHERE state = 'running'",
 ];
 
 pub(crate) async fn run(store: &Store) -> Result<()> {
