@@ -85,18 +85,7 @@ pub async fn step(state: &AppState) -> Result<bool, runbook_store::Error> {
         .instance_seen(&me.id, &me.host, me.started_at, now)
         .await?;
     state.store.renew_job_leases(&me.id, now + LEASE_MS).await?;
-    for job in state.store.recover_interrupted(now).await? {
-        tracing::warn!(job = %job.id, target = %job.target, "job's instance stopped renewing its lease; retrying once");
-        state
-            .audit(
-                "worker",
-                "job.retry",
-                &job.target,
-                "interrupted",
-                job.id.clone(),
-            )
-            .await?;
-    }
+    requeue_interrupted(state, now).await?;
     let was = me.is_leader();
     let leads = state
         .store
@@ -107,6 +96,31 @@ pub async fn step(state: &AppState) -> Result<bool, runbook_store::Error> {
         tracing::info!(instance = %me.id, "this instance now runs the schedules and the monitor");
     }
     Ok(leads)
+}
+
+/// Re-queues, once, every running job without a lease that holds at `horizon` (its process
+/// stopped), each noted in the ops log; returns how many.
+///
+/// # Errors
+/// State-store errors.
+pub async fn requeue_interrupted(
+    state: &AppState,
+    horizon: i64,
+) -> Result<usize, runbook_store::Error> {
+    let jobs = state.store.recover_interrupted(horizon).await?;
+    for job in &jobs {
+        tracing::warn!(job = %job.id, target = %job.target, "job was cut off (its process stopped); retrying once");
+        state
+            .audit(
+                "worker",
+                "job.retry",
+                &job.target,
+                "interrupted",
+                job.id.clone(),
+            )
+            .await?;
+    }
+    Ok(jobs.len())
 }
 
 /// Renews this instance's leases every `RENEW_MS` until told to stop; then hands the leader

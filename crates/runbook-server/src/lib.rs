@@ -158,22 +158,8 @@ async fn background(state: AppState, mut stop: tokio::sync::watch::Receiver<bool
     } else {
         state.clock.now_ms()
     };
-    match state.store.recover_interrupted(horizon).await {
-        Ok(jobs) => {
-            for job in jobs {
-                tracing::warn!(job = %job.id, target = %job.target, "job was interrupted by a stop; retrying once");
-                let _ = state
-                    .audit(
-                        "worker",
-                        "job.retry",
-                        &job.target,
-                        "interrupted",
-                        job.id.clone(),
-                    )
-                    .await;
-            }
-        }
-        Err(e) => tracing::error!(error = %e, "cannot recover interrupted jobs"),
+    if let Err(e) = cluster::requeue_interrupted(&state, horizon).await {
+        tracing::error!(error = %e, "cannot recover interrupted jobs");
     }
     remove_drill_leftovers(&state).await;
     // Open every repository once now, so the first look at the dashboard or the API after a

@@ -71,6 +71,21 @@ impl Served {
     }
 }
 
+/// Every instance's API, and an operator key.
+async fn serve_all(c: &Cluster) -> (String, Vec<Served>) {
+    let key = c.nodes[0]
+        .store
+        .create_key("op", runbook_store::Role::Operator, DAY0)
+        .await
+        .expect("key")
+        .secret;
+    let mut served = Vec::new();
+    for n in &c.nodes {
+        served.push(Served::start(n).await);
+    }
+    (key, served)
+}
+
 async fn cluster_with(tag: &str, n: usize, settings: impl Fn() -> Settings) -> Cluster {
     let db = PgDb::create(tag);
     let dir = tempfile::tempdir().expect("tempdir");
@@ -582,16 +597,7 @@ async fn a_webhook_id_seen_by_one_instance_is_refused_by_another() {
         ..Settings::default()
     })
     .await;
-    let key = c.nodes[0]
-        .store
-        .create_key("op", runbook_store::Role::Operator, DAY0)
-        .await
-        .expect("key")
-        .secret;
-    let mut served = Vec::new();
-    for n in &c.nodes {
-        served.push(Served::start(n).await);
-    }
+    let (key, served) = serve_all(&c).await;
     let body = r#"{"type":"deploy","subject":"api","message":"v2 to production"}"#;
     let ts = DAY0 / 1000;
     let send = |to: &Served, id: &str| {
@@ -635,16 +641,7 @@ async fn concurrent_mutations_on_three_instances_leave_one_chain() {
         ..Settings::default()
     })
     .await;
-    let key = c.nodes[0]
-        .store
-        .create_key("op", runbook_store::Role::Operator, DAY0)
-        .await
-        .expect("key")
-        .secret;
-    let mut served = Vec::new();
-    for n in &c.nodes {
-        served.push(Served::start(n).await);
-    }
+    let (key, served) = serve_all(&c).await;
     let client = reqwest::Client::new();
     let mut requests = Vec::new();
     for i in 0..300 {
