@@ -13,11 +13,16 @@ dpkg -x "$DEB" "$ROOT"
 fail() { echo "test-deb: $*" >&2; exit 1; }
 for f in usr/bin/runbook usr/lib/systemd/system/runbook.service usr/share/man/man1/runbook.1.gz \
          usr/share/bash-completion/completions/runbook usr/share/zsh/vendor-completions/_runbook \
-         usr/share/fish/vendor_completions.d/runbook.fish etc/default/runbook; do
+         usr/share/fish/vendor_completions.d/runbook.fish etc/default/runbook etc/runbook/runbook.toml; do
   [ -e "$ROOT/$f" ] || fail "$f is not in the package"
 done
 "$ROOT/usr/bin/runbook" --version | grep -q "(commit " || fail "--version names no commit"
 dpkg-deb -f "$DEB" Depends | grep -q adduser || fail "Depends lacks adduser"
+# The shipped config is valid as it is (no targets yet; the password comes after `runbook init`)
+# and keeps data in the state directory.
+RUNBOOK_REPOSITORY_PASSWORD=check-only RUNBOOK_CONFIG="$ROOT/etc/runbook/runbook.toml" "$ROOT/usr/bin/runbook" config check --offline >/dev/null 2>&1 \
+  || fail "the shipped config does not check"
+grep -q '^data_dir = "/var/lib/runbook"' "$ROOT/etc/runbook/runbook.toml" || fail "the config's data_dir is not the state directory"
 MANPATH="$ROOT/usr/share/man" man -w runbook >/dev/null || fail "man page not found"
 
 # The unit as installed, with ExecStart pointing into the scratch root (the host has no
