@@ -9,7 +9,9 @@ use std::path::PathBuf;
 
 use runbook_backup::{BackupRequest, DbRestore, Engine};
 use runbook_store::{Job, JobKind};
-use serde::Deserialize;
+mod params;
+
+use params::{BackupParams, DrillParams, RestoreParams, VerifyParams, params};
 
 /// One operation on one target.
 #[derive(Debug, Clone)]
@@ -116,63 +118,6 @@ impl From<String> for OpError {
             temporary: false,
         }
     }
-}
-
-/// Parameters of a backup job, as the API and the scheduler queue them.
-#[derive(Debug, Deserialize)]
-struct BackupParams {
-    #[serde(default = "api")]
-    reason: String,
-}
-
-/// Parameters of a drill job.
-#[derive(Debug, Deserialize)]
-struct DrillParams {
-    snapshot: Option<String>,
-    #[serde(default)]
-    backup_first: bool,
-}
-
-/// Parameters of a verification job: slice `n` of `of`.
-#[derive(Debug, Deserialize)]
-struct VerifyParams {
-    #[serde(default = "one")]
-    n: u32,
-    #[serde(default = "thirty")]
-    of: u32,
-}
-
-/// Parameters of a restore job.
-#[derive(Debug, Deserialize)]
-struct RestoreParams {
-    #[serde(default = "latest")]
-    snapshot: String,
-    to: Option<String>,
-    into: Option<String>,
-    #[serde(default)]
-    force: bool,
-}
-
-fn api() -> String {
-    "api".into()
-}
-
-fn one() -> u32 {
-    1
-}
-
-fn thirty() -> u32 {
-    30
-}
-
-fn latest() -> String {
-    "latest".into()
-}
-
-/// The job's parameters as `T`; a job whose parameters do not fit fails with why.
-fn params<T: serde::de::DeserializeOwned>(job: &Job) -> Result<T, OpError> {
-    serde_json::from_value(job.params.clone())
-        .map_err(|e| OpError::from(format!("bad {} parameters: {e}", job.kind)))
 }
 
 impl Operation {

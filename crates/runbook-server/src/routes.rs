@@ -7,6 +7,7 @@ mod drills;
 pub(crate) mod health;
 mod metrics;
 mod monitor;
+mod report;
 
 use axum::{
     Router,
@@ -61,8 +62,8 @@ pub(crate) fn router(state: AppState) -> Router {
             get(monitor::silences).post(monitor::add_silence),
         )
         .route("/api/events", post(monitor::event))
-        .route("/api/secrets", get(monitor::secrets))
-        .route("/api/report/runbook", get(monitor::runbook_report))
+        .route("/api/secrets", get(report::secrets))
+        .route("/api/report/runbook", get(report::runbook_report))
         .route(
             "/ping/{key}",
             get(monitor::ping).post(monitor::ping).head(monitor::ping),

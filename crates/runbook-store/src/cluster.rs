@@ -7,7 +7,10 @@
 
 use sqlx::Row;
 
-use crate::{Result, Store};
+use crate::{
+    Job, Result, Store,
+    jobs::{COLUMNS, job_from},
+};
 
 /// One instance as the store last saw it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -111,6 +114,53 @@ impl Store {
         .bind(now)
         .fetch_optional(self.pool())
         .await?)
+    }
+
+    /// As [`Store::claim_next`], leased to the instance `owner` until `lease_until_ms`: when the
+    /// lease runs out without being renewed (its instance died), another instance re-queues
+    /// the job ([`Store::requeue_expired`]). On PostgreSQL claims are serialized across
+    /// instances (a transaction-scoped advisory lock), so two instances never claim the same
+    /// job, nor two jobs of one target.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn claim_leased(
+        &self,
+        now_ms: i64,
+        owner: &str,
+        lease_until_ms: i64,
+    ) -> Result<Option<Job>> {
+        self.claim(now_ms, Some((owner, lease_until_ms))).await
+    }
+
+    pub(crate) async fn claim(
+        &self,
+        now_ms: i64,
+        lease: Option<(&str, i64)>,
+    ) -> Result<Option<Job>> {
+        let mut tx = self.pool().begin().await?;
+        if self.engine() == crate::Engine::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(7270001)")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE jobs SET state = 'running', started_at = $1, attempts = attempts + 1,
+                lease_owner = $2, lease_until = $3
+             WHERE state = 'queued' AND id = (
+                SELECT j.id FROM jobs j WHERE j.state = 'queued'
+                AND (j.run_after IS NULL OR j.run_after <= $1) AND NOT EXISTS (
+                    SELECT 1 FROM jobs r WHERE r.state = 'running' AND r.target = j.target)
+                ORDER BY j.created_at, CASE j.kind WHEN 'backup' THEN 0 ELSE 1 END, j.id LIMIT 1)
+             RETURNING {COLUMNS}"
+        )))
+        .bind(now_ms)
+        .bind(lease.map(|(o, _)| o.to_string()))
+        .bind(lease.map(|(_, u)| u))
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        row.as_ref().map(job_from).transpose()
     }
 
     /// Gives up the lease `name` if `holder` has it (a clean stop hands over at once).

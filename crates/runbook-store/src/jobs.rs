@@ -57,9 +57,9 @@ pub struct NewJob {
 
 const INTERRUPTED: &str = "interrupted: the runbook process stopped while this job ran";
 
-const COLUMNS: &str = "id, kind, target, params, state, error, result, attempts, requested_by, created_at, started_at, finished_at";
+pub(crate) const COLUMNS: &str = "id, kind, target, params, state, error, result, attempts, requested_by, created_at, started_at, finished_at";
 
-fn job_from(row: &AnyRow) -> Result<Job> {
+pub(crate) fn job_from(row: &AnyRow) -> Result<Job> {
     let json = |s: Option<String>| -> Option<serde_json::Value> {
         s.and_then(|s| serde_json::from_str(&s).ok())
     };
@@ -160,49 +160,6 @@ impl Store {
     /// a backup drills the new snapshot instead of failing on "no snapshot".
     pub async fn claim_next(&self, now_ms: i64) -> Result<Option<Job>> {
         self.claim(now_ms, None).await
-    }
-
-    /// As [`Store::claim_next`], leased to the instance `owner` until `lease_until_ms`: when the
-    /// lease runs out without being renewed (its instance died), another instance re-queues
-    /// the job ([`Store::requeue_expired`]). On PostgreSQL claims are serialized across
-    /// instances (a transaction-scoped advisory lock), so two instances never claim the same
-    /// job, nor two jobs of one target.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn claim_leased(
-        &self,
-        now_ms: i64,
-        owner: &str,
-        lease_until_ms: i64,
-    ) -> Result<Option<Job>> {
-        self.claim(now_ms, Some((owner, lease_until_ms))).await
-    }
-
-    async fn claim(&self, now_ms: i64, lease: Option<(&str, i64)>) -> Result<Option<Job>> {
-        let mut tx = self.pool().begin().await?;
-        if self.engine() == crate::Engine::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock(7270001)")
-                .execute(&mut *tx)
-                .await?;
-        }
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE jobs SET state = 'running', started_at = $1, attempts = attempts + 1,
-                lease_owner = $2, lease_until = $3
-             WHERE state = 'queued' AND id = (
-                SELECT j.id FROM jobs j WHERE j.state = 'queued'
-                AND (j.run_after IS NULL OR j.run_after <= $1) AND NOT EXISTS (
-                    SELECT 1 FROM jobs r WHERE r.state = 'running' AND r.target = j.target)
-                ORDER BY j.created_at, CASE j.kind WHEN 'backup' THEN 0 ELSE 1 END, j.id LIMIT 1)
-             RETURNING {COLUMNS}"
-        )))
-        .bind(now_ms)
-        .bind(lease.map(|(o, _)| o.to_string()))
-        .bind(lease.map(|(_, u)| u))
-        .fetch_optional(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        row.as_ref().map(job_from).transpose()
     }
 
     /// Puts a running job that failed for a reason that may pass back in the queue, to be
