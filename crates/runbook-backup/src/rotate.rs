@@ -93,7 +93,9 @@ fn sync_dir(p: &Path) -> Result<()> {
         .map_err(Error::io(format!("cannot sync {}", dir.display())))
 }
 
-fn generate() -> SecretString {
+/// A new repository password: 32 random bytes as hex (what `runbook init` writes too).
+#[must_use]
+pub fn new_password() -> SecretString {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     SecretString::from(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
@@ -151,7 +153,7 @@ impl Engine {
                 new: read(&rotating)?,
             }
         } else {
-            let new = generate();
+            let new = new_password();
             write_durably(&rotating, &new)?;
             failpoint("rotate-after-new-password");
             Phase::Adding {

@@ -124,7 +124,7 @@ pub fn to_html(md: &str) -> String {
         .unwrap_or("Operations runbook");
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\n<style>{STYLE}</style></head>\n<body>\n{body}</body></html>\n",
-        escape(title)
+        html_escape(title)
     )
 }
 
@@ -132,7 +132,8 @@ const STYLE: &str = "body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;mar
 table{border-collapse:collapse;margin:1rem 0}th,td{border:1px solid #ccd;padding:.3rem .6rem;text-align:left;vertical-align:top}\
 code,pre{font-family:ui-monospace,monospace;background:#f3f4f6}pre{padding:.6rem;overflow-x:auto}";
 
-fn escape(s: &str) -> String {
+/// `s` with `&`, `<`, `>` and `"` escaped, for HTML text and attribute values.
+pub(crate) fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

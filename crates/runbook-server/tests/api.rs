@@ -639,14 +639,7 @@ async fn drills_run_through_the_api_and_show_in_health_metrics_and_schedule() {
         "{health}"
     );
 
-    app.call(
-        Method::POST,
-        "/api/backups/run",
-        Some(&app.keys.operator),
-        Some(serde_json::json!({"target": "app-db"})),
-    )
-    .await;
-    assert_eq!(step().await.state, JobState::Succeeded);
+    assert_eq!(backup_job(&app).await.state, JobState::Succeeded);
     let body = serde_json::json!({"target": "app-db"});
     let denied = app
         .call(

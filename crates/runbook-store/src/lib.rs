@@ -153,8 +153,5 @@ pub fn random_token(bytes: usize) -> String {
 }
 
 pub(crate) fn random_id() -> String {
-    use rand::RngCore;
-    let mut b = [0u8; 16];
-    rand::rng().fill_bytes(&mut b);
-    hex::encode(b)
+    random_token(16)
 }

@@ -198,8 +198,8 @@ async fn send_email(
     let (subject, body) = email_text(&payload);
     let html = format!(
         "<html><body><h2>{}</h2><pre>{}</pre></body></html>",
-        html_escape(&subject),
-        html_escape(&body)
+        crate::report::html_escape(&subject),
+        crate::report::html_escape(&body)
     );
     let mut msg = Message::builder()
         .from(smtp.from.parse().map_err(|e| format!("SMTP_FROM: {e}"))?)
@@ -234,12 +234,6 @@ async fn send_email(
         .await
         .map(drop)
         .map_err(|e| format!("SMTP {}:{}: {}", smtp.host, smtp.port, one_line(&e)))
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 #[cfg(test)]

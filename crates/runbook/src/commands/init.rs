@@ -3,7 +3,6 @@
 use std::{fs, io::Write, os::unix::fs::OpenOptionsExt, path::Path, process::ExitCode};
 
 use anyhow::{Context, bail};
-use rand::RngCore;
 use runbook_config::{Config, EXAMPLE_CONFIG};
 
 use crate::cli::InitArgs;
@@ -69,9 +68,7 @@ pub fn run(config_path: &Path, args: &InitArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn write_password(path: &Path) -> anyhow::Result<()> {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let password = runbook_backup::new_password();
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -81,7 +78,8 @@ fn write_password(path: &Path) -> anyhow::Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
-    writeln!(file, "{hex}").with_context(|| format!("cannot write {}", path.display()))?;
+    writeln!(file, "{}", secrecy::ExposeSecret::expose_secret(&password))
+        .with_context(|| format!("cannot write {}", path.display()))?;
     file.sync_all()?;
     Ok(())
 }
