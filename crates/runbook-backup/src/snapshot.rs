@@ -4,11 +4,12 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// One backup of one target.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Snapshot {
     /// Full snapshot id (hex); `restic` accepts it or any unique prefix.
     pub id: String,
     /// When the backup was taken.
+    #[schema(value_type = String, format = DateTime)]
     pub time: Timestamp,
     /// The target it belongs to.
     pub target: String,

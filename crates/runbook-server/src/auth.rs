@@ -20,8 +20,14 @@ pub(crate) struct Caller {
 
 pub(crate) const PUBLIC: [&str; 4] = ["/healthz", "/health/live", "/readyz", "/health/ready"];
 
+/// Paths anyone may call: load balancers' health probes, and heartbeat pings, which carry
+/// their own unguessable key.
+pub(crate) fn is_public(path: &str) -> bool {
+    PUBLIC.contains(&path) || path.starts_with("/ping/")
+}
+
 /// The role a request needs.
-fn required_role(method: &Method, path: &str) -> Role {
+pub(crate) fn required_role(method: &Method, path: &str) -> Role {
     if path == "/api/secrets" {
         Role::Owner
     } else if method == Method::GET || method == Method::HEAD {
@@ -59,7 +65,7 @@ pub(crate) async fn authorize(
 ) -> Result<Caller, Response> {
     // Load balancers probe the health endpoints constantly; they are cheap and never limited.
     // Heartbeat pings carry their own unguessable key and come from every cron job.
-    let public = PUBLIC.contains(&path) || path.starts_with("/ping/");
+    let public = is_public(path);
     // The dashboard signs in by session (its handlers check it); only its sign-in form, the
     // one place a key is guessed, counts against the rate limit.
     let ui = crate::ui::is_ui_path(path);

@@ -140,11 +140,26 @@ pub async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) 
     }
 }
 
+/// What `GET /api/cluster` answers.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ClusterView {
+    /// The instance that answered.
+    pub instance: String,
+    /// The instance holding the leader lease, if any holds it now.
+    pub leader: Option<String>,
+    /// Whether the state store is shared (PostgreSQL): several instances may run.
+    pub shared_store: bool,
+    /// How long a lease lasts without renewal.
+    pub lease_seconds: i64,
+    /// The instances seen within two leases.
+    pub instances: Vec<runbook_store::InstanceRow>,
+}
+
 /// `GET /api/cluster`: this instance, the leader, and every instance seen within two leases.
 ///
 /// # Errors
 /// State-store errors.
-pub async fn view(state: &AppState) -> Result<serde_json::Value, runbook_store::Error> {
+pub async fn view(state: &AppState) -> Result<ClusterView, runbook_store::Error> {
     let now = state.clock.now_ms();
     let shared = shared(state);
     let leader = if shared {
@@ -162,11 +177,11 @@ pub async fn view(state: &AppState) -> Result<serde_json::Value, runbook_store::
             last_seen: now,
         }]
     };
-    Ok(serde_json::json!({
-        "instance": state.instance.id,
-        "leader": leader,
-        "shared_store": shared,
-        "lease_seconds": LEASE_MS / 1000,
-        "instances": instances,
-    }))
+    Ok(ClusterView {
+        instance: state.instance.id.clone(),
+        leader,
+        shared_store: shared,
+        lease_seconds: LEASE_MS / 1000,
+        instances,
+    })
 }

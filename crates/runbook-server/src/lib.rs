@@ -31,6 +31,7 @@ pub mod worker;
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use routes::openapi_json;
 pub use runbook_config::Settings;
 pub use state::AppState;
 

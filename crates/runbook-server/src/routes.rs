@@ -1,8 +1,12 @@
 //! The router: public health endpoints, the JSON API, metrics and the OpenAPI description,
 //! all behind the guard (rate limit, auth, headers, logging), CORS and a body size limit.
+//!
+//! Every API route is registered through [`api`], which takes each path and method from the
+//! handler's `#[utoipa::path]`: the router and the OpenAPI document cannot disagree.
 
 mod api;
 pub(crate) mod backups;
+mod doc;
 mod drills;
 pub(crate) mod health;
 mod metrics;
@@ -13,12 +17,12 @@ use axum::{
     Router,
     http::{HeaderValue, Method, header},
     middleware,
-    routing::{get, post},
 };
 use tower_http::{
     cors::{AllowOrigin, CorsLayer},
     limit::RequestBodyLimitLayer,
 };
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::AppState;
 
@@ -38,44 +42,9 @@ pub(crate) fn router(state: AppState) -> Router {
             header::HeaderName::from_static("x-runbook-api-key"),
             header::HeaderName::from_static("x-request-id"),
         ]);
+    let (api, _) = api().split_for_parts();
     Router::new()
-        .route("/healthz", get(health::live))
-        .route("/health/live", get(health::live))
-        .route("/readyz", get(health::ready))
-        .route("/health/ready", get(health::ready))
-        .route("/api/health", get(health::report))
-        .route("/api/targets", get(backups::targets))
-        .route("/api/backups", get(backups::backups))
-        .route("/api/backups/run", post(backups::run_backup))
-        .route("/api/backups/restore", post(backups::restore))
-        .route("/api/drills", get(drills::drills))
-        .route("/api/drills/run", post(drills::run_drill))
-        .route("/api/jobs", get(api::jobs))
-        .route("/api/jobs/{id}", get(api::job))
-        .route("/api/oplog", get(api::oplog))
-        .route("/api/cluster", get(api::cluster))
-        .route("/api/probes", get(monitor::probes))
-        .route("/api/heartbeats", get(monitor::heartbeats))
-        .route("/api/alerts", get(monitor::alerts))
-        .route(
-            "/api/silences",
-            get(monitor::silences).post(monitor::add_silence),
-        )
-        .route("/api/events", post(monitor::event))
-        .route("/api/secrets", get(report::secrets))
-        .route("/api/report/runbook", get(report::runbook_report))
-        .route(
-            "/ping/{key}",
-            get(monitor::ping).post(monitor::ping).head(monitor::ping),
-        )
-        .route(
-            "/ping/{key}/{action}",
-            get(monitor::ping_action)
-                .post(monitor::ping_action)
-                .head(monitor::ping_action),
-        )
-        .route("/metrics", get(metrics::metrics))
-        .route("/api/openapi.json", get(api::openapi))
+        .merge(api)
         .merge(crate::ui::routes())
         .fallback(api::not_found)
         .layer(middleware::from_fn_with_state(
@@ -85,4 +54,42 @@ pub(crate) fn router(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(state.settings.body_limit))
         .layer(cors)
         .with_state(state)
+}
+
+/// The API routes with their OpenAPI description (everything but the dashboard).
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(doc::base())
+        .routes(routes!(health::live))
+        .routes(routes!(health::live_alias))
+        .routes(routes!(health::ready))
+        .routes(routes!(health::ready_alias))
+        .routes(routes!(health::report))
+        .routes(routes!(backups::targets))
+        .routes(routes!(backups::backups))
+        .routes(routes!(backups::run_backup))
+        .routes(routes!(backups::restore))
+        .routes(routes!(drills::drills))
+        .routes(routes!(drills::run_drill))
+        .routes(routes!(api::jobs))
+        .routes(routes!(api::job))
+        .routes(routes!(api::oplog))
+        .routes(routes!(api::cluster))
+        .routes(routes!(monitor::probes))
+        .routes(routes!(monitor::heartbeats))
+        .routes(routes!(monitor::alerts))
+        .routes(routes!(monitor::silences, monitor::add_silence))
+        .routes(routes!(monitor::event))
+        .routes(routes!(report::secrets))
+        .routes(routes!(report::runbook_report))
+        .routes(routes!(monitor::ping))
+        .routes(routes!(monitor::ping_action))
+        .routes(routes!(metrics::metrics))
+        .routes(routes!(api::openapi))
+}
+
+/// The OpenAPI document of this server, as served at `/api/openapi.json`.
+#[must_use]
+pub fn openapi_json() -> &'static str {
+    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| doc::finish(api().split_for_parts().1))
 }

@@ -12,7 +12,7 @@ const DAY_MS: i64 = 86_400_000;
 const DUE_BEFORE_MS: i64 = 14 * DAY_MS;
 
 /// One secret's age, as `/api/secrets` and the health checks show it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SecretState {
     /// Its name.
     pub name: String,

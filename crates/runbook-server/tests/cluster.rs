@@ -228,8 +228,8 @@ async fn one_leader_at_a_time_and_a_dead_leader_is_replaced_within_the_lease() {
         assert_eq!(leaders(&c), first, "the same leader while it renews");
     }
     let view = cluster::view(&c.nodes[2]).await.expect("view");
-    assert_eq!(view["leader"], first[0]);
-    assert_eq!(view["instances"].as_array().map(Vec::len), Some(3));
+    assert_eq!(view.leader.as_deref(), Some(first[0].as_str()));
+    assert_eq!(view.instances.len(), 3);
 
     // The leader dies (no more renewals). Within the lease nobody takes over; right after
     // it, the next step of a survivor does.
@@ -269,8 +269,8 @@ async fn one_leader_at_a_time_and_a_dead_leader_is_replaced_within_the_lease() {
         .clone();
     assert_ne!(new_leader, first[0]);
     assert_eq!(
-        cluster::view(&c.nodes[dead]).await.expect("view")["leader"],
-        new_leader,
+        cluster::view(&c.nodes[dead]).await.expect("view").leader,
+        Some(new_leader),
         "every instance sees the new leader"
     );
 }

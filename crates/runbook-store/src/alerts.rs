@@ -19,7 +19,7 @@ pub enum Transition {
 }
 
 /// One alert: firing now, or resolved.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Alert {
     /// The rule (`backup.failed`, or an `[alerts.NAME]`).
     pub rule: String,

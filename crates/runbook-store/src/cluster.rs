@@ -13,7 +13,7 @@ use crate::{
 };
 
 /// One instance as the store last saw it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct InstanceRow {
     /// Its id (random per start).
     pub id: String,

@@ -6,7 +6,7 @@ use sqlx::{Row, any::AnyRow};
 use crate::{Result, Store, random_id};
 
 /// A drill to record.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct NewDrill {
     /// The target drilled.
     pub target: String,
@@ -33,7 +33,7 @@ pub struct NewDrill {
 }
 
 /// A drill as stored: its id and what was recorded (serialized flat).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct DrillRecord {
     /// Drill id.
     pub id: String,

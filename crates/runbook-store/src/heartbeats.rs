@@ -26,7 +26,7 @@ pub struct HeartbeatRow {
 }
 
 /// One finished run of a heartbeat's job.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct HeartbeatRun {
     /// When it finished (Unix ms).
     pub at: i64,

@@ -14,7 +14,7 @@ mod kind;
 pub use kind::{JobKind, JobState};
 
 /// A job as stored.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Job {
     /// Job id.
     pub id: String,

@@ -6,7 +6,7 @@ use sqlx::Row;
 use crate::{Result, Store, random_id};
 
 /// A silence made through the API.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct SilenceRow {
     /// Its id.
     pub id: String,

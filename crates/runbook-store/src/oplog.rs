@@ -12,7 +12,7 @@ use crate::{Result, Store};
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// A stored entry.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Entry {
     /// Position in the chain, from 1.
     pub seq: i64,

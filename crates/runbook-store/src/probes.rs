@@ -8,7 +8,7 @@ use crate::{Result, Store};
 const HOUR_MS: i64 = 3_600_000;
 
 /// One probe check's result.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct ProbeResult {
     /// The probe.
     pub probe: String,

@@ -86,6 +86,9 @@ pub enum Command {
     },
     /// Print the man page (roff) to standard output (`runbook man | man -l -`).
     Man,
+    /// Print the HTTP API's OpenAPI 3.1 document (as `serve` answers at `/api/openapi.json`),
+    /// to generate a client without a running server.
+    Openapi,
     /// The repository password: `runbook key rotate`.
     Key {
         #[command(subcommand)]

@@ -73,6 +73,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Openapi => {
+            println!("{}", runbook_server::openapi_json());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Man => {
             clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
                 .render(&mut std::io::stdout())

@@ -1,23 +1,67 @@
 //! Targets and backups: the target list, snapshot lists, backup and restore requests.
 
-use axum::{
-    Extension, Json,
-    extract::{Query, State},
-    http::StatusCode,
-    response::IntoResponse,
-};
+use axum::{Extension, Json, extract::State, http::StatusCode, response::IntoResponse};
 use runbook_store::NewJob;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use super::api::{ApiResult, accept, known_target};
+use super::{
+    api::{Accepted, ApiResult, accept, known_target},
+    doc::ErrorBody,
+};
 use crate::{
     AppState,
     auth::Caller,
-    error::{ApiJson, AppError},
+    error::{ApiJson, ApiQuery, AppError},
     scheduler,
 };
 
-pub(crate) async fn targets(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
+/// One target as `GET /api/targets` shows it.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TargetView {
+    /// Its name.
+    name: String,
+    /// `sqlite`, `files`, `postgres`, `mariadb` or `bucket`.
+    kind: &'static str,
+    /// Its backup schedule (cron or `every DUR`), if scheduled.
+    schedule: Option<String>,
+    /// The last successful backup (Unix ms): the repository's record, however it was made.
+    last_success: Option<i64>,
+    /// The last failed backup job (Unix ms).
+    last_failure: Option<i64>,
+    /// That failure's message.
+    last_error: Option<String>,
+    /// The next scheduled backup (Unix ms).
+    next_run: Option<i64>,
+    /// The last success is older than the schedule allows.
+    stale: bool,
+    /// Its restore drill, when configured.
+    drill: Option<DrillView>,
+}
+
+/// A target's restore drill: schedule, objectives, last result.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct DrillView {
+    /// Its schedule, if scheduled.
+    schedule: Option<String>,
+    /// The next scheduled drill (Unix ms).
+    next_run: Option<i64>,
+    /// `passed`, `failed` or `error`.
+    last_outcome: Option<String>,
+    /// When the last drill finished (Unix ms).
+    last_at: Option<i64>,
+    /// The last drill's restore time (the measured RTO), ms.
+    last_restore_ms: Option<i64>,
+    /// The restore-time objective.
+    max_restore_seconds: Option<u64>,
+    /// The data-age objective.
+    max_data_age_seconds: Option<u64>,
+}
+
+/// Targets with last success, last failure, next run, stale
+#[utoipa::path(get, path = "/api/targets", tag = "backups",
+    responses((status = 200, description = "targets", body = Vec<TargetView>)))]
+pub(crate) async fn targets(State(state): State<AppState>) -> ApiResult<Json<Vec<TargetView>>> {
     let now = state.clock.now_ms();
     let mut out = Vec::new();
     for t in state.engine.config().targets.values() {
@@ -42,7 +86,7 @@ pub(crate) async fn targets(State(state): State<AppState>) -> ApiResult<impl Int
             .as_ref()
             .is_some_and(|s| scheduler::is_stale(s, last_ok, now));
         let drill = match &t.drill {
-            None => serde_json::Value::Null,
+            None => None,
             Some(d) => {
                 let last = state
                     .store
@@ -51,44 +95,58 @@ pub(crate) async fn targets(State(state): State<AppState>) -> ApiResult<impl Int
                     .map(|r| r.drill);
                 let key = format!("{}:drill", t.name);
                 let since = state.store.last_scheduled(&key).await?.unwrap_or(now);
-                serde_json::json!({
-                    "schedule": d.schedule.as_ref().map(|s| s.as_str()),
-                    "next_run": d.schedule.as_ref().and_then(|s| scheduler::next_after(s, since)),
-                    "last_outcome": last.as_ref().map(|l| l.outcome.clone()),
-                    "last_at": last.as_ref().map(|l| l.finished_at),
-                    "last_restore_ms": last.as_ref().and_then(|l| l.restore_ms),
-                    "max_restore_seconds": d.max_restore.map(|m| m.as_secs()),
-                    "max_data_age_seconds": d.max_data_age.map(|m| m.as_secs()),
+                Some(DrillView {
+                    schedule: d.schedule.as_ref().map(|s| s.as_str().to_string()),
+                    next_run: d
+                        .schedule
+                        .as_ref()
+                        .and_then(|s| scheduler::next_after(s, since)),
+                    last_outcome: last.as_ref().map(|l| l.outcome.clone()),
+                    last_at: last.as_ref().map(|l| l.finished_at),
+                    last_restore_ms: last.as_ref().and_then(|l| l.restore_ms),
+                    max_restore_seconds: d.max_restore.map(|m| m.as_secs()),
+                    max_data_age_seconds: d.max_data_age.map(|m| m.as_secs()),
                 })
             }
         };
-        out.push(serde_json::json!({
-            "name": t.name,
-            "drill": drill,
-            "kind": t.kind.name(),
-            "schedule": t.schedule.as_ref().map(|s| s.as_str()),
-            "last_success": last_ok,
-            "last_failure": failed.as_ref().and_then(|j| j.finished_at),
-            "last_error": failed.and_then(|j| j.error),
-            "next_run": next,
-            "stale": stale,
-        }));
+        out.push(TargetView {
+            name: t.name.clone(),
+            drill,
+            kind: t.kind.name(),
+            schedule: t.schedule.as_ref().map(|s| s.as_str().to_string()),
+            last_success: last_ok,
+            last_failure: failed.as_ref().and_then(|j| j.finished_at),
+            last_error: failed.and_then(|j| j.error),
+            next_run: next,
+            stale,
+        });
     }
     Ok(Json(out))
 }
 
 /// `GET /api/backups` query: a target, and a page (`limit` at most 1,000, from `offset`).
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct BackupsQuery {
+    /// Only this target.
     target: Option<String>,
+    /// Page size (oldest first); without it, every snapshot.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// Snapshots to skip.
     #[serde(default)]
     offset: usize,
 }
 
+/// Snapshots across targets, oldest first
+#[utoipa::path(get, path = "/api/backups", tag = "backups", params(BackupsQuery), responses(
+    (status = 200, description = "snapshots", body = Vec<runbook_backup::Snapshot>,
+        headers(("X-Total-Count" = usize, description = "snapshots before paging"))),
+    (status = 400, description = "bad limit or offset", body = ErrorBody),
+    (status = 404, description = "unknown target", body = ErrorBody)))]
 pub(crate) async fn backups(
     State(state): State<AppState>,
-    Query(q): Query<BackupsQuery>,
+    ApiQuery(q): ApiQuery<BackupsQuery>,
 ) -> ApiResult<impl IntoResponse> {
     let engine = state.engine.clone();
     let names: Vec<String> = match &q.target {
@@ -120,14 +178,23 @@ pub(crate) async fn backups(
     Ok(([("x-total-count", total.to_string())], Json(snaps)))
 }
 
-#[derive(Deserialize)]
+/// What to back up.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RunBody {
+    /// The target.
     target: String,
+    /// Why (recorded with the snapshot); default `api`.
     #[serde(default)]
     reason: Option<String>,
 }
 
+/// Queue a backup
+#[utoipa::path(post, path = "/api/backups/run", tag = "backups", request_body = RunBody, responses(
+    (status = 202, description = "job accepted", body = Accepted,
+        headers(("Location" = String, description = "the job"))),
+    (status = 400, description = "bad body", body = ErrorBody),
+    (status = 404, description = "unknown target", body = ErrorBody)))]
 pub(crate) async fn run_backup(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -144,20 +211,37 @@ pub(crate) async fn run_backup(
     accept(&state, &caller, new, "backup.run").await
 }
 
-#[derive(Deserialize)]
+/// What to restore, and where.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RestoreBody {
+    /// The target.
     pub(crate) target: String,
+    /// A snapshot id (or unique prefix); default `latest`.
     #[serde(default)]
     pub(crate) snapshot: Option<String>,
+    /// SQLite and files targets: a path below the restore roots (relative paths land in the
+    /// first). Without it, a SQLite target is restored over its live file after a
+    /// pre-restore snapshot.
     #[serde(default)]
     pub(crate) to: Option<String>,
+    /// PostgreSQL and MariaDB targets: the database to restore into (required).
     #[serde(default)]
     pub(crate) into: Option<String>,
+    /// Replace what is there.
     #[serde(default)]
     pub(crate) force: bool,
 }
 
+/// Queue a restore
+///
+/// SQLite and files targets take `to`; PostgreSQL and MariaDB targets take `into`.
+#[utoipa::path(post, path = "/api/backups/restore", tag = "backups", request_body = RestoreBody, responses(
+    (status = 202, description = "job accepted", body = Accepted,
+        headers(("Location" = String, description = "the job"))),
+    (status = 400, description = "bad body, a field the target's kind does not take or lacks (`into`, `to`), or a destination outside the restore roots, through a symlink, with `..`, or one of runbook's own files", body = ErrorBody),
+    (status = 404, description = "unknown target", body = ErrorBody),
+    (status = 409, description = "target being backed up", body = ErrorBody)))]
 pub(crate) async fn restore(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

@@ -2,11 +2,29 @@
 
 use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::{AppState, scheduler};
 
-pub(crate) async fn live() -> impl IntoResponse {
-    Json(serde_json::json!({ "status": "live" }))
+/// `{"status": "live"}`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Live {
+    /// Always `live`.
+    status: &'static str,
+}
+
+/// Process alive
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "live", body = Live)))]
+pub(crate) async fn live() -> Json<Live> {
+    Json(Live { status: "live" })
+}
+
+/// Process alive (the seeds' name)
+#[utoipa::path(get, path = "/health/live", tag = "health",
+    responses((status = 200, description = "live", body = Live)))]
+pub(crate) async fn live_alias() -> Json<Live> {
+    live().await
 }
 
 /// The repository storage answers (a local root, or one listing of the S3 bucket).
@@ -17,15 +35,30 @@ async fn repository_reachable(state: &AppState) -> Result<(), String> {
         .unwrap_or_else(|e| Err(format!("repository check failed: {e}")))
 }
 
+/// Whether this instance can work: its state store and repository storage answer.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Ready {
+    /// `ready` or `not ready`.
+    status: &'static str,
+    /// `ok`, or why the state store does not answer.
+    state_store: String,
+    /// `ok`, or why the repository storage does not answer.
+    repository: String,
+}
+
+/// State store and repository reachable
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, description = "ready", body = Ready),
+    (status = 503, description = "not ready: what does not answer", body = Ready)))]
 pub(crate) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let store = state.store.ping().await.map_err(|e| e.to_string());
     let repo = repository_reachable(&state).await;
     let ok = store.is_ok() && repo.is_ok();
-    let body = serde_json::json!({
-        "status": if ok { "ready" } else { "not ready" },
-        "state_store": store.err().unwrap_or_else(|| "ok".into()),
-        "repository": repo.err().unwrap_or_else(|| "ok".into()),
-    });
+    let body = Ready {
+        status: if ok { "ready" } else { "not ready" },
+        state_store: store.err().unwrap_or_else(|| "ok".into()),
+        repository: repo.err().unwrap_or_else(|| "ok".into()),
+    };
     let code = if ok {
         StatusCode::OK
     } else {
@@ -34,11 +67,22 @@ pub(crate) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     (code, Json(body))
 }
 
+/// Readiness (the seeds' name)
+#[utoipa::path(get, path = "/health/ready", tag = "health", responses(
+    (status = 200, description = "ready", body = Ready),
+    (status = 503, description = "not ready: what does not answer", body = Ready)))]
+pub(crate) async fn ready_alias(state: State<AppState>) -> impl IntoResponse {
+    ready(state).await
+}
+
 /// One named health check.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 pub(crate) struct Check {
+    /// What is checked (`backup:app`, `drill:app`, `disk`, …).
     pub(crate) name: String,
+    /// `ok`, `warn` or `critical`.
     pub(crate) status: &'static str,
+    /// Why, in words.
     pub(crate) message: String,
     /// The built-in alert it raises when not ok (rule, subject); `None`: it raises none (the
     /// worker signals failed jobs itself, and "nothing yet" is no alarm).
@@ -88,15 +132,27 @@ fn on_schedule(
     }
 }
 
-/// `ok` / `warn` / `critical` with named checks.
+/// The worst of the checks, and each check.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct HealthReport {
+    /// `ok`, `warn` or `critical`: the worst check.
+    status: &'static str,
+    /// Every check.
+    checks: Vec<Check>,
+}
+
+/// ok/warn/critical with named checks
+///
+/// Backups and drills against their schedules and objectives, the repository, jobs, the
+/// disk, secrets, auth, Redis when configured.
+#[utoipa::path(get, path = "/api/health", tag = "health",
+    responses((status = 200, description = "the report", body = HealthReport)))]
 pub(crate) async fn report(
     State(state): State<AppState>,
-) -> Result<impl IntoResponse, crate::error::AppError> {
+) -> Result<Json<HealthReport>, crate::error::AppError> {
     let checks = checks(&state).await?;
     let status = worst(checks.iter().map(|c| c.status));
-    Ok(Json(
-        serde_json::json!({ "status": status, "checks": checks }),
-    ))
+    Ok(Json(HealthReport { status, checks }))
 }
 
 /// Free space on the data directory's filesystem: under 10% is critical.

@@ -6,6 +6,13 @@ use axum::{extract::State, http::header, response::IntoResponse};
 use super::api::ApiResult;
 use crate::AppState;
 
+/// Prometheus metrics
+///
+/// The text exposition format, or OpenMetrics when the `Accept` header asks for it.
+#[utoipa::path(get, path = "/metrics", tag = "meta", responses(
+    (status = 200, description = "metric families", content(
+        (String = "text/plain; version=0.0.4"),
+        (String = "application/openmetrics-text; version=1.0.0")))))]
 pub(crate) async fn metrics(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
@@ -62,10 +69,8 @@ pub(crate) async fn metrics(
     }
     monitor.firing = firing.into_iter().collect();
     let cluster = crate::cluster::view(&state).await?;
-    monitor.instances = cluster["instances"]
-        .as_array()
-        .map_or(1, |a| i64::try_from(a.len()).unwrap_or(i64::MAX));
-    monitor.leader = cluster["leader"] == cluster["instance"];
+    monitor.instances = i64::try_from(cluster.instances.len()).unwrap_or(i64::MAX);
+    monitor.leader = cluster.leader.as_ref() == Some(&cluster.instance);
     let text = state.metrics.render(&targets, &drills, &monitor);
     let openmetrics = headers
         .get(header::ACCEPT)

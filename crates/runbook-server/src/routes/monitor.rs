@@ -10,15 +10,23 @@ use axum::{
     response::IntoResponse,
 };
 use runbook_store::{HeartbeatEvent, Role};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use super::api::ApiResult;
+use super::{api::ApiResult, doc::ErrorBody};
 use crate::{AppState, auth::Caller, error::AppError, monitor};
 
 /// Inbound events older (or newer) than this are refused.
 const EVENT_TOLERANCE_MS: i64 = 5 * 60_000;
 
-/// `/ping/{key}`: a successful run.
+/// Heartbeat ping: a successful run (healthchecks.io-compatible)
+///
+/// The first 1,000 bytes of a body are kept with the run.
+#[utoipa::path(method(get, post, head), path = "/ping/{key}", tag = "monitor",
+    params(("key" = String, Path, description = "the heartbeat's ping key")),
+    responses(
+        (status = 200, description = "recorded", content_type = "text/plain", body = String),
+        (status = 404, description = "no heartbeat with this key", body = ErrorBody)))]
 pub(crate) async fn ping(
     State(state): State<AppState>,
     Path(key): Path<String>,
@@ -27,7 +35,15 @@ pub(crate) async fn ping(
     record_ping(&state, &key, "", &body).await
 }
 
-/// `/ping/{key}/{action}`: `start`, `fail`, `log` or an exit code (0 is success).
+/// Heartbeat ping: start, fail, log, or an exit code 0-255 (0 is success)
+#[utoipa::path(method(get, post, head), path = "/ping/{key}/{action}", tag = "monitor",
+    params(
+        ("key" = String, Path, description = "the heartbeat's ping key"),
+        ("action" = String, Path, description = "start, fail, log, or an exit code 0-255")),
+    responses(
+        (status = 200, description = "recorded", content_type = "text/plain", body = String),
+        (status = 400, description = "unknown action", body = ErrorBody),
+        (status = 404, description = "no heartbeat with this key", body = ErrorBody)))]
 pub(crate) async fn ping_action(
     State(state): State<AppState>,
     Path((key, action)): Path<(String, String)>,
@@ -98,8 +114,36 @@ async fn record_ping(
     Ok("OK")
 }
 
-/// `GET /api/probes`: each probe's latest result and since when it is in that state.
-pub(crate) async fn probes(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
+/// A probe as `GET /api/probes` shows it.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ProbeView {
+    /// Its name.
+    name: String,
+    /// `http`, `tcp`, `postgres`, `mariadb`, `redis` or `prometheus`.
+    kind: &'static str,
+    /// How often it runs.
+    interval_seconds: u64,
+    /// `pending` (not run yet), `up` or `down`.
+    status: &'static str,
+    /// Since when it has been up (or down), Unix ms.
+    since: Option<i64>,
+    /// Its latest result.
+    last: Option<runbook_store::ProbeResult>,
+    /// Checks and failures over the last 24 hours.
+    last_24h: Day,
+}
+
+/// Checks run and failed over a day.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Day {
+    checks: i64,
+    failures: i64,
+}
+
+/// Each probe's latest result, since when it is up or down, its checks and failures over 24 hours
+#[utoipa::path(get, path = "/api/probes", tag = "monitor",
+    responses((status = 200, description = "probes", body = Vec<ProbeView>)))]
+pub(crate) async fn probes(State(state): State<AppState>) -> ApiResult<Json<Vec<ProbeView>>> {
     let stored = state.store.probe_statuses().await?;
     let day_ago = state.clock.now_ms() - 86_400_000;
     let mut out = Vec::new();
@@ -109,24 +153,53 @@ pub(crate) async fn probes(State(state): State<AppState>) -> ApiResult<impl Into
         let (checks, failures) = day
             .iter()
             .fold((0, 0), |(c, f), r| (c + r.checks, f + r.failures));
-        out.push(serde_json::json!({
-            "name": p.name,
-            "kind": p.check.kind(),
-            "interval_seconds": p.interval.as_secs(),
-            "status": match last { None => "pending", Some(s) if s.last.ok => "up", Some(_) => "down" },
-            "since": last.map(|s| s.since),
-            "last": last.map(|s| &s.last),
-            "last_24h": { "checks": checks, "failures": failures },
-        }));
+        out.push(ProbeView {
+            name: p.name.clone(),
+            kind: p.check.kind(),
+            interval_seconds: p.interval.as_secs(),
+            status: match last {
+                None => "pending",
+                Some(s) if s.last.ok => "up",
+                Some(_) => "down",
+            },
+            since: last.map(|s| s.since),
+            last: last.map(|s| s.last.clone()),
+            last_24h: Day { checks, failures },
+        });
     }
     Ok(Json(out))
 }
 
-/// `GET /api/heartbeats`: states, and the ping URLs for operator and owner keys only.
+/// A heartbeat as `GET /api/heartbeats` shows it.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct HeartbeatView {
+    /// Its name.
+    name: String,
+    /// `new`, `up`, `late` or `down`.
+    status: &'static str,
+    /// Why, in words.
+    reason: String,
+    /// A run has started and not finished.
+    running: bool,
+    /// When the next ping is expected (Unix ms).
+    next_due: Option<i64>,
+    /// The last successful run (Unix ms).
+    last_ok: Option<i64>,
+    /// The last failed run (Unix ms).
+    last_fail: Option<i64>,
+    /// `/ping/KEY`: shown to operator and owner keys only.
+    ping_path: Option<String>,
+    /// Recent runs, newest first.
+    runs: Vec<runbook_store::HeartbeatRun>,
+}
+
+/// Each heartbeat's state, recent runs, and its ping path (operator and owner keys only)
+#[utoipa::path(get, path = "/api/heartbeats", tag = "monitor",
+    responses((status = 200, description = "heartbeats", body = Vec<HeartbeatView>)))]
 pub(crate) async fn heartbeats(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Json<Vec<HeartbeatView>>> {
     let now = state.clock.now_ms();
     let facts = monitor::heartbeat_states(&state, now).await?;
     let show_keys = caller.role.is_none_or(|r| r >= Role::Operator);
@@ -136,28 +209,60 @@ pub(crate) async fn heartbeats(
             continue;
         };
         let row = state.store.heartbeat(&hb.name, now).await?;
-        out.push(serde_json::json!({
-            "name": hb.name,
-            "status": status.state,
-            "reason": status.reason,
-            "running": status.running,
-            "next_due": status.next_due,
-            "last_ok": row.last_ok,
-            "last_fail": row.last_fail,
-            "ping_path": show_keys.then(|| format!("/ping/{}", row.ping_key)),
-            "runs": runs,
-        }));
+        out.push(HeartbeatView {
+            name: hb.name.clone(),
+            status: status.state,
+            reason: status.reason.clone(),
+            running: status.running,
+            next_due: status.next_due,
+            last_ok: row.last_ok,
+            last_fail: row.last_fail,
+            ping_path: show_keys.then(|| format!("/ping/{}", row.ping_key)),
+            runs: runs.clone(),
+        });
     }
     Ok(Json(out))
 }
 
-/// `GET /api/alerts`: what fires now, then the 50 most recently resolved.
-pub(crate) async fn alerts(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
+/// Alerts firing now, then the 50 most recently resolved
+#[utoipa::path(get, path = "/api/alerts", tag = "monitor",
+    responses((status = 200, description = "alerts", body = Vec<runbook_store::Alert>)))]
+pub(crate) async fn alerts(
+    State(state): State<AppState>,
+) -> ApiResult<Json<Vec<runbook_store::Alert>>> {
     Ok(Json(state.store.alerts(50).await?))
 }
 
-/// `GET /api/silences`: from the config and through the API, current and coming.
-pub(crate) async fn silences(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
+/// A silence from the configuration (`[silences.NAME]`).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ConfiguredSilence {
+    /// `config:NAME`.
+    id: String,
+    /// Only this rule (`None`: all).
+    rule: Option<String>,
+    /// From (Unix ms).
+    starts_at: i64,
+    /// How long each time.
+    duration_seconds: u64,
+    /// Recurs this often, if it recurs.
+    every_seconds: Option<u64>,
+    /// In force now.
+    active: bool,
+}
+
+/// Silences from the configuration and those made through the API.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Silences {
+    /// From `[silences.NAME]`.
+    configured: Vec<ConfiguredSilence>,
+    /// From `POST /api/silences`, current and coming.
+    api: Vec<runbook_store::SilenceRow>,
+}
+
+/// Silences from the config and through the API that have not ended
+#[utoipa::path(get, path = "/api/silences", tag = "monitor",
+    responses((status = 200, description = "silences", body = Silences)))]
+pub(crate) async fn silences(State(state): State<AppState>) -> ApiResult<Json<Silences>> {
     let now = state.clock.now_ms();
     let configured: Vec<_> = state
         .engine
@@ -165,41 +270,56 @@ pub(crate) async fn silences(State(state): State<AppState>) -> ApiResult<impl In
         .monitor
         .silences
         .iter()
-        .map(|s| {
-            serde_json::json!({
-                "id": format!("config:{}", s.name),
-                "rule": s.rule,
-                "starts_at": s.start_ms,
-                "duration_seconds": s.duration.as_secs(),
-                "every_seconds": s.every.map(|e| e.as_secs()),
-                "active": s.rule.as_deref().map_or_else(|| s.covers("*", now), |r| s.covers(r, now)),
-            })
+        .map(|s| ConfiguredSilence {
+            id: format!("config:{}", s.name),
+            rule: s.rule.clone(),
+            starts_at: s.start_ms,
+            duration_seconds: s.duration.as_secs(),
+            every_seconds: s.every.map(|e| e.as_secs()),
+            active: s
+                .rule
+                .as_deref()
+                .map_or_else(|| s.covers("*", now), |r| s.covers(r, now)),
         })
         .collect();
     let made = state.store.silences(now).await?;
-    Ok(Json(
-        serde_json::json!({ "configured": configured, "api": made }),
-    ))
+    Ok(Json(Silences {
+        configured,
+        api: made,
+    }))
 }
 
-#[derive(Deserialize)]
+/// A silence to make.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewSilence {
-    /// Only this rule; absent: all.
+    /// An `[alerts.NAME]` or a built-in rule such as `backup.failed`; absent: every rule.
     rule: Option<String>,
     /// From (RFC 3339); absent: now.
+    #[schema(format = DateTime)]
     starts_at: Option<String>,
-    /// How long (`2h`).
+    /// How long, e.g. `2h`.
+    #[schema(pattern = "^[1-9][0-9]{0,5}(s|m|h|d|w)$")]
     duration: String,
+    /// Why (it goes into the ops log).
+    #[schema(min_length = 1, pattern = "\\S")]
     comment: String,
 }
 
-/// `POST /api/silences` (operator).
+/// Silence one rule (or all) for a while
+///
+/// Nothing is sent while it holds; alerts still resolve.
+#[utoipa::path(post, path = "/api/silences", tag = "monitor", request_body = NewSilence, responses(
+    (status = 201, description = "silence created", body = runbook_store::SilenceRow),
+    (status = 400, description = "malformed JSON", body = ErrorBody),
+    (status = 415, description = "not application/json", body = ErrorBody),
+    (status = 422, description = "bad field (duration, starts_at, comment)", body = ErrorBody)))]
 pub(crate) async fn add_silence(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Json(req): Json<NewSilence>,
+    req: Result<Json<NewSilence>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<impl IntoResponse> {
+    let Json(req) = req?;
     let bad = |m: String| AppError::new(StatusCode::UNPROCESSABLE_ENTITY, m);
     let now = state.clock.now_ms();
     let start = match &req.starts_at {
@@ -242,16 +362,34 @@ pub(crate) async fn add_silence(
     Ok((StatusCode::CREATED, Json(row)))
 }
 
-#[derive(Deserialize)]
+/// A deploy or incident for the ops log.
+#[derive(Deserialize, ToSchema)]
 pub(crate) struct Event {
-    /// `deploy`, `incident`, …
+    /// `deploy`, `incident`, … (letters, digits, `-`, `_`, `.`; at most 40).
     #[serde(rename = "type")]
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,40}$")]
     kind: String,
     /// What it is about (a service, a release).
     subject: Option<String>,
+    /// What happened.
     message: Option<String>,
 }
 
+/// `{"recorded": true}`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Recorded {
+    recorded: bool,
+}
+
+/// Record a deploy or incident in the ops log
+///
+/// Signed as Standard Webhooks specifies when `RUNBOOK_WEBHOOK_SECRET` is set.
+#[utoipa::path(post, path = "/api/events", tag = "monitor", request_body = Event, responses(
+    (status = 202, description = "recorded", body = Recorded),
+    (status = 400, description = "body not UTF-8", body = ErrorBody),
+    (status = 401, description = "missing key, or a missing or bad signature", body = ErrorBody),
+    (status = 409, description = "timestamp more than 5 minutes off, or a replayed webhook-id", body = ErrorBody),
+    (status = 422, description = "not {type, subject, message}", body = ErrorBody)))]
 /// `POST /api/events` (operator): a deploy or incident into the ops log. With
 /// `RUNBOOK_WEBHOOK_SECRET` set it must be signed as Standard Webhooks specifies: a bad or
 /// missing signature is 401, a timestamp more than 5 minutes off or a replayed id is 409.
@@ -337,8 +475,5 @@ pub(crate) async fn event(
             ev.message.unwrap_or_default(),
         )
         .await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "recorded": true })),
-    ))
+    Ok((StatusCode::ACCEPTED, Json(Recorded { recorded: true })))
 }

@@ -359,9 +359,14 @@ fn the_server_keeps_to_its_openapi_document() {
     );
 
     let (_, text) = http(&s.addr, "GET", "/api/openapi.json", None);
+    // The document is generated from the handlers' types; `runbook openapi` prints the same.
+    let printed = ws.run(&["openapi"]).ok();
+    assert_eq!(printed.stdout.trim_end(), text.trim_end());
+    // A generated type that lies (a target's `stale` is a boolean) is caught.
     let mut wrong: serde_json::Value = serde_json::from_str(&text).expect("json");
-    wrong["paths"]["/api/targets"]["get"]["responses"]["200"]["content"] =
-        serde_json::json!({"application/json": {"schema": {"type": "integer"}}});
+    let stale = &mut wrong["components"]["schemas"]["TargetView"]["properties"]["stale"];
+    assert_eq!(stale["type"], "boolean", "{stale}");
+    *stale = serde_json::json!({"type": "string"});
     let file = ws.path("wrong-openapi.json");
     std::fs::write(&file, wrong.to_string()).expect("write");
     let caught = schemathesis(&ws, &s.addr, file.to_str().expect("utf8"));
