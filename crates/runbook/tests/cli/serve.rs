@@ -9,7 +9,7 @@ use std::{
 
 use crate::helpers::{Workspace, noise};
 
-const KEY: &str = "rbk_test_owner_key_0123456789abcdef0123456789abcdef";
+pub const KEY: &str = "rbk_test_owner_key_0123456789abcdef0123456789abcdef";
 
 pub struct Serve {
     pub child: Child,
@@ -26,12 +26,12 @@ pub fn serve(ws: &Workspace) -> Serve {
 pub fn serve_with(ws: &Workspace, env: &[(&str, &str)]) -> Serve {
     let mut child = ws
         .command(&["serve"])
-        .envs(env.iter().copied())
         .env("PORT", "0")
         .env("SECURITY_OWNER_KEYS", KEY)
-        // These tests poll jobs for as long as a loaded machine needs; the limit itself is
-        // tested in the server's API tests.
+        // These tests poll jobs for as long as a loaded machine needs; a test of the limit
+        // turns it on through `env`.
         .env("SECURITY_RATE_LIMIT_ENABLED", "0")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

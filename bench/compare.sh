@@ -1,0 +1,235 @@
+#!/usr/bin/env bash
+# Side by side in one run: runbook against restic, rustic and borg (each when installed;
+# kopia when on PATH), three repetitions each, wall time min/median/max and peak RSS.
+#
+#   bench/compare.sh [SQLITE_MB] [PG_SCALE] [REPS] [WORKDIR]   (defaults: 512 70 3 /tmp/runbook-compare)
+#
+# Workloads:
+#   sqlite  a generated SQLite database of SQLITE_MB: first backup into an empty repository,
+#           second backup after 1% of the rows changed (scattered), growth, restore latest.
+#   tree    real source files: the cargo registry's sources and the Rust toolchain's HTML docs,
+#           copied once to WORKDIR/tree (about 1.2 GB): first backup, restore.
+#   pg      the pgbench database at PG_SCALE: runbook vs `pg_dump -Fc -f` (backup) and
+#           `pg_restore -d` (restore into a new database).
+# Set WORKLOADS="sqlite tree pg" (default) to choose. Needs /usr/bin/time (Debian `time`).
+# Prints Markdown tables for BENCHMARKS.md; the raw samples go to WORKDIR/samples.tsv.
+set -euo pipefail
+SQLITE_MB="${1:-512}"
+PG_SCALE="${2:-70}"
+REPS="${3:-3}"
+WORK="${4:-/tmp/runbook-compare}"
+WORKLOADS="${WORKLOADS:-sqlite tree pg}"
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/runbook-target}"
+cargo build --release -q -p runbook --manifest-path "$ROOT/Cargo.toml"
+RUNBOOK="$CARGO_TARGET_DIR/release/runbook"
+
+mkdir -p "$WORK" && cd "$WORK"
+: > samples.tsv
+echo "pw-compare" > key
+export RESTIC_PASSWORD_FILE="$WORK/key" BORG_PASSPHRASE="pw-compare" BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
+export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
+TOOLS="runbook restic"
+command -v rustic >/dev/null && TOOLS="$TOOLS rustic"
+command -v borg >/dev/null && TOOLS="$TOOLS borg"
+command -v kopia >/dev/null && TOOLS="$TOOLS kopia"
+echo "tools: $TOOLS" >&2
+
+drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
+
+# measure WORKLOAD STEP TOOL REP COMMAND: wall seconds and peak RSS (KiB, the largest process
+# of the command's tree) into samples.tsv.
+measure() {
+    local w=$1 step=$2 tool=$3 rep=$4 cmd=$5
+    /usr/bin/time -f "%e %M" -o time.out sh -c "$cmd" >/dev/null 2>cmd.err || {
+        echo "FAILED: $w $step $tool: $cmd" >&2; cat cmd.err >&2; exit 1; }
+    read -r secs rss < <(tail -1 time.out)
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$step" "$tool" "$rep" "$secs" "$rss" >> samples.tsv
+}
+size_of() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$(du -sb "$5" | cut -f1)" 0 >> samples.tsv; }
+
+runbook_config() { # NAME KIND LINES...
+    cat > runbook.toml <<TOML
+data_dir = "rb-data"
+[repository]
+path = "rb-data/repo"
+password_file = "key"
+[targets.$1]
+kind = "$2"
+$3
+TOML
+}
+
+# init TOOL: a fresh, empty repository for TOOL.
+init() {
+    rm -rf rb-data restic-repo rustic-repo borg-repo kopia-repo kopia.config
+    case $1 in
+        runbook) ;;  # created by the first backup
+        restic) restic -q init -r restic-repo >/dev/null ;;
+        rustic) rustic -q -r rustic-repo --password-file key init >/dev/null 2>&1 ;;
+        borg) borg init -q -e repokey-blake2 borg-repo ;;
+        kopia) kopia --config-file kopia.config repository create filesystem --path kopia-repo --password pw-compare >/dev/null 2>&1 ;;
+    esac
+}
+
+# backup TOOL TARGET PATH: one backup of PATH (TARGET names the runbook target).
+backup_cmd() {
+    case $1 in
+        runbook) echo "$RUNBOOK backup $2" ;;
+        restic) echo "restic -q -r restic-repo backup $3" ;;
+        rustic) echo "rustic -q -r rustic-repo --password-file key backup $3" ;;
+        borg) echo "borg create borg-repo::b$(date +%s%N) $3" ;;
+        kopia) echo "kopia --config-file kopia.config snapshot create $3" ;;
+    esac
+}
+repo_of() { case $1 in runbook) echo rb-data/repo;; *) echo "$1-repo";; esac; }
+# restore TOOL TARGET DEST
+restore_cmd() {
+    case $1 in
+        runbook) echo "$RUNBOOK restore $2 --to $3/out --force" ;;
+        restic) echo "restic -q -r restic-repo restore latest --target $3" ;;
+        rustic) echo "rustic -q -r rustic-repo --password-file key restore latest $3" ;;
+        borg) echo "mkdir -p $3 && cd $3 && borg extract $WORK/borg-repo::\$(borg list --short --last 1 $WORK/borg-repo)" ;;
+        kopia) echo "kopia --config-file kopia.config snapshot restore \$(kopia --config-file kopia.config snapshot list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1][\"id\"])') $3" ;;
+    esac
+}
+
+if [[ " $WORKLOADS " == *" sqlite "* ]]; then
+    if [ ! -f base.db ]; then
+        echo "generating ${SQLITE_MB} MiB SQLite database..." >&2
+        python3 - "$SQLITE_MB" <<'PY'
+import sqlite3, sys, random, os
+size = int(sys.argv[1]) << 20
+random.seed(42)
+c = sqlite3.connect("base.db")
+c.execute("PRAGMA journal_mode=wal")
+c.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, kind TEXT, payload TEXT, n INTEGER)")
+c.execute("CREATE INDEX events_kind ON events(kind)")
+kinds = ["signup", "order", "refund", "login", "logout", "update"]
+i = 0
+while True:
+    batch = []
+    for _ in range(10000):
+        i += 1
+        batch.append((i, random.choice(kinds), os.urandom(90).hex() + " note " * random.randint(0, 20), i))
+    c.executemany("INSERT INTO events VALUES (?,?,?,?)", batch); c.commit()
+    if os.path.getsize("base.db") + os.path.getsize("base.db-wal") >= size:
+        break
+c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+c.execute("PRAGMA journal_mode=delete")
+c.close()
+PY
+    fi
+    runbook_config app-db sqlite 'path = "app.db"'
+    for rep in $(seq 1 "$REPS"); do
+        for tool in $TOOLS; do
+            echo "sqlite rep $rep: $tool" >&2
+            cp base.db app.db
+            init "$tool"
+            drop_caches
+            measure sqlite first "$tool" "$rep" "$(backup_cmd "$tool" app-db app.db)"
+            size_of sqlite size1 "$tool" "$rep" "$(repo_of "$tool")"
+            python3 - <<'PY'
+import sqlite3, random, os
+random.seed(7)
+c = sqlite3.connect("app.db")
+rows = c.execute("select max(id) from events").fetchone()[0]
+ids = random.sample(range(1, rows + 1), rows // 100)
+c.executemany("UPDATE events SET payload = ?, n = n + 1 WHERE id = ?", [(random.randbytes(90).hex(), i) for i in ids])
+c.commit(); c.close()
+PY
+            drop_caches
+            measure sqlite second "$tool" "$rep" "$(backup_cmd "$tool" app-db app.db)"
+            size_of sqlite size2 "$tool" "$rep" "$(repo_of "$tool")"
+            rm -rf restored && drop_caches
+            measure sqlite restore "$tool" "$rep" "$(restore_cmd "$tool" app-db "$WORK/restored")"
+        done
+    done
+fi
+
+if [[ " $WORKLOADS " == *" tree "* ]]; then
+    if [ ! -d tree ]; then
+        echo "copying the source tree..." >&2
+        mkdir -p tree
+        cp -r "$HOME/.cargo/registry/src" tree/registry
+        cp -r "$(ls -d "$HOME"/.rustup/toolchains/*/share/doc | head -1)" tree/rust-doc
+    fi
+    runbook_config tree files 'paths = ["tree"]'
+    for rep in $(seq 1 "$REPS"); do
+        for tool in $TOOLS; do
+            echo "tree rep $rep: $tool" >&2
+            init "$tool"
+            drop_caches
+            measure tree first "$tool" "$rep" "$(backup_cmd "$tool" tree tree)"
+            size_of tree size1 "$tool" "$rep" "$(repo_of "$tool")"
+            rm -rf restored && drop_caches
+            measure tree restore "$tool" "$rep" "$(restore_cmd "$tool" tree "$WORK/restored")"
+        done
+    done
+    rm -rf restored
+fi
+
+if [[ " $WORKLOADS " == *" pg "* ]]; then
+    DB="bench_compare_s${PG_SCALE}"
+    if ! psql -h 127.0.0.1 -U postgres -tAc "select 1 from pg_database where datname='$DB'" | grep -q 1; then
+        echo "pgbench -i -s $PG_SCALE..." >&2
+        createdb -h 127.0.0.1 -U postgres "$DB"
+        pgbench -h 127.0.0.1 -U postgres -i -q -s "$PG_SCALE" "$DB" >/dev/null 2>&1
+    fi
+    runbook_config pg postgres "url = \"postgres://postgres@127.0.0.1:5432/$DB\""
+    for rep in $(seq 1 "$REPS"); do
+        echo "pg rep $rep" >&2
+        init runbook
+        measure pg backup runbook "$rep" "$RUNBOOK backup pg"
+        measure pg backup pg_dump "$rep" "pg_dump -h 127.0.0.1 -U postgres -Fc -f dump.fc $DB"
+        for who in runbook pg_restore; do
+            dropdb -h 127.0.0.1 -U postgres --if-exists "${DB}_r"
+            if [ $who = runbook ]; then
+                measure pg restore runbook "$rep" "$RUNBOOK restore pg --into ${DB}_r"
+            else
+                createdb -h 127.0.0.1 -U postgres "${DB}_r"
+                measure pg restore pg_restore "$rep" "pg_restore -h 127.0.0.1 -U postgres -d ${DB}_r dump.fc"
+            fi
+        done
+        dropdb -h 127.0.0.1 -U postgres --if-exists "${DB}_r"
+    done
+    rm -f dump.fc
+fi
+
+echo >&2
+echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM, $(uname -r); runbook $("$RUNBOOK" --version | cut -d' ' -f2-); restic $(restic version | cut -d' ' -f2)$(command -v rustic >/dev/null && echo "; rustic $(rustic --version | cut -d' ' -f2)")$(command -v borg >/dev/null && echo "; borg $(borg --version | cut -d' ' -f2)")."
+python3 - samples.tsv <<'PY'
+import sys, statistics, collections
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+by = collections.defaultdict(list)
+for w, step, tool, rep, v, rss in rows:
+    by[(w, step, tool)].append((float(v), int(rss)))
+def mmm(xs):
+    xs = sorted(xs)
+    return f"{xs[0]:.2f} / {statistics.median(xs):.2f} / {xs[-1]:.2f}"
+tools = []
+for (w, s, t) in by:
+    if t not in tools: tools.append(t)
+for w in ["sqlite", "tree", "pg"]:
+    steps = []
+    for (ww, s, t) in by:
+        if ww == w and s not in steps: steps.append(s)
+    if not steps: continue
+    ts = [t for t in tools if any((w, s, t) in by for s in steps)]
+    print(f"\n### {w}\n")
+    print("| | " + " | ".join(ts) + " |")
+    print("|---|" + "---:|" * len(ts))
+    for s in steps:
+        if s.startswith("size"):
+            continue
+        cells = [mmm([v for v, _ in by[(w, s, t)]]) if (w, s, t) in by else "" for t in ts]
+        print(f"| {s} (s, min / median / max) | " + " | ".join(cells) + " |")
+        cells = [f"{max(r for _, r in by[(w, s, t)]) / 1024:.0f}" if (w, s, t) in by else "" for t in ts]
+        print(f"| {s} peak RSS (MiB) | " + " | ".join(cells) + " |")
+    if (w, "size1", ts[0]) in by:
+        cells = [f"{statistics.median(v for v, _ in by[(w, 'size1', t)]) / 1048576:.1f}" for t in ts]
+        print("| repository after first backup (MiB) | " + " | ".join(cells) + " |")
+    if (w, "size2", ts[0]) in by:
+        cells = [f"{statistics.median(b - a for (a, _), (b, _) in zip(by[(w, 'size1', t)], by[(w, 'size2', t)])) / 1048576:.1f}" for t in ts]
+        print("| growth after 1% update (MiB) | " + " | ".join(cells) + " |")
+PY
