@@ -175,14 +175,19 @@ impl BackupCx<'_> {
     ) -> Result<Snapshot> {
         self.begin_write(&repo)?;
         let target = self.target.name.clone();
-        repo.backup_stream(reader, path, self.meta, self.time)
-            .map_err(|e| match failure.lock().ok().and_then(|f| f.clone()) {
-                Some(why) => Error::Repository {
-                    target,
-                    action: "backup",
-                    message: format!("{why} (no snapshot was written)"),
-                },
-                None => e,
-            })
+        repo.backup_stream(
+            reader,
+            crate::repository::StreamFile::dump(path),
+            self.meta,
+            self.time,
+        )
+        .map_err(|e| match failure.lock().ok().and_then(|f| f.clone()) {
+            Some(why) => Error::Repository {
+                target,
+                action: "backup",
+                message: format!("{why} (no snapshot was written)"),
+            },
+            None => e,
+        })
     }
 }

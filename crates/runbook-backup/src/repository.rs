@@ -39,6 +39,7 @@ pub use errors::panics_are_reported;
 use errors::{guard, rerr, unreachable_none, without_backtrace};
 use location::backends;
 pub(crate) use location::{opendal_options, probe};
+pub(crate) use stream::StreamFile;
 
 /// How a repository cuts data into chunks (fixed when the repository is created).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,13 +190,8 @@ impl Repo {
         if let Some(t) = spec.time {
             snap_opts = snap_opts.time(Some(t.to_zoned(TimeZone::UTC)));
         }
-        let forever = if spec.meta.keep_forever {
-            format!(",{KEEP_FOREVER}")
-        } else {
-            String::new()
-        };
         let snap_opts = snap_opts
-            .add_tags(&format!("runbook,kind:{}{forever}", spec.meta.kind))
+            .add_tags(&snapshot_tags(&spec.meta))
             .map_err(self.err("backup"))?;
         let snap = snap_opts.to_snapshot().map_err(self.err("backup"))?;
         let mut opts = BackupOptions::default()
@@ -218,6 +214,16 @@ impl Repo {
     fn describe(&self, s: &SnapshotFile) -> Snapshot {
         describe(&self.target, s)
     }
+}
+
+/// The tags every runbook snapshot carries: `runbook`, its kind, and `keep-forever` when asked.
+fn snapshot_tags(meta: &Meta) -> String {
+    let forever = if meta.keep_forever {
+        format!(",{KEEP_FOREVER}")
+    } else {
+        String::new()
+    };
+    format!("runbook,kind:{}{forever}", meta.kind)
 }
 
 fn describe(target: &str, s: &SnapshotFile) -> Snapshot {

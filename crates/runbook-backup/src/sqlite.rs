@@ -75,15 +75,15 @@ fn not_sqlite(target: &str, path: &Path, e: &rusqlite::Error) -> Error {
     }
 }
 
-/// Copies the database at `src` into the new file `dest` in one read transaction, then runs
-/// `PRAGMA integrity_check` on the copy.
-/// Returns the seconds the copy and its check took.
+/// Copies the database at `src` into the new file `dest` in one read transaction. The copy
+/// is not checked yet: [`Checker`] runs `PRAGMA integrity_check` on it.
+/// Returns the seconds the copy took.
 pub(crate) fn consistent_copy(
     target: &str,
     source: Source,
     src: &Path,
     dest: &Path,
-) -> Result<(f64, f64)> {
+) -> Result<f64> {
     let started = std::time::Instant::now();
     let source = source.conn;
     let mut copy = Connection::open(dest).map_err(|e| Error::Io {
@@ -111,9 +111,69 @@ pub(crate) fn consistent_copy(
         })?;
     }
     drop(source);
-    let copied = started.elapsed().as_secs_f64();
-    integrity_check(target, &copy, "the backup copy", Check::Full)?;
-    Ok((copied, started.elapsed().as_secs_f64() - copied))
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// `PRAGMA integrity_check` of a backup copy on a thread of its own, so it runs beside the
+/// upload of the same file.
+pub(crate) struct Checker(std::thread::JoinHandle<Result<()>>);
+
+impl Checker {
+    pub(crate) fn spawn(target: &str, copy: &Path) -> Self {
+        let (target, copy) = (target.to_string(), copy.to_path_buf());
+        Self(std::thread::spawn(move || {
+            check_file(&target, &copy, "the backup copy", Check::Full)
+        }))
+    }
+
+    /// Waits for the check's verdict.
+    pub(crate) fn wait(self) -> Result<()> {
+        self.0.join().unwrap_or_else(|_| {
+            Err(Error::Io {
+                context: "the integrity check stopped".into(),
+                source: std::io::Error::other("its thread panicked"),
+            })
+        })
+    }
+}
+
+/// The backup copy as the archiver reads it. At its end the reader waits for the copy's
+/// integrity check: a failed check unwinds with `StreamFailed`, which aborts the backup before
+/// its snapshot is written (the check's error is left in `failed`).
+pub(crate) struct CheckedRead {
+    pub(crate) file: std::fs::File,
+    pub(crate) checker: Option<Checker>,
+    /// What the check found, when it failed.
+    pub(crate) failed: std::sync::Arc<std::sync::Mutex<Option<Error>>>,
+    /// Seconds the reader waited for the check at the end.
+    pub(crate) waited: std::sync::Arc<std::sync::Mutex<f64>>,
+}
+
+impl std::io::Read for CheckedRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buf)?;
+        if n == 0
+            && !buf.is_empty()
+            && let Some(checker) = self.checker.take()
+        {
+            let started = std::time::Instant::now();
+            let verdict = checker.wait();
+            *self
+                .waited
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                started.elapsed().as_secs_f64();
+            if let Err(e) = verdict {
+                let why = e.to_string();
+                *self
+                    .failed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+                std::panic::resume_unwind(Box::new(crate::dump::StreamFailed(why)));
+            }
+        }
+        Ok(n)
+    }
 }
 
 /// How thoroughly to check a database file.
@@ -168,7 +228,14 @@ fn integrity_check(
     if lines == ["ok"] {
         Ok(())
     } else {
-        Err(fail(lines.join("; ")))
+        // SQLite's findings carry line breaks of their own; the error stays one line.
+        let found: Vec<&str> = lines
+            .iter()
+            .flat_map(|l| l.lines())
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        Err(fail(found.join("; ")))
     }
 }
 

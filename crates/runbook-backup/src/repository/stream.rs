@@ -13,17 +13,18 @@ use crate::{
 };
 
 impl Repo {
-    /// Backs up one stream as the file `path` (a database dump). The stream may abort the
-    /// backup by unwinding with `StreamFailed`; then no snapshot is written.
+    /// Backs up one stream as the file `file.path` (a database dump, a SQLite copy). The
+    /// stream may abort the backup by unwinding with `StreamFailed`; then no snapshot is
+    /// written.
     pub(crate) fn backup_stream(
         self,
         reader: impl std::io::Read + Send + 'static,
-        path: &Path,
+        file: StreamFile<'_>,
         meta: Meta,
         time: Option<Timestamp>,
     ) -> Result<Snapshot> {
         let target = self.target.clone();
-        let path = path.to_path_buf();
+        let path = file.path.to_path_buf();
         guard(&self.target.clone(), "backup", move || {
             let mut snap_opts = SnapshotOptions::default()
                 .label(self.target.clone())
@@ -32,13 +33,15 @@ impl Repo {
                 snap_opts = snap_opts.time(Some(t.to_zoned(TimeZone::UTC)));
             }
             let snap = snap_opts
-                .add_tags(&format!("runbook,kind:{}", meta.kind))
+                .add_tags(&super::snapshot_tags(&meta))
                 .and_then(|o| o.to_snapshot())
                 .map_err(self.err("backup"))?;
             let source = StreamSource {
                 path: path.clone(),
                 reader: std::sync::Mutex::new(Some(reader)),
                 mtime: time.unwrap_or_else(Timestamp::now),
+                mode: file.mode,
+                size: file.size,
             };
             let opts = BackupOptions::default().parent_opts(ParentOptions::default().force(true));
             let err = self.err("backup");
@@ -52,12 +55,35 @@ impl Repo {
     }
 }
 
+/// The file a stream is stored as.
+pub(crate) struct StreamFile<'a> {
+    /// Its path in the snapshot.
+    pub path: &'a Path,
+    /// Its permission bits.
+    pub mode: u32,
+    /// Its length, when known before reading (for progress).
+    pub size: Option<u64>,
+}
+
+impl<'a> StreamFile<'a> {
+    /// A dump: mode 0600, length unknown.
+    pub(crate) fn dump(path: &'a Path) -> Self {
+        Self {
+            path,
+            mode: 0o600,
+            size: None,
+        }
+    }
+}
+
 /// A single stream presented to the archiver as one file.
 struct StreamSource<R> {
     path: PathBuf,
     reader: std::sync::Mutex<Option<R>>,
     /// The dump's time, recorded as the file's modification time.
     mtime: Timestamp,
+    mode: u32,
+    size: Option<u64>,
 }
 
 impl<R: std::io::Read + Send + 'static> rustic_core::ReadSource for StreamSource<R> {
@@ -65,7 +91,7 @@ impl<R: std::io::Read + Send + 'static> rustic_core::ReadSource for StreamSource
     type Iter = std::iter::Once<rustic_core::RusticResult<rustic_core::ReadSourceEntry<R>>>;
 
     fn size(&self) -> rustic_core::RusticResult<Option<u64>> {
-        Ok(None)
+        Ok(self.size)
     }
 
     fn entries(&self) -> Self::Iter {
@@ -79,7 +105,7 @@ impl<R: std::io::Read + Send + 'static> rustic_core::ReadSource for StreamSource
         // no mode as mode 0000. The size is filled in by the archiver once the stream has been
         // read (see vendor/README.md).
         let meta = rustic_core::repofile::Metadata {
-            mode: Some(0o600),
+            mode: Some(self.mode),
             mtime: Some(self.mtime),
             atime: Some(self.mtime),
             ctime: Some(self.mtime),

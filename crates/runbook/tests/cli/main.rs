@@ -1079,3 +1079,49 @@ fn a_backup_reports_where_its_time_went() {
     let text = ws.run(&["backup", "db"]).ok().stdout;
     assert!(text.contains("copy ") && text.contains("store "), "{text}");
 }
+
+/// A database that opens but fails `PRAGMA integrity_check` (an index page overwritten) is
+/// refused: the backup fails naming the check, and no snapshot is written — also when the
+/// check runs beside the upload.
+#[test]
+fn a_database_failing_its_integrity_check_is_not_backed_up() {
+    let ws = Workspace::new(&sqlite_config("app.db"));
+    let path = ws.path("app.db");
+    let root: u64 = {
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);
+             CREATE INDEX t_v ON t (v);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)
+             INSERT INTO t (v) SELECT printf('value %08d', i) FROM n;",
+        )
+        .expect("fill");
+        conn.query_row(
+            "SELECT rootpage FROM sqlite_schema WHERE name = 't_v'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("rootpage")
+    };
+    // Zero the index's root page: the schema still reads, the index does not.
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open file");
+        f.seek(SeekFrom::Start((root - 1) * 4096)).expect("seek");
+        f.write_all(&[0u8; 4096]).expect("zero");
+    }
+    let run = ws.run(&["backup", "db"]);
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    let line = run.stderr.trim();
+    assert_eq!(line.lines().count(), 1, "{line}");
+    assert!(line.contains("integrity"), "{line}");
+    assert!(ws.snapshot_ids("db").is_empty(), "no snapshot was written");
+    // Stock restic agrees: the repository holds no snapshot.
+    if ws.repo("db").join("config").exists() {
+        let listed = ws.restic("db", &["snapshots", "--json"]);
+        assert_eq!(listed.stdout.trim(), "[]", "{}", listed.stderr);
+    }
+}

@@ -90,7 +90,13 @@ fn stock_restic_restores_a_postgres_dump_that_loads() {
     let src = Db::create("stock_src");
     psql(&src.0, SCHEMA);
     let ws = Workspace::new(&config(&src.0, ""));
-    ws.run(&["backup", "pg"]).ok();
+    // Regression: a dump backed up with --keep-forever was not tagged, so retention could
+    // remove it.
+    ws.run(&["backup", "pg", "--keep-forever"]).ok();
+    let tagged = ws
+        .restic("pg", &["snapshots", "--tag", "keep-forever", "--json"])
+        .ok();
+    assert!(tagged.stdout.contains("keep-forever"), "{}", tagged.stdout);
     let out = ws.restic_restore_latest("pg");
     let dump = out.join(format!("postgres/{}.dump", src.0));
     let meta = fs::metadata(&dump).expect("restic restored the dump");
