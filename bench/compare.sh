@@ -11,7 +11,7 @@
 #           copied once to WORKDIR/tree (about 1.2 GB): first backup, restore.
 #   pg      the pgbench database at PG_SCALE: runbook vs `pg_dump -Fc -f` (backup) and
 #           `pg_restore -d` (restore into a new database).
-# Set WORKLOADS="sqlite tree pg" (default) to choose. Needs /usr/bin/time (Debian `time`).
+# Set WORKLOADS="sqlite tree pg" (default) to choose, TREE_SRC=DIR for another tree. Needs /usr/bin/time (Debian `time`).
 # Prints Markdown tables for BENCHMARKS.md; the raw samples go to WORKDIR/samples.tsv.
 set -euo pipefail
 SQLITE_MB="${1:-512}"
@@ -66,8 +66,8 @@ init() {
     case $1 in
         runbook) ;;  # created by the first backup
         restic) restic -q init -r restic-repo >/dev/null ;;
-        rustic) rustic -q -r rustic-repo --password-file key init >/dev/null 2>&1 ;;
-        borg) borg init -q -e repokey-blake2 borg-repo ;;
+        rustic) rustic -r rustic-repo --password-file key init >/dev/null 2>&1 ;;
+        borg) borg init -e repokey-blake2 borg-repo ;;
         kopia) kopia --config-file kopia.config repository create filesystem --path kopia-repo --password pw-compare >/dev/null 2>&1 ;;
     esac
 }
@@ -77,7 +77,7 @@ backup_cmd() {
     case $1 in
         runbook) echo "$RUNBOOK backup $2" ;;
         restic) echo "restic -q -r restic-repo backup $3" ;;
-        rustic) echo "rustic -q -r rustic-repo --password-file key backup $3" ;;
+        rustic) echo "rustic -r rustic-repo --password-file key backup $3" ;;
         borg) echo "borg create borg-repo::b$(date +%s%N) $3" ;;
         kopia) echo "kopia --config-file kopia.config snapshot create $3" ;;
     esac
@@ -88,7 +88,7 @@ restore_cmd() {
     case $1 in
         runbook) echo "$RUNBOOK restore $2 --to $3/out --force" ;;
         restic) echo "restic -q -r restic-repo restore latest --target $3" ;;
-        rustic) echo "rustic -q -r rustic-repo --password-file key restore latest $3" ;;
+        rustic) echo "rustic -r rustic-repo --password-file key restore latest $3" ;;
         borg) echo "mkdir -p $3 && cd $3 && borg extract $WORK/borg-repo::\$(borg list --short --last 1 $WORK/borg-repo)" ;;
         kopia) echo "kopia --config-file kopia.config snapshot restore \$(kopia --config-file kopia.config snapshot list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1][\"id\"])') $3" ;;
     esac
@@ -151,8 +151,12 @@ if [[ " $WORKLOADS " == *" tree "* ]]; then
     if [ ! -d tree ]; then
         echo "copying the source tree..." >&2
         mkdir -p tree
-        cp -r "$HOME/.cargo/registry/src" tree/registry
-        cp -r "$(ls -d "$HOME"/.rustup/toolchains/*/share/doc | head -1)" tree/rust-doc
+        if [ -n "${TREE_SRC:-}" ]; then
+            cp -r "$TREE_SRC" tree/src
+        else
+            cp -r "$HOME/.cargo/registry/src" tree/registry
+            cp -r "$(ls -d "$HOME"/.rustup/toolchains/*/share/doc | head -1)" tree/rust-doc
+        fi
     fi
     runbook_config tree files 'paths = ["tree"]'
     for rep in $(seq 1 "$REPS"); do

@@ -58,12 +58,12 @@ TOML
 export RESTIC_PASSWORD_FILE="$WORK/key"
 restic -q init -r restic-repo >/dev/null
 have_rustic=0; command -v rustic >/dev/null && have_rustic=1
-[ $have_rustic = 1 ] && rustic -q -r rustic-repo --password-file key init >/dev/null
+[ $have_rustic = 1 ] && rustic -r rustic-repo --password-file key init >/dev/null
 
 sync; echo "first backups..." >&2
 t0=$(now); "$RUNBOOK" backup app-db >/dev/null; t1=$(now); rb_first=$(secs $t0 $t1)
 t0=$(now); restic -q -r restic-repo backup app.db >/dev/null; t1=$(now); rs_first=$(secs $t0 $t1)
-if [ $have_rustic = 1 ]; then t0=$(now); rustic -q -r rustic-repo --password-file key backup app.db >/dev/null; t1=$(now); ru_first=$(secs $t0 $t1); fi
+if [ $have_rustic = 1 ]; then t0=$(now); rustic -r rustic-repo --password-file key backup app.db >/dev/null; t1=$(now); ru_first=$(secs $t0 $t1); fi
 rb_size1=$(dusize runbook-data/repo/app-db); rs_size1=$(dusize restic-repo)
 [ $have_rustic = 1 ] && ru_size1=$(dusize rustic-repo)
 
@@ -80,7 +80,7 @@ PY
 sync; echo "second backups..." >&2
 t0=$(now); "$RUNBOOK" backup app-db >/dev/null; t1=$(now); rb_second=$(secs $t0 $t1)
 t0=$(now); restic -q -r restic-repo backup app.db >/dev/null; t1=$(now); rs_second=$(secs $t0 $t1)
-if [ $have_rustic = 1 ]; then t0=$(now); rustic -q -r rustic-repo --password-file key backup app.db >/dev/null; t1=$(now); ru_second=$(secs $t0 $t1); fi
+if [ $have_rustic = 1 ]; then t0=$(now); rustic -r rustic-repo --password-file key backup app.db >/dev/null; t1=$(now); ru_second=$(secs $t0 $t1); fi
 rb_growth=$(( $(dusize runbook-data/repo/app-db) - rb_size1 ))
 rs_growth=$(( $(dusize restic-repo) - rs_size1 ))
 [ $have_rustic = 1 ] && ru_growth=$(( $(dusize rustic-repo) - ru_size1 ))
@@ -90,7 +90,7 @@ sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
 t0=$(now); "$RUNBOOK" restore app-db --to restored-runbook/app.db >/dev/null; t1=$(now); rb_restore=$(secs $t0 $t1)
 sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
 t0=$(now); restic -q -r restic-repo restore latest --target restored-restic >/dev/null; t1=$(now); rs_restore=$(secs $t0 $t1)
-if [ $have_rustic = 1 ]; then sync; t0=$(now); rustic -q -r rustic-repo --password-file key restore latest restored-rustic >/dev/null; t1=$(now); ru_restore=$(secs $t0 $t1); fi
+if [ $have_rustic = 1 ]; then sync; t0=$(now); rustic -r rustic-repo --password-file key restore latest restored-rustic >/dev/null; t1=$(now); ru_restore=$(secs $t0 $t1); fi
 
 cat <<MD
 
