@@ -72,8 +72,8 @@ impl Kind for Sqlite<'_> {
     }
 
     fn restore_to(&self, cx: RestoreCx<'_>) -> Result<()> {
-        // rustic's parallel restore into a staging directory beside `to`, then the one file is
-        // checked and renamed into place.
+        // The one file, restored in runs on every core into a staging directory beside `to`,
+        // then checked and renamed into place.
         let sidecars = sqlite::sidecars(cx.to);
         let staged = Staged::new(cx.to, cx.force, &sidecars)?;
         fs::create_dir_all(&staged.path).map_err(Error::io(format!(
@@ -82,7 +82,11 @@ impl Kind for Sqlite<'_> {
         )))?;
         let inner = cx.snapshot.paths.first().cloned().unwrap_or_default();
         let file = staged.path.join(inner.trim_start_matches('/'));
-        cx.repo.restore_tree(&cx.snapshot.id, &staged.path)?;
+        if let Some(dir) = file.parent() {
+            fs::create_dir_all(dir)
+                .map_err(Error::io(format!("cannot create {}", dir.display())))?;
+        }
+        cx.repo.restore_file(&cx.snapshot.id, &inner, &file)?;
         sqlite::check_file(
             cx.target,
             &file,
