@@ -1,5 +1,6 @@
-//! SQLite targets: a consistent copy through SQLite's backup API, in fixed-size chunks of the
-//! database's page size; restored whole and checked before it replaces anything.
+//! SQLite targets: a consistent copy through SQLite's backup API, checked while it streams into
+//! the repository in fixed-size chunks of the database's page size; restored whole and checked
+//! before it replaces anything.
 
 use std::{fs, os::unix::fs::PermissionsExt, path::Path, sync::Arc};
 
@@ -20,8 +21,7 @@ impl Kind for Sqlite<'_> {
         let name = &cx.target.name;
         let source = sqlite::Source::open(name, self.path)?;
         let repo = cx.repo(Chunking::Fixed(source.page_size))?;
-        // The copy keeps the source's file name: the snapshot records it under the source's
-        // path (`as_path` replaces only the directory).
+        // The copy is stored as the live file: under its path, with its permissions.
         let scratch = ScratchDir::new(&cx.scratch_root(), name)?;
         let copy = scratch.join(self.path.file_name().unwrap_or(self.path.as_os_str()));
         let copied = sqlite::consistent_copy(name, source, self.path, &copy)?;

@@ -9,10 +9,10 @@ use rustic_core::{
 };
 
 use super::{Repo, guard, rerr};
+use crate::{Error, Result};
 
 /// Bytes a restore reads and writes at once (1,024 pages of 4 KiB).
 const RUN: usize = 4 << 20;
-use crate::{Error, Result};
 
 impl Repo {
     /// Streams the file recorded at `path` in snapshot `id` into `out`.
