@@ -19,15 +19,29 @@ impl Repo {
     pub(crate) fn dump_to(self, id: &str, path: &str, out: &mut dyn std::io::Write) -> Result<()> {
         let target = self.target.clone();
         guard(&target, "restore", move || {
-            let (indexed, snap, target) = self.indexed(id)?;
-            let node = indexed
-                .node_from_snapshot_and_path(&snap, path.trim_start_matches('/'))
-                .map_err(rerr(&target, "restore"))?;
+            let (indexed, node, target) = self.file_node(id, path)?;
             let mut out = out;
             indexed
                 .dump(&node, &mut out)
                 .map_err(rerr(&target, "restore"))
         })
+    }
+
+    /// The node recorded at `path` in snapshot `id`, with the repository indexed to read it.
+    fn file_node(
+        self,
+        id: &str,
+        path: &str,
+    ) -> Result<(
+        Repository<IndexedFullStatus>,
+        rustic_core::repofile::Node,
+        String,
+    )> {
+        let (indexed, snap, target) = self.indexed(id)?;
+        let node = indexed
+            .node_from_snapshot_and_path(&snap, path.trim_start_matches('/'))
+            .map_err(rerr(&target, "restore"))?;
+        Ok((indexed, node, target))
     }
 
     /// The snapshot `id` and the repository with its full index loaded, for reading data.
@@ -48,10 +62,7 @@ impl Repo {
     pub(crate) fn restore_file(self, id: &str, path: &str, to: &Path) -> Result<()> {
         let target = self.target.clone();
         guard(&target, "restore", move || {
-            let (indexed, snap, target) = self.indexed(id)?;
-            let node = indexed
-                .node_from_snapshot_and_path(&snap, path.trim_start_matches('/'))
-                .map_err(rerr(&target, "restore"))?;
+            let (indexed, node, target) = self.file_node(id, path)?;
             let open = indexed.open_file(&node).map_err(rerr(&target, "restore"))?;
             let size = usize::try_from(node.meta.size).unwrap_or(usize::MAX);
             let io = |e: std::io::Error| Error::Io {
