@@ -8,6 +8,7 @@ mod copy;
 mod errors;
 mod keys;
 mod location;
+mod pages;
 mod progress;
 pub use progress::{Live, live};
 mod quarantine;

@@ -45,7 +45,7 @@ impl Kind for Sqlite<'_> {
             waited: Arc::default(),
         };
         let (failed, waited) = (reader.failed.clone(), reader.waited.clone());
-        let stored = repo.backup_stream(
+        let stored = repo.backup_pages(
             reader,
             StreamFile {
                 path: self.path,

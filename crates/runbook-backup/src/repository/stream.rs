@@ -101,28 +101,34 @@ impl<R: std::io::Read + Send + 'static> rustic_core::ReadSource for StreamSource
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         let name = self.path.file_name().unwrap_or(self.path.as_os_str());
-        // Complete metadata, as for a file read from disk: stock restic restores a node with
-        // no mode as mode 0000. The size is filled in by the archiver once the stream has been
-        // read (see vendor/README.md).
-        let meta = rustic_core::repofile::Metadata {
-            mode: Some(self.mode),
-            mtime: Some(self.mtime),
-            atime: Some(self.mtime),
-            ctime: Some(self.mtime),
-            uid: Some(rustix::process::getuid().as_raw()),
-            gid: Some(rustix::process::getgid().as_raw()),
-            links: 1,
-            ..Default::default()
-        };
-        let node = rustic_core::repofile::Node::new_node(
-            name,
-            rustic_core::repofile::NodeType::File,
-            meta,
-        );
+        // The size is filled in by the archiver once the stream has been read (see
+        // vendor/README.md).
+        let node = stream_node(name, self.mode, self.mtime);
         std::iter::once(Ok(rustic_core::ReadSourceEntry {
             path: self.path.clone(),
             node,
             open,
         }))
     }
+}
+
+/// The node of a stream stored as a file: complete metadata, as for a file read from disk
+/// (stock restic restores a node with no mode as mode 0000), owned by this process's user,
+/// modified at `mtime`.
+pub(super) fn stream_node(
+    name: &std::ffi::OsStr,
+    mode: u32,
+    mtime: Timestamp,
+) -> rustic_core::repofile::Node {
+    let meta = rustic_core::repofile::Metadata {
+        mode: Some(mode),
+        mtime: Some(mtime),
+        atime: Some(mtime),
+        ctime: Some(mtime),
+        uid: Some(rustix::process::getuid().as_raw()),
+        gid: Some(rustix::process::getgid().as_raw()),
+        links: 1,
+        ..Default::default()
+    };
+    rustic_core::repofile::Node::new_node(name, rustic_core::repofile::NodeType::File, meta)
 }

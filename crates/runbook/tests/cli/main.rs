@@ -268,6 +268,113 @@ fn stock_restic_restores_snapshots_byte_identical() {
     );
 }
 
+/// SQLite pages are packed by runbook's own pipeline (not rustic's archiver): stock restic must
+/// read every snapshot of it, the second backup must store only the pages that changed, and a
+/// page that repeats within one backup must be stored once and still restore everywhere.
+#[test]
+fn sqlite_pages_are_stored_once_and_stock_restic_restores_every_snapshot() {
+    let ws = Workspace::new(&sqlite_config("app.db"));
+    let db = ws.path("app.db");
+    make_db(&db, 20_000);
+    {
+        // Free pages zeroed by secure_delete: hundreds of identical pages in one file.
+        let conn = rusqlite::Connection::open(&db).expect("open");
+        conn.execute_batch(
+            "PRAGMA secure_delete = ON;
+             CREATE TABLE junk (b BLOB);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 400)
+             INSERT INTO junk SELECT randomblob(3000) FROM n;
+             DELETE FROM junk;
+             PRAGMA wal_checkpoint(TRUNCATE);",
+        )
+        .expect("zeroed free pages");
+    }
+    assert!(
+        count(&db, "PRAGMA freelist_count") > 200,
+        "the test needs many free (zeroed) pages"
+    );
+    ws.run(&["backup", "db"]).ok();
+    // Each distinct page once: the hundreds of zeroed pages are one blob (the index lists every
+    // stored copy of a blob).
+    let listed = ws.restic("db", &["list", "blobs"]).ok();
+    let data: Vec<&str> = listed
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("data "))
+        .collect();
+    let distinct: std::collections::HashSet<&&str> = data.iter().collect();
+    assert_eq!(distinct.len(), data.len(), "a page was stored twice");
+    let pages = fs::metadata(&db).expect("db").len() / 4096;
+    assert!(
+        (data.len() as u64) + 200 < pages,
+        "{} blobs for {pages} pages",
+        data.len()
+    );
+    {
+        let conn = rusqlite::Connection::open(&db).expect("open");
+        conn.execute(
+            "UPDATE items SET body = 'changed ' || body WHERE id BETWEEN 100 AND 160",
+            [],
+        )
+        .expect("update");
+    }
+    ws.run(&["backup", "db"]).ok();
+
+    let list = ws.run(&["snapshots", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&list.stdout).expect("json");
+    let snaps = v.as_array().expect("list");
+    assert_eq!(snaps.len(), 2, "{}", list.stdout);
+    let added = |s: &serde_json::Value| s["added_bytes"].as_u64().expect("added");
+    let (first, second) = if snaps[0]["time"].as_str() < snaps[1]["time"].as_str() {
+        (&snaps[0], &snaps[1])
+    } else {
+        (&snaps[1], &snaps[0])
+    };
+    let size = first["source_bytes"].as_u64().expect("size");
+    // Every page of the first backup is new, but the zeroed ones are stored once (and compress).
+    assert!(added(first) < size, "{} of {size}", added(first));
+    // The update touched a few pages: the second backup stores those, not the file again.
+    assert!(
+        added(second) * 10 < added(first),
+        "second backup added {} bytes, the first {}",
+        added(second),
+        added(first)
+    );
+
+    ws.restic("db", &["check", "--read-data"]).ok();
+    let root = ws.root_rel();
+    for (snap, changed) in [(first, 0), (second, 61)] {
+        let id = snap["id"].as_str().expect("id");
+        let out = ws.path(&format!("restic-{id}"));
+        ws.restic(
+            "db",
+            &["restore", id, "--target", out.to_str().expect("utf8")],
+        )
+        .ok();
+        let restored = out.join(format!("{root}/app.db"));
+        assert_eq!(
+            count(
+                &restored,
+                "SELECT count(*) FROM items WHERE body LIKE 'changed %'"
+            ),
+            changed,
+            "snapshot {id}"
+        );
+        assert_eq!(count(&restored, "SELECT count(*) FROM items"), 20_000);
+        assert!(
+            count(&restored, "PRAGMA freelist_count") > 200,
+            "snapshot {id}"
+        );
+    }
+    // runbook's own restore of the latest gives restic's bytes.
+    ws.run(&["restore", "db", "--to", "mine.db"]).ok();
+    let id = second["id"].as_str().expect("id");
+    assert_eq!(
+        fs::read(ws.path(&format!("restic-{id}/{root}/app.db"))).expect("restic's"),
+        fs::read(ws.path("mine.db")).expect("mine")
+    );
+}
+
 #[test]
 fn bad_inputs_give_one_clear_line_and_no_snapshot() {
     let config = format!(

@@ -1,0 +1,799 @@
+//! Fixed-size chunks (SQLite pages) packed by our own pipeline, in restic's format.
+//!
+//! rustic_core's archiver pays a zstd context and several thread hand-offs per blob; at one
+//! 4 KiB page per blob that costs more than the work itself (BENCHMARKS.md), and rustic_core
+//! has no public API to add blobs. So the pages of a SQLite backup are hashed, compressed (one
+//! zstd context per thread), encrypted and read back (rustic's `extra_verify`) in batches on
+//! every core, then packed and written here, with the repository's own key, chunk size,
+//! compression level and pack size, and rustic_core's public types for the tree and snapshot.
+//! Stock restic and rustic read what this writes; the SQLite tests restore it with both.
+//!
+//! Writes come in restic's order: packs, then the index naming them, then the snapshot. A
+//! backup stopped anywhere leaves at most packs that no index names (`prune` removes them) and
+//! every earlier snapshot as it was.
+
+use std::{
+    collections::HashSet,
+    ffi::OsStr,
+    io::Read,
+    path::{Component, Path},
+    sync::Mutex,
+    time::Instant,
+};
+
+use aes256ctr_poly1305aes::{
+    Aes256CtrPoly1305Aes,
+    aead::{AeadInPlace, Nonce, Tag},
+};
+use crossbeam_channel::{Receiver, Sender, bounded};
+use jiff::{Timestamp, Zoned, tz::TimeZone};
+use rand::RngCore;
+use rustic_core::{
+    DataId, FileType, Id, SnapshotOptions, WriteBackend,
+    repofile::{BlobType, Chunker, MasterKey, Metadata, Node, NodeType, SnapshotId, Tree},
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{Repo, StreamFile, describe, guard, stream::stream_node};
+use crate::{
+    Error, Result,
+    snapshot::{Meta, Snapshot},
+};
+
+/// A blob's or file's id: the SHA-256 of its plain content (blobs) or stored bytes (files).
+type Hash = [u8; 32];
+
+/// Pages handed to a worker at once: few hand-offs, and a batch still fits in a core's cache.
+const BATCH_PAGES: usize = 256;
+
+fn sha256(data: &[u8]) -> Hash {
+    Sha256::digest(data).into()
+}
+
+impl Repo {
+    /// Backs up `reader` as the file `file.path`, cut into chunks of the repository's fixed
+    /// chunk size (a repository with content-defined chunks goes through rustic's archiver:
+    /// [`Repo::backup_stream`]). The reader may abort the backup by unwinding with
+    /// `StreamFailed`; then no index or snapshot is written.
+    pub(crate) fn backup_pages(
+        self,
+        reader: impl Read + Send + 'static,
+        file: StreamFile<'_>,
+        meta: Meta,
+        time: Option<Timestamp>,
+    ) -> Result<Snapshot> {
+        let config = self.inner.config();
+        if config.chunker() != Chunker::FixedSize {
+            return self.backup_stream(reader, file, meta, time);
+        }
+        let chunk = u32::try_from(config.chunk_size()).unwrap_or(u32::MAX);
+        let target = self.target.clone();
+        guard(&target, "backup", move || {
+            self.pages_inner(reader, chunk, &file, &meta, time)
+        })
+    }
+
+    fn pages_inner(
+        self,
+        mut reader: impl Read,
+        chunk: u32,
+        file: &StreamFile<'_>,
+        meta: &Meta,
+        time: Option<Timestamp>,
+    ) -> Result<Snapshot> {
+        let started = Instant::now();
+        let fail = |message: String| Error::Repository {
+            target: self.target.clone(),
+            action: "backup",
+            message,
+        };
+        let config = self.inner.config();
+        let level = config.zstd().map_err(self.err("backup"))?;
+        let seal = Seal::new(&self.inner.key()).map_err(fail)?;
+        let be: &dyn WriteBackend = &*self.backend;
+        let known = Known::read(be, &seal).map_err(fail)?;
+        let (size, grow, limit) = config.packsize(BlobType::Data);
+        let pack_size =
+            (known.data_bytes.isqrt() * u64::from(grow) + u64::from(size)).min(u64::from(limit));
+        let cx = Cx {
+            seal: &seal,
+            level,
+            verify: config.extra_verify(),
+            known: &known,
+            fresh: Mutex::default(),
+        };
+        let progress = self.inner.progress_bytes("backing up…");
+        if let Some(size) = file.size {
+            progress.set_length(size);
+        }
+        let store_start = Zoned::now();
+        let store_started = Instant::now();
+        let chunk = (chunk as usize).max(1);
+        let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+
+        let (read, workers, packed, written) = std::thread::scope(|s| {
+            let (work_tx, work_rx) = bounded::<(usize, Vec<u8>)>(threads * 2);
+            let (done_tx, done_rx) = bounded::<Result<Batch, String>>(threads * 2);
+            let (out_tx, out_rx) = bounded::<(Hash, Vec<u8>)>(2);
+            let writer = s.spawn(move || -> std::result::Result<(), String> {
+                for (id, bytes) in out_rx {
+                    write(be, FileType::Pack, id, bytes)?;
+                }
+                Ok(())
+            });
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    let (rx, tx, cx) = (work_rx.clone(), done_tx.clone(), &cx);
+                    s.spawn(move || cx.work(chunk, &rx, &tx))
+                })
+                .collect();
+            drop((work_rx, done_tx));
+            let (seal, progress) = (&seal, &progress);
+            let packer = s.spawn(move || pack(&done_rx, &out_tx, seal, pack_size, progress));
+            let read = read_batches(&mut reader, chunk * BATCH_PAGES, &work_tx);
+            drop(work_tx);
+            let joined = |h: std::thread::ScopedJoinHandle<'_, _>| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Stop::Failed("a backup thread failed".into())))
+            };
+            let workers: Vec<_> = workers.into_iter().map(joined).collect();
+            let packed = packer
+                .join()
+                .unwrap_or_else(|_| Err(Stop::Failed("the packer thread failed".into())));
+            let written = writer
+                .join()
+                .unwrap_or_else(|_| Err("the writer thread failed".into()));
+            (read, workers, packed, written)
+        });
+        // The first cause, not the peers that stopped because of it: storage, then packing
+        // (which carries a worker's failure), then reading the source.
+        written.map_err(fail)?;
+        for w in workers {
+            if let Err(Stop::Failed(e)) = w {
+                return Err(fail(e));
+            }
+        }
+        let packed = match packed {
+            Ok(p) => p,
+            Err(Stop::Failed(e)) => return Err(fail(e)),
+            Err(Stop::Stopped) => return Err(fail("the backup stopped".into())),
+        };
+        let total = match read {
+            Ok(total) => total,
+            Err(Stop::Failed(e)) => return Err(fail(e)),
+            Err(Stop::Stopped) => return Err(fail("the backup stopped".into())),
+        };
+        let Packed {
+            pack: last,
+            mut packs,
+            content,
+            mut added,
+        } = packed;
+        let content: Vec<DataId> = content
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| fail("a batch of pages went missing".into()))?
+            .into_iter()
+            .flatten()
+            .map(|h| DataId::from(Id::new(h)))
+            .collect();
+        if !last.blobs.is_empty() {
+            let (id, bytes, entry) = last.finish(&seal, BlobType::Data).map_err(fail)?;
+            write(be, FileType::Pack, id, bytes).map_err(fail)?;
+            packs.push(entry);
+        }
+
+        // The tree: the file's node, inside one directory node per component of its path.
+        let name = file
+            .path
+            .file_name()
+            .ok_or_else(|| fail(format!("{} has no file name", file.path.display())))?;
+        let mut node = stream_node(name, file.mode, time.unwrap_or_else(Timestamp::now));
+        node.meta.size = total;
+        node.content = Some(content);
+        let Trees {
+            blobs: trees,
+            root,
+            dirs,
+        } = trees(file.path, node).map_err(fail)?;
+        let mut tree_pack = PackBuf::default();
+        let mut blobber = cx.blobber().map_err(fail)?;
+        for (id, bytes) in &trees {
+            added.trees_raw += bytes.len() as u64;
+            if known.trees.contains(id) || tree_pack.blobs.iter().any(|b| b.id.0 == *id) {
+                continue;
+            }
+            let sealed = blobber.blob(*id, bytes).map_err(fail)?;
+            added.tree_blobs += 1;
+            added.trees_packed += sealed.data.len() as u64;
+            tree_pack.push(sealed);
+        }
+        if !tree_pack.blobs.is_empty() {
+            let (id, bytes, entry) = tree_pack.finish(&seal, BlobType::Tree).map_err(fail)?;
+            write(be, FileType::Pack, id, bytes).map_err(fail)?;
+            packs.push(entry);
+        }
+        if !packs.is_empty() {
+            let index =
+                serde_json::to_vec(&IndexJson { packs }).map_err(|e| fail(e.to_string()))?;
+            save_file(be, &seal, level, FileType::Index, &index).map_err(fail)?;
+        }
+
+        // The snapshot, last: from here on the backup exists.
+        let mut opts = SnapshotOptions::default()
+            .label(self.target.clone())
+            .description(serde_json::to_string(meta).ok());
+        if let Some(t) = time {
+            opts = opts.time(Some(t.to_zoned(TimeZone::UTC)));
+        }
+        let mut snap = opts
+            .add_tags(&super::snapshot_tags(meta))
+            .and_then(|o| o.to_snapshot())
+            .map_err(self.err("backup"))?;
+        snap.tree = Id::new(root).into();
+        snap.paths.add(file.path.to_string_lossy().into_owned());
+        let mut summary = snap.summary.take().unwrap_or_default();
+        summary.command = "backup".into();
+        summary.files_new = 1;
+        summary.total_files_processed = 1;
+        summary.total_bytes_processed = total;
+        summary.dirs_new = dirs;
+        summary.total_dirs_processed = dirs;
+        summary.data_blobs = added.data_blobs;
+        summary.tree_blobs = added.tree_blobs;
+        summary.data_added_files = added.data_raw;
+        summary.data_added_files_packed = added.data_packed;
+        summary.data_added_trees = added.trees_raw;
+        summary.data_added_trees_packed = added.trees_packed;
+        summary.data_added = added.data_raw + added.trees_raw;
+        summary.data_added_packed = added.data_packed + added.trees_packed;
+        summary.backup_start = store_start;
+        summary.backup_end = Zoned::now();
+        summary.backup_duration = store_started.elapsed().as_secs_f64();
+        summary.total_duration = started.elapsed().as_secs_f64();
+        snap.summary = Some(summary);
+        snap.id = SnapshotId::default();
+        let json = serde_json::to_vec(&snap).map_err(|e| fail(e.to_string()))?;
+        let id = save_file(be, &seal, level, FileType::Snapshot, &json).map_err(fail)?;
+        snap.id = Id::new(id).into();
+        progress.finish();
+        Ok(describe(&self.target, &snap))
+    }
+}
+
+/// Why a stage of the pipeline stopped.
+enum Stop {
+    /// It failed, for this reason.
+    Failed(String),
+    /// A peer stopped first (its reason is reported instead).
+    Stopped,
+}
+
+/// Reads `reader` to its end in batches of `len` bytes, numbered in order.
+fn read_batches(
+    reader: &mut impl Read,
+    len: usize,
+    tx: &Sender<(usize, Vec<u8>)>,
+) -> std::result::Result<u64, Stop> {
+    let mut total = 0_u64;
+    for seq in 0.. {
+        let mut buf = vec![0; len];
+        let mut filled = 0;
+        while filled < len {
+            match reader.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Stop::Failed(format!("cannot read the source: {e}"))),
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        buf.truncate(filled);
+        total += filled as u64;
+        tx.send((seq, buf)).map_err(|_| Stop::Stopped)?;
+        if filled < len {
+            break;
+        }
+    }
+    Ok(total)
+}
+
+/// What every worker shares.
+struct Cx<'a> {
+    seal: &'a Seal,
+    level: Option<i32>,
+    verify: bool,
+    known: &'a Known,
+    /// Data blobs this backup has already packed (a page that repeats is stored once).
+    fresh: Mutex<HashSet<Hash>>,
+}
+
+impl Cx<'_> {
+    fn blobber(&self) -> std::result::Result<Blobber<'_>, String> {
+        let io = |e: std::io::Error| format!("cannot set up compression: {e}");
+        Ok(Blobber {
+            seal: self.seal,
+            compress: self
+                .level
+                .map(zstd::bulk::Compressor::new)
+                .transpose()
+                .map_err(io)?,
+            verify: if self.verify {
+                Some(zstd::bulk::Decompressor::new().map_err(io)?)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// One worker: hashes each page of each batch, and seals the pages the repository lacks.
+    fn work(
+        &self,
+        chunk: usize,
+        rx: &Receiver<(usize, Vec<u8>)>,
+        tx: &Sender<std::result::Result<Batch, String>>,
+    ) -> std::result::Result<(), Stop> {
+        let mut blobber = match self.blobber() {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return Ok(());
+            }
+        };
+        for (seq, buf) in rx {
+            let mut batch = Batch {
+                seq,
+                bytes: buf.len() as u64,
+                ids: Vec::with_capacity(buf.len().div_ceil(chunk)),
+                new: Vec::new(),
+            };
+            for page in buf.chunks(chunk) {
+                let id = sha256(page);
+                batch.ids.push(id);
+                if self.known.data.contains(&id)
+                    || !self
+                        .fresh
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(id)
+                {
+                    continue;
+                }
+                match blobber.blob(id, page) {
+                    Ok(sealed) => batch.new.push(sealed),
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return Ok(());
+                    }
+                }
+            }
+            tx.send(Ok(batch)).map_err(|_| Stop::Stopped)?;
+        }
+        Ok(())
+    }
+}
+
+/// A batch of pages, hashed, with the ones to store sealed.
+struct Batch {
+    seq: usize,
+    bytes: u64,
+    ids: Vec<Hash>,
+    new: Vec<Sealed>,
+}
+
+/// One blob as stored in a pack: compressed (when the repository compresses) and encrypted.
+struct Sealed {
+    id: Hash,
+    data: Vec<u8>,
+    /// Its plain length.
+    raw: u32,
+    compressed: bool,
+}
+
+/// One thread's compression contexts: made once, used for every blob.
+struct Blobber<'a> {
+    seal: &'a Seal,
+    compress: Option<zstd::bulk::Compressor<'static>>,
+    /// Decompresses each sealed blob back for comparison (rustic's `extra_verify`).
+    verify: Option<zstd::bulk::Decompressor<'static>>,
+}
+
+impl Blobber<'_> {
+    fn blob(&mut self, id: Hash, raw: &[u8]) -> std::result::Result<Sealed, String> {
+        let len =
+            u32::try_from(raw.len()).map_err(|_| "a blob is larger than 4 GiB".to_string())?;
+        let data = match &mut self.compress {
+            Some(c) => {
+                let body = c
+                    .compress(raw)
+                    .map_err(|e| format!("cannot compress: {e}"))?;
+                self.seal.seal(&body)?
+            }
+            None => self.seal.seal(raw)?,
+        };
+        if let Some(d) = &mut self.verify {
+            let plain = self.seal.open(&data)?;
+            let back = if self.compress.is_some() {
+                d.decompress(&plain, raw.len())
+                    .map_err(|e| format!("cannot decompress what was just compressed: {e}"))?
+            } else {
+                plain
+            };
+            if back != raw {
+                return Err(
+                    "verification failed: a blob read back differs from what was written".into(),
+                );
+            }
+        }
+        Ok(Sealed {
+            id,
+            data,
+            raw: len,
+            compressed: self.compress.is_some(),
+        })
+    }
+}
+
+/// What the packer hands back: the pack it was filling, the packs written, and every batch's
+/// page ids in order.
+struct Packed {
+    pack: PackBuf,
+    packs: Vec<PackJson>,
+    content: Vec<Option<Vec<Hash>>>,
+    added: Added,
+}
+
+/// What this backup added, for the snapshot's summary.
+#[derive(Default)]
+struct Added {
+    data_blobs: u64,
+    data_raw: u64,
+    data_packed: u64,
+    tree_blobs: u64,
+    trees_raw: u64,
+    trees_packed: u64,
+}
+
+/// The packer: fills packs of about `pack_size` bytes with the sealed blobs in the order they
+/// come, and hands each full one to the writer.
+fn pack(
+    rx: &Receiver<std::result::Result<Batch, String>>,
+    out: &Sender<(Hash, Vec<u8>)>,
+    seal: &Seal,
+    pack_size: u64,
+    progress: &rustic_core::Progress,
+) -> std::result::Result<Packed, Stop> {
+    let mut packed = Packed {
+        pack: PackBuf::default(),
+        packs: Vec::new(),
+        content: Vec::new(),
+        added: Added::default(),
+    };
+    for batch in rx {
+        let batch = batch.map_err(Stop::Failed)?;
+        for blob in batch.new {
+            packed.added.data_blobs += 1;
+            packed.added.data_raw += u64::from(blob.raw);
+            packed.added.data_packed += blob.data.len() as u64;
+            packed.pack.push(blob);
+            if packed.pack.bytes.len() as u64 >= pack_size {
+                let full = std::mem::take(&mut packed.pack);
+                let (id, bytes, entry) = full.finish(seal, BlobType::Data).map_err(Stop::Failed)?;
+                out.send((id, bytes)).map_err(|_| Stop::Stopped)?;
+                packed.packs.push(entry);
+            }
+        }
+        progress.inc(batch.bytes);
+        if packed.content.len() <= batch.seq {
+            packed.content.resize(batch.seq + 1, None);
+        }
+        packed.content[batch.seq] = Some(batch.ids);
+    }
+    Ok(packed)
+}
+
+/// A pack being filled.
+#[derive(Default)]
+struct PackBuf {
+    bytes: Vec<u8>,
+    blobs: Vec<BlobJson>,
+}
+
+impl PackBuf {
+    fn push(&mut self, blob: Sealed) {
+        // Packs stay far below 4 GiB (rustic's size limit is a u32).
+        let offset = u32::try_from(self.bytes.len()).unwrap_or(u32::MAX);
+        let length = u32::try_from(blob.data.len()).unwrap_or(u32::MAX);
+        self.bytes.extend_from_slice(&blob.data);
+        self.blobs.push(BlobJson {
+            id: Hex(blob.id),
+            tpe: String::new(),
+            offset,
+            length,
+            uncompressed_length: blob.compressed.then_some(blob.raw),
+        });
+    }
+
+    /// The finished pack: the blobs, then restic's encrypted header (type, stored length,
+    /// plain length when compressed, id — per blob), then the header's length; its id is the
+    /// hash of it all.
+    fn finish(
+        mut self,
+        seal: &Seal,
+        tpe: BlobType,
+    ) -> std::result::Result<(Hash, Vec<u8>, PackJson), String> {
+        let tree = tpe == BlobType::Tree;
+        let mut header = Vec::with_capacity(self.blobs.len() * 41);
+        for b in &mut self.blobs {
+            b.tpe = if tree { "tree" } else { "data" }.into();
+            let kind = match (tree, b.uncompressed_length) {
+                (false, None) => 0_u8,
+                (true, None) => 1,
+                (false, Some(_)) => 2,
+                (true, Some(_)) => 3,
+            };
+            header.push(kind);
+            header.extend_from_slice(&b.length.to_le_bytes());
+            if let Some(raw) = b.uncompressed_length {
+                header.extend_from_slice(&raw.to_le_bytes());
+            }
+            header.extend_from_slice(&b.id.0);
+        }
+        let header = seal.seal(&header)?;
+        let len = u32::try_from(header.len()).map_err(|_| "a pack header is too large")?;
+        self.bytes.extend_from_slice(&header);
+        self.bytes.extend_from_slice(&len.to_le_bytes());
+        let id = sha256(&self.bytes);
+        Ok((
+            id,
+            self.bytes,
+            PackJson {
+                id: Hex(id),
+                blobs: self.blobs,
+            },
+        ))
+    }
+}
+
+/// The trees that hold a file at its path.
+struct Trees {
+    /// Each tree blob's id and JSON, the file's own tree first.
+    blobs: Vec<(Hash, Vec<u8>)>,
+    /// The root tree's id.
+    root: Hash,
+    /// How many directories lead to the file.
+    dirs: u64,
+}
+
+/// The trees that hold `node` at `path`.
+fn trees(path: &Path, node: Node) -> std::result::Result<Trees, String> {
+    let dirs: Vec<&OsStr> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    let dirs = dirs.split_last().map_or(&[][..], |(_, d)| d);
+    let mut out = Vec::with_capacity(dirs.len() + 1);
+    let mut tree = Tree { nodes: vec![node] };
+    for dir in dirs.iter().rev() {
+        let (id, bytes) = tree_json(&tree)?;
+        out.push((id, bytes));
+        // As rustic's archiver records the directories above a backed-up path: mode 0755, so
+        // they can be entered.
+        let meta = Metadata {
+            mode: Some(0o755),
+            ..Default::default()
+        };
+        let mut dir = Node::new_node(dir, NodeType::Dir, meta);
+        dir.subtree = Some(Id::new(id).into());
+        tree = Tree { nodes: vec![dir] };
+    }
+    let (root, bytes) = tree_json(&tree)?;
+    out.push((root, bytes));
+    Ok(Trees {
+        blobs: out,
+        root,
+        dirs: dirs.len() as u64,
+    })
+}
+
+/// A tree as restic writes it: JSON and a newline; its id is the hash of those bytes.
+fn tree_json(tree: &Tree) -> std::result::Result<(Hash, Vec<u8>), String> {
+    let mut bytes = serde_json::to_vec(tree).map_err(|e| format!("cannot write a tree: {e}"))?;
+    bytes.push(b'\n');
+    Ok((sha256(&bytes), bytes))
+}
+
+/// Writes one file of the repository.
+fn write(
+    be: &dyn WriteBackend,
+    tpe: FileType,
+    id: Hash,
+    bytes: Vec<u8>,
+) -> std::result::Result<(), String> {
+    be.write_bytes(tpe, &Id::new(id), false, bytes.into())
+        .map_err(|e| super::errors::one_line(&e))
+}
+
+/// Saves a repository file (index, snapshot): JSON, compressed as the repository's version
+/// asks (a leading 2, then zstd), encrypted; its id is the hash of what is stored.
+fn save_file(
+    be: &dyn WriteBackend,
+    seal: &Seal,
+    level: Option<i32>,
+    tpe: FileType,
+    json: &[u8],
+) -> std::result::Result<Hash, String> {
+    let sealed = match level {
+        Some(level) => {
+            let mut body = vec![2_u8];
+            body.extend(
+                zstd::bulk::compress(json, level).map_err(|e| format!("cannot compress: {e}"))?,
+            );
+            seal.seal(&body)?
+        }
+        None => seal.seal(json)?,
+    };
+    let id = sha256(&sealed);
+    write(be, tpe, id, sealed)?;
+    Ok(id)
+}
+
+/// Reads a repository file (index) back to its JSON.
+fn read_file(
+    be: &dyn WriteBackend,
+    seal: &Seal,
+    tpe: FileType,
+    id: &Id,
+) -> std::result::Result<Vec<u8>, String> {
+    let stored = be
+        .read_full(tpe, id)
+        .map_err(|e| super::errors::one_line(&e))?;
+    let plain = seal.open(&stored)?;
+    match plain.split_first() {
+        // Version 2 marks compressed files with a leading 2; JSON starts with `{` or `[`.
+        Some((2, body)) => zstd::decode_all(body).map_err(|e| format!("cannot decompress: {e}")),
+        _ => Ok(plain),
+    }
+}
+
+/// The blobs the repository already has, from its index.
+#[derive(Default)]
+struct Known {
+    data: HashSet<Hash>,
+    trees: HashSet<Hash>,
+    /// The size of its data packs (packs grow with the repository, as rustic sizes them).
+    data_bytes: u64,
+}
+
+impl Known {
+    fn read(be: &dyn WriteBackend, seal: &Seal) -> std::result::Result<Self, String> {
+        let ids = be
+            .list(FileType::Index)
+            .map_err(|e| super::errors::one_line(&e))?;
+        let mut known = Self::default();
+        for id in ids {
+            let json = read_file(be, seal, FileType::Index, &id)?;
+            let index: IndexJson = serde_json::from_slice(&json)
+                .map_err(|e| format!("cannot read index {id}: {e}"))?;
+            // Packs marked for deletion (`packs_to_delete`) are not read: their blobs are
+            // stored again rather than referenced.
+            for pack in index.packs {
+                for blob in pack.blobs {
+                    match blob.tpe.as_str() {
+                        "data" => {
+                            known.data_bytes += u64::from(blob.length);
+                            known.data.insert(blob.id.0);
+                        }
+                        "tree" => {
+                            known.trees.insert(blob.id.0);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(known)
+    }
+}
+
+/// An index file, as restic writes it.
+#[derive(Serialize, Deserialize)]
+struct IndexJson {
+    packs: Vec<PackJson>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PackJson {
+    id: Hex,
+    blobs: Vec<BlobJson>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct BlobJson {
+    id: Hex,
+    #[serde(rename = "type")]
+    tpe: String,
+    offset: u32,
+    length: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    uncompressed_length: Option<u32>,
+}
+
+/// An id in hex, as the repository's JSON files hold it.
+struct Hex(Hash);
+
+impl Serialize for Hex {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Hex {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        let mut out = [0_u8; 32];
+        hex::decode_to_slice(s.as_bytes(), &mut out).map_err(serde::de::Error::custom)?;
+        Ok(Self(out))
+    }
+}
+
+/// The repository's key: restic's AES-256-CTR with a Poly1305-AES MAC, a random nonce per
+/// message (nonce, ciphertext, MAC).
+pub(super) struct Seal(Aes256CtrPoly1305Aes);
+
+impl Seal {
+    pub(super) fn new(key: &MasterKey) -> std::result::Result<Self, String> {
+        if key.encrypt.len() != 32 || key.mac.k.len() != 16 || key.mac.r.len() != 16 {
+            return Err("the repository key has an unexpected length".into());
+        }
+        let mut raw = [0_u8; 64];
+        raw[..32].copy_from_slice(&key.encrypt);
+        raw[32..48].copy_from_slice(&key.mac.k);
+        raw[48..].copy_from_slice(&key.mac.r);
+        Ok(Self(Aes256CtrPoly1305Aes::new(
+            aes256ctr_poly1305aes::Key::from_slice(&raw),
+        )))
+    }
+
+    pub(super) fn seal(&self, plain: &[u8]) -> std::result::Result<Vec<u8>, String> {
+        let mut nonce = [0_u8; 16];
+        rand::rng().fill_bytes(&mut nonce);
+        let mut out = Vec::with_capacity(plain.len() + 32);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plain);
+        let tag = self
+            .0
+            .encrypt_in_place_detached(
+                Nonce::<Aes256CtrPoly1305Aes>::from_slice(&nonce),
+                &[],
+                &mut out[16..],
+            )
+            .map_err(|_| "encryption failed".to_string())?;
+        out.extend_from_slice(&tag);
+        Ok(out)
+    }
+
+    pub(super) fn open(&self, data: &[u8]) -> std::result::Result<Vec<u8>, String> {
+        if data.len() < 32 {
+            return Err(format!("{}: a sealed message is too short", super::DAMAGED));
+        }
+        let (nonce, rest) = data.split_at(16);
+        let (body, tag) = rest.split_at(rest.len() - 16);
+        let mut plain = body.to_vec();
+        self.0
+            .decrypt_in_place_detached(
+                Nonce::<Aes256CtrPoly1305Aes>::from_slice(nonce),
+                &[],
+                &mut plain,
+                Tag::<Aes256CtrPoly1305Aes>::from_slice(tag),
+            )
+            .map_err(|_| format!("{}: a MAC does not match", super::DAMAGED))?;
+        Ok(plain)
+    }
+}
