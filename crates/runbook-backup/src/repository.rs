@@ -15,6 +15,7 @@ mod quarantine;
 mod read;
 mod retention;
 mod stream;
+mod unpack;
 
 use std::{
     path::{Path, PathBuf},

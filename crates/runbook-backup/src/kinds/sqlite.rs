@@ -86,7 +86,7 @@ impl Kind for Sqlite<'_> {
             fs::create_dir_all(dir)
                 .map_err(Error::io(format!("cannot create {}", dir.display())))?;
         }
-        cx.repo.restore_file(&cx.snapshot.id, &inner, &file)?;
+        cx.repo.restore_pages(&cx.snapshot.id, &inner, &file)?;
         sqlite::check_file(
             cx.target,
             &file,

@@ -13,7 +13,7 @@
 //! every earlier snapshot as it was.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     ffi::OsStr,
     io::Read,
     path::{Component, Path},
@@ -42,7 +42,7 @@ use crate::{
 };
 
 /// A blob's or file's id: the SHA-256 of its plain content (blobs) or stored bytes (files).
-type Hash = [u8; 32];
+pub(super) type Hash = [u8; 32];
 
 /// Pages handed to a worker at once: few hand-offs, and a batch still fits in a core's cache.
 const BATCH_PAGES: usize = 256;
@@ -92,7 +92,7 @@ impl Repo {
         let level = config.zstd().map_err(self.err("backup"))?;
         let seal = Seal::new(&self.inner.key()).map_err(fail)?;
         let be: &dyn WriteBackend = &*self.backend;
-        let known = Known::read(be, &seal).map_err(fail)?;
+        let known = Index::read(be, &seal).map_err(fail)?;
         let (size, grow, limit) = config.packsize(BlobType::Data);
         let pack_size =
             (known.data_bytes.isqrt() * u64::from(grow) + u64::from(size)).min(u64::from(limit));
@@ -201,7 +201,7 @@ impl Repo {
         let mut blobber = cx.blobber().map_err(fail)?;
         for (id, bytes) in &trees {
             added.trees_raw += bytes.len() as u64;
-            if known.trees.contains(id) || tree_pack.blobs.iter().any(|b| b.id.0 == *id) {
+            if known.trees.contains_key(id) || tree_pack.blobs.iter().any(|b| b.id.0 == *id) {
                 continue;
             }
             let sealed = blobber.blob(*id, bytes).map_err(fail)?;
@@ -306,7 +306,7 @@ struct Cx<'a> {
     seal: &'a Seal,
     level: Option<i32>,
     verify: bool,
-    known: &'a Known,
+    known: &'a Index,
     /// Data blobs this backup has already packed (a page that repeats is stored once).
     fresh: Mutex<HashSet<Hash>>,
 }
@@ -353,7 +353,7 @@ impl Cx<'_> {
             for page in buf.chunks(chunk) {
                 let id = sha256(page);
                 batch.ids.push(id);
-                if self.known.data.contains(&id)
+                if self.known.data.contains_key(&id)
                     || !self
                         .fresh
                         .lock()
@@ -662,43 +662,109 @@ fn read_file(
     }
 }
 
-/// The blobs the repository already has, from its index.
+/// Where each blob of the repository is, from its index.
 #[derive(Default)]
-struct Known {
-    data: HashSet<Hash>,
-    trees: HashSet<Hash>,
-    /// The size of its data packs (packs grow with the repository, as rustic sizes them).
+pub(super) struct Index {
+    pub(super) data: HashMap<Hash, Loc>,
+    pub(super) trees: HashMap<Hash, Loc>,
+    /// The size of its data blobs (packs grow with the repository, as rustic sizes them).
     data_bytes: u64,
 }
 
-impl Known {
-    fn read(be: &dyn WriteBackend, seal: &Seal) -> std::result::Result<Self, String> {
+/// Where one blob is stored.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Loc {
+    pub(super) pack: Hash,
+    pub(super) offset: u32,
+    pub(super) length: u32,
+    /// Its plain length, when it is stored compressed.
+    raw: Option<u32>,
+}
+
+impl Loc {
+    /// The blob's plain length.
+    pub(super) fn plain_len(&self) -> u32 {
+        self.raw.unwrap_or(self.length.saturating_sub(32))
+    }
+
+    /// The blob, read alone from its pack.
+    pub(super) fn read(
+        &self,
+        be: &dyn WriteBackend,
+        seal: &Seal,
+    ) -> std::result::Result<Vec<u8>, String> {
+        let stored = be
+            .read_partial(
+                FileType::Pack,
+                &Id::new(self.pack),
+                false,
+                self.offset,
+                self.length,
+            )
+            .map_err(|e| super::errors::one_line(&e))?;
+        self.decode(&stored, seal, None)
+    }
+
+    /// The blob's plain content from its stored bytes (with `unzip`, a thread's reused
+    /// decompression context, when there is one).
+    pub(super) fn decode(
+        &self,
+        stored: &[u8],
+        seal: &Seal,
+        unzip: Option<&mut zstd::bulk::Decompressor<'static>>,
+    ) -> std::result::Result<Vec<u8>, String> {
+        let plain = seal.open(stored)?;
+        let Some(raw) = self.raw else {
+            return Ok(plain);
+        };
+        let raw = raw as usize;
+        let out = match unzip {
+            Some(z) => z.decompress(&plain, raw),
+            None => zstd::bulk::decompress(&plain, raw),
+        }
+        .map_err(|e| format!("{}: a blob does not decompress: {e}", super::DAMAGED))?;
+        if out.len() == raw {
+            Ok(out)
+        } else {
+            Err(format!("{}: a blob has the wrong length", super::DAMAGED))
+        }
+    }
+}
+
+impl Index {
+    pub(super) fn read(be: &dyn WriteBackend, seal: &Seal) -> std::result::Result<Self, String> {
         let ids = be
             .list(FileType::Index)
             .map_err(|e| super::errors::one_line(&e))?;
-        let mut known = Self::default();
+        let mut index = Self::default();
         for id in ids {
             let json = read_file(be, seal, FileType::Index, &id)?;
-            let index: IndexJson = serde_json::from_slice(&json)
+            let file: IndexJson = serde_json::from_slice(&json)
                 .map_err(|e| format!("cannot read index {id}: {e}"))?;
             // Packs marked for deletion (`packs_to_delete`) are not read: their blobs are
             // stored again rather than referenced.
-            for pack in index.packs {
+            for pack in file.packs {
                 for blob in pack.blobs {
+                    let loc = Loc {
+                        pack: pack.id.0,
+                        offset: blob.offset,
+                        length: blob.length,
+                        raw: blob.uncompressed_length,
+                    };
                     match blob.tpe.as_str() {
                         "data" => {
-                            known.data_bytes += u64::from(blob.length);
-                            known.data.insert(blob.id.0);
+                            index.data_bytes += u64::from(blob.length);
+                            index.data.insert(blob.id.0, loc);
                         }
                         "tree" => {
-                            known.trees.insert(blob.id.0);
+                            index.trees.insert(blob.id.0, loc);
                         }
                         _ => {}
                     }
                 }
             }
         }
-        Ok(known)
+        Ok(index)
     }
 }
 

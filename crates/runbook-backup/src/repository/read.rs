@@ -11,9 +11,6 @@ use rustic_core::{
 use super::{Repo, guard, rerr};
 use crate::{Error, Result};
 
-/// Bytes a restore reads and writes at once (1,024 pages of 4 KiB).
-const RUN: usize = 4 << 20;
-
 impl Repo {
     /// Streams the file recorded at `path` in snapshot `id` into `out`.
     pub(crate) fn dump_to(self, id: &str, path: &str, out: &mut dyn std::io::Write) -> Result<()> {
@@ -53,78 +50,6 @@ impl Repo {
             .to_indexed()
             .map_err(rerr(&target, "read index"))?;
         Ok((indexed, snap, target))
-    }
-
-    /// Restores the one file recorded at `path` in snapshot `id` as the new file `to`. The file
-    /// is read in runs of consecutive blobs, each run written with one write, on every core
-    /// and in bounded memory (a run per core, plus the blob cache): a SQLite database is a
-    /// sequence of page-sized blobs.
-    pub(crate) fn restore_file(self, id: &str, path: &str, to: &Path) -> Result<()> {
-        let target = self.target.clone();
-        guard(&target, "restore", move || {
-            let (indexed, node, target) = self.file_node(id, path)?;
-            let open = indexed.open_file(&node).map_err(rerr(&target, "restore"))?;
-            let size = usize::try_from(node.meta.size).unwrap_or(usize::MAX);
-            let io = |e: std::io::Error| Error::Io {
-                context: format!("cannot write {}", to.display()),
-                source: e,
-            };
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(to)
-                .map_err(io)?;
-            let runs = size.div_ceil(RUN);
-            let next = std::sync::atomic::AtomicUsize::new(0);
-            // Two per core: each blob read waits on its pack file, so a second reader keeps the
-            // core busy (on two cores: 3.70 s with four, 4.64 s with two, 4.10 s with eight).
-            let workers = std::thread::available_parallelism()
-                .map_or(2, std::num::NonZero::get)
-                .saturating_mul(2)
-                .min(runs.max(1));
-            let work = || -> Result<()> {
-                use std::os::unix::fs::FileExt;
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= runs {
-                        return Ok(());
-                    }
-                    let offset = i * RUN;
-                    let want = RUN.min(size - offset);
-                    let data = indexed
-                        .read_file_at(&open, offset, want)
-                        .map_err(rerr(&target, "restore"))?;
-                    if data.len() != want {
-                        return Err(Error::Repository {
-                            target: target.clone(),
-                            action: "restore",
-                            message: format!(
-                                "{path}: the snapshot's data ends at {} of {size} bytes",
-                                offset + data.len()
-                            ),
-                        });
-                    }
-                    file.write_all_at(&data, offset as u64).map_err(io)?;
-                }
-            };
-            std::thread::scope(|s| {
-                let handles: Vec<_> = (0..workers).map(|_| s.spawn(work)).collect();
-                handles.into_iter().try_for_each(|h| {
-                    h.join()
-                        .unwrap_or_else(|payload| std::panic::resume_unwind(payload))
-                })
-            })?;
-            if let Some(mode) = node.meta.mode {
-                use std::os::unix::fs::PermissionsExt;
-                file.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))
-                    .map_err(io)?;
-            }
-            if let Some(mtime) = node.meta.mtime {
-                file.set_modified(std::time::SystemTime::from(mtime))
-                    .map_err(io)?;
-            }
-            file.sync_all().map_err(io)
-        })
     }
 
     /// Restores the whole tree of snapshot `id` into the (new, empty) directory `dest`.

@@ -498,6 +498,41 @@ fn corrupted_pack_is_found_by_check_and_fails_restore() {
     latest_restores_source_through_runbook_and_restic(&ws, "src/data.bin");
 }
 
+/// The SQLite restore reads packs itself (not through rustic's restorer): damage it meets is one
+/// line naming the target, leaves nothing at the destination, and is healed by the next backup.
+#[test]
+fn a_damaged_sqlite_pack_fails_the_restore_and_the_next_backup_heals_it() {
+    let ws = Workspace::new(&sqlite_config("app.db"));
+    make_db(&ws.path("app.db"), 20_000);
+    ws.run(&["backup", "db"]).ok();
+    let mut packs: Vec<_> = walk(&ws.repo("db").join("data"));
+    packs.sort_by_key(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0));
+    let pack = packs.pop().expect("a data pack");
+    let mut bytes = fs::read(&pack).expect("read pack");
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 64] {
+        *b ^= 0xff;
+    }
+    fs::write(&pack, bytes).expect("write pack");
+
+    ws.run(&["restore", "db", "--to", "out.db"])
+        .fails_with(&["target `db`", "repository data is damaged"]);
+    assert!(
+        !ws.path("out.db").exists(),
+        "nothing left at the destination"
+    );
+
+    ws.run(&["backup", "db"]).ok();
+    let quarantined = walk(&ws.path("runbook-data/quarantine/db"));
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    ws.restic("db", &["check", "--read-data"]).ok();
+    ws.run(&["restore", "db", "--to", "out.db"]).ok();
+    assert_eq!(
+        count(&ws.path("out.db"), "SELECT count(*) FROM items"),
+        20_000
+    );
+}
+
 /// The newest snapshot of the `files` target gives back `rel` byte for byte, restored by
 /// runbook and by stock restic.
 fn latest_restores_source_through_runbook_and_restic(ws: &Workspace, rel: &str) {

@@ -1,0 +1,291 @@
+//! One file of a snapshot restored straight from the packs: each stretch of a pack read with
+//! one read, its blobs decrypted and decompressed on every core, and each run of consecutive
+//! chunks written with one write. For SQLite databases, whose snapshots are long sequences of
+//! page-sized blobs that rustic_core restores one blob (and one `pwrite`) at a time.
+//!
+//! Memory stays bounded whatever the file's size: a worker holds one stretch of a pack (at
+//! most [`STRETCH`] bytes) and what it decodes from it.
+
+use std::{
+    collections::HashMap,
+    ffi::OsStr,
+    os::unix::fs::FileExt,
+    path::{Component, Path},
+    sync::atomic::{AtomicUsize, Ordering},
+};
+
+use rustic_core::{
+    FileType, Id, WriteBackend,
+    repofile::{Node, Tree},
+};
+
+use super::{
+    Repo, guard,
+    pages::{Hash, Index, Loc, Seal},
+};
+use crate::{Error, Result};
+
+/// The most a worker reads from a pack at once.
+const STRETCH: u64 = 4 << 20;
+/// Bytes between two wanted blobs of a pack worth reading through rather than seeking past.
+const GAP: u64 = 256 << 10;
+
+impl Repo {
+    /// Restores the one file recorded at `path` in snapshot `id` as the new file `to`.
+    pub(crate) fn restore_pages(self, id: &str, path: &str, to: &Path) -> Result<()> {
+        let target = self.target.clone();
+        guard(&target, "restore", move || {
+            self.restore_pages_inner(id, path, to)
+        })
+    }
+
+    fn restore_pages_inner(self, id: &str, path: &str, to: &Path) -> Result<()> {
+        let fail = |message: String| Error::Repository {
+            target: self.target.clone(),
+            action: "restore",
+            message,
+        };
+        let snap = self.find_raw(id)?;
+        let seal = Seal::new(&self.inner.key()).map_err(fail)?;
+        let be: &dyn WriteBackend = &*self.backend;
+        let index = Index::read(be, &seal).map_err(fail)?;
+        let node = find_node(be, &seal, &index, hash_of(*snap.tree), path).map_err(fail)?;
+        let ids: Vec<Hash> = node
+            .content
+            .iter()
+            .flatten()
+            .map(|d| hash_of(**d))
+            .collect();
+        let plan = Plan::new(&index, &ids).map_err(fail)?;
+        if plan.size != node.meta.size {
+            return Err(fail(format!(
+                "{path}: the snapshot records {} bytes but its blobs hold {}",
+                node.meta.size, plan.size
+            )));
+        }
+
+        let io = |e: std::io::Error| Error::Io {
+            context: format!("cannot write {}", to.display()),
+            source: e,
+        };
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(to)
+            .map_err(io)?;
+        file.set_len(plan.size).map_err(io)?;
+        let progress = self.inner.progress_bytes("restoring…");
+        progress.set_length(plan.size);
+        let next = AtomicUsize::new(0);
+        // Two per core: while one waits on its read, the other decodes.
+        let workers = std::thread::available_parallelism()
+            .map_or(2, std::num::NonZero::get)
+            .saturating_mul(2)
+            .min(plan.stretches.len().max(1));
+        let work = || -> std::result::Result<(), String> {
+            let mut unzip = zstd::bulk::Decompressor::new()
+                .map_err(|e| format!("cannot set up decompression: {e}"))?;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(s) = plan.stretches.get(i) else {
+                    return Ok(());
+                };
+                let written = s
+                    .restore(be, &seal, &mut unzip, &file)
+                    .map_err(|e| format!("{path}: {e}"))?;
+                progress.inc(written);
+            }
+        };
+        std::thread::scope(|sc| {
+            let handles: Vec<_> = (0..workers).map(|_| sc.spawn(work)).collect();
+            handles.into_iter().try_for_each(|h| {
+                h.join()
+                    .unwrap_or_else(|payload| std::panic::resume_unwind(payload))
+            })
+        })
+        .map_err(fail)?;
+        progress.finish();
+        if let Some(mode) = node.meta.mode {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))
+                .map_err(io)?;
+        }
+        if let Some(mtime) = node.meta.mtime {
+            file.set_modified(std::time::SystemTime::from(mtime))
+                .map_err(io)?;
+        }
+        file.sync_all().map_err(io)
+    }
+}
+
+fn hash_of(id: Id) -> Hash {
+    let mut out = [0_u8; 32];
+    // A hex id is 64 hex digits by construction.
+    let _ = hex::decode_to_slice(id.to_hex().as_str(), &mut out);
+    out
+}
+
+/// The node at `path` (components separated by `/`) below the tree `root`.
+fn find_node(
+    be: &dyn WriteBackend,
+    seal: &Seal,
+    index: &Index,
+    root: Hash,
+    path: &str,
+) -> std::result::Result<Node, String> {
+    let names: Vec<&OsStr> = Path::new(path)
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    let mut tree = root;
+    for (i, name) in names.iter().enumerate() {
+        let loc = index
+            .trees
+            .get(&tree)
+            .ok_or_else(|| format!("{}: a tree of the snapshot is missing", super::DAMAGED))?;
+        let json = loc.read(be, seal)?;
+        let parsed: Tree =
+            serde_json::from_slice(&json).map_err(|e| format!("cannot read a tree: {e}"))?;
+        let node = parsed
+            .nodes
+            .into_iter()
+            .find(|n| n.name() == *name)
+            .ok_or_else(|| format!("{path} is not in the snapshot"))?;
+        if i + 1 == names.len() {
+            return Ok(node);
+        }
+        tree = node
+            .subtree
+            .map(|t| hash_of(*t))
+            .ok_or_else(|| format!("{path}: {} is not a directory", name.display()))?;
+    }
+    Err(format!("{path} names no file"))
+}
+
+/// Which stretches of which packs to read, and where each blob goes in the file.
+struct Plan {
+    stretches: Vec<Stretch>,
+    size: u64,
+}
+
+/// Consecutive wanted blobs of one pack, read with one read.
+struct Stretch {
+    pack: Hash,
+    start: u64,
+    end: u64,
+    /// Each blob: where it is in the pack, and every offset of the file it goes to.
+    blobs: Vec<(Loc, Vec<u64>)>,
+}
+
+impl Plan {
+    fn new(index: &Index, ids: &[Hash]) -> std::result::Result<Self, String> {
+        let mut wanted: HashMap<Hash, (Loc, Vec<u64>)> = HashMap::new();
+        let mut size = 0_u64;
+        for id in ids {
+            let loc = index.data.get(id).ok_or_else(|| {
+                format!(
+                    "{}: blob {} is in no index",
+                    super::DAMAGED,
+                    hex::encode(&id[..4])
+                )
+            })?;
+            wanted
+                .entry(*id)
+                .or_insert_with(|| (*loc, Vec::new()))
+                .1
+                .push(size);
+            size += u64::from(loc.plain_len());
+        }
+        let mut by_pack: HashMap<Hash, Vec<(Loc, Vec<u64>)>> = HashMap::new();
+        for (loc, at) in wanted.into_values() {
+            by_pack.entry(loc.pack).or_default().push((loc, at));
+        }
+        let mut stretches = Vec::new();
+        for (pack, mut blobs) in by_pack {
+            blobs.sort_by_key(|(loc, _)| loc.offset);
+            let mut current: Option<Stretch> = None;
+            for (loc, at) in blobs {
+                let (start, end) = (
+                    u64::from(loc.offset),
+                    u64::from(loc.offset) + u64::from(loc.length),
+                );
+                if let Some(s) = &mut current
+                    && start <= s.end + GAP
+                    && end - s.start <= STRETCH
+                {
+                    s.end = s.end.max(end);
+                    s.blobs.push((loc, at));
+                    continue;
+                }
+                stretches.extend(current.take());
+                current = Some(Stretch {
+                    pack,
+                    start,
+                    end,
+                    blobs: vec![(loc, at)],
+                });
+            }
+            stretches.extend(current);
+        }
+        // In file order, so the file fills front to back.
+        stretches.sort_by_key(|s| s.blobs.iter().flat_map(|(_, at)| at.first()).min().copied());
+        Ok(Self { stretches, size })
+    }
+}
+
+impl Stretch {
+    /// Reads the stretch, decodes its blobs and writes them: each run of consecutive file
+    /// offsets with one write. Returns the bytes written.
+    fn restore(
+        &self,
+        be: &dyn WriteBackend,
+        seal: &Seal,
+        unzip: &mut zstd::bulk::Decompressor<'static>,
+        file: &std::fs::File,
+    ) -> std::result::Result<u64, String> {
+        let stored = be
+            .read_partial(
+                FileType::Pack,
+                &Id::new(self.pack),
+                false,
+                u32::try_from(self.start).unwrap_or(u32::MAX),
+                u32::try_from(self.end - self.start).unwrap_or(u32::MAX),
+            )
+            .map_err(|e| super::errors::one_line(&e))?;
+        let mut pieces: Vec<(u64, std::rc::Rc<Vec<u8>>)> = Vec::new();
+        for (loc, at) in &self.blobs {
+            let from = usize::try_from(u64::from(loc.offset) - self.start).unwrap_or(usize::MAX);
+            let to = from + loc.length as usize;
+            let sealed = stored.get(from..to).ok_or_else(|| {
+                format!("{}: a pack is shorter than its index says", super::DAMAGED)
+            })?;
+            let plain = std::rc::Rc::new(loc.decode(sealed, seal, Some(&mut *unzip))?);
+            for &offset in at {
+                pieces.push((offset, plain.clone()));
+            }
+        }
+        pieces.sort_by_key(|(offset, _)| *offset);
+        let mut written = 0_u64;
+        let mut run: Vec<u8> = Vec::new();
+        let mut run_at = 0_u64;
+        for (offset, data) in pieces {
+            if !run.is_empty() && run_at + run.len() as u64 != offset {
+                file.write_all_at(&run, run_at).map_err(|e| e.to_string())?;
+                written += run.len() as u64;
+                run.clear();
+            }
+            if run.is_empty() {
+                run_at = offset;
+            }
+            run.extend_from_slice(&data);
+        }
+        if !run.is_empty() {
+            file.write_all_at(&run, run_at).map_err(|e| e.to_string())?;
+            written += run.len() as u64;
+        }
+        Ok(written)
+    }
+}
