@@ -44,6 +44,9 @@ use crate::{
 /// A blob's or file's id: the SHA-256 of its plain content (blobs) or stored bytes (files).
 pub(super) type Hash = [u8; 32];
 
+/// The largest pack this pipeline writes (restic's default size).
+const MAX_PACK: u64 = 16 << 20;
+
 /// Pages handed to a worker at once: few hand-offs, and a batch still fits in a core's cache.
 const BATCH_PAGES: usize = 256;
 
@@ -93,9 +96,12 @@ impl Repo {
         let seal = Seal::new(&self.inner.key()).map_err(fail)?;
         let be: &dyn WriteBackend = &*self.backend;
         let known = Index::read(be, &seal).map_err(fail)?;
+        // rustic's pack size for this repository, but at most restic's default: a pack is held
+        // whole in memory until it is written, and three are in flight.
         let (size, grow, limit) = config.packsize(BlobType::Data);
-        let pack_size =
-            (known.data_bytes.isqrt() * u64::from(grow) + u64::from(size)).min(u64::from(limit));
+        let pack_size = (known.data_bytes.isqrt() * u64::from(grow) + u64::from(size))
+            .min(u64::from(limit))
+            .min(MAX_PACK);
         let cx = Cx {
             seal: &seal,
             level,
@@ -115,7 +121,7 @@ impl Repo {
         let (read, workers, packed, written) = std::thread::scope(|s| {
             let (work_tx, work_rx) = bounded::<(usize, Vec<u8>)>(threads * 2);
             let (done_tx, done_rx) = bounded::<Result<Batch, String>>(threads * 2);
-            let (out_tx, out_rx) = bounded::<(Hash, Vec<u8>)>(2);
+            let (out_tx, out_rx) = bounded::<(Hash, Vec<u8>)>(0);
             let writer = s.spawn(move || -> std::result::Result<(), String> {
                 for (id, bytes) in out_rx {
                     write(be, FileType::Pack, id, bytes)?;
@@ -510,7 +516,7 @@ impl PackBuf {
         self.bytes.extend_from_slice(&blob.data);
         self.blobs.push(BlobJson {
             id: Hex(blob.id),
-            tpe: String::new(),
+            tpe: Kind::Data,
             offset,
             length,
             uncompressed_length: blob.compressed.then_some(blob.raw),
@@ -528,7 +534,7 @@ impl PackBuf {
         let tree = tpe == BlobType::Tree;
         let mut header = Vec::with_capacity(self.blobs.len() * 41);
         for b in &mut self.blobs {
-            b.tpe = if tree { "tree" } else { "data" }.into();
+            b.tpe = if tree { Kind::Tree } else { Kind::Data };
             let kind = match (tree, b.uncompressed_length) {
                 (false, None) => 0_u8,
                 (true, None) => 1,
@@ -751,15 +757,14 @@ impl Index {
                         length: blob.length,
                         raw: blob.uncompressed_length,
                     };
-                    match blob.tpe.as_str() {
-                        "data" => {
+                    match blob.tpe {
+                        Kind::Data => {
                             index.data_bytes += u64::from(blob.length);
                             index.data.insert(blob.id.0, loc);
                         }
-                        "tree" => {
+                        Kind::Tree => {
                             index.trees.insert(blob.id.0, loc);
                         }
-                        _ => {}
                     }
                 }
             }
@@ -784,11 +789,19 @@ struct PackJson {
 struct BlobJson {
     id: Hex,
     #[serde(rename = "type")]
-    tpe: String,
+    tpe: Kind,
     offset: u32,
     length: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     uncompressed_length: Option<u32>,
+}
+
+/// A blob's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Kind {
+    Data,
+    Tree,
 }
 
 /// An id in hex, as the repository's JSON files hold it.

@@ -1,5 +1,5 @@
-//! Reading data back: a file streamed out of a snapshot, a whole tree restored, and restored
-//! files re-hashed against the snapshot's chunk ids.
+//! Reading whole trees back through rustic_core: a tree restored, and restored files re-hashed
+//! against the snapshot's chunk ids (one file is read by `unpack`).
 
 use std::path::Path;
 
@@ -12,35 +12,6 @@ use super::{Repo, guard, rerr};
 use crate::{Error, Result};
 
 impl Repo {
-    /// Streams the file recorded at `path` in snapshot `id` into `out`.
-    pub(crate) fn dump_to(self, id: &str, path: &str, out: &mut dyn std::io::Write) -> Result<()> {
-        let target = self.target.clone();
-        guard(&target, "restore", move || {
-            let (indexed, node, target) = self.file_node(id, path)?;
-            let mut out = out;
-            indexed
-                .dump(&node, &mut out)
-                .map_err(rerr(&target, "restore"))
-        })
-    }
-
-    /// The node recorded at `path` in snapshot `id`, with the repository indexed to read it.
-    fn file_node(
-        self,
-        id: &str,
-        path: &str,
-    ) -> Result<(
-        Repository<IndexedFullStatus>,
-        rustic_core::repofile::Node,
-        String,
-    )> {
-        let (indexed, snap, target) = self.indexed(id)?;
-        let node = indexed
-            .node_from_snapshot_and_path(&snap, path.trim_start_matches('/'))
-            .map_err(rerr(&target, "restore"))?;
-        Ok((indexed, node, target))
-    }
-
     /// The snapshot `id` and the repository with its full index loaded, for reading data.
     fn indexed(self, id: &str) -> Result<(Repository<IndexedFullStatus>, SnapshotFile, String)> {
         let snap = self.find_raw(id)?;

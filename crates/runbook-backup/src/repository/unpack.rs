@@ -237,6 +237,26 @@ impl Plan {
 }
 
 impl Stretch {
+    /// The stretch's bytes, read with one read.
+    fn read(&self, be: &dyn WriteBackend) -> std::result::Result<bytes::Bytes, String> {
+        be.read_partial(
+            FileType::Pack,
+            &Id::new(self.pack),
+            false,
+            u32::try_from(self.start).unwrap_or(u32::MAX),
+            u32::try_from(self.end - self.start).unwrap_or(u32::MAX),
+        )
+        .map_err(|e| super::errors::one_line(&e))
+    }
+
+    /// The stored bytes of `loc`, one of the stretch's blobs.
+    fn slice<'a>(&self, stored: &'a [u8], loc: &Loc) -> std::result::Result<&'a [u8], String> {
+        let from = usize::try_from(u64::from(loc.offset) - self.start).unwrap_or(usize::MAX);
+        stored
+            .get(from..from.saturating_add(loc.length as usize))
+            .ok_or_else(|| format!("{}: a pack is shorter than its index says", super::DAMAGED))
+    }
+
     /// Reads the stretch, decodes its blobs and writes them: each run of consecutive file
     /// offsets with one write. Returns the bytes written.
     fn restore(
@@ -246,22 +266,10 @@ impl Stretch {
         unzip: &mut zstd::bulk::Decompressor<'static>,
         file: &std::fs::File,
     ) -> std::result::Result<u64, String> {
-        let stored = be
-            .read_partial(
-                FileType::Pack,
-                &Id::new(self.pack),
-                false,
-                u32::try_from(self.start).unwrap_or(u32::MAX),
-                u32::try_from(self.end - self.start).unwrap_or(u32::MAX),
-            )
-            .map_err(|e| super::errors::one_line(&e))?;
+        let stored = self.read(be)?;
         let mut pieces: Vec<(u64, std::rc::Rc<Vec<u8>>)> = Vec::new();
         for (loc, at) in &self.blobs {
-            let from = usize::try_from(u64::from(loc.offset) - self.start).unwrap_or(usize::MAX);
-            let to = from + loc.length as usize;
-            let sealed = stored.get(from..to).ok_or_else(|| {
-                format!("{}: a pack is shorter than its index says", super::DAMAGED)
-            })?;
+            let sealed = self.slice(&stored, loc)?;
             let plain = std::rc::Rc::new(loc.decode(sealed, seal, Some(&mut *unzip))?);
             for &offset in at {
                 pieces.push((offset, plain.clone()));
@@ -287,5 +295,129 @@ impl Stretch {
             written += run.len() as u64;
         }
         Ok(written)
+    }
+}
+
+impl Repo {
+    /// Streams the file recorded at `path` in snapshot `id` into `out` (a database dump into
+    /// its restore tool): stretches of packs are read and decoded on every core ahead of the
+    /// writer, so the tool reading `out` does not wait on the repository; at most a few
+    /// stretches are held at once.
+    pub(crate) fn dump_to(self, id: &str, path: &str, out: &mut dyn std::io::Write) -> Result<()> {
+        let target = self.target.clone();
+        guard(&target, "restore", move || self.dump_inner(id, path, out))
+    }
+
+    fn dump_inner(self, id: &str, path: &str, out: &mut dyn std::io::Write) -> Result<()> {
+        let fail = |message: String| Error::Repository {
+            target: self.target.clone(),
+            action: "restore",
+            message,
+        };
+        let snap = self.find_raw(id)?;
+        let seal = Seal::new(&self.inner.key()).map_err(fail)?;
+        let be: &dyn WriteBackend = &*self.backend;
+        let index = Index::read(be, &seal).map_err(fail)?;
+        let node = find_node(be, &seal, &index, hash_of(*snap.tree), path).map_err(fail)?;
+        let mut runs: Vec<Stretch> = Vec::new();
+        for d in node.content.iter().flatten() {
+            let id = hash_of(**d);
+            let loc = *index.data.get(&id).ok_or_else(|| {
+                fail(format!(
+                    "{}: blob {} is in no index",
+                    super::DAMAGED,
+                    hex::encode(&id[..4])
+                ))
+            })?;
+            let (start, end) = (
+                u64::from(loc.offset),
+                u64::from(loc.offset) + u64::from(loc.length),
+            );
+            // The next blob of the file follows the last one in the same pack: one read.
+            if let Some(run) = runs.last_mut()
+                && run.pack == loc.pack
+                && start == run.end
+                && end - run.start <= STRETCH
+            {
+                run.end = end;
+                run.blobs.push((loc, Vec::new()));
+                continue;
+            }
+            runs.push(Stretch {
+                pack: loc.pack,
+                start,
+                end,
+                blobs: vec![(loc, Vec::new())],
+            });
+        }
+        let workers = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let written = std::thread::scope(|sc| {
+            let (jobs_tx, jobs_rx) =
+                crossbeam_channel::bounded::<(usize, crossbeam_channel::Sender<Decoded>)>(workers);
+            for _ in 0..workers {
+                let (rx, runs, seal) = (jobs_rx.clone(), &runs, &seal);
+                sc.spawn(move || {
+                    let mut unzip = zstd::bulk::Decompressor::new().ok();
+                    for (i, reply) in rx {
+                        let _ = reply.send(runs[i].decode(be, seal, unzip.as_mut()));
+                    }
+                });
+            }
+            drop(jobs_rx);
+            // The readers end when `jobs_tx` is dropped, at the end of this closure.
+            // Ask for a few runs ahead, then write each as it comes back, in order.
+            let mut pending = std::collections::VecDeque::new();
+            let mut next = 0;
+            let mut total = 0_u64;
+            loop {
+                while pending.len() < workers * 2 && next < runs.len() {
+                    let (tx, rx) = crossbeam_channel::bounded(1);
+                    if jobs_tx.send((next, tx)).is_err() {
+                        return Err("the restore's readers stopped".to_string());
+                    }
+                    pending.push_back(rx);
+                    next += 1;
+                }
+                let Some(rx) = pending.pop_front() else {
+                    return Ok(total);
+                };
+                let data = rx
+                    .recv()
+                    .map_err(|_| "a restore reader failed".to_string())??;
+                out.write_all(&data)
+                    .map_err(|e| format!("cannot write the restored data: {e}"))?;
+                total += data.len() as u64;
+            }
+        })
+        .map_err(|e| fail(format!("{path}: {e}")))?;
+        if written != node.meta.size {
+            return Err(fail(format!(
+                "{path}: the snapshot records {} bytes but its blobs hold {written}",
+                node.meta.size
+            )));
+        }
+        out.flush()
+            .map_err(|e| fail(format!("cannot write the restored data: {e}")))
+    }
+}
+
+/// A run's blobs, decoded in order.
+type Decoded = std::result::Result<Vec<u8>, String>;
+
+impl Stretch {
+    /// Reads the stretch and decodes its blobs, in order, into one buffer.
+    fn decode(
+        &self,
+        be: &dyn WriteBackend,
+        seal: &Seal,
+        mut unzip: Option<&mut zstd::bulk::Decompressor<'static>>,
+    ) -> Decoded {
+        let stored = self.read(be)?;
+        let mut out = Vec::new();
+        for (loc, _) in &self.blobs {
+            let sealed = self.slice(&stored, loc)?;
+            out.extend(loc.decode(sealed, seal, unzip.as_deref_mut())?);
+        }
+        Ok(out)
     }
 }
