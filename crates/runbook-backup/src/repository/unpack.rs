@@ -25,7 +25,7 @@ use super::{
 };
 use crate::{Error, Result};
 
-/// The most a worker reads from a pack at once.
+/// The most a worker reads from a pack at once, and the most it decodes from one read.
 const STRETCH: u64 = 4 << 20;
 /// Bytes between two wanted blobs of a pack worth reading through rather than seeking past.
 const GAP: u64 = 256 << 10;
@@ -176,6 +176,9 @@ struct Stretch {
     pack: Hash,
     start: u64,
     end: u64,
+    /// The bytes its blobs decode to (at every place they go): bounded like the stored bytes,
+    /// since a dump can compress tenfold.
+    plain: u64,
     /// Each blob: where it is in the pack, and every offset of the file it goes to.
     blobs: Vec<(Loc, Vec<u64>)>,
 }
@@ -212,11 +215,14 @@ impl Plan {
                     u64::from(loc.offset),
                     u64::from(loc.offset) + u64::from(loc.length),
                 );
+                let plain = u64::from(loc.plain_len()) * at.len() as u64;
                 if let Some(s) = &mut current
                     && start <= s.end + GAP
                     && end - s.start <= STRETCH
+                    && s.plain + plain <= STRETCH
                 {
                     s.end = s.end.max(end);
+                    s.plain += plain;
                     s.blobs.push((loc, at));
                     continue;
                 }
@@ -225,6 +231,7 @@ impl Plan {
                     pack,
                     start,
                     end,
+                    plain,
                     blobs: vec![(loc, at)],
                 });
             }
@@ -338,8 +345,10 @@ impl Repo {
                 && run.pack == loc.pack
                 && start == run.end
                 && end - run.start <= STRETCH
+                && run.plain + u64::from(loc.plain_len()) <= STRETCH
             {
                 run.end = end;
+                run.plain += u64::from(loc.plain_len());
                 run.blobs.push((loc, Vec::new()));
                 continue;
             }
@@ -347,6 +356,7 @@ impl Repo {
                 pack: loc.pack,
                 start,
                 end,
+                plain: u64::from(loc.plain_len()),
                 blobs: vec![(loc, Vec::new())],
             });
         }
