@@ -251,7 +251,8 @@ fn describe(target: &str, s: &SnapshotFile) -> Snapshot {
             );
         }
         Snapshot {
-            id: s.id.to_string(),
+            // In full: `Display` of rustic ids shows only the first 8 hex digits.
+            id: s.id.to_hex().to_string(),
             time: s.time.timestamp(),
             target: if s.label.is_empty() {
                 target.to_string()
@@ -301,7 +302,7 @@ impl Repo {
         } else {
             snaps
                 .into_iter()
-                .filter(|s| s.id.to_string().starts_with(wanted))
+                .filter(|s| s.id.to_hex().starts_with(wanted))
                 .collect()
         };
         match found.len() {

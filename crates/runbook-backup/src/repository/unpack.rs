@@ -39,7 +39,8 @@ impl Repo {
         })
     }
 
-    fn restore_pages_inner(self, id: &str, path: &str, to: &Path) -> Result<()> {
+    /// The repository's key and index, and the node recorded at `path` in snapshot `id`.
+    fn file(&self, id: &str, path: &str) -> Result<(Seal, Index, Node)> {
         let fail = |message: String| Error::Repository {
             target: self.target.clone(),
             action: "restore",
@@ -50,6 +51,17 @@ impl Repo {
         let be: &dyn WriteBackend = &*self.backend;
         let index = Index::read(be, &seal).map_err(fail)?;
         let node = find_node(be, &seal, &index, hash_of(*snap.tree), path).map_err(fail)?;
+        Ok((seal, index, node))
+    }
+
+    fn restore_pages_inner(self, id: &str, path: &str, to: &Path) -> Result<()> {
+        let fail = |message: String| Error::Repository {
+            target: self.target.clone(),
+            action: "restore",
+            message,
+        };
+        let be: &dyn WriteBackend = &*self.backend;
+        let (seal, index, node) = self.file(id, path)?;
         let ids: Vec<Hash> = node
             .content
             .iter()
@@ -321,11 +333,8 @@ impl Repo {
             action: "restore",
             message,
         };
-        let snap = self.find_raw(id)?;
-        let seal = Seal::new(&self.inner.key()).map_err(fail)?;
         let be: &dyn WriteBackend = &*self.backend;
-        let index = Index::read(be, &seal).map_err(fail)?;
-        let node = find_node(be, &seal, &index, hash_of(*snap.tree), path).map_err(fail)?;
+        let (seal, index, node) = self.file(id, path)?;
         let mut runs: Vec<Stretch> = Vec::new();
         for d in node.content.iter().flatten() {
             let id = hash_of(**d);

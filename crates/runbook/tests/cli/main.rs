@@ -345,6 +345,17 @@ fn sqlite_pages_are_stored_once_and_stock_restic_restores_every_snapshot() {
     let root = ws.root_rel();
     for (snap, changed) in [(first, 0), (second, 61)] {
         let id = snap["id"].as_str().expect("id");
+        // The full id, as restic prints it, and runbook finds the snapshot by it.
+        assert_eq!(id.len(), 64, "{id}");
+        ws.run(&[
+            "restore",
+            "db",
+            "--snapshot",
+            id,
+            "--to",
+            &format!("by-id-{id}.db"),
+        ])
+        .ok();
         let out = ws.path(&format!("restic-{id}"));
         ws.restic(
             "db",
@@ -465,16 +476,7 @@ fn corrupted_pack_is_found_by_check_and_fails_restore() {
     ws.run(&["backup", "files"]).ok();
     ws.run(&["check", "files", "--read-data", "100"]).ok();
 
-    // Flip bytes in the middle of the largest data pack.
-    let mut packs: Vec<_> = walk(&ws.repo("files").join("data"));
-    packs.sort_by_key(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0));
-    let pack = packs.pop().expect("a data pack");
-    let mut bytes = fs::read(&pack).expect("read pack");
-    let mid = bytes.len() / 2;
-    for b in &mut bytes[mid..mid + 64] {
-        *b ^= 0xff;
-    }
-    fs::write(&pack, bytes).expect("write pack");
+    let pack = damage_largest_pack(&ws.repo("files"));
 
     ws.run(&["check", "files", "--read-data", "100"])
         .fails_with(&["target `files`", "check found"]);
@@ -505,15 +507,7 @@ fn a_damaged_sqlite_pack_fails_the_restore_and_the_next_backup_heals_it() {
     let ws = Workspace::new(&sqlite_config("app.db"));
     make_db(&ws.path("app.db"), 20_000);
     ws.run(&["backup", "db"]).ok();
-    let mut packs: Vec<_> = walk(&ws.repo("db").join("data"));
-    packs.sort_by_key(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0));
-    let pack = packs.pop().expect("a data pack");
-    let mut bytes = fs::read(&pack).expect("read pack");
-    let mid = bytes.len() / 2;
-    for b in &mut bytes[mid..mid + 64] {
-        *b ^= 0xff;
-    }
-    fs::write(&pack, bytes).expect("write pack");
+    let pack = damage_largest_pack(&ws.repo("db"));
 
     ws.run(&["restore", "db", "--to", "out.db"])
         .fails_with(&["target `db`", "repository data is damaged"]);
@@ -525,12 +519,27 @@ fn a_damaged_sqlite_pack_fails_the_restore_and_the_next_backup_heals_it() {
     ws.run(&["backup", "db"]).ok();
     let quarantined = walk(&ws.path("runbook-data/quarantine/db"));
     assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    assert!(!pack.exists(), "the damaged pack left the repository");
     ws.restic("db", &["check", "--read-data"]).ok();
     ws.run(&["restore", "db", "--to", "out.db"]).ok();
     assert_eq!(
         count(&ws.path("out.db"), "SELECT count(*) FROM items"),
         20_000
     );
+}
+
+/// Flips 64 bytes in the middle of the largest data pack of `repo`; returns the pack's path.
+fn damage_largest_pack(repo: &std::path::Path) -> std::path::PathBuf {
+    let mut packs: Vec<_> = walk(&repo.join("data"));
+    packs.sort_by_key(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0));
+    let pack = packs.pop().expect("a data pack");
+    let mut bytes = fs::read(&pack).expect("read pack");
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 64] {
+        *b ^= 0xff;
+    }
+    fs::write(&pack, bytes).expect("write pack");
+    pack
 }
 
 /// The newest snapshot of the `files` target gives back `rel` byte for byte, restored by
