@@ -179,6 +179,16 @@ impl Repo {
         rerr(&self.target, action)
     }
 
+    /// Turns a message into this target's error for `action`: for failures of runbook's own
+    /// repository code (`pages`, `unpack`), where [`Repo::err`] is for rustic's.
+    pub(crate) fn fail(&self, action: &'static str) -> impl Fn(String) -> Error + Copy + '_ {
+        move |message| Error::Repository {
+            target: self.target.clone(),
+            action,
+            message,
+        }
+    }
+
     /// Backs up `spec.paths` and returns the saved snapshot.
     pub(crate) fn backup(self, spec: &BackupSpec<'_>) -> Result<Snapshot> {
         let target = self.target.clone();

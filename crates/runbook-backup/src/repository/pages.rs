@@ -37,7 +37,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Repo, StreamFile, describe, guard, stream::stream_node};
 use crate::{
-    Error, Result,
+    Result,
     snapshot::{Meta, Snapshot},
 };
 
@@ -86,11 +86,7 @@ impl Repo {
         time: Option<Timestamp>,
     ) -> Result<Snapshot> {
         let started = Instant::now();
-        let fail = |message: String| Error::Repository {
-            target: self.target.clone(),
-            action: "backup",
-            message,
-        };
+        let fail = self.fail("backup");
         let config = self.inner.config();
         let level = config.zstd().map_err(self.err("backup"))?;
         let seal = Seal::new(&self.inner.key()).map_err(fail)?;

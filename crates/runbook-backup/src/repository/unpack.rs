@@ -41,11 +41,7 @@ impl Repo {
 
     /// The repository's key and index, and the node recorded at `path` in snapshot `id`.
     fn file(&self, id: &str, path: &str) -> Result<(Seal, Index, Node)> {
-        let fail = |message: String| Error::Repository {
-            target: self.target.clone(),
-            action: "restore",
-            message,
-        };
+        let fail = self.fail("restore");
         let snap = self.find_raw(id)?;
         let seal = Seal::new(&self.inner.key()).map_err(fail)?;
         let be: &dyn WriteBackend = &*self.backend;
@@ -55,11 +51,7 @@ impl Repo {
     }
 
     fn restore_pages_inner(self, id: &str, path: &str, to: &Path) -> Result<()> {
-        let fail = |message: String| Error::Repository {
-            target: self.target.clone(),
-            action: "restore",
-            message,
-        };
+        let fail = self.fail("restore");
         let be: &dyn WriteBackend = &*self.backend;
         let (seal, index, node) = self.file(id, path)?;
         let ids: Vec<Hash> = node
@@ -328,11 +320,7 @@ impl Repo {
     }
 
     fn dump_inner(self, id: &str, path: &str, out: &mut dyn std::io::Write) -> Result<()> {
-        let fail = |message: String| Error::Repository {
-            target: self.target.clone(),
-            action: "restore",
-            message,
-        };
+        let fail = self.fail("restore");
         let be: &dyn WriteBackend = &*self.backend;
         let (seal, index, node) = self.file(id, path)?;
         let mut runs: Vec<Stretch> = Vec::new();
