@@ -150,8 +150,22 @@ impl Repo {
                         .set_chunker(rustic_core::repofile::Chunker::FixedSize)
                         .set_chunk_size(bytesize::ByteSize::b(u64::from(size)));
                 }
-                base.init(&creds, &KeyOptions::default(), &config)
-                    .map_err(rerr("create repository"))?
+                // The key file first, with restic's scrypt parameters (keys.rs), then the
+                // config: rustic's own key files cost four times the memory to open.
+                let master =
+                    keys::new_master(&*backends.repository(), password).map_err(|message| {
+                        Error::Repository {
+                            target: target.to_string(),
+                            action: "create repository",
+                            message,
+                        }
+                    })?;
+                base.init(
+                    &Credentials::Masterkey(master),
+                    &KeyOptions::default(),
+                    &config,
+                )
+                .map_err(rerr("create repository"))?
             }
             _ => base.open(&creds).map_err(|e| {
                 if e.is_incorrect_password() {

@@ -1,12 +1,24 @@
 //! Repository keys (restic's key files): add one for a new password, remove an old one; and
 //! whether a repository exists at all.
 
-use rustic_core::{KeyOptions, Repository, RepositoryOptions};
+use rand::RngCore;
+use rustic_core::{
+    FileType, Id, Repository, RepositoryOptions, WriteBackend,
+    repofile::{KeyFile, KeyId, MasterKey},
+};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{Repo, backends, rerr};
+use super::{Repo, backends, errors::one_line, pages::Seal, rerr};
 use crate::Result;
 use runbook_config::RepositoryConfig;
+
+/// The scrypt parameters of the key files runbook writes: restic's own, what `restic init`
+/// settles on for a machine of this kind (it calibrates to half a second within 60 MiB).
+/// rustic_core's (N = 2^17, r = 8, p = 1) take a third longer and 128 MiB of memory, paid by
+/// every command that opens a repository; runbook's passwords are 32 random bytes besides.
+const LOG_N: u8 = 15;
+const R: u32 = 8;
+const P: u32 = 3;
 
 impl Repo {
     /// Whether `target` has a repository in `location`.
@@ -22,10 +34,9 @@ impl Repo {
 
     /// Adds a key for `password` (restic's key format); the repository then opens with it too.
     pub(crate) fn add_key(&self, password: &SecretString) -> Result<()> {
-        self.inner
-            .add_key(password.expose_secret(), &KeyOptions::default())
+        save_key(&*self.backend, &self.inner.key(), password)
             .map(|_| ())
-            .map_err(self.err("add key"))
+            .map_err(self.fail("add key"))
     }
 
     /// The id of the key this repository was opened with.
@@ -36,5 +47,137 @@ impl Repo {
     /// Removes the key `id` (not the one this repository was opened with).
     pub(crate) fn delete_key(&self, id: &rustic_core::repofile::KeyId) -> Result<()> {
         self.inner.delete_key(id).map_err(self.err("remove key"))
+    }
+}
+
+/// The master key for a repository about to be created in `be`: the one a key file already
+/// there opens with `password` (left by a creation stopped before its config was written,
+/// which rustic would otherwise try first and fail on), else a new one with its key file.
+pub(super) fn new_master(
+    be: &dyn WriteBackend,
+    password: &SecretString,
+) -> std::result::Result<MasterKey, String> {
+    be.create().map_err(|e| one_line(&e))?;
+    for id in be.list(FileType::Key).map_err(|e| one_line(&e))? {
+        let bytes = be.read_full(FileType::Key, &id).map_err(|e| one_line(&e))?;
+        let file: KeyFile = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("cannot read key {}: {e}", id.to_hex().as_str()))?;
+        if let Some(master) = open_key(&file, password)? {
+            return Ok(master);
+        }
+    }
+    let master = MasterKey::new();
+    save_key(be, &master, password)?;
+    Ok(master)
+}
+
+/// Writes a key file (restic's format) that `password` opens to `master`.
+fn save_key(
+    be: &dyn WriteBackend,
+    master: &MasterKey,
+    password: &SecretString,
+) -> std::result::Result<KeyId, String> {
+    let mut salt = vec![0_u8; 64];
+    rand::rng().fill_bytes(&mut salt);
+    let mut file = KeyFile {
+        hostname: None,
+        username: None,
+        created: Some(jiff::Zoned::now()),
+        kdf: "scrypt".into(),
+        n: 1 << LOG_N,
+        r: R,
+        p: P,
+        data: Vec::new(),
+        salt,
+    };
+    let plain = serde_json::to_vec(master).map_err(|e| format!("cannot write a key: {e}"))?;
+    file.data = derive(&file, password)?.seal(&plain)?;
+    let bytes = serde_json::to_vec(&file).map_err(|e| format!("cannot write a key: {e}"))?;
+    let id = Id::new(super::pages::sha256(&bytes));
+    be.write_bytes(FileType::Key, &id, false, bytes.into())
+        .map_err(|e| one_line(&e))?;
+    Ok(KeyId::from(id))
+}
+
+/// The master key in `file` if `password` opens it, `None` if it is another password's.
+fn open_key(
+    file: &KeyFile,
+    password: &SecretString,
+) -> std::result::Result<Option<MasterKey>, String> {
+    let Ok(plain) = derive(file, password)?.open(&file.data) else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&plain)
+        .map(Some)
+        .map_err(|e| format!("cannot read a key: {e}"))
+}
+
+/// The key `password` derives through the key file's scrypt parameters.
+fn derive(file: &KeyFile, password: &SecretString) -> std::result::Result<Seal, String> {
+    if file.kdf != "scrypt" || !file.n.is_power_of_two() {
+        return Err(format!(
+            "a key file asks for {} with N = {}, not scrypt with a power of two",
+            file.kdf, file.n
+        ));
+    }
+    let log_n = u8::try_from(file.n.ilog2()).map_err(|_| "N is too large".to_string())?;
+    let params = scrypt::Params::new(log_n, file.r, file.p)
+        .map_err(|e| format!("a key file's scrypt parameters are invalid: {e}"))?;
+    let mut raw = [0_u8; 64];
+    scrypt::scrypt(
+        password.expose_secret().as_bytes(),
+        &file.salt,
+        &params,
+        &mut raw,
+    )
+    .map_err(|e| format!("cannot derive a key: {e}"))?;
+    Ok(Seal::from_bytes(&raw))
+}
+
+#[cfg(test)]
+mod tests {
+    use rustic_backend::BackendOptions;
+
+    use super::*;
+
+    fn key_files(dir: &std::path::Path) -> Vec<serde_json::Value> {
+        std::fs::read_dir(dir.join("keys"))
+            .expect("keys/")
+            .map(|e| {
+                let bytes = std::fs::read(e.expect("entry").path()).expect("key file");
+                serde_json::from_slice(&bytes).expect("JSON")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_new_repository_key_has_restics_parameters_and_a_stopped_creation_reuses_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let be = BackendOptions::default()
+            .repository(dir.path().to_str().expect("UTF-8 temp path"))
+            .to_backends()
+            .expect("local backend")
+            .repository();
+        let password = SecretString::from("one password");
+
+        let first = new_master(&*be, &password).expect("new key");
+        let files = key_files(dir.path());
+        assert_eq!(files.len(), 1);
+        assert_eq!(
+            (&files[0]["N"], &files[0]["r"], &files[0]["p"]),
+            (&32768.into(), &8.into(), &3.into()),
+            "{:?}",
+            files[0]
+        );
+
+        // Stopped before the config: the same password finds the same master key again.
+        let again = new_master(&*be, &password).expect("reused key");
+        assert_eq!(key_files(dir.path()).len(), 1);
+        assert_eq!(again.encrypt, first.encrypt);
+
+        // Another password does not open it: a key of its own.
+        let other = new_master(&*be, &SecretString::from("another")).expect("second key");
+        assert_eq!(key_files(dir.path()).len(), 2);
+        assert_ne!(other.encrypt, first.encrypt);
     }
 }

@@ -50,7 +50,7 @@ const MAX_PACK: u64 = 16 << 20;
 /// Pages handed to a worker at once: few hand-offs, and a batch still fits in a core's cache.
 const BATCH_PAGES: usize = 256;
 
-fn sha256(data: &[u8]) -> Hash {
+pub(super) fn sha256(data: &[u8]) -> Hash {
     Sha256::digest(data).into()
 }
 
@@ -831,9 +831,14 @@ impl Seal {
         raw[..32].copy_from_slice(&key.encrypt);
         raw[32..48].copy_from_slice(&key.mac.k);
         raw[48..].copy_from_slice(&key.mac.r);
-        Ok(Self(Aes256CtrPoly1305Aes::new(
-            aes256ctr_poly1305aes::Key::from_slice(&raw),
-        )))
+        Ok(Self::from_bytes(&raw))
+    }
+
+    /// The key of 64 bytes in restic's order: AES key, then the MAC's `k` and `r`.
+    pub(super) fn from_bytes(raw: &[u8; 64]) -> Self {
+        Self(Aes256CtrPoly1305Aes::new(
+            aes256ctr_poly1305aes::Key::from_slice(raw),
+        ))
     }
 
     pub(super) fn seal(&self, plain: &[u8]) -> std::result::Result<Vec<u8>, String> {
