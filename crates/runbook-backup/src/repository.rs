@@ -16,6 +16,7 @@ mod read;
 mod retention;
 mod stream;
 mod unpack;
+mod untree;
 
 use std::{
     path::{Path, PathBuf},

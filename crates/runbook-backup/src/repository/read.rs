@@ -1,15 +1,12 @@
-//! Reading whole trees back through rustic_core: a tree restored, and restored files re-hashed
-//! against the snapshot's chunk ids (one file is read by `unpack`).
+//! Restored files re-hashed against the snapshot's chunk ids, through rustic_core (`untree`
+//! restores a tree, `unpack` one file).
 
 use std::path::Path;
 
-use rustic_core::{
-    IndexedFullStatus, LocalDestination, LsOptions, Repository, RestoreOptions,
-    repofile::SnapshotFile,
-};
+use rustic_core::{IndexedFullStatus, LsOptions, Repository, repofile::SnapshotFile};
 
 use super::{Repo, guard, rerr};
-use crate::{Error, Result};
+use crate::Result;
 
 impl Repo {
     /// The snapshot `id` and the repository with its full index loaded, for reading data.
@@ -21,36 +18,6 @@ impl Repo {
             .to_indexed()
             .map_err(rerr(&target, "read index"))?;
         Ok((indexed, snap, target))
-    }
-
-    /// Restores the whole tree of snapshot `id` into the (new, empty) directory `dest`.
-    pub(crate) fn restore_tree(self, id: &str, dest: &Path) -> Result<()> {
-        let target = self.target.clone();
-        guard(&target, "restore", move || {
-            self.restore_tree_inner(id, dest)
-        })
-    }
-
-    fn restore_tree_inner(self, id: &str, dest: &Path) -> Result<()> {
-        let (indexed, snap, target) = self.indexed(id)?;
-        let err = || rerr(&target, "restore");
-        let node = indexed
-            .node_from_snapshot_and_path(&snap, "")
-            .map_err(err())?;
-        let ls = LsOptions::default().recursive(true);
-        let dest_str = dest.to_str().ok_or_else(|| Error::Repository {
-            target: target.clone(),
-            action: "restore",
-            message: format!("path {} is not valid UTF-8", dest.display()),
-        })?;
-        let local = LocalDestination::new(dest_str, true, !node.is_dir()).map_err(err())?;
-        let opts = RestoreOptions::default();
-        let plan = indexed
-            .prepare_restore(&opts, indexed.ls(&node, &ls).map_err(err())?, &local, false)
-            .map_err(err())?;
-        indexed
-            .restore(plan, &opts, indexed.ls(&node, &ls).map_err(err())?, &local)
-            .map_err(err())
     }
 
     /// Re-hashes the files restored from snapshot `id` under `dest` chunk by chunk against the

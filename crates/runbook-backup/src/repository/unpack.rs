@@ -60,13 +60,15 @@ impl Repo {
             .flatten()
             .map(|d| hash_of(**d))
             .collect();
-        let plan = Plan::new(&index, &ids).map_err(fail)?;
-        if plan.size != node.meta.size {
+        let mut wanted = Wanted::default();
+        let size = wanted.add(&index, 0, &ids).map_err(fail)?;
+        if size != node.meta.size {
             return Err(fail(format!(
-                "{path}: the snapshot records {} bytes but its blobs hold {}",
-                node.meta.size, plan.size
+                "{path}: the snapshot records {} bytes but its blobs hold {size}",
+                node.meta.size
             )));
         }
+        let stretches = wanted.stretches();
 
         let io = |e: std::io::Error| Error::Io {
             context: format!("cannot write {}", to.display()),
@@ -77,37 +79,11 @@ impl Repo {
             .create_new(true)
             .open(to)
             .map_err(io)?;
-        file.set_len(plan.size).map_err(io)?;
+        file.set_len(size).map_err(io)?;
         let progress = self.inner.progress_bytes("restoring…");
-        progress.set_length(plan.size);
-        let next = AtomicUsize::new(0);
-        // Two per core: while one waits on its read, the other decodes.
-        let workers = std::thread::available_parallelism()
-            .map_or(2, std::num::NonZero::get)
-            .saturating_mul(2)
-            .min(plan.stretches.len().max(1));
-        let work = || -> std::result::Result<(), String> {
-            let mut unzip = zstd::bulk::Decompressor::new()
-                .map_err(|e| format!("cannot set up decompression: {e}"))?;
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(s) = plan.stretches.get(i) else {
-                    return Ok(());
-                };
-                let written = s
-                    .restore(be, &seal, &mut unzip, &file)
-                    .map_err(|e| format!("{path}: {e}"))?;
-                progress.inc(written);
-            }
-        };
-        std::thread::scope(|sc| {
-            let handles: Vec<_> = (0..workers).map(|_| sc.spawn(work)).collect();
-            handles.into_iter().try_for_each(|h| {
-                h.join()
-                    .unwrap_or_else(|payload| std::panic::resume_unwind(payload))
-            })
-        })
-        .map_err(fail)?;
+        progress.set_length(size);
+        restore_stretches(be, &seal, &stretches, &One(&file), &progress)
+            .map_err(|e| fail(format!("{path}: {e}")))?;
         progress.finish();
         if let Some(mode) = node.meta.mode {
             use std::os::unix::fs::PermissionsExt;
@@ -122,7 +98,7 @@ impl Repo {
     }
 }
 
-fn hash_of(id: Id) -> Hash {
+pub(super) fn hash_of(id: Id) -> Hash {
     let mut out = [0_u8; 32];
     // A hex id is 64 hex digits by construction.
     let _ = hex::decode_to_slice(id.to_hex().as_str(), &mut out);
@@ -169,27 +145,90 @@ fn find_node(
     Err(format!("{path} names no file"))
 }
 
-/// Which stretches of which packs to read, and where each blob goes in the file.
-struct Plan {
-    stretches: Vec<Stretch>,
-    size: u64,
+/// Every stretch on the workers, two per core (while one waits on its read, the other
+/// decodes), each written through `sink`.
+pub(super) fn restore_stretches(
+    be: &dyn WriteBackend,
+    seal: &Seal,
+    stretches: &[Stretch],
+    sink: &dyn Sink,
+    progress: &rustic_core::Progress,
+) -> std::result::Result<(), String> {
+    let next = AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism()
+        .map_or(2, std::num::NonZero::get)
+        .saturating_mul(2)
+        .min(stretches.len().max(1));
+    let work = || -> std::result::Result<(), String> {
+        let mut unzip = zstd::bulk::Decompressor::new()
+            .map_err(|e| format!("cannot set up decompression: {e}"))?;
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(s) = stretches.get(i) else {
+                return Ok(());
+            };
+            progress.inc(s.restore(be, seal, &mut unzip, sink)?);
+        }
+    };
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..workers).map(|_| sc.spawn(work)).collect();
+        handles.into_iter().try_for_each(|h| {
+            h.join()
+                .unwrap_or_else(|payload| std::panic::resume_unwind(payload))
+        })
+    })
+}
+
+/// Where restored bytes go: the files of a restore, by number.
+pub(super) trait Sink: Sync {
+    /// Writes each run (an offset and the bytes that start there) into file `file`.
+    fn write(&self, file: u32, runs: &[(u64, Vec<u8>)]) -> std::result::Result<(), String>;
+}
+
+/// A restore of one file, open for the whole restore.
+struct One<'a>(&'a std::fs::File);
+
+impl Sink for One<'_> {
+    fn write(&self, _file: u32, runs: &[(u64, Vec<u8>)]) -> std::result::Result<(), String> {
+        runs.iter().try_for_each(|(at, data)| {
+            self.0
+                .write_all_at(data, *at)
+                .map_err(|e| format!("cannot write: {e}"))
+        })
+    }
+}
+
+/// Where one copy of a blob goes: which file of the restore, at which offset.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Dest {
+    file: u32,
+    offset: u64,
 }
 
 /// Consecutive wanted blobs of one pack, read with one read.
-struct Stretch {
+pub(super) struct Stretch {
     pack: Hash,
     start: u64,
     end: u64,
     /// The bytes its blobs decode to (at every place they go): bounded like the stored bytes,
     /// since a dump can compress tenfold.
     plain: u64,
-    /// Each blob: where it is in the pack, and every offset of the file it goes to.
-    blobs: Vec<(Loc, Vec<u64>)>,
+    /// Each blob: where it is in the pack, and every place it goes to.
+    blobs: Vec<(Loc, Vec<Dest>)>,
 }
 
-impl Plan {
-    fn new(index: &Index, ids: &[Hash]) -> std::result::Result<Self, String> {
-        let mut wanted: HashMap<Hash, (Loc, Vec<u64>)> = HashMap::new();
+/// The blobs a restore wants, each with every place it goes to.
+#[derive(Default)]
+pub(super) struct Wanted(HashMap<Hash, (Loc, Vec<Dest>)>);
+
+impl Wanted {
+    /// Adds the blobs `ids` of file `file`, one after the other; returns the file's size.
+    pub(super) fn add(
+        &mut self,
+        index: &Index,
+        file: u32,
+        ids: &[Hash],
+    ) -> std::result::Result<u64, String> {
         let mut size = 0_u64;
         for id in ids {
             let loc = index.data.get(id).ok_or_else(|| {
@@ -199,15 +238,20 @@ impl Plan {
                     hex::encode(&id[..4])
                 )
             })?;
-            wanted
+            self.0
                 .entry(*id)
                 .or_insert_with(|| (*loc, Vec::new()))
                 .1
-                .push(size);
+                .push(Dest { file, offset: size });
             size += u64::from(loc.plain_len());
         }
-        let mut by_pack: HashMap<Hash, Vec<(Loc, Vec<u64>)>> = HashMap::new();
-        for (loc, at) in wanted.into_values() {
+        Ok(size)
+    }
+
+    /// Which stretches of which packs to read, in the order of the places they fill.
+    pub(super) fn stretches(self) -> Vec<Stretch> {
+        let mut by_pack: HashMap<Hash, Vec<(Loc, Vec<Dest>)>> = HashMap::new();
+        for (loc, at) in self.0.into_values() {
             by_pack.entry(loc.pack).or_default().push((loc, at));
         }
         let mut stretches = Vec::new();
@@ -241,9 +285,9 @@ impl Plan {
             }
             stretches.extend(current);
         }
-        // In file order, so the file fills front to back.
+        // In file order, so files fill front to back.
         stretches.sort_by_key(|s| s.blobs.iter().flat_map(|(_, at)| at.first()).min().copied());
-        Ok(Self { stretches, size })
+        stretches
     }
 }
 
@@ -268,42 +312,45 @@ impl Stretch {
             .ok_or_else(|| format!("{}: a pack is shorter than its index says", super::DAMAGED))
     }
 
-    /// Reads the stretch, decodes its blobs and writes them: each run of consecutive file
-    /// offsets with one write. Returns the bytes written.
+    /// Reads the stretch, decodes its blobs and writes them: each run of consecutive offsets
+    /// of a file with one write. Returns the bytes written.
     fn restore(
         &self,
         be: &dyn WriteBackend,
         seal: &Seal,
         unzip: &mut zstd::bulk::Decompressor<'static>,
-        file: &std::fs::File,
+        sink: &dyn Sink,
     ) -> std::result::Result<u64, String> {
         let stored = self.read(be)?;
-        let mut pieces: Vec<(u64, std::rc::Rc<Vec<u8>>)> = Vec::new();
+        let mut pieces: Vec<(Dest, std::rc::Rc<Vec<u8>>)> = Vec::new();
         for (loc, at) in &self.blobs {
             let sealed = self.slice(&stored, loc)?;
             let plain = std::rc::Rc::new(loc.decode(sealed, seal, Some(&mut *unzip))?);
-            for &offset in at {
-                pieces.push((offset, plain.clone()));
+            for &dest in at {
+                pieces.push((dest, plain.clone()));
             }
         }
-        pieces.sort_by_key(|(offset, _)| *offset);
+        drop(stored);
+        pieces.sort_by_key(|(dest, _)| *dest);
         let mut written = 0_u64;
-        let mut run: Vec<u8> = Vec::new();
-        let mut run_at = 0_u64;
-        for (offset, data) in pieces {
-            if !run.is_empty() && run_at + run.len() as u64 != offset {
-                file.write_all_at(&run, run_at).map_err(|e| e.to_string())?;
-                written += run.len() as u64;
-                run.clear();
+        let mut runs: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut file = pieces.first().map_or(0, |(d, _)| d.file);
+        for (dest, data) in pieces {
+            if dest.file != file {
+                sink.write(file, &runs)?;
+                runs.clear();
+                file = dest.file;
             }
-            if run.is_empty() {
-                run_at = offset;
+            written += data.len() as u64;
+            match runs.last_mut() {
+                Some((at, run)) if *at + run.len() as u64 == dest.offset => {
+                    run.extend_from_slice(&data);
+                }
+                _ => runs.push((dest.offset, data.to_vec())),
             }
-            run.extend_from_slice(&data);
         }
-        if !run.is_empty() {
-            file.write_all_at(&run, run_at).map_err(|e| e.to_string())?;
-            written += run.len() as u64;
+        if !runs.is_empty() {
+            sink.write(file, &runs)?;
         }
         Ok(written)
     }
