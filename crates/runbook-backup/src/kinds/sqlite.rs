@@ -87,12 +87,21 @@ impl Kind for Sqlite<'_> {
                 .map_err(Error::io(format!("cannot create {}", dir.display())))?;
         }
         cx.repo.restore_pages(&cx.snapshot.id, &inner, &file)?;
-        sqlite::check_file(
-            cx.target,
-            &file,
-            "the restored database",
-            sqlite::Check::Quick,
-        )?;
+        // The check reads the file from the page cache while its pages go to disk.
+        std::thread::scope(|s| {
+            let synced = s.spawn(|| fs::File::open(&file).and_then(|f| f.sync_all()));
+            let checked = sqlite::check_file(
+                cx.target,
+                &file,
+                "the restored database",
+                sqlite::Check::Quick,
+            );
+            let synced = synced
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the sync thread panicked")));
+            checked?;
+            synced.map_err(Error::io(format!("cannot sync {}", file.display())))
+        })?;
         for side in sqlite::sidecars(&file) {
             let _ = fs::remove_file(side);
         }

@@ -310,7 +310,7 @@ struct Cx<'a> {
     verify: bool,
     known: &'a Index,
     /// Data blobs this backup has already packed (a page that repeats is stored once).
-    fresh: Mutex<HashSet<Hash>>,
+    fresh: Mutex<HashSet<Hash, std::hash::BuildHasherDefault<IdHasher>>>,
 }
 
 impl Cx<'_> {
@@ -664,11 +664,33 @@ fn read_file(
     }
 }
 
+/// A map keyed by blob or pack id.
+pub(super) type IdMap<V> = HashMap<Hash, V, std::hash::BuildHasherDefault<IdHasher>>;
+
+/// Hashes an id by folding its bytes: ids are SHA-256 digests, already uniform, so SipHash
+/// over them buys nothing (an index holds one entry per SQLite page of every snapshot).
+#[derive(Default)]
+pub(super) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for word in bytes.chunks(8) {
+            let mut b = [0_u8; 8];
+            b[..word.len()].copy_from_slice(word);
+            self.0 = self.0.rotate_left(23) ^ u64::from_le_bytes(b);
+        }
+    }
+}
+
 /// Where each blob of the repository is, from its index.
 #[derive(Default)]
 pub(super) struct Index {
-    pub(super) data: HashMap<Hash, Loc>,
-    pub(super) trees: HashMap<Hash, Loc>,
+    pub(super) data: IdMap<Loc>,
+    pub(super) trees: IdMap<Loc>,
     /// The size of its data blobs (packs grow with the repository, as rustic sizes them).
     data_bytes: u64,
 }
@@ -705,6 +727,34 @@ impl Loc {
             )
             .map_err(|e| super::errors::one_line(&e))?;
         self.decode(&stored, seal, None)
+    }
+
+    /// Decodes the blob from its stored bytes into `out`, which is exactly its plain length;
+    /// `scratch` holds the decrypted bytes in between.
+    pub(super) fn decode_into(
+        &self,
+        stored: &[u8],
+        seal: &Seal,
+        unzip: &mut zstd::bulk::Decompressor<'static>,
+        scratch: &mut Vec<u8>,
+        out: &mut [u8],
+    ) -> std::result::Result<(), String> {
+        seal.open_into(stored, scratch)?;
+        let n = match self.raw {
+            None if scratch.len() == out.len() => {
+                out.copy_from_slice(scratch);
+                out.len()
+            }
+            None => usize::MAX,
+            Some(_) => unzip
+                .decompress_to_buffer(scratch.as_slice(), out)
+                .map_err(|e| format!("{}: a blob does not decompress: {e}", super::DAMAGED))?,
+        };
+        if n == out.len() {
+            Ok(())
+        } else {
+            Err(format!("{}: a blob has the wrong length", super::DAMAGED))
+        }
     }
 
     /// The blob's plain content from its stored bytes (with `unzip`, a thread's reused
@@ -860,20 +910,31 @@ impl Seal {
     }
 
     pub(super) fn open(&self, data: &[u8]) -> std::result::Result<Vec<u8>, String> {
+        let mut plain = Vec::new();
+        self.open_into(data, &mut plain)?;
+        Ok(plain)
+    }
+
+    /// Opens `data` into `plain` (replacing what it held), reusing its allocation.
+    pub(super) fn open_into(
+        &self,
+        data: &[u8],
+        plain: &mut Vec<u8>,
+    ) -> std::result::Result<(), String> {
         if data.len() < 32 {
             return Err(format!("{}: a sealed message is too short", super::DAMAGED));
         }
         let (nonce, rest) = data.split_at(16);
         let (body, tag) = rest.split_at(rest.len() - 16);
-        let mut plain = body.to_vec();
+        plain.clear();
+        plain.extend_from_slice(body);
         self.0
             .decrypt_in_place_detached(
                 Nonce::<Aes256CtrPoly1305Aes>::from_slice(nonce),
                 &[],
-                &mut plain,
+                plain.as_mut_slice(),
                 Tag::<Aes256CtrPoly1305Aes>::from_slice(tag),
             )
-            .map_err(|_| format!("{}: a MAC does not match", super::DAMAGED))?;
-        Ok(plain)
+            .map_err(|_| format!("{}: a MAC does not match", super::DAMAGED))
     }
 }

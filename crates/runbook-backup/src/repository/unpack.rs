@@ -7,7 +7,6 @@
 //! most [`STRETCH`] bytes) and what it decodes from it.
 
 use std::{
-    collections::HashMap,
     ffi::OsStr,
     os::unix::fs::FileExt,
     path::{Component, Path},
@@ -21,7 +20,7 @@ use rustic_core::{
 
 use super::{
     Repo, guard,
-    pages::{Hash, Index, Loc, Seal},
+    pages::{Hash, IdMap, Index, Loc, Seal},
 };
 use crate::{Error, Result};
 
@@ -31,7 +30,8 @@ const STRETCH: u64 = 4 << 20;
 const GAP: u64 = 256 << 10;
 
 impl Repo {
-    /// Restores the one file recorded at `path` in snapshot `id` as the new file `to`.
+    /// Restores the one file recorded at `path` in snapshot `id` as the new file `to`, not yet
+    /// synced to disk: the caller syncs it (beside its own check of the file).
     pub(crate) fn restore_pages(self, id: &str, path: &str, to: &Path) -> Result<()> {
         let target = self.target.clone();
         guard(&target, "restore", move || {
@@ -54,12 +54,7 @@ impl Repo {
         let fail = self.fail("restore");
         let be: &dyn WriteBackend = &*self.backend;
         let (seal, index, node) = self.file(id, path)?;
-        let ids: Vec<Hash> = node
-            .content
-            .iter()
-            .flatten()
-            .map(|d| hash_of(**d))
-            .collect();
+        let ids = content_ids(&node);
         let mut wanted = Wanted::default();
         let size = wanted.add(&index, 0, &ids).map_err(fail)?;
         if size != node.meta.size {
@@ -94,8 +89,17 @@ impl Repo {
             file.set_modified(std::time::SystemTime::from(mtime))
                 .map_err(io)?;
         }
-        file.sync_all().map_err(io)
+        Ok(())
     }
+}
+
+/// The ids of a file node's blobs, in order.
+pub(super) fn content_ids(node: &Node) -> Vec<Hash> {
+    node.content
+        .iter()
+        .flatten()
+        .map(|d| hash_of(**d))
+        .collect()
 }
 
 pub(super) fn hash_of(id: Id) -> Hash {
@@ -219,7 +223,7 @@ pub(super) struct Stretch {
 
 /// The blobs a restore wants, each with every place it goes to.
 #[derive(Default)]
-pub(super) struct Wanted(HashMap<Hash, (Loc, Vec<Dest>)>);
+pub(super) struct Wanted(IdMap<(Loc, Vec<Dest>)>);
 
 impl Wanted {
     /// Adds the blobs `ids` of file `file`, one after the other; returns the file's size.
@@ -250,7 +254,7 @@ impl Wanted {
 
     /// Which stretches of which packs to read, in the order of the places they fill.
     pub(super) fn stretches(self) -> Vec<Stretch> {
-        let mut by_pack: HashMap<Hash, Vec<(Loc, Vec<Dest>)>> = HashMap::new();
+        let mut by_pack: IdMap<Vec<(Loc, Vec<Dest>)>> = IdMap::default();
         for (loc, at) in self.0.into_values() {
             by_pack.entry(loc.pack).or_default().push((loc, at));
         }
@@ -312,8 +316,8 @@ impl Stretch {
             .ok_or_else(|| format!("{}: a pack is shorter than its index says", super::DAMAGED))
     }
 
-    /// Reads the stretch, decodes its blobs and writes them: each run of consecutive offsets
-    /// of a file with one write. Returns the bytes written.
+    /// Reads the stretch, decodes its blobs straight into the runs they fill and writes them:
+    /// each run of consecutive offsets of a file with one write. Returns the bytes written.
     fn restore(
         &self,
         be: &dyn WriteBackend,
@@ -322,35 +326,79 @@ impl Stretch {
         sink: &dyn Sink,
     ) -> std::result::Result<u64, String> {
         let stored = self.read(be)?;
-        let mut pieces: Vec<(Dest, std::rc::Rc<Vec<u8>>)> = Vec::new();
-        for (loc, at) in &self.blobs {
-            let sealed = self.slice(&stored, loc)?;
-            let plain = std::rc::Rc::new(loc.decode(sealed, seal, Some(&mut *unzip))?);
-            for &dest in at {
-                pieces.push((dest, plain.clone()));
+        // Every place a blob goes, in file order: (where, which blob).
+        let mut pieces: Vec<(Dest, usize)> = self
+            .blobs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (_, at))| at.iter().map(move |d| (*d, i)))
+            .collect();
+        pieces.sort_unstable();
+        // The runs of each file, and where in them each piece starts.
+        let mut runs: Vec<(u32, u64, Vec<u8>)> = Vec::new();
+        let mut starts = Vec::with_capacity(pieces.len());
+        for &(dest, i) in &pieces {
+            let len = self.blobs[i].0.plain_len() as usize;
+            let last = runs.len().wrapping_sub(1);
+            match runs.last_mut() {
+                Some((file, at, run))
+                    if *file == dest.file && *at + run.len() as u64 == dest.offset =>
+                {
+                    starts.push((last, run.len()));
+                    run.resize(run.len() + len, 0);
+                }
+                _ => {
+                    starts.push((runs.len(), 0));
+                    runs.push((dest.file, dest.offset, vec![0; len]));
+                }
             }
+        }
+        // Each blob decoded once, into its first place; copied to any other.
+        let mut first: Vec<Option<(usize, usize)>> = vec![None; self.blobs.len()];
+        let mut scratch = Vec::new();
+        for (&(_, i), &(run, at)) in pieces.iter().zip(&starts) {
+            let loc = &self.blobs[i].0;
+            let len = loc.plain_len() as usize;
+            if let Some((r, a)) = first[i] {
+                if r == run {
+                    runs[run].2.copy_within(a..a + len, at);
+                } else {
+                    let (src, dst) = if r < run {
+                        let (lo, hi) = runs.split_at_mut(run);
+                        (&lo[r].2, &mut hi[0].2)
+                    } else {
+                        let (lo, hi) = runs.split_at_mut(r);
+                        (&hi[0].2, &mut lo[run].2)
+                    };
+                    dst[at..at + len].copy_from_slice(&src[a..a + len]);
+                }
+                continue;
+            }
+            let sealed = self.slice(&stored, loc)?;
+            loc.decode_into(
+                sealed,
+                seal,
+                unzip,
+                &mut scratch,
+                &mut runs[run].2[at..at + len],
+            )?;
+            first[i] = Some((run, at));
         }
         drop(stored);
-        pieces.sort_by_key(|(dest, _)| *dest);
         let mut written = 0_u64;
-        let mut runs: Vec<(u64, Vec<u8>)> = Vec::new();
-        let mut file = pieces.first().map_or(0, |(d, _)| d.file);
-        for (dest, data) in pieces {
-            if dest.file != file {
-                sink.write(file, &runs)?;
-                runs.clear();
-                file = dest.file;
+        let mut batch: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut current = runs.first().map_or(0, |(f, _, _)| *f);
+        for (file, at, run) in runs {
+            if file != current && !batch.is_empty() {
+                sink.write(current, &batch)?;
+                batch.clear();
             }
-            written += data.len() as u64;
-            match runs.last_mut() {
-                Some((at, run)) if *at + run.len() as u64 == dest.offset => {
-                    run.extend_from_slice(&data);
-                }
-                _ => runs.push((dest.offset, data.to_vec())),
-            }
+            current = file;
+            written += run.len() as u64;
+            batch.push((at, run));
         }
-        if !runs.is_empty() {
-            sink.write(file, &runs)?;
+        if !batch.is_empty() {
+            sink.write(current, &batch)?;
         }
         Ok(written)
     }

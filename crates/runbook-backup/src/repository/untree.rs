@@ -10,7 +10,6 @@
 //! pool of twenty writers and held a gigabyte on a tree of 68,000 source files.
 
 use std::{
-    collections::HashMap,
     fs::{File, FileTimes, OpenOptions},
     os::unix::fs::{OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
@@ -25,8 +24,8 @@ use rustic_core::{
 
 use super::{
     Repo, guard,
-    pages::{Hash, Index, Loc, Seal},
-    unpack::{Sink, Wanted, hash_of, restore_stretches},
+    pages::{Hash, IdMap, Index, Loc, Seal},
+    unpack::{Sink, Wanted, content_ids, hash_of, restore_stretches},
 };
 use crate::Result;
 
@@ -34,7 +33,8 @@ use crate::Result;
 const TREE_CACHE: u64 = 64 << 20;
 
 impl Repo {
-    /// Restores the whole tree of snapshot `id` into the (new, empty) directory `dest`.
+    /// Restores the whole tree of snapshot `id` into the directory `dest` (made if missing;
+    /// nothing in it may have the names the snapshot's entries have).
     pub(crate) fn restore_tree(self, id: &str, dest: &Path) -> Result<()> {
         let target = self.target.clone();
         guard(&target, "restore", move || {
@@ -48,6 +48,8 @@ impl Repo {
         let seal = Seal::new(&self.inner.key()).map_err(fail)?;
         let be: &dyn WriteBackend = &*self.backend;
         let index = Index::read(be, &seal).map_err(fail)?;
+        std::fs::create_dir_all(dest)
+            .map_err(|e| fail(format!("cannot create {}: {e}", dest.display())))?;
         let mut walk = Walk {
             trees: Trees::new(be, &seal, &index),
             index: &index,
@@ -127,12 +129,7 @@ impl Walk<'_> {
                 self.dirs.push((path.to_path_buf(), meta));
             }
             NodeType::File => {
-                let ids: Vec<Hash> = node
-                    .content
-                    .iter()
-                    .flatten()
-                    .map(|d| hash_of(**d))
-                    .collect();
+                let ids = content_ids(node);
                 let number = u32::try_from(self.files.len())
                     .map_err(|_| "more than 4 billion files".to_string())?;
                 let size = self.wanted.add(self.index, number, &ids)?;
@@ -197,15 +194,15 @@ struct Trees<'a> {
     seal: &'a Seal,
     index: &'a Index,
     /// Where the trees are in each pack: first offset and end.
-    extent: HashMap<Hash, (u64, u64)>,
-    parts: HashMap<Hash, bytes::Bytes>,
+    extent: IdMap<(u64, u64)>,
+    parts: IdMap<bytes::Bytes>,
     held: u64,
     unzip: Option<zstd::bulk::Decompressor<'static>>,
 }
 
 impl<'a> Trees<'a> {
     fn new(be: &'a dyn WriteBackend, seal: &'a Seal, index: &'a Index) -> Self {
-        let mut extent: HashMap<Hash, (u64, u64)> = HashMap::new();
+        let mut extent: IdMap<(u64, u64)> = IdMap::default();
         for loc in index.trees.values() {
             let (start, end) = (
                 u64::from(loc.offset),
@@ -219,7 +216,7 @@ impl<'a> Trees<'a> {
             seal,
             index,
             extent,
-            parts: HashMap::new(),
+            parts: IdMap::default(),
             held: 0,
             unzip: zstd::bulk::Decompressor::new().ok(),
         }
