@@ -12,6 +12,8 @@
 #   pg      the pgbench database at PG_SCALE: runbook vs `pg_dump -Fc -f` (backup) and
 #           `pg_restore -d` (restore into a new database).
 # Set WORKLOADS="sqlite tree pg" (default) to choose, TREE_SRC=DIR for another tree. Needs /usr/bin/time (Debian `time`).
+# The other tools: `apt-get install borgbackup`, `cargo install rustic-rs --locked` (about 26 minutes
+# on two cores); kopia is in none of the registries this machine reaches.
 # Prints Markdown tables for BENCHMARKS.md; the raw samples go to WORKDIR/samples.tsv.
 set -euo pipefail
 SQLITE_MB="${1:-512}"
