@@ -596,10 +596,7 @@ fn corrupted_pack_is_found_by_check_and_fails_restore() {
 
     // Regression: the next backup reused the damaged blobs and its snapshot could not be
     // restored either. Now the damaged pack goes to quarantine and the data is stored again.
-    ws.run(&["backup", "files"]).ok();
-    let quarantined = walk(&ws.path("runbook-data/quarantine/files"));
-    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
-    assert!(!pack.exists());
+    next_backup_quarantines(&ws, "files", &pack);
     // The older snapshot was rewritten without the lost data (restic's `repair snapshots`),
     // so both checkers are clean again.
     ws.run(&["check", "files", "--read-data", "100"]).ok();
@@ -623,16 +620,21 @@ fn a_damaged_sqlite_pack_fails_the_restore_and_the_next_backup_heals_it() {
         "nothing left at the destination"
     );
 
-    ws.run(&["backup", "db"]).ok();
-    let quarantined = walk(&ws.path("runbook-data/quarantine/db"));
-    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
-    assert!(!pack.exists(), "the damaged pack left the repository");
+    next_backup_quarantines(&ws, "db", &pack);
     ws.restic("db", &["check", "--read-data"]).ok();
     ws.run(&["restore", "db", "--to", "out.db"]).ok();
     assert_eq!(
         count(&ws.path("out.db"), "SELECT count(*) FROM items"),
         20_000
     );
+}
+
+/// Backs `target` up again: the damaged `pack` goes to quarantine, out of the repository.
+fn next_backup_quarantines(ws: &Workspace, target: &str, pack: &std::path::Path) {
+    ws.run(&["backup", target]).ok();
+    let quarantined = walk(&ws.path(&format!("runbook-data/quarantine/{target}")));
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    assert!(!pack.exists(), "the damaged pack left the repository");
 }
 
 /// Flips 64 bytes in the middle of the largest data pack of `repo`; returns the pack's path.
