@@ -4,6 +4,7 @@
 //! Error rule: every rustic error is flattened here to one line (`one_line`) with the target
 //! named, and an incorrect password becomes [`Error::WrongPassword`].
 
+mod archive;
 mod copy;
 mod errors;
 mod keys;

@@ -91,7 +91,8 @@ struct RepositoryWarnings;
 
 impl log::Log for RepositoryWarnings {
     fn enabled(&self, meta: &log::Metadata<'_>) -> bool {
-        meta.level() <= log::Level::Warn && meta.target().starts_with("rustic")
+        meta.level() <= log::Level::Warn
+            && (meta.target().starts_with("rustic") || meta.target().starts_with("runbook_backup"))
     }
 
     fn log(&self, record: &log::Record<'_>) {

@@ -25,7 +25,7 @@ impl Kind for Files<'_> {
         }
         let repo = cx.repo(Chunking::Content)?;
         cx.begin_write(&repo)?;
-        repo.backup(&BackupSpec {
+        repo.backup_files(&BackupSpec {
             paths: self.paths,
             as_path: None,
             excludes: self.exclude,

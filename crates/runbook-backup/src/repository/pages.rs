@@ -30,7 +30,9 @@ use jiff::{Timestamp, Zoned, tz::TimeZone};
 use rand::RngCore;
 use rustic_core::{
     DataId, FileType, Id, SnapshotOptions, WriteBackend,
-    repofile::{BlobType, Chunker, MasterKey, Metadata, Node, NodeType, SnapshotId, Tree},
+    repofile::{
+        BlobType, Chunker, MasterKey, Metadata, Node, NodeType, SnapshotFile, SnapshotId, Tree,
+    },
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -77,6 +79,33 @@ impl Repo {
         })
     }
 
+    /// rustic's pack size for this repository, but at most restic's default: a pack is held
+    /// whole in memory until it is written, and three are in flight.
+    pub(super) fn pack_size(&self, known: &Index) -> u64 {
+        let (size, grow, limit) = self.inner.config().packsize(BlobType::Data);
+        (known.data_bytes.isqrt() * u64::from(grow) + u64::from(size))
+            .min(u64::from(limit))
+            .min(MAX_PACK)
+    }
+
+    /// A snapshot of this target taken at `time` (`None`: now), labelled, described and
+    /// tagged as every runbook snapshot is; its tree and paths are the caller's.
+    pub(super) fn new_snapshot(
+        &self,
+        meta: &Meta,
+        time: Option<Timestamp>,
+    ) -> Result<SnapshotFile> {
+        let mut opts = SnapshotOptions::default()
+            .label(self.target.clone())
+            .description(serde_json::to_string(meta).ok());
+        if let Some(t) = time {
+            opts = opts.time(Some(t.to_zoned(TimeZone::UTC)));
+        }
+        opts.add_tags(&super::snapshot_tags(meta))
+            .and_then(|o| o.to_snapshot())
+            .map_err(self.err("backup"))
+    }
+
     fn pages_inner(
         self,
         mut reader: impl Read,
@@ -92,12 +121,7 @@ impl Repo {
         let seal = Seal::new(&self.inner.key()).map_err(fail)?;
         let be: &dyn WriteBackend = &*self.backend;
         let known = Index::read(be, &seal).map_err(fail)?;
-        // rustic's pack size for this repository, but at most restic's default: a pack is held
-        // whole in memory until it is written, and three are in flight.
-        let (size, grow, limit) = config.packsize(BlobType::Data);
-        let pack_size = (known.data_bytes.isqrt() * u64::from(grow) + u64::from(size))
-            .min(u64::from(limit))
-            .min(MAX_PACK);
+        let pack_size = self.pack_size(&known);
         let cx = Cx {
             seal: &seal,
             level,
@@ -199,40 +223,15 @@ impl Repo {
             root,
             dirs,
         } = trees(file.path, node).map_err(fail)?;
-        let mut tree_pack = PackBuf::default();
-        let mut blobber = cx.blobber().map_err(fail)?;
+        let mut saver = TreeSaver::new(&cx, be, pack_size).map_err(fail)?;
         for (id, bytes) in &trees {
-            added.trees_raw += bytes.len() as u64;
-            if known.trees.contains_key(id) || tree_pack.blobs.iter().any(|b| b.id.0 == *id) {
-                continue;
-            }
-            let sealed = blobber.blob(*id, bytes).map_err(fail)?;
-            added.tree_blobs += 1;
-            added.trees_packed += sealed.data.len() as u64;
-            tree_pack.push(sealed);
+            saver.add(*id, bytes).map_err(fail)?;
         }
-        if !tree_pack.blobs.is_empty() {
-            let (id, bytes, entry) = tree_pack.finish(&seal, BlobType::Tree).map_err(fail)?;
-            write(be, FileType::Pack, id, bytes).map_err(fail)?;
-            packs.push(entry);
-        }
-        if !packs.is_empty() {
-            let index =
-                serde_json::to_vec(&IndexJson { packs }).map_err(|e| fail(e.to_string()))?;
-            save_file(be, &seal, level, FileType::Index, &index).map_err(fail)?;
-        }
+        saver.finish(&mut packs, &mut added).map_err(fail)?;
+        save_index(be, &seal, level, packs).map_err(fail)?;
 
         // The snapshot, last: from here on the backup exists.
-        let mut opts = SnapshotOptions::default()
-            .label(self.target.clone())
-            .description(serde_json::to_string(meta).ok());
-        if let Some(t) = time {
-            opts = opts.time(Some(t.to_zoned(TimeZone::UTC)));
-        }
-        let mut snap = opts
-            .add_tags(&super::snapshot_tags(meta))
-            .and_then(|o| o.to_snapshot())
-            .map_err(self.err("backup"))?;
+        let mut snap = self.new_snapshot(meta, time)?;
         snap.tree = Id::new(root).into();
         snap.paths.add(file.path.to_string_lossy().into_owned());
         let mut summary = snap.summary.take().unwrap_or_default();
@@ -255,17 +254,14 @@ impl Repo {
         summary.backup_duration = store_started.elapsed().as_secs_f64();
         summary.total_duration = started.elapsed().as_secs_f64();
         snap.summary = Some(summary);
-        snap.id = SnapshotId::default();
-        let json = serde_json::to_vec(&snap).map_err(|e| fail(e.to_string()))?;
-        let id = save_file(be, &seal, level, FileType::Snapshot, &json).map_err(fail)?;
-        snap.id = Id::new(id).into();
+        save_snapshot(be, &seal, level, &mut snap).map_err(fail)?;
         progress.finish();
         Ok(describe(&self.target, &snap))
     }
 }
 
 /// Why a stage of the pipeline stopped.
-enum Stop {
+pub(super) enum Stop {
     /// It failed, for this reason.
     Failed(String),
     /// A peer stopped first (its reason is reported instead).
@@ -304,17 +300,17 @@ fn read_batches(
 }
 
 /// What every worker shares.
-struct Cx<'a> {
-    seal: &'a Seal,
-    level: Option<i32>,
-    verify: bool,
-    known: &'a Index,
+pub(super) struct Cx<'a> {
+    pub(super) seal: &'a Seal,
+    pub(super) level: Option<i32>,
+    pub(super) verify: bool,
+    pub(super) known: &'a Index,
     /// Data blobs this backup has already packed (a page that repeats is stored once).
-    fresh: Mutex<HashSet<Hash, std::hash::BuildHasherDefault<IdHasher>>>,
+    pub(super) fresh: Mutex<HashSet<Hash, std::hash::BuildHasherDefault<IdHasher>>>,
 }
 
 impl Cx<'_> {
-    fn blobber(&self) -> std::result::Result<Blobber<'_>, String> {
+    pub(super) fn blobber(&self) -> std::result::Result<Blobber<'_>, String> {
         let io = |e: std::io::Error| format!("cannot set up compression: {e}");
         Ok(Blobber {
             seal: self.seal,
@@ -347,7 +343,7 @@ impl Cx<'_> {
         };
         for (seq, buf) in rx {
             let mut batch = Batch {
-                seq,
+                seq: Some(seq),
                 bytes: buf.len() as u64,
                 ids: Vec::with_capacity(buf.len().div_ceil(chunk)),
                 new: Vec::new(),
@@ -379,24 +375,26 @@ impl Cx<'_> {
 }
 
 /// A batch of pages, hashed, with the ones to store sealed.
-struct Batch {
-    seq: usize,
-    bytes: u64,
-    ids: Vec<Hash>,
-    new: Vec<Sealed>,
+#[derive(Default)]
+pub(super) struct Batch {
+    /// Its place in the stream, when its ids make up the stream's content in order.
+    pub(super) seq: Option<usize>,
+    pub(super) bytes: u64,
+    pub(super) ids: Vec<Hash>,
+    pub(super) new: Vec<Sealed>,
 }
 
 /// One blob as stored in a pack: compressed (when the repository compresses) and encrypted.
-struct Sealed {
+pub(super) struct Sealed {
     id: Hash,
-    data: Vec<u8>,
+    pub(super) data: Vec<u8>,
     /// Its plain length.
     raw: u32,
     compressed: bool,
 }
 
 /// One thread's compression contexts: made once, used for every blob.
-struct Blobber<'a> {
+pub(super) struct Blobber<'a> {
     seal: &'a Seal,
     compress: Option<zstd::bulk::Compressor<'static>>,
     /// Decompresses each sealed blob back for comparison (rustic's `extra_verify`).
@@ -404,7 +402,7 @@ struct Blobber<'a> {
 }
 
 impl Blobber<'_> {
-    fn blob(&mut self, id: Hash, raw: &[u8]) -> std::result::Result<Sealed, String> {
+    pub(super) fn blob(&mut self, id: Hash, raw: &[u8]) -> std::result::Result<Sealed, String> {
         let len =
             u32::try_from(raw.len()).map_err(|_| "a blob is larger than 4 GiB".to_string())?;
         let data = match &mut self.compress {
@@ -441,27 +439,27 @@ impl Blobber<'_> {
 
 /// What the packer hands back: the pack it was filling, the packs written, and every batch's
 /// page ids in order.
-struct Packed {
-    pack: PackBuf,
-    packs: Vec<PackJson>,
-    content: Vec<Option<Vec<Hash>>>,
-    added: Added,
+pub(super) struct Packed {
+    pub(super) pack: PackBuf,
+    pub(super) packs: Vec<PackJson>,
+    pub(super) content: Vec<Option<Vec<Hash>>>,
+    pub(super) added: Added,
 }
 
 /// What this backup added, for the snapshot's summary.
 #[derive(Default)]
-struct Added {
-    data_blobs: u64,
-    data_raw: u64,
-    data_packed: u64,
-    tree_blobs: u64,
-    trees_raw: u64,
-    trees_packed: u64,
+pub(super) struct Added {
+    pub(super) data_blobs: u64,
+    pub(super) data_raw: u64,
+    pub(super) data_packed: u64,
+    pub(super) tree_blobs: u64,
+    pub(super) trees_raw: u64,
+    pub(super) trees_packed: u64,
 }
 
 /// The packer: fills packs of about `pack_size` bytes with the sealed blobs in the order they
 /// come, and hands each full one to the writer.
-fn pack(
+pub(super) fn pack(
     rx: &Receiver<std::result::Result<Batch, String>>,
     out: &Sender<(Hash, Vec<u8>)>,
     seal: &Seal,
@@ -489,22 +487,28 @@ fn pack(
             }
         }
         progress.inc(batch.bytes);
-        if packed.content.len() <= batch.seq {
-            packed.content.resize(batch.seq + 1, None);
+        if let Some(seq) = batch.seq {
+            if packed.content.len() <= seq {
+                packed.content.resize(seq + 1, None);
+            }
+            packed.content[seq] = Some(batch.ids);
         }
-        packed.content[batch.seq] = Some(batch.ids);
     }
     Ok(packed)
 }
 
 /// A pack being filled.
 #[derive(Default)]
-struct PackBuf {
+pub(super) struct PackBuf {
     bytes: Vec<u8>,
     blobs: Vec<BlobJson>,
 }
 
 impl PackBuf {
+    pub(super) fn is_empty(&self) -> bool {
+        self.blobs.is_empty()
+    }
+
     fn push(&mut self, blob: Sealed) {
         // Packs stay far below 4 GiB (rustic's size limit is a u32).
         let offset = u32::try_from(self.bytes.len()).unwrap_or(u32::MAX);
@@ -522,7 +526,7 @@ impl PackBuf {
     /// The finished pack: the blobs, then restic's encrypted header (type, stored length,
     /// plain length when compressed, id — per blob), then the header's length; its id is the
     /// hash of it all.
-    fn finish(
+    pub(super) fn finish(
         mut self,
         seal: &Seal,
         tpe: BlobType,
@@ -605,14 +609,116 @@ fn trees(path: &Path, node: Node) -> std::result::Result<Trees, String> {
 }
 
 /// A tree as restic writes it: JSON and a newline; its id is the hash of those bytes.
-fn tree_json(tree: &Tree) -> std::result::Result<(Hash, Vec<u8>), String> {
+pub(super) fn tree_json(tree: &Tree) -> std::result::Result<(Hash, Vec<u8>), String> {
     let mut bytes = serde_json::to_vec(tree).map_err(|e| format!("cannot write a tree: {e}"))?;
     bytes.push(b'\n');
     Ok((sha256(&bytes), bytes))
 }
 
+/// The tree blobs of a backup, deduplicated against the repository and each other, sealed
+/// and packed into tree packs of at most `pack_size` bytes.
+pub(super) struct TreeSaver<'a> {
+    cx: &'a Cx<'a>,
+    be: &'a dyn WriteBackend,
+    blobber: Blobber<'a>,
+    pack_size: u64,
+    pack: PackBuf,
+    packs: Vec<PackJson>,
+    fresh: HashSet<Hash, std::hash::BuildHasherDefault<IdHasher>>,
+    added: Added,
+}
+
+impl<'a> TreeSaver<'a> {
+    pub(super) fn new(
+        cx: &'a Cx<'a>,
+        be: &'a dyn WriteBackend,
+        pack_size: u64,
+    ) -> std::result::Result<Self, String> {
+        Ok(Self {
+            cx,
+            be,
+            blobber: cx.blobber()?,
+            pack_size,
+            pack: PackBuf::default(),
+            packs: Vec::new(),
+            fresh: HashSet::default(),
+            added: Added::default(),
+        })
+    }
+
+    /// Stores the tree `bytes` with id `id` unless the repository or this backup has it.
+    pub(super) fn add(&mut self, id: Hash, bytes: &[u8]) -> std::result::Result<(), String> {
+        self.added.trees_raw += bytes.len() as u64;
+        if self.cx.known.trees.contains_key(&id) || !self.fresh.insert(id) {
+            return Ok(());
+        }
+        let sealed = self.blobber.blob(id, bytes)?;
+        self.added.tree_blobs += 1;
+        self.added.trees_packed += sealed.data.len() as u64;
+        self.pack.push(sealed);
+        if self.pack.bytes.len() as u64 >= self.pack_size {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::result::Result<(), String> {
+        let full = std::mem::take(&mut self.pack);
+        let (id, bytes, entry) = full.finish(self.cx.seal, BlobType::Tree)?;
+        write(self.be, FileType::Pack, id, bytes)?;
+        self.packs.push(entry);
+        Ok(())
+    }
+
+    /// Writes the last tree pack; adds the tree packs to `packs` and the counts to `added`.
+    pub(super) fn finish(
+        mut self,
+        packs: &mut Vec<PackJson>,
+        added: &mut Added,
+    ) -> std::result::Result<(), String> {
+        if !self.pack.blobs.is_empty() {
+            self.flush()?;
+        }
+        packs.append(&mut self.packs);
+        added.tree_blobs += self.added.tree_blobs;
+        added.trees_raw += self.added.trees_raw;
+        added.trees_packed += self.added.trees_packed;
+        Ok(())
+    }
+}
+
+/// Saves the index naming `packs` (nothing when there are none).
+pub(super) fn save_index(
+    be: &dyn WriteBackend,
+    seal: &Seal,
+    level: Option<i32>,
+    packs: Vec<PackJson>,
+) -> std::result::Result<(), String> {
+    if packs.is_empty() {
+        return Ok(());
+    }
+    let index = serde_json::to_vec(&IndexJson { packs }).map_err(|e| e.to_string())?;
+    save_file(be, seal, level, FileType::Index, &index)?;
+    Ok(())
+}
+
+/// Saves `snap` and sets its id: the last write of a backup, after the packs and the index it
+/// needs.
+pub(super) fn save_snapshot(
+    be: &dyn WriteBackend,
+    seal: &Seal,
+    level: Option<i32>,
+    snap: &mut SnapshotFile,
+) -> std::result::Result<(), String> {
+    snap.id = SnapshotId::default();
+    let json = serde_json::to_vec(&*snap).map_err(|e| e.to_string())?;
+    let id = save_file(be, seal, level, FileType::Snapshot, &json)?;
+    snap.id = Id::new(id).into();
+    Ok(())
+}
+
 /// Writes one file of the repository.
-fn write(
+pub(super) fn write(
     be: &dyn WriteBackend,
     tpe: FileType,
     id: Hash,
@@ -826,7 +932,7 @@ struct IndexJson {
 }
 
 #[derive(Serialize, Deserialize)]
-struct PackJson {
+pub(super) struct PackJson {
     id: Hex,
     blobs: Vec<BlobJson>,
 }

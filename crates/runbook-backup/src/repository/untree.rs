@@ -189,7 +189,7 @@ impl Walk<'_> {
 
 /// The trees of a snapshot, read from the tree parts of their packs: each part is read once
 /// (up to [`TREE_CACHE`] bytes in all, one tree at a time beyond that).
-struct Trees<'a> {
+pub(super) struct Trees<'a> {
     be: &'a dyn WriteBackend,
     seal: &'a Seal,
     index: &'a Index,
@@ -201,7 +201,7 @@ struct Trees<'a> {
 }
 
 impl<'a> Trees<'a> {
-    fn new(be: &'a dyn WriteBackend, seal: &'a Seal, index: &'a Index) -> Self {
+    pub(super) fn new(be: &'a dyn WriteBackend, seal: &'a Seal, index: &'a Index) -> Self {
         let mut extent: IdMap<(u64, u64)> = IdMap::default();
         for loc in index.trees.values() {
             let (start, end) = (
@@ -222,7 +222,7 @@ impl<'a> Trees<'a> {
         }
     }
 
-    fn get(&mut self, id: Hash) -> std::result::Result<Tree, String> {
+    pub(super) fn get(&mut self, id: Hash) -> std::result::Result<Tree, String> {
         let loc: Loc = *self
             .index
             .trees

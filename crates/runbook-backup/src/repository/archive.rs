@@ -1,0 +1,954 @@
+//! Files targets backed up by our own pipeline, in restic's format.
+//!
+//! rustic_core's archiver builds the rolling-hash tables of its chunker again for every file
+//! (half of all CPU time on a tree of source files, BENCHMARKS.md) and hands every file and
+//! blob between threads several times. Here the tables are built once and copied, a file
+//! smaller than the minimum chunk is stored as one blob without hashing it byte by byte, and
+//! files are read, hashed, compressed and encrypted on every core (the pipeline of
+//! [`super::pages`]). What a snapshot records stays rustic's: the same walker (rustic's
+//! `LocalSource`: the same excludes, the same metadata for every node), the same chunk
+//! boundaries (the same rolling hash with the repository's polynomial, cut by the same rule),
+//! the same rule for unchanged files (size, mtime, ctime and inode as in the parent
+//! snapshot), so a backup after one made by rustic's archiver stores only what changed.
+//!
+//! Writes come in restic's order: packs, then the index naming them, then the snapshot.
+
+use std::{
+    ffi::OsStr,
+    io::Read,
+    path::{Component, PathBuf},
+    sync::Mutex,
+    time::Instant,
+};
+
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use jiff::Zoned;
+use rustic_cdc::{Rabin64, RollingHash64};
+use rustic_core::{
+    DataId, Excludes, Id, LocalSource, LocalSourceFilterOptions, LocalSourceSaveOptions, PathList,
+    ReadSource, ReadSourceEntry, ReadSourceOpen, SnapshotGroup, SnapshotGroupCriterion,
+    WriteBackend,
+    repofile::{
+        BlobType, ConfigFile, Metadata, Node, NodeType, SnapshotFile, SnapshotSummary, Tree,
+    },
+};
+
+use super::{
+    BackupSpec, Repo, describe,
+    errors::{guard, one_line},
+    pages::{
+        Added, Batch, Cx, Hash, Index, Packed, Seal, Stop, TreeSaver, pack, save_index,
+        save_snapshot, sha256, tree_json, write,
+    },
+    unpack::hash_of,
+    untree::Trees,
+};
+use crate::{Result, Snapshot};
+
+/// Bytes a worker reads (or seals) before handing its sealed blobs to the packer.
+const BATCH_BYTES: u64 = 4 << 20;
+
+/// How rustic's walker opens a file.
+type Opener = <LocalSource as ReadSource>::Open;
+
+impl Repo {
+    /// Backs up the files and directories of `spec` against the target's last snapshot of the
+    /// same paths. Repositories with fixed-size chunks, and backups recorded under another
+    /// path, go through rustic's archiver ([`Repo::backup`]).
+    pub(crate) fn backup_files(self, spec: &BackupSpec<'_>) -> Result<Snapshot> {
+        let config = self.inner.config();
+        if config.chunker() != rustic_core::repofile::Chunker::Rabin || spec.as_path.is_some() {
+            return self.backup(spec);
+        }
+        let target = self.target.clone();
+        guard(&target, "backup", move || self.files_inner(spec))
+    }
+
+    fn files_inner(self, spec: &BackupSpec<'_>) -> Result<Snapshot> {
+        let started = Instant::now();
+        let fail = self.fail("backup");
+        let config = self.inner.config();
+        let level = config.zstd().map_err(self.err("backup"))?;
+        let cutter = Cutter::new(config).map_err(fail)?;
+        let seal = Seal::new(&self.inner.key()).map_err(fail)?;
+        let be: &dyn WriteBackend = &*self.backend;
+        let known = Index::read(be, &seal).map_err(fail)?;
+        let pack_size = self.pack_size(&known);
+        let cx = Cx {
+            seal: &seal,
+            level,
+            verify: config.extra_verify(),
+            known: &known,
+            fresh: Mutex::default(),
+        };
+
+        let mut snap = self.new_snapshot(&spec.meta, spec.time)?;
+        let source: PathList = spec.paths.iter().cloned().collect();
+        let paths = source.sanitize().map_err(|e| fail(e.to_string()))?.paths();
+        for p in &paths {
+            let p = p
+                .to_str()
+                .ok_or_else(|| fail(format!("{} is not valid UTF-8", p.display())))?;
+            snap.paths.add(p.to_string());
+        }
+        let parent = if spec.use_parent {
+            self.parent_of(&snap)?
+        } else {
+            None
+        };
+        if let Some(p) = &parent {
+            snap.parent = Some(p.id);
+            snap.parents = vec![p.id];
+        }
+        let mut excludes = Excludes::default();
+        excludes.globs = spec.excludes.iter().map(|g| format!("!{g}")).collect();
+        let walker = |paths: &[PathBuf]| {
+            LocalSource::new(
+                LocalSourceSaveOptions::default(),
+                &excludes,
+                &LocalSourceFilterOptions::default(),
+                paths,
+            )
+            .map_err(self.err("backup"))
+        };
+        let local = walker(&paths)?;
+        let sizer = walker(&paths)?;
+
+        let progress = self.inner.progress_bytes("backing up…");
+        let store_start = Zoned::now();
+        let store_started = Instant::now();
+        let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let mut parents =
+            Parents::new(be, &seal, &known, parent.as_ref().map(|p| hash_of(*p.tree)));
+        let (walked, files, packed, written) = std::thread::scope(|s| {
+            let (job_tx, job_rx) = bounded::<Job>(threads * 64);
+            let (done_tx, done_rx) = bounded::<std::result::Result<Batch, String>>(threads * 2);
+            let (out_tx, out_rx) = bounded::<(Hash, Vec<u8>)>(0);
+            let (file_tx, file_rx) = unbounded::<(usize, std::result::Result<Content, String>)>();
+            let progress = &progress;
+            s.spawn(move || {
+                if let Ok(Some(size)) = sizer.size() {
+                    progress.set_length(size);
+                }
+            });
+            let writer = s.spawn(move || -> std::result::Result<(), String> {
+                for (id, bytes) in out_rx {
+                    write(be, rustic_core::FileType::Pack, id, bytes)?;
+                }
+                Ok(())
+            });
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    let (rx, tx, files, cx, cutter) = (
+                        job_rx.clone(),
+                        done_tx.clone(),
+                        file_tx.clone(),
+                        &cx,
+                        &cutter,
+                    );
+                    s.spawn(move || read_files(cx, cutter, &rx, &tx, &files))
+                })
+                .collect();
+            drop((job_rx, done_tx, file_tx));
+            let seal = &seal;
+            let packer = s.spawn(move || pack(&done_rx, &out_tx, seal, pack_size, progress));
+            let walked = walk(&local, &mut parents, &known, &job_tx, progress);
+            drop(job_tx);
+            for w in workers {
+                // A worker that panicked is found below: its files have no result.
+                let _ = w.join();
+            }
+            let files: Vec<_> = file_rx.into_iter().collect();
+            let packed = packer
+                .join()
+                .unwrap_or_else(|_| Err(Stop::Failed("the packer thread failed".into())));
+            let written = writer
+                .join()
+                .unwrap_or_else(|_| Err("the writer thread failed".into()));
+            (walked, files, packed, written)
+        });
+        written.map_err(fail)?;
+        let packed = match packed {
+            Ok(p) => p,
+            Err(Stop::Failed(e)) => return Err(fail(e)),
+            Err(Stop::Stopped) => return Err(fail("the backup stopped".into())),
+        };
+        let walked = walked.map_err(fail)?;
+        let Packed {
+            pack: last,
+            mut packs,
+            mut added,
+            ..
+        } = packed;
+        if !last.is_empty() {
+            let (id, bytes, entry) = last.finish(&seal, BlobType::Data).map_err(fail)?;
+            write(be, rustic_core::FileType::Pack, id, bytes).map_err(fail)?;
+            packs.push(entry);
+        }
+
+        let mut read: Vec<Option<std::result::Result<Content, String>>> = Vec::new();
+        read.resize_with(walked.jobs, || None);
+        for (seq, r) in files {
+            if let Some(slot) = read.get_mut(seq) {
+                *slot = Some(r);
+            }
+        }
+        let mut saver = TreeSaver::new(&cx, be, pack_size).map_err(fail)?;
+        let mut summary = snap.summary.take().unwrap_or_default();
+        let parent_root = parent.as_ref().map(|p| hash_of(*p.tree));
+        let root = build_trees(walked.events, read, parent_root, &mut saver, &mut summary)
+            .map_err(fail)?;
+        saver.finish(&mut packs, &mut added).map_err(fail)?;
+        save_index(be, &seal, level, packs).map_err(fail)?;
+
+        snap.tree = Id::new(root).into();
+        summary.command = "backup".into();
+        apply(&added, &mut summary);
+        summary.backup_start = store_start;
+        summary.backup_end = Zoned::now();
+        summary.backup_duration = store_started.elapsed().as_secs_f64();
+        summary.total_duration = started.elapsed().as_secs_f64();
+        snap.summary = Some(summary);
+        save_snapshot(be, &seal, level, &mut snap).map_err(fail)?;
+        progress.finish();
+        Ok(describe(&self.target, &snap))
+    }
+
+    /// The target's latest snapshot of the same host and paths (rustic's parent rule).
+    fn parent_of(&self, snap: &SnapshotFile) -> Result<Option<SnapshotFile>> {
+        let group = SnapshotGroup::from_snapshot(snap, SnapshotGroupCriterion::default());
+        Ok(self
+            .raw_snapshots()?
+            .into_iter()
+            .filter(|s| group.matches(s))
+            .last())
+    }
+}
+
+/// What a backup added, into the snapshot's summary.
+fn apply(added: &Added, summary: &mut SnapshotSummary) {
+    summary.data_blobs = added.data_blobs;
+    summary.tree_blobs = added.tree_blobs;
+    summary.data_added_files = added.data_raw;
+    summary.data_added_files_packed = added.data_packed;
+    summary.data_added_trees = added.trees_raw;
+    summary.data_added_trees_packed = added.trees_packed;
+    summary.data_added = added.data_raw + added.trees_raw;
+    summary.data_added_packed = added.data_packed + added.trees_packed;
+}
+
+/// Cuts a stream into chunks exactly where rustic's Rabin chunker does: after at least the
+/// minimum size, where the rolling hash of the 64 bytes before has its low bits zero (the hash
+/// started afresh over the end of the minimum part, as rustic starts it), and at the maximum
+/// size at the latest.
+struct Cutter {
+    /// The hash with its tables built, copied for each chunk.
+    rabin: Rabin64,
+    mask: u64,
+    min: usize,
+    max: usize,
+}
+
+/// Why reading a file stopped.
+enum Fail {
+    /// The file could not be read: it is left out of the snapshot.
+    Source(String),
+    /// Its blobs could not be stored: the backup fails.
+    Store(String),
+    /// The packer stopped (its reason is reported).
+    Stopped,
+}
+
+impl Cutter {
+    fn new(config: &ConfigFile) -> std::result::Result<Self, String> {
+        let poly = config.poly().map_err(|e| one_line(&e))?;
+        let size = config.chunk_size();
+        let (min, max) = (config.chunk_min_size(), config.chunk_max_size());
+        if !size.is_power_of_two() || min > size || max < size || min < 64 {
+            return Err("the repository's chunk sizes are not valid for content chunks".into());
+        }
+        Ok(Self {
+            rabin: Rabin64::new_with_polynom(6, &poly),
+            mask: size as u64 - 1,
+            min,
+            max,
+        })
+    }
+
+    /// Reads `r` to its end (through `buf`, reused between files) and calls `each` with every
+    /// chunk in order; returns the stream's length.
+    fn cut(
+        &self,
+        r: &mut impl Read,
+        buf: &mut Vec<u8>,
+        mut each: impl FnMut(&[u8]) -> std::result::Result<(), Fail>,
+    ) -> std::result::Result<u64, Fail> {
+        buf.clear();
+        let (mut start, mut eof, mut total) = (0, false, 0_u64);
+        loop {
+            while !eof && buf.len() - start < self.min {
+                eof = self.fill(r, buf, &mut start)?;
+            }
+            let have = buf.len() - start;
+            if have < self.min {
+                // The rest is shorter than the minimum chunk: one chunk, no hashing.
+                if have > 0 {
+                    each(&buf[start..])?;
+                }
+                return Ok(total + have as u64);
+            }
+            let mut rabin = self.rabin.clone();
+            let from = start + self.min;
+            rabin.reset_and_prefill_window(&mut buf[from - 64..from].iter().copied());
+            let mut len = self.min;
+            loop {
+                let limit = (start + self.max).min(buf.len());
+                let mut i = start + len;
+                while rabin.hash & self.mask != 0 && i < limit {
+                    rabin.slide(buf[i]);
+                    i += 1;
+                }
+                len = i - start;
+                if len >= self.max || rabin.hash & self.mask == 0 || eof {
+                    break;
+                }
+                eof = self.fill(r, buf, &mut start)?;
+            }
+            each(&buf[start..start + len])?;
+            total += len as u64;
+            start += len;
+        }
+    }
+
+    /// Reads up to the maximum chunk more onto `buf`, first dropping the `start` bytes already
+    /// cut; true when the stream has ended.
+    fn fill(
+        &self,
+        r: &mut impl Read,
+        buf: &mut Vec<u8>,
+        start: &mut usize,
+    ) -> std::result::Result<bool, Fail> {
+        if *start > 0 {
+            buf.drain(..*start);
+            *start = 0;
+        }
+        buf.reserve(self.max);
+        let n = r
+            .by_ref()
+            .take(self.max as u64)
+            .read_to_end(buf)
+            .map_err(|e| Fail::Source(e.to_string()))?;
+        Ok(n < self.max)
+    }
+}
+
+/// A file to read: its number in the walk, its path, and how rustic's walker opens it.
+struct Job {
+    seq: usize,
+    path: PathBuf,
+    open: Opener,
+}
+
+/// A file as read: its chunks' ids and its length.
+struct Content {
+    ids: Vec<Hash>,
+    size: u64,
+}
+
+/// One worker: reads each file it is given, cuts it into chunks, and seals the chunks the
+/// repository lacks; reports each file's content (or why it could not be read) on `files`.
+fn read_files(
+    cx: &Cx<'_>,
+    cutter: &Cutter,
+    rx: &Receiver<Job>,
+    tx: &Sender<std::result::Result<Batch, String>>,
+    files: &Sender<(usize, std::result::Result<Content, String>)>,
+) {
+    let mut blobber = match cx.blobber() {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = tx.send(Err(e));
+            return;
+        }
+    };
+    let mut buf = Vec::new();
+    let mut batch = Batch::default();
+    let mut held = 0_u64;
+    for job in rx {
+        let mut ids = Vec::new();
+        let each = |chunk: &[u8]| -> std::result::Result<(), Fail> {
+            let id = sha256(chunk);
+            ids.push(id);
+            batch.bytes += chunk.len() as u64;
+            if !cx.known.data.contains_key(&id)
+                && cx
+                    .fresh
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(id)
+            {
+                let sealed = blobber.blob(id, chunk).map_err(Fail::Store)?;
+                held += sealed.data.len() as u64;
+                batch.new.push(sealed);
+            }
+            if held.max(batch.bytes) >= BATCH_BYTES {
+                held = 0;
+                tx.send(Ok(std::mem::take(&mut batch)))
+                    .map_err(|_| Fail::Stopped)?;
+            }
+            Ok(())
+        };
+        let read = job
+            .open
+            .open()
+            .map_err(|e| Fail::Source(one_line(&e)))
+            .and_then(|mut f| cutter.cut(&mut f, &mut buf, each));
+        let out = match read {
+            Ok(size) => Ok(Content { ids, size }),
+            Err(Fail::Source(e)) => Err(format!("{}: {e}", job.path.display())),
+            Err(Fail::Store(e)) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+            Err(Fail::Stopped) => return,
+        };
+        if files.send((job.seq, out)).is_err() {
+            return;
+        }
+    }
+    if batch.bytes > 0 || !batch.new.is_empty() {
+        let _ = tx.send(Ok(batch));
+    }
+}
+
+/// How an entry compares with the parent snapshot.
+enum Found<T> {
+    /// As in the parent (for a directory: the parent's tree id).
+    Same(T),
+    /// The parent has it, changed.
+    Changed,
+    /// The parent does not have it.
+    New,
+}
+
+/// The walk, in order, for building the trees once every file is read.
+enum Event {
+    /// A directory begins.
+    Enter { node: Node, found: Found<Hash> },
+    /// The directory last begun ends.
+    Leave,
+    /// An entry of the current directory; a file being read has its number.
+    Entry {
+        node: Node,
+        found: Found<()>,
+        job: Option<usize>,
+    },
+}
+
+/// What the walk found.
+struct Walked {
+    events: Vec<Event>,
+    /// How many files were handed to the workers.
+    jobs: usize,
+}
+
+/// The parent snapshot's trees along the walk: the tree of the current directory with a
+/// cursor (names come sorted in both), and those of the directories above.
+struct Parents<'a> {
+    trees: Trees<'a>,
+    current: Option<(Tree, usize)>,
+    stack: Vec<Option<(Tree, usize)>>,
+}
+
+impl<'a> Parents<'a> {
+    fn new(be: &'a dyn WriteBackend, seal: &'a Seal, index: &'a Index, root: Option<Hash>) -> Self {
+        let mut trees = Trees::new(be, seal, index);
+        let current = root.and_then(|id| load(&mut trees, id)).map(|t| (t, 0));
+        Self {
+            trees,
+            current,
+            stack: Vec::new(),
+        }
+    }
+
+    /// The parent's node named `name` in the current directory.
+    fn node(&mut self, name: &OsStr) -> Option<&Node> {
+        let (tree, at) = self.current.as_mut()?;
+        while let Some(n) = tree.nodes.get(*at) {
+            match (*n.name()).cmp(name) {
+                std::cmp::Ordering::Less => *at += 1,
+                std::cmp::Ordering::Equal => return tree.nodes.get(*at),
+                std::cmp::Ordering::Greater => return None,
+            }
+        }
+        None
+    }
+
+    /// How `node` compares with the parent's (rustic's rule: same type, size, mtime, and
+    /// ctime where both have one).
+    fn compare(&mut self, node: &Node) -> Found<&Node> {
+        let Some(p) = self.node(&node.name()) else {
+            return Found::New;
+        };
+        let same_ctime = p
+            .meta
+            .ctime
+            .zip(node.meta.ctime)
+            .is_none_or(|(a, b)| a == b);
+        if p.node_type == node.node_type
+            && p.meta.size == node.meta.size
+            && p.meta.mtime == node.meta.mtime
+            && same_ctime
+        {
+            Found::Same(p)
+        } else {
+            Found::Changed
+        }
+    }
+
+    /// Enters the directory `name`: its parent tree, if the parent has one, becomes current.
+    fn enter(&mut self, name: &OsStr) {
+        let sub = self.node(name).and_then(|n| n.subtree).map(|t| hash_of(*t));
+        let next = sub.and_then(|id| load(&mut self.trees, id)).map(|t| (t, 0));
+        self.stack.push(std::mem::replace(&mut self.current, next));
+    }
+
+    fn leave(&mut self) {
+        self.current = self.stack.pop().flatten();
+    }
+}
+
+/// A tree of the parent, or nothing (with a warning) when it cannot be read: the files under
+/// it are then read again.
+fn load(trees: &mut Trees<'_>, id: Hash) -> Option<Tree> {
+    trees
+        .get(id)
+        .map_err(|e| log::warn!("ignoring error reading the parent snapshot: {e}"))
+        .ok()
+}
+
+/// Walks the source with rustic's walker, compares each entry with the parent, hands the
+/// files to read to the workers, and records the walk.
+fn walk(
+    source: &LocalSource,
+    parents: &mut Parents<'_>,
+    known: &Index,
+    jobs: &Sender<Job>,
+    progress: &rustic_core::Progress,
+) -> std::result::Result<Walked, String> {
+    let mut walked = Walked {
+        events: Vec::new(),
+        jobs: 0,
+    };
+    // The directory the walk is in, as a path in the snapshot.
+    let mut cwd = PathBuf::new();
+    for entry in source.entries() {
+        let ReadSourceEntry { path, node, open } = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                log::warn!("ignoring error: {}", one_line(&e));
+                continue;
+            }
+        };
+        let dir = if node.is_dir() {
+            path.clone()
+        } else {
+            match path.parent() {
+                Some(p) => p.to_path_buf(),
+                None => continue,
+            }
+        };
+        while !dir.starts_with(&cwd) {
+            if !pop(&mut cwd) {
+                break;
+            }
+            parents.leave();
+            walked.events.push(Event::Leave);
+        }
+        // Enter the directories between: the entry's own, when it is one, with its metadata;
+        // the others (above a backed-up path) as rustic records them, mode 0755.
+        let mut node = Some(node);
+        let missing: Vec<Component<'_>> = dir
+            .strip_prefix(&cwd)
+            .map(|rest| rest.components().collect())
+            .unwrap_or_default();
+        for comp in missing {
+            cwd.push(comp);
+            let Component::Normal(name) = comp else {
+                continue;
+            };
+            let dir_node = match node.take_if(|n| n.is_dir() && cwd == path) {
+                Some(n) => n,
+                None => Node::new_node(
+                    name,
+                    NodeType::Dir,
+                    Metadata {
+                        mode: Some(0o755),
+                        ..Default::default()
+                    },
+                ),
+            };
+            let found = match parents.compare(&dir_node) {
+                Found::Same(p) => p
+                    .subtree
+                    .map_or(Found::Changed, |t| Found::Same(hash_of(*t))),
+                Found::Changed => Found::Changed,
+                Found::New => Found::New,
+            };
+            parents.enter(name);
+            walked.events.push(Event::Enter {
+                node: dir_node,
+                found,
+            });
+        }
+        let Some(mut node) = node else {
+            continue;
+        };
+        let found = match parents.compare(&node) {
+            Found::Same(p) if node.is_file() => {
+                if p.content
+                    .iter()
+                    .flatten()
+                    .all(|id| known.data.contains_key(&hash_of(**id)))
+                {
+                    node.content.clone_from(&p.content);
+                    Found::Same(())
+                } else {
+                    log::warn!(
+                        "missing blobs in index for unchanged file {}; re-reading file",
+                        path.display()
+                    );
+                    Found::New
+                }
+            }
+            Found::Same(_) => Found::Same(()),
+            Found::Changed => Found::Changed,
+            Found::New => Found::New,
+        };
+        let mut job = None;
+        if node.is_file() && !matches!(found, Found::Same(())) {
+            let Some(open) = open else {
+                log::warn!("ignoring error: {} cannot be opened", path.display());
+                continue;
+            };
+            let seq = walked.jobs;
+            walked.jobs += 1;
+            jobs.send(Job {
+                seq,
+                path: cwd.join(node.name()),
+                open,
+            })
+            .map_err(|_| "the backup stopped".to_string())?;
+            job = Some(seq);
+        } else if node.is_file() {
+            progress.inc(node.meta.size);
+        }
+        walked.events.push(Event::Entry { node, found, job });
+    }
+    while pop(&mut cwd) {
+        parents.leave();
+        walked.events.push(Event::Leave);
+    }
+    Ok(walked)
+}
+
+/// Leaves the innermost directory of `path` (skipping `/` and `.`); false when there is none.
+fn pop(path: &mut PathBuf) -> bool {
+    let mut comps = path.components();
+    while let Some(c) = comps.next_back() {
+        if matches!(c, Component::Normal(_) | Component::Prefix(_)) {
+            *path = comps.collect();
+            return true;
+        }
+    }
+    false
+}
+
+/// Builds and stores the trees of the walk, bottom up, with each file's content; returns the
+/// root tree's id. A file that could not be read is left out, with a warning.
+fn build_trees(
+    events: Vec<Event>,
+    mut read: Vec<Option<std::result::Result<Content, String>>>,
+    parent_root: Option<Hash>,
+    saver: &mut TreeSaver<'_>,
+    summary: &mut SnapshotSummary,
+) -> std::result::Result<Hash, String> {
+    let mut stack: Vec<(Node, Found<Hash>, Vec<Node>)> = Vec::new();
+    let mut nodes: Vec<Node> = Vec::new();
+    for event in events {
+        match event {
+            Event::Enter { node, found } => stack.push((node, found, std::mem::take(&mut nodes))),
+            Event::Leave => {
+                let (mut node, found, outer) = stack
+                    .pop()
+                    .ok_or("the walk left a directory it had not entered")?;
+                let id = save_tree(std::mem::replace(&mut nodes, outer), &found, saver, summary)?;
+                node.subtree = Some(Id::new(id).into());
+                nodes.push(node);
+            }
+            Event::Entry {
+                mut node,
+                found,
+                job,
+            } => {
+                let size = match job {
+                    Some(seq) => match read.get_mut(seq).and_then(Option::take) {
+                        Some(Ok(c)) => {
+                            node.content = Some(
+                                c.ids
+                                    .into_iter()
+                                    .map(|h| DataId::from(Id::new(h)))
+                                    .collect(),
+                            );
+                            node.meta.size = c.size;
+                            c.size
+                        }
+                        Some(Err(e)) => {
+                            log::warn!("ignoring error: {e}");
+                            continue;
+                        }
+                        None => return Err("a file read for the backup has no result".into()),
+                    },
+                    None if matches!(found, Found::Same(())) => node.meta.size,
+                    None => 0,
+                };
+                match found {
+                    Found::Same(()) => summary.files_unmodified += 1,
+                    Found::Changed => summary.files_changed += 1,
+                    Found::New => summary.files_new += 1,
+                }
+                summary.total_files_processed += 1;
+                summary.total_bytes_processed += size;
+                nodes.push(node);
+            }
+        }
+    }
+    if !stack.is_empty() {
+        return Err("the walk ended inside a directory".into());
+    }
+    let root = parent_root.map_or(Found::New, Found::Same);
+    save_tree(nodes, &root, saver, summary)
+}
+
+/// Stores one directory's tree (unless the repository has it) and counts it as rustic does.
+fn save_tree(
+    nodes: Vec<Node>,
+    found: &Found<Hash>,
+    saver: &mut TreeSaver<'_>,
+    summary: &mut SnapshotSummary,
+) -> std::result::Result<Hash, String> {
+    let (id, bytes) = tree_json(&Tree { nodes })?;
+    summary.total_dirs_processed += 1;
+    summary.total_dirsize_processed += bytes.len() as u64;
+    match found {
+        Found::Same(p) if *p == id => summary.dirs_unmodified += 1,
+        Found::New => summary.dirs_new += 1,
+        _ => summary.dirs_changed += 1,
+    }
+    saver.add(id, &bytes)?;
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use runbook_config::RepositoryConfig;
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::{repository::Chunking, snapshot::Meta};
+
+    /// Bytes that do not compress or repeat.
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    /// Every entry of a snapshot: its type, size and content.
+    fn entries(repo: &Repo, snapshot: &str) -> BTreeMap<PathBuf, (String, u64, Vec<Hash>)> {
+        let snap = repo.find_raw(snapshot).expect("snapshot");
+        let seal = Seal::new(&repo.inner.key()).expect("key");
+        let index = Index::read(&*repo.backend, &seal).expect("index");
+        let mut trees = Trees::new(&*repo.backend, &seal, &index);
+        let mut out = BTreeMap::new();
+        let mut todo = vec![(PathBuf::new(), hash_of(*snap.tree))];
+        while let Some((dir, id)) = todo.pop() {
+            for node in trees.get(id).expect("tree").nodes {
+                let path = dir.join(node.name());
+                if let Some(sub) = node.subtree {
+                    todo.push((path.clone(), hash_of(*sub)));
+                }
+                let content = node
+                    .content
+                    .iter()
+                    .flatten()
+                    .map(|i| hash_of(**i))
+                    .collect();
+                let kind = format!("{:?}", node.node_type);
+                out.insert(path, (kind, node.meta.size, content));
+            }
+        }
+        out
+    }
+
+    struct Setup {
+        _dir: tempfile::TempDir,
+        location: RepositoryConfig,
+        src: PathBuf,
+        password: SecretString,
+    }
+
+    impl Setup {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().expect("tmp");
+            let src = dir.path().join("src");
+            std::fs::create_dir_all(src.join("a/b")).expect("mkdir");
+            let location = RepositoryConfig {
+                path: dir.path().join("repo"),
+                password_file: dir.path().join("unused"),
+                s3: None,
+            };
+            Self {
+                _dir: dir,
+                location,
+                src,
+                password: SecretString::from("a password"),
+            }
+        }
+
+        fn repo(&self) -> Repo {
+            Repo::open(
+                &self.location,
+                "files",
+                &self.password,
+                Some(Chunking::Content),
+            )
+            .expect("repository")
+        }
+
+        /// Backs up the source with rustic's archiver (`ours` false) or runbook's.
+        fn backup(&self, ours: bool, use_parent: bool) -> String {
+            let paths = [self.src.clone()];
+            let spec = BackupSpec {
+                paths: &paths,
+                as_path: None,
+                excludes: &["*.skip".to_string()],
+                use_parent,
+                meta: Meta::default(),
+                time: None,
+            };
+            let repo = self.repo();
+            let snap = if ours {
+                repo.backup_files(&spec)
+            } else {
+                repo.backup(&spec)
+            };
+            snap.expect("backup").id
+        }
+
+        fn write(&self, rel: &str, bytes: &[u8]) {
+            std::fs::write(self.src.join(rel), bytes).expect("write");
+        }
+    }
+
+    fn summary(repo: &Repo, id: &str) -> SnapshotSummary {
+        repo.find_raw(id)
+            .expect("snapshot")
+            .summary
+            .expect("summary")
+    }
+
+    /// The same source backed up by rustic's archiver and by runbook's gives the same entries
+    /// with the same chunks, so each deduplicates against the other; the edge cases of the
+    /// chunker are all there (below, at and above the minimum chunk; runs of zeros that cut at
+    /// the minimum; a file longer than several maximum chunks).
+    #[test]
+    fn files_are_cut_and_recorded_as_rustics_archiver_does() {
+        let s = Setup::new();
+        let min = 512 << 10;
+        s.write("big.bin", &noise(27 << 20, 1));
+        s.write("a/exactly-min", &noise(min, 2));
+        s.write("a/min-plus-one", &noise(min + 1, 3));
+        s.write("a/below-min", &noise(min - 1, 4));
+        s.write("a/b/zeros", &vec![0; 3 * min + 100]);
+        s.write("a/b/empty", b"");
+        s.write("a/b/small.txt", b"small");
+        s.write("left.skip", b"excluded");
+        std::os::unix::fs::symlink("../big.bin", s.src.join("a/link")).expect("symlink");
+
+        let theirs = s.backup(false, false);
+        let ours = s.backup(true, false);
+        let repo = s.repo();
+        let (a, b) = (entries(&repo, &theirs), entries(&repo, &ours));
+        assert_eq!(a, b);
+        assert!(!b.keys().any(|p| p.ends_with("left.skip")), "{b:?}");
+        let big = b
+            .iter()
+            .find(|(p, _)| p.ends_with("big.bin"))
+            .expect("big.bin");
+        assert!(big.1.2.len() > 4, "{:?}", big.1.2.len());
+        // Nothing new: every chunk was already stored by rustic's archiver.
+        assert_eq!(summary(&repo, &ours).data_blobs, 0);
+    }
+
+    /// A backup against its parent reads only what changed, and says so in its summary; a
+    /// file that cannot be read is left out and the backup still succeeds.
+    #[test]
+    fn unchanged_files_are_taken_from_the_parent_and_changed_ones_read_again() {
+        let s = Setup::new();
+        s.write("a/one.txt", &noise(100_000, 5));
+        s.write("a/b/two.bin", &noise(3 << 20, 6));
+        s.write("three.txt", b"three");
+        let first = s.backup(true, true);
+        let repo = s.repo();
+        let sum = summary(&repo, &first);
+        assert_eq!((sum.files_new, sum.files_unmodified), (3, 0));
+        assert!(sum.data_blobs >= 3, "{sum:?}");
+
+        let second = s.backup(true, true);
+        let repo = s.repo();
+        let sum = summary(&repo, &second);
+        assert_eq!(
+            (sum.files_new, sum.files_changed, sum.files_unmodified),
+            (0, 0, 3)
+        );
+        assert_eq!((sum.data_blobs, sum.tree_blobs), (0, 0));
+        assert_eq!(entries(&repo, &first), entries(&repo, &second));
+
+        s.write("three.txt", b"three, longer");
+        s.write("four.txt", b"four");
+        let unreadable = s.src.join("a/b/locked");
+        std::fs::write(&unreadable, b"secret").expect("write");
+        std::fs::set_permissions(&unreadable, std::os::unix::fs::PermissionsExt::from_mode(0))
+            .expect("chmod");
+        let root = rustix::process::geteuid().is_root();
+        let third = s.backup(true, true);
+        let repo = s.repo();
+        let sum = summary(&repo, &third);
+        let locked = usize::from(root);
+        assert_eq!(
+            (
+                sum.files_new as usize,
+                sum.files_changed,
+                sum.files_unmodified
+            ),
+            (1 + locked, 1, 2)
+        );
+        let found = entries(&repo, &third);
+        assert_eq!(found.keys().any(|p| p.ends_with("locked")), root);
+        let three = found
+            .iter()
+            .find(|(p, _)| p.ends_with("three.txt"))
+            .expect("three.txt");
+        assert_eq!(three.1.1, 13);
+        assert_eq!(three.1.2, vec![sha256(b"three, longer")]);
+    }
+}
