@@ -14,6 +14,7 @@
 //! Writes come in restic's order: packs, then the index naming them, then the snapshot.
 
 use std::{
+    collections::{HashMap, VecDeque},
     ffi::OsStr,
     io::Read,
     path::{Component, PathBuf},
@@ -46,7 +47,10 @@ use super::{
 use crate::{Result, Snapshot};
 
 /// Bytes a worker reads (or seals) before handing its sealed blobs to the packer.
-const BATCH_BYTES: u64 = 4 << 20;
+const BATCH_BYTES: u64 = 1 << 20;
+
+/// Bytes read from a file at once: a chunk being cut is at most the maximum chunk plus this.
+const READ_STEP: usize = 1 << 20;
 
 /// How rustic's walker opens a file.
 type Opener = <LocalSource as ReadSource>::Open;
@@ -120,11 +124,22 @@ impl Repo {
         let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         let mut parents =
             Parents::new(be, &seal, &known, parent.as_ref().map(|p| hash_of(*p.tree)));
-        let (walked, files, packed, written) = std::thread::scope(|s| {
+        let (file_tx, file_rx) = unbounded::<(usize, std::result::Result<Content, String>)>();
+        let mut builder = Builder {
+            saver: TreeSaver::new(&cx, be, pack_size).map_err(fail)?,
+            summary: snap.summary.take().unwrap_or_default(),
+            stack: Vec::new(),
+            nodes: Vec::new(),
+            pending: VecDeque::new(),
+            done: HashMap::new(),
+            files: file_rx,
+            jobs: 0,
+        };
+        let parent_root = parent.as_ref().map(|p| hash_of(*p.tree));
+        let (built, packed, written) = std::thread::scope(|s| {
             let (job_tx, job_rx) = bounded::<Job>(threads * 64);
-            let (done_tx, done_rx) = bounded::<std::result::Result<Batch, String>>(threads * 2);
+            let (done_tx, done_rx) = bounded::<std::result::Result<Batch, String>>(threads);
             let (out_tx, out_rx) = bounded::<(Hash, Vec<u8>)>(0);
-            let (file_tx, file_rx) = unbounded::<(usize, std::result::Result<Content, String>)>();
             let progress = &progress;
             s.spawn(move || {
                 if let Ok(Some(size)) = sizer.size() {
@@ -152,28 +167,37 @@ impl Repo {
             drop((job_rx, done_tx, file_tx));
             let seal = &seal;
             let packer = s.spawn(move || pack(&done_rx, &out_tx, seal, pack_size, progress));
-            let walked = walk(&local, &mut parents, &known, &job_tx, progress);
+            let walked = walk(
+                &local,
+                &mut parents,
+                &known,
+                &job_tx,
+                &mut builder,
+                progress,
+            );
             drop(job_tx);
+            let built = walked.and_then(|()| builder.finish(parent_root));
             for w in workers {
-                // A worker that panicked is found below: its files have no result.
+                // A worker that panicked is found by the builder: its files have no result.
                 let _ = w.join();
             }
-            let files: Vec<_> = file_rx.into_iter().collect();
             let packed = packer
                 .join()
                 .unwrap_or_else(|_| Err(Stop::Failed("the packer thread failed".into())));
             let written = writer
                 .join()
                 .unwrap_or_else(|_| Err("the writer thread failed".into()));
-            (walked, files, packed, written)
+            (built, packed, written)
         });
+        // The first cause, not the peers that stopped because of it: storage, then packing
+        // (which carries a worker's failure), then the walk.
         written.map_err(fail)?;
         let packed = match packed {
             Ok(p) => p,
             Err(Stop::Failed(e)) => return Err(fail(e)),
             Err(Stop::Stopped) => return Err(fail("the backup stopped".into())),
         };
-        let walked = walked.map_err(fail)?;
+        let root = built.map_err(fail)?;
         let Packed {
             pack: last,
             mut packs,
@@ -185,19 +209,9 @@ impl Repo {
             write(be, rustic_core::FileType::Pack, id, bytes).map_err(fail)?;
             packs.push(entry);
         }
-
-        let mut read: Vec<Option<std::result::Result<Content, String>>> = Vec::new();
-        read.resize_with(walked.jobs, || None);
-        for (seq, r) in files {
-            if let Some(slot) = read.get_mut(seq) {
-                *slot = Some(r);
-            }
-        }
-        let mut saver = TreeSaver::new(&cx, be, pack_size).map_err(fail)?;
-        let mut summary = snap.summary.take().unwrap_or_default();
-        let parent_root = parent.as_ref().map(|p| hash_of(*p.tree));
-        let root = build_trees(walked.events, read, parent_root, &mut saver, &mut summary)
-            .map_err(fail)?;
+        let Builder {
+            saver, mut summary, ..
+        } = builder;
         saver.finish(&mut packs, &mut added).map_err(fail)?;
         save_index(be, &seal, level, packs).map_err(fail)?;
 
@@ -320,7 +334,7 @@ impl Cutter {
         }
     }
 
-    /// Reads up to the maximum chunk more onto `buf`, first dropping the `start` bytes already
+    /// Reads up to [`READ_STEP`] more bytes onto `buf`, first dropping the `start` bytes already
     /// cut; true when the stream has ended.
     fn fill(
         &self,
@@ -332,13 +346,13 @@ impl Cutter {
             buf.drain(..*start);
             *start = 0;
         }
-        buf.reserve(self.max);
+        buf.reserve(READ_STEP);
         let n = r
             .by_ref()
-            .take(self.max as u64)
+            .take(READ_STEP as u64)
             .read_to_end(buf)
             .map_err(|e| Fail::Source(e.to_string()))?;
-        Ok(n < self.max)
+        Ok(n < READ_STEP)
     }
 }
 
@@ -445,13 +459,6 @@ enum Event {
     },
 }
 
-/// What the walk found.
-struct Walked {
-    events: Vec<Event>,
-    /// How many files were handed to the workers.
-    jobs: usize,
-}
-
 /// The parent snapshot's trees along the walk: the tree of the current directory with a
 /// cursor (names come sorted in both), and those of the directories above.
 struct Parents<'a> {
@@ -528,18 +535,15 @@ fn load(trees: &mut Trees<'_>, id: Hash) -> Option<Tree> {
 }
 
 /// Walks the source with rustic's walker, compares each entry with the parent, hands the
-/// files to read to the workers, and records the walk.
+/// files to read to the workers, and hands the walk to `builder`.
 fn walk(
     source: &LocalSource,
     parents: &mut Parents<'_>,
     known: &Index,
     jobs: &Sender<Job>,
+    builder: &mut Builder<'_>,
     progress: &rustic_core::Progress,
-) -> std::result::Result<Walked, String> {
-    let mut walked = Walked {
-        events: Vec::new(),
-        jobs: 0,
-    };
+) -> std::result::Result<(), String> {
     // The directory the walk is in, as a path in the snapshot.
     let mut cwd = PathBuf::new();
     for entry in source.entries() {
@@ -563,7 +567,7 @@ fn walk(
                 break;
             }
             parents.leave();
-            walked.events.push(Event::Leave);
+            builder.push(Event::Leave)?;
         }
         // Enter the directories between: the entry's own, when it is one, with its metadata;
         // the others (above a backed-up path) as rustic records them, mode 0755.
@@ -596,10 +600,10 @@ fn walk(
                 Found::New => Found::New,
             };
             parents.enter(name);
-            walked.events.push(Event::Enter {
+            builder.push(Event::Enter {
                 node: dir_node,
                 found,
-            });
+            })?;
         }
         let Some(mut node) = node else {
             continue;
@@ -631,8 +635,8 @@ fn walk(
                 log::warn!("ignoring error: {} cannot be opened", path.display());
                 continue;
             };
-            let seq = walked.jobs;
-            walked.jobs += 1;
+            let seq = builder.jobs;
+            builder.jobs += 1;
             jobs.send(Job {
                 seq,
                 path: cwd.join(node.name()),
@@ -643,13 +647,13 @@ fn walk(
         } else if node.is_file() {
             progress.inc(node.meta.size);
         }
-        walked.events.push(Event::Entry { node, found, job });
+        builder.push(Event::Entry { node, found, job })?;
     }
     while pop(&mut cwd) {
         parents.leave();
-        walked.events.push(Event::Leave);
+        builder.push(Event::Leave)?;
     }
-    Ok(walked)
+    Ok(())
 }
 
 /// Leaves the innermost directory of `path` (skipping `/` and `.`); false when there is none.
@@ -664,70 +668,118 @@ fn pop(path: &mut PathBuf) -> bool {
     false
 }
 
-/// Builds and stores the trees of the walk, bottom up, with each file's content; returns the
-/// root tree's id. A file that could not be read is left out, with a warning.
-fn build_trees(
-    events: Vec<Event>,
-    mut read: Vec<Option<std::result::Result<Content, String>>>,
-    parent_root: Option<Hash>,
-    saver: &mut TreeSaver<'_>,
-    summary: &mut SnapshotSummary,
-) -> std::result::Result<Hash, String> {
-    let mut stack: Vec<(Node, Found<Hash>, Vec<Node>)> = Vec::new();
-    let mut nodes: Vec<Node> = Vec::new();
-    for event in events {
+/// Builds and stores the trees while the walk goes on: the walk's events are applied in
+/// order as soon as the files before them are read, so only the files in flight and the
+/// directories open above them are held, not the whole tree.
+struct Builder<'a> {
+    saver: TreeSaver<'a>,
+    summary: SnapshotSummary,
+    /// The open directories: each one's node, how it compares, and its parent's entries so far.
+    stack: Vec<(Node, Found<Hash>, Vec<Node>)>,
+    /// The entries of the innermost open directory so far.
+    nodes: Vec<Node>,
+    /// Events waiting for a file before them to be read.
+    pending: VecDeque<Event>,
+    /// Files read whose events are still pending.
+    done: HashMap<usize, std::result::Result<Content, String>>,
+    files: Receiver<(usize, std::result::Result<Content, String>)>,
+    /// How many files were handed to the workers.
+    jobs: usize,
+}
+
+impl Builder<'_> {
+    fn push(&mut self, event: Event) -> std::result::Result<(), String> {
+        self.pending.push_back(event);
+        self.settle(false)
+    }
+
+    /// Applies the pending events whose files are read; with `wait`, waits for the files
+    /// still being read until none is pending.
+    fn settle(&mut self, wait: bool) -> std::result::Result<(), String> {
+        while let Ok((seq, read)) = self.files.try_recv() {
+            self.done.insert(seq, read);
+        }
+        while let Some(event) = self.pending.front() {
+            if let Event::Entry { job: Some(seq), .. } = event
+                && !self.done.contains_key(seq)
+            {
+                if !wait {
+                    return Ok(());
+                }
+                let (seq, read) = self
+                    .files
+                    .recv()
+                    .map_err(|_| "a file read for the backup has no result".to_string())?;
+                self.done.insert(seq, read);
+                continue;
+            }
+            if let Some(event) = self.pending.pop_front() {
+                self.apply(event)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Event) -> std::result::Result<(), String> {
         match event {
-            Event::Enter { node, found } => stack.push((node, found, std::mem::take(&mut nodes))),
+            Event::Enter { node, found } => {
+                self.stack
+                    .push((node, found, std::mem::take(&mut self.nodes)));
+            }
             Event::Leave => {
-                let (mut node, found, outer) = stack
+                let (mut node, found, outer) = self
+                    .stack
                     .pop()
                     .ok_or("the walk left a directory it had not entered")?;
-                let id = save_tree(std::mem::replace(&mut nodes, outer), &found, saver, summary)?;
+                let nodes = std::mem::replace(&mut self.nodes, outer);
+                let id = save_tree(nodes, &found, &mut self.saver, &mut self.summary)?;
                 node.subtree = Some(Id::new(id).into());
-                nodes.push(node);
+                self.nodes.push(node);
             }
             Event::Entry {
                 mut node,
                 found,
                 job,
             } => {
-                let size = match job {
-                    Some(seq) => match read.get_mut(seq).and_then(Option::take) {
-                        Some(Ok(c)) => {
-                            node.content = Some(
-                                c.ids
-                                    .into_iter()
-                                    .map(|h| DataId::from(Id::new(h)))
-                                    .collect(),
-                            );
-                            node.meta.size = c.size;
-                            c.size
-                        }
-                        Some(Err(e)) => {
-                            log::warn!("ignoring error: {e}");
-                            continue;
-                        }
-                        None => return Err("a file read for the backup has no result".into()),
-                    },
+                let size = match job.map(|seq| self.done.remove(&seq)) {
+                    Some(Some(Ok(c))) => {
+                        let ids = c.ids.into_iter().map(|h| DataId::from(Id::new(h)));
+                        node.content = Some(ids.collect());
+                        node.meta.size = c.size;
+                        c.size
+                    }
+                    Some(Some(Err(e))) => {
+                        log::warn!("ignoring error: {e}");
+                        return Ok(());
+                    }
+                    Some(None) => return Err("a file read for the backup has no result".into()),
                     None if matches!(found, Found::Same(())) => node.meta.size,
                     None => 0,
                 };
+                let s = &mut self.summary;
                 match found {
-                    Found::Same(()) => summary.files_unmodified += 1,
-                    Found::Changed => summary.files_changed += 1,
-                    Found::New => summary.files_new += 1,
+                    Found::Same(()) => s.files_unmodified += 1,
+                    Found::Changed => s.files_changed += 1,
+                    Found::New => s.files_new += 1,
                 }
-                summary.total_files_processed += 1;
-                summary.total_bytes_processed += size;
-                nodes.push(node);
+                s.total_files_processed += 1;
+                s.total_bytes_processed += size;
+                self.nodes.push(node);
             }
         }
+        Ok(())
     }
-    if !stack.is_empty() {
-        return Err("the walk ended inside a directory".into());
+
+    /// Waits for the last files, stores the last trees, and returns the root tree's id.
+    fn finish(&mut self, parent_root: Option<Hash>) -> std::result::Result<Hash, String> {
+        self.settle(true)?;
+        if !self.stack.is_empty() {
+            return Err("the walk ended inside a directory".into());
+        }
+        let root = parent_root.map_or(Found::New, Found::Same);
+        let nodes = std::mem::take(&mut self.nodes);
+        save_tree(nodes, &root, &mut self.saver, &mut self.summary)
     }
-    let root = parent_root.map_or(Found::New, Found::Same);
-    save_tree(nodes, &root, saver, summary)
 }
 
 /// Stores one directory's tree (unless the repository has it) and counts it as rustic does.
