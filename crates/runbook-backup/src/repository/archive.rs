@@ -234,8 +234,7 @@ impl Repo {
         Ok(self
             .raw_snapshots()?
             .into_iter()
-            .filter(|s| group.matches(s))
-            .last())
+            .rfind(|s| group.matches(s)))
     }
 }
 
@@ -979,8 +978,11 @@ mod tests {
         s.write("four.txt", b"four");
         let unreadable = s.src.join("a/b/locked");
         std::fs::write(&unreadable, b"secret").expect("write");
-        std::fs::set_permissions(&unreadable, std::os::unix::fs::PermissionsExt::from_mode(0))
-            .expect("chmod");
+        std::fs::set_permissions(
+            &unreadable,
+            std::os::unix::fs::PermissionsExt::from_mode(0o000),
+        )
+        .expect("chmod");
         let root = rustix::process::geteuid().is_root();
         let third = s.backup(true, true);
         let repo = s.repo();
