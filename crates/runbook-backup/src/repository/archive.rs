@@ -18,7 +18,6 @@ use std::{
     ffi::OsStr,
     io::Read,
     path::{Component, PathBuf},
-    sync::Mutex,
     time::Instant,
 };
 
@@ -28,19 +27,13 @@ use rustic_cdc::{Rabin64, RollingHash64};
 use rustic_core::{
     DataId, Excludes, Id, LocalSource, LocalSourceFilterOptions, LocalSourceSaveOptions, PathList,
     ReadSource, ReadSourceEntry, ReadSourceOpen, SnapshotGroup, SnapshotGroupCriterion,
-    WriteBackend,
-    repofile::{
-        BlobType, ConfigFile, Metadata, Node, NodeType, SnapshotFile, SnapshotSummary, Tree,
-    },
+    repofile::{ConfigFile, Metadata, Node, NodeType, SnapshotFile, SnapshotSummary, Tree},
 };
 
 use super::{
     BackupSpec, Repo, describe,
     errors::{guard, one_line},
-    pages::{
-        Added, Batch, Cx, Hash, Index, Packed, Seal, Stop, TreeSaver, pack, save_index,
-        save_snapshot, sha256, tree_json, write,
-    },
+    pages::{Batch, Cx, Hash, Index, Packed, Store, TreeSaver, sha256, tree_json},
     unpack::hash_of,
     untree::Trees,
 };
@@ -69,22 +62,10 @@ impl Repo {
     }
 
     fn files_inner(self, spec: &BackupSpec<'_>) -> Result<Snapshot> {
-        let started = Instant::now();
         let fail = self.fail("backup");
-        let config = self.inner.config();
-        let level = config.zstd().map_err(self.err("backup"))?;
-        let cutter = Cutter::new(config).map_err(fail)?;
-        let seal = Seal::new(&self.inner.key()).map_err(fail)?;
-        let be: &dyn WriteBackend = &*self.backend;
-        let known = Index::read(be, &seal).map_err(fail)?;
-        let pack_size = self.pack_size(&known);
-        let cx = Cx {
-            seal: &seal,
-            level,
-            verify: config.extra_verify(),
-            known: &known,
-            fresh: Mutex::default(),
-        };
+        let store = self.store()?;
+        let cutter = Cutter::new(self.inner.config()).map_err(fail)?;
+        let cx = store.cx();
 
         let mut snap = self.new_snapshot(&spec.meta, spec.time)?;
         let source: PathList = spec.paths.iter().cloned().collect();
@@ -122,11 +103,11 @@ impl Repo {
         let store_start = Zoned::now();
         let store_started = Instant::now();
         let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-        let mut parents =
-            Parents::new(be, &seal, &known, parent.as_ref().map(|p| hash_of(*p.tree)));
+        let parent_root = parent.as_ref().map(|p| hash_of(*p.tree));
+        let mut parents = Parents::new(&store, parent_root);
         let (file_tx, file_rx) = unbounded::<(usize, std::result::Result<Content, String>)>();
         let mut builder = Builder {
-            saver: TreeSaver::new(&cx, be, pack_size).map_err(fail)?,
+            saver: TreeSaver::new(&store, &cx).map_err(fail)?,
             summary: snap.summary.take().unwrap_or_default(),
             stack: Vec::new(),
             nodes: Vec::new(),
@@ -135,22 +116,14 @@ impl Repo {
             files: file_rx,
             jobs: 0,
         };
-        let parent_root = parent.as_ref().map(|p| hash_of(*p.tree));
-        let (built, packed, written) = std::thread::scope(|s| {
+        let (built, packed) = std::thread::scope(|s| {
             let (job_tx, job_rx) = bounded::<Job>(threads * 64);
             let (done_tx, done_rx) = bounded::<std::result::Result<Batch, String>>(threads);
-            let (out_tx, out_rx) = bounded::<(Hash, Vec<u8>)>(0);
             let progress = &progress;
             s.spawn(move || {
                 if let Ok(Some(size)) = sizer.size() {
                     progress.set_length(size);
                 }
-            });
-            let writer = s.spawn(move || -> std::result::Result<(), String> {
-                for (id, bytes) in out_rx {
-                    write(be, rustic_core::FileType::Pack, id, bytes)?;
-                }
-                Ok(())
             });
             let workers: Vec<_> = (0..threads)
                 .map(|_| {
@@ -165,12 +138,11 @@ impl Repo {
                 })
                 .collect();
             drop((job_rx, done_tx, file_tx));
-            let seal = &seal;
-            let packer = s.spawn(move || pack(&done_rx, &out_tx, seal, pack_size, progress));
+            let packer = store.spawn_packer(s, done_rx, progress);
             let walked = walk(
                 &local,
                 &mut parents,
-                &known,
+                &store.known,
                 &job_tx,
                 &mut builder,
                 progress,
@@ -183,47 +155,27 @@ impl Repo {
             }
             let packed = packer
                 .join()
-                .unwrap_or_else(|_| Err(Stop::Failed("the packer thread failed".into())));
-            let written = writer
-                .join()
-                .unwrap_or_else(|_| Err("the writer thread failed".into()));
-            (built, packed, written)
+                .unwrap_or_else(|_| Err("the packer thread failed".into()));
+            (built, packed)
         });
-        // The first cause, not the peers that stopped because of it: storage, then packing
+        // The first cause, not the peers that stopped because of it: storage and packing
         // (which carries a worker's failure), then the walk.
-        written.map_err(fail)?;
-        let packed = match packed {
-            Ok(p) => p,
-            Err(Stop::Failed(e)) => return Err(fail(e)),
-            Err(Stop::Stopped) => return Err(fail("the backup stopped".into())),
-        };
-        let root = built.map_err(fail)?;
         let Packed {
-            pack: last,
             mut packs,
             mut added,
             ..
-        } = packed;
-        if !last.is_empty() {
-            let (id, bytes, entry) = last.finish(&seal, BlobType::Data).map_err(fail)?;
-            write(be, rustic_core::FileType::Pack, id, bytes).map_err(fail)?;
-            packs.push(entry);
-        }
+        } = packed.map_err(fail)?;
+        let root = built.map_err(fail)?;
         let Builder {
             saver, mut summary, ..
         } = builder;
         saver.finish(&mut packs, &mut added).map_err(fail)?;
-        save_index(be, &seal, level, packs).map_err(fail)?;
+        store.save_index(packs).map_err(fail)?;
 
         snap.tree = Id::new(root).into();
-        summary.command = "backup".into();
-        apply(&added, &mut summary);
-        summary.backup_start = store_start;
-        summary.backup_end = Zoned::now();
-        summary.backup_duration = store_started.elapsed().as_secs_f64();
-        summary.total_duration = started.elapsed().as_secs_f64();
+        store.summarize(&mut summary, &added, store_start, store_started);
         snap.summary = Some(summary);
-        save_snapshot(be, &seal, level, &mut snap).map_err(fail)?;
+        store.save_snapshot(&mut snap).map_err(fail)?;
         progress.finish();
         Ok(describe(&self.target, &snap))
     }
@@ -236,18 +188,6 @@ impl Repo {
             .into_iter()
             .rfind(|s| group.matches(s)))
     }
-}
-
-/// What a backup added, into the snapshot's summary.
-fn apply(added: &Added, summary: &mut SnapshotSummary) {
-    summary.data_blobs = added.data_blobs;
-    summary.tree_blobs = added.tree_blobs;
-    summary.data_added_files = added.data_raw;
-    summary.data_added_files_packed = added.data_packed;
-    summary.data_added_trees = added.trees_raw;
-    summary.data_added_trees_packed = added.trees_packed;
-    summary.data_added = added.data_raw + added.trees_raw;
-    summary.data_added_packed = added.data_packed + added.trees_packed;
 }
 
 /// Cuts a stream into chunks exactly where rustic's Rabin chunker does: after at least the
@@ -467,8 +407,8 @@ struct Parents<'a> {
 }
 
 impl<'a> Parents<'a> {
-    fn new(be: &'a dyn WriteBackend, seal: &'a Seal, index: &'a Index, root: Option<Hash>) -> Self {
-        let mut trees = Trees::new(be, seal, index);
+    fn new(store: &'a Store<'_>, root: Option<Hash>) -> Self {
+        let mut trees = Trees::new(store.be, &store.seal, &store.known);
         let current = root.and_then(|id| load(&mut trees, id)).map(|t| (t, 0));
         Self {
             trees,
@@ -808,7 +748,10 @@ mod tests {
     use secrecy::SecretString;
 
     use super::*;
-    use crate::{repository::Chunking, snapshot::Meta};
+    use crate::{
+        repository::{Chunking, pages::Seal},
+        snapshot::Meta,
+    };
 
     /// Bytes that do not compress or repeat.
     fn noise(len: usize, seed: u64) -> Vec<u8> {

@@ -31,7 +31,8 @@ use rand::RngCore;
 use rustic_core::{
     DataId, FileType, Id, SnapshotOptions, WriteBackend,
     repofile::{
-        BlobType, Chunker, MasterKey, Metadata, Node, NodeType, SnapshotFile, SnapshotId, Tree,
+        BlobType, Chunker, MasterKey, Metadata, Node, NodeType, SnapshotFile, SnapshotId,
+        SnapshotSummary, Tree,
     },
 };
 use serde::{Deserialize, Serialize};
@@ -106,14 +107,8 @@ impl Repo {
             .map_err(self.err("backup"))
     }
 
-    fn pages_inner(
-        self,
-        mut reader: impl Read,
-        chunk: u32,
-        file: &StreamFile<'_>,
-        meta: &Meta,
-        time: Option<Timestamp>,
-    ) -> Result<Snapshot> {
+    /// What a backup through this pipeline needs from the repository, read once.
+    pub(super) fn store(&self) -> Result<Store<'_>> {
         let started = Instant::now();
         let fail = self.fail("backup");
         let config = self.inner.config();
@@ -122,13 +117,28 @@ impl Repo {
         let be: &dyn WriteBackend = &*self.backend;
         let known = Index::read(be, &seal).map_err(fail)?;
         let pack_size = self.pack_size(&known);
-        let cx = Cx {
-            seal: &seal,
+        Ok(Store {
+            be,
+            seal,
+            known,
             level,
+            pack_size,
             verify: config.extra_verify(),
-            known: &known,
-            fresh: Mutex::default(),
-        };
+            started,
+        })
+    }
+
+    fn pages_inner(
+        self,
+        mut reader: impl Read,
+        chunk: u32,
+        file: &StreamFile<'_>,
+        meta: &Meta,
+        time: Option<Timestamp>,
+    ) -> Result<Snapshot> {
+        let fail = self.fail("backup");
+        let store = self.store()?;
+        let cx = store.cx();
         let progress = self.inner.progress_bytes("backing up…");
         if let Some(size) = file.size {
             progress.set_length(size);
@@ -138,16 +148,9 @@ impl Repo {
         let chunk = (chunk as usize).max(1);
         let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
 
-        let (read, workers, packed, written) = std::thread::scope(|s| {
+        let (read, workers, packed) = std::thread::scope(|s| {
             let (work_tx, work_rx) = bounded::<(usize, Vec<u8>)>(threads * 2);
             let (done_tx, done_rx) = bounded::<Result<Batch, String>>(threads * 2);
-            let (out_tx, out_rx) = bounded::<(Hash, Vec<u8>)>(0);
-            let writer = s.spawn(move || -> std::result::Result<(), String> {
-                for (id, bytes) in out_rx {
-                    write(be, FileType::Pack, id, bytes)?;
-                }
-                Ok(())
-            });
             let workers: Vec<_> = (0..threads)
                 .map(|_| {
                     let (rx, tx, cx) = (work_rx.clone(), done_tx.clone(), &cx);
@@ -155,8 +158,7 @@ impl Repo {
                 })
                 .collect();
             drop((work_rx, done_tx));
-            let (seal, progress) = (&seal, &progress);
-            let packer = s.spawn(move || pack(&done_rx, &out_tx, seal, pack_size, progress));
+            let packer = store.spawn_packer(s, done_rx, &progress);
             let read = read_batches(&mut reader, chunk * BATCH_PAGES, &work_tx);
             drop(work_tx);
             let joined = |h: std::thread::ScopedJoinHandle<'_, _>| {
@@ -166,36 +168,27 @@ impl Repo {
             let workers: Vec<_> = workers.into_iter().map(joined).collect();
             let packed = packer
                 .join()
-                .unwrap_or_else(|_| Err(Stop::Failed("the packer thread failed".into())));
-            let written = writer
-                .join()
-                .unwrap_or_else(|_| Err("the writer thread failed".into()));
-            (read, workers, packed, written)
+                .unwrap_or_else(|_| Err("the packer thread failed".into()));
+            (read, workers, packed)
         });
-        // The first cause, not the peers that stopped because of it: storage, then packing
-        // (which carries a worker's failure), then reading the source.
-        written.map_err(fail)?;
+        // The first cause, not the peers that stopped because of it: storage and packing
+        // (which carries a worker's failure), a worker that panicked, then reading the source.
+        let Packed {
+            mut packs,
+            content,
+            mut added,
+            ..
+        } = packed.map_err(fail)?;
         for w in workers {
             if let Err(Stop::Failed(e)) = w {
                 return Err(fail(e));
             }
         }
-        let packed = match packed {
-            Ok(p) => p,
-            Err(Stop::Failed(e)) => return Err(fail(e)),
-            Err(Stop::Stopped) => return Err(fail("the backup stopped".into())),
-        };
         let total = match read {
             Ok(total) => total,
             Err(Stop::Failed(e)) => return Err(fail(e)),
             Err(Stop::Stopped) => return Err(fail("the backup stopped".into())),
         };
-        let Packed {
-            pack: last,
-            mut packs,
-            content,
-            mut added,
-        } = packed;
         let content: Vec<DataId> = content
             .into_iter()
             .collect::<Option<Vec<_>>>()
@@ -204,11 +197,6 @@ impl Repo {
             .flatten()
             .map(|h| DataId::from(Id::new(h)))
             .collect();
-        if !last.blobs.is_empty() {
-            let (id, bytes, entry) = last.finish(&seal, BlobType::Data).map_err(fail)?;
-            write(be, FileType::Pack, id, bytes).map_err(fail)?;
-            packs.push(entry);
-        }
 
         // The tree: the file's node, inside one directory node per component of its path.
         let name = file
@@ -223,24 +211,106 @@ impl Repo {
             root,
             dirs,
         } = trees(file.path, node).map_err(fail)?;
-        let mut saver = TreeSaver::new(&cx, be, pack_size).map_err(fail)?;
+        let mut saver = TreeSaver::new(&store, &cx).map_err(fail)?;
         for (id, bytes) in &trees {
             saver.add(*id, bytes).map_err(fail)?;
         }
         saver.finish(&mut packs, &mut added).map_err(fail)?;
-        save_index(be, &seal, level, packs).map_err(fail)?;
+        store.save_index(packs).map_err(fail)?;
 
         // The snapshot, last: from here on the backup exists.
         let mut snap = self.new_snapshot(meta, time)?;
         snap.tree = Id::new(root).into();
         snap.paths.add(file.path.to_string_lossy().into_owned());
         let mut summary = snap.summary.take().unwrap_or_default();
-        summary.command = "backup".into();
         summary.files_new = 1;
         summary.total_files_processed = 1;
         summary.total_bytes_processed = total;
         summary.dirs_new = dirs;
         summary.total_dirs_processed = dirs;
+        store.summarize(&mut summary, &added, store_start, store_started);
+        snap.summary = Some(summary);
+        store.save_snapshot(&mut snap).map_err(fail)?;
+        progress.finish();
+        Ok(describe(&self.target, &snap))
+    }
+}
+
+/// A backup through runbook's own pipeline: the repository's storage, key, index, compression
+/// level and pack size, and when the backup began.
+pub(super) struct Store<'r> {
+    pub(super) be: &'r dyn WriteBackend,
+    pub(super) seal: Seal,
+    pub(super) known: Index,
+    level: Option<i32>,
+    pack_size: u64,
+    verify: bool,
+    started: Instant,
+}
+
+impl<'r> Store<'r> {
+    /// What the workers share.
+    pub(super) fn cx(&self) -> Cx<'_> {
+        Cx {
+            seal: &self.seal,
+            level: self.level,
+            verify: self.verify,
+            known: &self.known,
+            fresh: Mutex::default(),
+        }
+    }
+
+    /// Spawns the packer, which fills packs with the sealed blobs of `batches` until it is
+    /// closed, and the writer, which stores each full pack. The handle yields every pack
+    /// written, the last one included, or the first failure (storage before packing, as the
+    /// packer stops because storage failed).
+    pub(super) fn spawn_packer<'scope, 'env>(
+        &'env self,
+        s: &'scope std::thread::Scope<'scope, 'env>,
+        batches: Receiver<std::result::Result<Batch, String>>,
+        progress: &'env rustic_core::Progress,
+    ) -> std::thread::ScopedJoinHandle<'scope, std::result::Result<Packed, String>>
+    where
+        'r: 'env,
+    {
+        let (out_tx, out_rx) = bounded::<(Hash, Vec<u8>)>(0);
+        let be = self.be;
+        let writer = s.spawn(move || -> std::result::Result<(), String> {
+            for (id, bytes) in out_rx {
+                write(be, FileType::Pack, id, bytes)?;
+            }
+            Ok(())
+        });
+        s.spawn(move || {
+            let packed = pack(&batches, &out_tx, &self.seal, self.pack_size, progress);
+            drop(out_tx);
+            writer
+                .join()
+                .unwrap_or_else(|_| Err("the writer thread failed".into()))?;
+            let mut packed = match packed {
+                Ok(p) => p,
+                Err(Stop::Failed(e)) => return Err(e),
+                Err(Stop::Stopped) => return Err("the backup stopped".into()),
+            };
+            let last = std::mem::take(&mut packed.pack);
+            if !last.is_empty() {
+                let (id, bytes, entry) = last.finish(&self.seal, BlobType::Data)?;
+                write(be, FileType::Pack, id, bytes)?;
+                packed.packs.push(entry);
+            }
+            Ok(packed)
+        })
+    }
+
+    /// Records in `summary` what the backup added, and when its storing began and ended.
+    pub(super) fn summarize(
+        &self,
+        summary: &mut SnapshotSummary,
+        added: &Added,
+        store_start: Zoned,
+        store_started: Instant,
+    ) {
+        summary.command = "backup".into();
         summary.data_blobs = added.data_blobs;
         summary.tree_blobs = added.tree_blobs;
         summary.data_added_files = added.data_raw;
@@ -252,11 +322,27 @@ impl Repo {
         summary.backup_start = store_start;
         summary.backup_end = Zoned::now();
         summary.backup_duration = store_started.elapsed().as_secs_f64();
-        summary.total_duration = started.elapsed().as_secs_f64();
-        snap.summary = Some(summary);
-        save_snapshot(be, &seal, level, &mut snap).map_err(fail)?;
-        progress.finish();
-        Ok(describe(&self.target, &snap))
+        summary.total_duration = self.started.elapsed().as_secs_f64();
+    }
+
+    /// Saves the index naming `packs` (nothing when there are none).
+    pub(super) fn save_index(&self, packs: Vec<PackJson>) -> std::result::Result<(), String> {
+        if packs.is_empty() {
+            return Ok(());
+        }
+        let index = serde_json::to_vec(&IndexJson { packs }).map_err(|e| e.to_string())?;
+        save_file(self.be, &self.seal, self.level, FileType::Index, &index)?;
+        Ok(())
+    }
+
+    /// Saves `snap` and sets its id: the last write of a backup, after the packs and the
+    /// index it needs.
+    pub(super) fn save_snapshot(&self, snap: &mut SnapshotFile) -> std::result::Result<(), String> {
+        snap.id = SnapshotId::default();
+        let json = serde_json::to_vec(&*snap).map_err(|e| e.to_string())?;
+        let id = save_file(self.be, &self.seal, self.level, FileType::Snapshot, &json)?;
+        snap.id = Id::new(id).into();
+        Ok(())
     }
 }
 
@@ -629,16 +715,12 @@ pub(super) struct TreeSaver<'a> {
 }
 
 impl<'a> TreeSaver<'a> {
-    pub(super) fn new(
-        cx: &'a Cx<'a>,
-        be: &'a dyn WriteBackend,
-        pack_size: u64,
-    ) -> std::result::Result<Self, String> {
+    pub(super) fn new(store: &'a Store<'_>, cx: &'a Cx<'a>) -> std::result::Result<Self, String> {
         Ok(Self {
             cx,
-            be,
+            be: store.be,
             blobber: cx.blobber()?,
-            pack_size,
+            pack_size: store.pack_size,
             pack: PackBuf::default(),
             packs: Vec::new(),
             fresh: HashSet::default(),
@@ -685,36 +767,6 @@ impl<'a> TreeSaver<'a> {
         added.trees_packed += self.added.trees_packed;
         Ok(())
     }
-}
-
-/// Saves the index naming `packs` (nothing when there are none).
-pub(super) fn save_index(
-    be: &dyn WriteBackend,
-    seal: &Seal,
-    level: Option<i32>,
-    packs: Vec<PackJson>,
-) -> std::result::Result<(), String> {
-    if packs.is_empty() {
-        return Ok(());
-    }
-    let index = serde_json::to_vec(&IndexJson { packs }).map_err(|e| e.to_string())?;
-    save_file(be, seal, level, FileType::Index, &index)?;
-    Ok(())
-}
-
-/// Saves `snap` and sets its id: the last write of a backup, after the packs and the index it
-/// needs.
-pub(super) fn save_snapshot(
-    be: &dyn WriteBackend,
-    seal: &Seal,
-    level: Option<i32>,
-    snap: &mut SnapshotFile,
-) -> std::result::Result<(), String> {
-    snap.id = SnapshotId::default();
-    let json = serde_json::to_vec(&*snap).map_err(|e| e.to_string())?;
-    let id = save_file(be, seal, level, FileType::Snapshot, &json)?;
-    snap.id = Id::new(id).into();
-    Ok(())
 }
 
 /// Writes one file of the repository.
