@@ -8,7 +8,8 @@
 #   sqlite  a generated SQLite database of SQLITE_MB: first backup into an empty repository,
 #           second backup after 1% of the rows changed (scattered), growth, restore latest.
 #   tree    real source files: the cargo registry's sources and the Rust toolchain's HTML docs,
-#           copied once to WORKDIR/tree (about 1.2 GB): first backup, restore.
+#           copied once to WORKDIR/tree (about 1.2 GB): first backup, second backup after 1% of
+#           the files changed (a line appended to every hundredth), growth, restore latest.
 #   pg      the pgbench database at PG_SCALE: runbook vs `pg_dump -Fc -f` (backup) and
 #           `pg_restore -d` (restore into a new database).
 # Set WORKLOADS="sqlite tree pg" (default) to choose, TREE_SRC=DIR for another tree. Needs /usr/bin/time (Debian `time`).
@@ -168,6 +169,13 @@ if [[ " $WORKLOADS " == *" tree "* ]]; then
             drop_caches
             measure tree first "$tool" "$rep" "$(backup_cmd "$tool" tree tree)"
             size_of tree size1 "$tool" "$rep" "$(repo_of "$tool")"
+            # 1% of the files change (every hundredth, a line appended), then a second backup.
+            find tree -type f | sort | awk 'NR % 100 == 0' | while IFS= read -r f; do
+                echo "changed: $tool $rep" >> "$f"
+            done
+            drop_caches
+            measure tree second "$tool" "$rep" "$(backup_cmd "$tool" tree tree)"
+            size_of tree size2 "$tool" "$rep" "$(repo_of "$tool")"
             rm -rf restored && drop_caches
             measure tree restore "$tool" "$rep" "$(restore_cmd "$tool" tree "$WORK/restored")"
         done
@@ -237,5 +245,6 @@ for w in ["sqlite", "tree", "pg"]:
         print("| repository after first backup (MiB) | " + " | ".join(cells) + " |")
     if (w, "size2", ts[0]) in by:
         cells = [f"{statistics.median(b - a for (a, _), (b, _) in zip(by[(w, 'size1', t)], by[(w, 'size2', t)])) / 1048576:.1f}" for t in ts]
-        print("| growth after 1% update (MiB) | " + " | ".join(cells) + " |")
+        what = "1% of the files changed" if w == "tree" else "1% update"
+        print(f"| growth after {what} (MiB) | " + " | ".join(cells) + " |")
 PY
