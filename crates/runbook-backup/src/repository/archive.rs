@@ -384,7 +384,8 @@ enum Found<T> {
     New,
 }
 
-/// The walk, in order, for building the trees once every file is read.
+/// One step of the walk, for the trees: applied in order, each once the files before it are
+/// read.
 enum Event {
     /// A directory begins.
     Enter { node: Node, found: Found<Hash> },

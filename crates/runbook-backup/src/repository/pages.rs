@@ -347,7 +347,7 @@ impl<'r> Store<'r> {
 }
 
 /// Why a stage of the pipeline stopped.
-pub(super) enum Stop {
+enum Stop {
     /// It failed, for this reason.
     Failed(String),
     /// A peer stopped first (its reason is reported instead).
@@ -545,7 +545,7 @@ pub(super) struct Added {
 
 /// The packer: fills packs of about `pack_size` bytes with the sealed blobs in the order they
 /// come, and hands each full one to the writer.
-pub(super) fn pack(
+fn pack(
     rx: &Receiver<std::result::Result<Batch, String>>,
     out: &Sender<(Hash, Vec<u8>)>,
     seal: &Seal,
@@ -770,7 +770,7 @@ impl<'a> TreeSaver<'a> {
 }
 
 /// Writes one file of the repository.
-pub(super) fn write(
+fn write(
     be: &dyn WriteBackend,
     tpe: FileType,
     id: Hash,
