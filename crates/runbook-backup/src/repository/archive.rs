@@ -746,6 +746,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use runbook_config::RepositoryConfig;
+    use rustic_core::{FileType, ReadBackend};
     use secrecy::SecretString;
 
     use super::*;
@@ -892,6 +893,40 @@ mod tests {
         assert!(big.1.2.len() > 4, "{:?}", big.1.2.len());
         // Nothing new: every chunk was already stored by rustic's archiver.
         assert_eq!(summary(&repo, &ours).data_blobs, 0);
+    }
+
+    /// A backup writes an index file whenever its packs name enough blobs, not one at the
+    /// end; the index is read back whole (the second backup stores nothing), and rustic_core's
+    /// check, which reads every index file itself, finds every blob of both snapshots.
+    #[test]
+    fn index_files_are_written_as_packs_fill_and_read_back_whole() {
+        let s = Setup::new();
+        for i in 0..120 {
+            s.write(&format!("a/f{i}"), &noise(200 << 10, 1001 + 2 * i));
+        }
+        let first = s.backup(true, false);
+        let repo = s.repo();
+        let sum = summary(&repo, &first);
+        assert!(sum.data_blobs >= 120, "{sum:?}");
+        let indexes = repo
+            .backend
+            .list(FileType::Index)
+            .expect("list indexes")
+            .len();
+        let packs = repo.backend.list(FileType::Pack).expect("list packs").len();
+        assert!(
+            indexes >= 2 && packs >= 3,
+            "{indexes} index files for {packs} packs"
+        );
+        let seal = Seal::new(&repo.inner.key()).expect("key");
+        let index = Index::read(&*repo.backend, &seal).expect("index");
+        assert_eq!(index.data.len() as u64, sum.data_blobs);
+
+        let second = s.backup(true, false);
+        let repo = s.repo();
+        assert_eq!(summary(&repo, &second).data_blobs, 0);
+        let report = repo.check(Some("all")).expect("check");
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
     }
 
     /// A backup against its parent reads only what changed, and says so in its summary; a

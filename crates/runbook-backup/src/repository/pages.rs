@@ -17,7 +17,10 @@ use std::{
     ffi::OsStr,
     io::Read,
     path::{Component, Path},
-    sync::Mutex,
+    sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Instant,
 };
 
@@ -49,6 +52,13 @@ pub(super) type Hash = [u8; 32];
 
 /// The largest pack this pipeline writes (restic's default size).
 const MAX_PACK: u64 = 16 << 20;
+
+/// The blobs one index file names at most, as restic and rustic write them (a few in unit
+/// tests, so that every backup there writes several index files).
+#[cfg(not(test))]
+const INDEX_BLOBS: usize = 50_000;
+#[cfg(test)]
+const INDEX_BLOBS: usize = 16;
 
 /// Pages handed to a worker at once: few hand-offs, and a batch still fits in a core's cache.
 const BATCH_PAGES: usize = 256;
@@ -261,8 +271,9 @@ impl<'r> Store<'r> {
     }
 
     /// Spawns the packer, which fills packs with the sealed blobs of `batches` until it is
-    /// closed, and the writer, which stores each full pack. The handle yields every pack
-    /// written, the last one included, or the first failure (storage before packing, as the
+    /// closed, and the writer, which stores each full pack and an index file for every
+    /// [`INDEX_BLOBS`] blobs written. The handle yields the packs written that no index file
+    /// names yet, the last one included, or the first failure (storage before packing, as the
     /// packer stops because storage failed).
     pub(super) fn spawn_packer<'scope, 'env>(
         &'env self,
@@ -273,18 +284,24 @@ impl<'r> Store<'r> {
     where
         'r: 'env,
     {
-        let (out_tx, out_rx) = bounded::<(Hash, Vec<u8>)>(0);
-        let be = self.be;
-        let writer = s.spawn(move || -> std::result::Result<(), String> {
-            for (id, bytes) in out_rx {
-                write(be, FileType::Pack, id, bytes)?;
+        let (out_tx, out_rx) = bounded::<(Hash, Vec<u8>, PackJson)>(0);
+        let writer = s.spawn(move || -> std::result::Result<Vec<PackJson>, String> {
+            let mut packs = Vec::new();
+            for (id, bytes, entry) in out_rx {
+                write(self.be, FileType::Pack, id, bytes)?;
+                packs.push(entry);
+                // As restic and rustic do: an index file once its packs hold enough blobs,
+                // so neither this backup nor a reader of the index holds one huge file.
+                if packs.iter().map(|p| p.blobs.len()).sum::<usize>() >= INDEX_BLOBS {
+                    self.save_index(std::mem::take(&mut packs))?;
+                }
             }
-            Ok(())
+            Ok(packs)
         });
         s.spawn(move || {
             let packed = pack(&batches, &out_tx, &self.seal, self.pack_size, progress);
             drop(out_tx);
-            writer
+            let written = writer
                 .join()
                 .unwrap_or_else(|_| Err("the writer thread failed".into()))?;
             let mut packed = match packed {
@@ -292,10 +309,11 @@ impl<'r> Store<'r> {
                 Err(Stop::Failed(e)) => return Err(e),
                 Err(Stop::Stopped) => return Err("the backup stopped".into()),
             };
+            packed.packs = written;
             let last = std::mem::take(&mut packed.pack);
             if !last.is_empty() {
                 let (id, bytes, entry) = last.finish(&self.seal, BlobType::Data)?;
-                write(be, FileType::Pack, id, bytes)?;
+                write(self.be, FileType::Pack, id, bytes)?;
                 packed.packs.push(entry);
             }
             Ok(packed)
@@ -523,8 +541,8 @@ impl Blobber<'_> {
     }
 }
 
-/// What the packer hands back: the pack it was filling, the packs written, and every batch's
-/// page ids in order.
+/// What the packer hands back: the pack it was filling, the packs written that no index file
+/// names yet, and every batch's page ids in order.
 pub(super) struct Packed {
     pub(super) pack: PackBuf,
     pub(super) packs: Vec<PackJson>,
@@ -547,7 +565,7 @@ pub(super) struct Added {
 /// come, and hands each full one to the writer.
 fn pack(
     rx: &Receiver<std::result::Result<Batch, String>>,
-    out: &Sender<(Hash, Vec<u8>)>,
+    out: &Sender<(Hash, Vec<u8>, PackJson)>,
     seal: &Seal,
     pack_size: u64,
     progress: &rustic_core::Progress,
@@ -568,8 +586,7 @@ fn pack(
             if packed.pack.bytes.len() as u64 >= pack_size {
                 let full = std::mem::take(&mut packed.pack);
                 let (id, bytes, entry) = full.finish(seal, BlobType::Data).map_err(Stop::Failed)?;
-                out.send((id, bytes)).map_err(|_| Stop::Stopped)?;
-                packed.packs.push(entry);
+                out.send((id, bytes, entry)).map_err(|_| Stop::Stopped)?;
             }
         }
         progress.inc(batch.bytes);
@@ -946,29 +963,65 @@ impl Index {
         let ids = be
             .list(FileType::Index)
             .map_err(|e| super::errors::one_line(&e))?;
+        // Read, decrypted and parsed on every core (backups write index files of at most
+        // `INDEX_BLOBS` blobs, so a large repository has many); the maps are filled here.
+        let next = AtomicUsize::new(0);
+        let threads = std::thread::available_parallelism()
+            .map_or(2, std::num::NonZero::get)
+            .min(ids.len());
+        let parsed = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| -> std::result::Result<Vec<IndexJson>, String> {
+                        let mut files = Vec::new();
+                        while let Some(id) = ids.get(next.fetch_add(1, Ordering::Relaxed)) {
+                            let json = read_file(be, seal, FileType::Index, id)?;
+                            files.push(
+                                serde_json::from_slice(&json)
+                                    .map_err(|e| format!("cannot read index {id}: {e}"))?,
+                            );
+                        }
+                        Ok(files)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("an index reader failed".into()))
+                })
+                .collect::<std::result::Result<Vec<_>, String>>()
+        })?;
         let mut index = Self::default();
-        for id in ids {
-            let json = read_file(be, seal, FileType::Index, &id)?;
-            let file: IndexJson = serde_json::from_slice(&json)
-                .map_err(|e| format!("cannot read index {id}: {e}"))?;
-            // Packs marked for deletion (`packs_to_delete`) are not read: their blobs are
-            // stored again rather than referenced.
-            for pack in file.packs {
-                for blob in pack.blobs {
-                    let loc = Loc {
-                        pack: pack.id.0,
-                        offset: blob.offset,
-                        length: blob.length,
-                        raw: blob.uncompressed_length,
-                    };
-                    match blob.tpe {
-                        Kind::Data => {
-                            index.data_bytes += u64::from(blob.length);
-                            index.data.insert(blob.id.0, loc);
-                        }
-                        Kind::Tree => {
-                            index.trees.insert(blob.id.0, loc);
-                        }
+        let (mut data, mut trees) = (0, 0);
+        for pack in parsed.iter().flatten().flat_map(|f| &f.packs) {
+            for blob in &pack.blobs {
+                match blob.tpe {
+                    Kind::Data => data += 1,
+                    Kind::Tree => trees += 1,
+                }
+            }
+        }
+        index.data.reserve(data);
+        index.trees.reserve(trees);
+        // Packs marked for deletion (`packs_to_delete`) are not read: their blobs are stored
+        // again rather than referenced.
+        for pack in parsed.into_iter().flatten().flat_map(|f| f.packs) {
+            for blob in pack.blobs {
+                let loc = Loc {
+                    pack: pack.id.0,
+                    offset: blob.offset,
+                    length: blob.length,
+                    raw: blob.uncompressed_length,
+                };
+                match blob.tpe {
+                    Kind::Data => {
+                        index.data_bytes += u64::from(blob.length);
+                        index.data.insert(blob.id.0, loc);
+                    }
+                    Kind::Tree => {
+                        index.trees.insert(blob.id.0, loc);
                     }
                 }
             }
