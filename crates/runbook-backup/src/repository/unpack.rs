@@ -20,7 +20,7 @@ use rustic_core::{
 
 use super::{
     Repo, guard,
-    pages::{Hash, IdMap, Index, Loc, Seal},
+    pages::{Hash, Index, Loc, Seal},
 };
 use crate::{Error, Result};
 
@@ -53,16 +53,19 @@ impl Repo {
     fn restore_pages_inner(self, id: &str, path: &str, to: &Path) -> Result<()> {
         let fail = self.fail("restore");
         let be: &dyn WriteBackend = &*self.backend;
-        let (seal, index, node) = self.file(id, path)?;
-        let ids = content_ids(&node);
+        let (seal, index, mut node) = self.file(id, path)?;
         let mut wanted = Wanted::default();
-        let size = wanted.add(&index, 0, &ids).map_err(fail)?;
+        let size = wanted.add(&index, 0, &content_ids(&node)).map_err(fail)?;
         if size != node.meta.size {
             return Err(fail(format!(
                 "{path}: the snapshot records {} bytes but its blobs hold {size}",
                 node.meta.size
             )));
         }
+        // The plan is all the data phase needs: the index and the node's list of blobs (the
+        // larger part of what this process holds) go before the workers' buffers come.
+        drop(index);
+        node.content = None;
         let stretches = wanted.stretches();
 
         let io = |e: std::io::Error| Error::Io {
@@ -221,9 +224,9 @@ pub(super) struct Stretch {
     blobs: Vec<(Loc, Vec<Dest>)>,
 }
 
-/// The blobs a restore wants, each with every place it goes to.
+/// The blobs a restore wants: every place each one goes to, in the order they were added.
 #[derive(Default)]
-pub(super) struct Wanted(IdMap<(Loc, Vec<Dest>)>);
+pub(super) struct Wanted(Vec<(Loc, Dest)>);
 
 impl Wanted {
     /// Adds the blobs `ids` of file `file`, one after the other; returns the file's size.
@@ -233,6 +236,7 @@ impl Wanted {
         file: u32,
         ids: &[Hash],
     ) -> std::result::Result<u64, String> {
+        self.0.reserve(ids.len());
         let mut size = 0_u64;
         for id in ids {
             let loc = index.data.get(id).ok_or_else(|| {
@@ -242,53 +246,55 @@ impl Wanted {
                     hex::encode(&id[..4])
                 )
             })?;
-            self.0
-                .entry(*id)
-                .or_insert_with(|| (*loc, Vec::new()))
-                .1
-                .push(Dest { file, offset: size });
+            self.0.push((*loc, Dest { file, offset: size }));
             size += u64::from(loc.plain_len());
         }
         Ok(size)
     }
 
     /// Which stretches of which packs to read, in the order of the places they fill.
-    pub(super) fn stretches(self) -> Vec<Stretch> {
-        let mut by_pack: IdMap<Vec<(Loc, Vec<Dest>)>> = IdMap::default();
-        for (loc, at) in self.0.into_values() {
-            by_pack.entry(loc.pack).or_default().push((loc, at));
-        }
+    pub(super) fn stretches(mut self) -> Vec<Stretch> {
+        // By pack and offset in it: a blob's places (one blob is one offset of one pack) next
+        // to each other, and the blobs of a pack in the order a read meets them.
+        self.0.sort_unstable_by(|(a, at), (b, bt)| {
+            (a.pack, a.offset, at).cmp(&(b.pack, b.offset, bt))
+        });
         let mut stretches = Vec::new();
-        for (pack, mut blobs) in by_pack {
-            blobs.sort_by_key(|(loc, _)| loc.offset);
-            let mut current: Option<Stretch> = None;
-            for (loc, at) in blobs {
-                let (start, end) = (
-                    u64::from(loc.offset),
-                    u64::from(loc.offset) + u64::from(loc.length),
-                );
-                let plain = u64::from(loc.plain_len()) * at.len() as u64;
-                if let Some(s) = &mut current
-                    && start <= s.end + GAP
-                    && end - s.start <= STRETCH
-                    && s.plain + plain <= STRETCH
-                {
-                    s.end = s.end.max(end);
-                    s.plain += plain;
-                    s.blobs.push((loc, at));
-                    continue;
-                }
-                stretches.extend(current.take());
-                current = Some(Stretch {
-                    pack,
-                    start,
-                    end,
-                    plain,
-                    blobs: vec![(loc, at)],
-                });
+        let mut current: Option<Stretch> = None;
+        let mut rest = self.0.as_slice();
+        while let Some(&(loc, _)) = rest.first() {
+            let same = rest
+                .iter()
+                .take_while(|(l, _)| l.pack == loc.pack && l.offset == loc.offset)
+                .count();
+            let at: Vec<Dest> = rest[..same].iter().map(|(_, d)| *d).collect();
+            rest = &rest[same..];
+            let (start, end) = (
+                u64::from(loc.offset),
+                u64::from(loc.offset) + u64::from(loc.length),
+            );
+            let plain = u64::from(loc.plain_len()) * at.len() as u64;
+            if let Some(s) = &mut current
+                && s.pack == loc.pack
+                && start <= s.end + GAP
+                && end - s.start <= STRETCH
+                && s.plain + plain <= STRETCH
+            {
+                s.end = s.end.max(end);
+                s.plain += plain;
+                s.blobs.push((loc, at));
+                continue;
             }
-            stretches.extend(current);
+            stretches.extend(current.take());
+            current = Some(Stretch {
+                pack: loc.pack,
+                start,
+                end,
+                plain,
+                blobs: vec![(loc, at)],
+            });
         }
+        stretches.extend(current);
         // In file order, so files fill front to back.
         stretches.sort_by_key(|s| s.blobs.iter().flat_map(|(_, at)| at.first()).min().copied());
         stretches
@@ -334,25 +340,28 @@ impl Stretch {
             .flat_map(|(i, (_, at))| at.iter().map(move |d| (*d, i)))
             .collect();
         pieces.sort_unstable();
-        // The runs of each file, and where in them each piece starts.
-        let mut runs: Vec<(u32, u64, Vec<u8>)> = Vec::new();
+        // The runs of each file (file, offset, length), and where in them each piece starts;
+        // then each run's buffer, allocated once at its size.
+        let mut spans: Vec<(u32, u64, usize)> = Vec::new();
         let mut starts = Vec::with_capacity(pieces.len());
         for &(dest, i) in &pieces {
             let len = self.blobs[i].0.plain_len() as usize;
-            let last = runs.len().wrapping_sub(1);
-            match runs.last_mut() {
-                Some((file, at, run))
-                    if *file == dest.file && *at + run.len() as u64 == dest.offset =>
-                {
-                    starts.push((last, run.len()));
-                    run.resize(run.len() + len, 0);
+            let last = spans.len().wrapping_sub(1);
+            match spans.last_mut() {
+                Some((file, at, run)) if *file == dest.file && *at + *run as u64 == dest.offset => {
+                    starts.push((last, *run));
+                    *run += len;
                 }
                 _ => {
-                    starts.push((runs.len(), 0));
-                    runs.push((dest.file, dest.offset, vec![0; len]));
+                    starts.push((spans.len(), 0));
+                    spans.push((dest.file, dest.offset, len));
                 }
             }
         }
+        let mut runs: Vec<(u32, u64, Vec<u8>)> = spans
+            .into_iter()
+            .map(|(file, at, len)| (file, at, vec![0; len]))
+            .collect();
         // Each blob decoded once, into its first place; copied to any other.
         let mut first: Vec<Option<(usize, usize)>> = vec![None; self.blobs.len()];
         let mut scratch = Vec::new();
@@ -417,7 +426,7 @@ impl Repo {
     fn dump_inner(self, id: &str, path: &str, out: &mut dyn std::io::Write) -> Result<()> {
         let fail = self.fail("restore");
         let be: &dyn WriteBackend = &*self.backend;
-        let (seal, index, node) = self.file(id, path)?;
+        let (seal, index, mut node) = self.file(id, path)?;
         let mut runs: Vec<Stretch> = Vec::new();
         for d in node.content.iter().flatten() {
             let id = hash_of(**d);
@@ -452,6 +461,9 @@ impl Repo {
                 blobs: vec![(loc, Vec::new())],
             });
         }
+        // As for a file: the plan is all the stream needs.
+        drop(index);
+        node.content = None;
         let workers = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         let written = std::thread::scope(|sc| {
             let (jobs_tx, jobs_rx) =
