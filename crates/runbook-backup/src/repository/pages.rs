@@ -571,7 +571,7 @@ fn pack(
     progress: &rustic_core::Progress,
 ) -> std::result::Result<Packed, Stop> {
     let mut packed = Packed {
-        pack: PackBuf::default(),
+        pack: PackBuf::roomy(),
         packs: Vec::new(),
         content: Vec::new(),
         added: Added::default(),
@@ -584,7 +584,7 @@ fn pack(
             packed.added.data_packed += blob.data.len() as u64;
             packed.pack.push(blob);
             if packed.pack.bytes.len() as u64 >= pack_size {
-                let full = std::mem::take(&mut packed.pack);
+                let full = std::mem::replace(&mut packed.pack, PackBuf::roomy());
                 let (id, bytes, entry) = full.finish(seal, BlobType::Data).map_err(Stop::Failed)?;
                 out.send((id, bytes, entry)).map_err(|_| Stop::Stopped)?;
             }
@@ -607,7 +607,22 @@ pub(super) struct PackBuf {
     blobs: Vec<BlobJson>,
 }
 
+/// The room reserved for a data pack: a full pack and its header fit, and it is above the
+/// most glibc's malloc ever serves from its heaps (its mmap threshold tops out at 32 MiB), so
+/// every pack buffer is a mapping of its own, returned to the system when freed. Grown from
+/// empty instead, pack buffers came from the threads' heaps and stayed there: a 512 MiB
+/// SQLite backup's RSS crept up by about 80 MiB. Only the bytes written count towards RSS.
+const PACK_ROOM: usize = 40 << 20;
+
 impl PackBuf {
+    /// An empty pack with [`PACK_ROOM`] reserved.
+    fn roomy() -> Self {
+        Self {
+            bytes: Vec::with_capacity(PACK_ROOM),
+            blobs: Vec::new(),
+        }
+    }
+
     pub(super) fn is_empty(&self) -> bool {
         self.blobs.is_empty()
     }
