@@ -25,7 +25,12 @@ use super::{
 use crate::{Error, Result};
 
 /// The most a worker reads from a pack at once, and the most it decodes from one read.
-const STRETCH: u64 = 4 << 20;
+pub(super) const STRETCH: u64 = 4 << 20;
+/// The same for the pages of one database file, which fill whole stretches: with four workers
+/// each holding a read and what it decodes to, 2 MiB restored a 512 MiB SQLite database at
+/// the same speed as 4 MiB in 68.6 MiB of peak RSS instead of 76-82 (restic: 75). A tree's
+/// stretches cut across many small files, and it restored 15% slower with 2 MiB.
+const PAGE_STRETCH: u64 = 2 << 20;
 /// Bytes between two wanted blobs of a pack worth reading through rather than seeking past.
 const GAP: u64 = 256 << 10;
 
@@ -66,7 +71,7 @@ impl Repo {
         // larger part of what this process holds) go before the workers' buffers come.
         drop(index);
         node.content = None;
-        let stretches = wanted.stretches();
+        let stretches = wanted.stretches(PAGE_STRETCH);
 
         let io = |e: std::io::Error| Error::Io {
             context: format!("cannot write {}", to.display()),
@@ -252,8 +257,9 @@ impl Wanted {
         Ok(size)
     }
 
-    /// Which stretches of which packs to read, in the order of the places they fill.
-    pub(super) fn stretches(mut self) -> Vec<Stretch> {
+    /// Which stretches of which packs to read, in the order of the places they fill; each
+    /// at most `max` bytes read and `max` bytes decoded.
+    pub(super) fn stretches(mut self, max: u64) -> Vec<Stretch> {
         // By pack and offset in it: a blob's places (one blob is one offset of one pack) next
         // to each other, and the blobs of a pack in the order a read meets them.
         self.0.sort_unstable_by(|(a, at), (b, bt)| {
@@ -277,8 +283,8 @@ impl Wanted {
             if let Some(s) = &mut current
                 && s.pack == loc.pack
                 && start <= s.end + GAP
-                && end - s.start <= STRETCH
-                && s.plain + plain <= STRETCH
+                && end - s.start <= max
+                && s.plain + plain <= max
             {
                 s.end = s.end.max(end);
                 s.plain += plain;

@@ -25,7 +25,7 @@ use rustic_core::{
 use super::{
     Repo, guard,
     pages::{Hash, IdMap, Index, Loc, Seal},
-    unpack::{Sink, Wanted, content_ids, hash_of, restore_stretches},
+    unpack::{STRETCH, Sink, Wanted, content_ids, hash_of, restore_stretches},
 };
 use crate::Result;
 
@@ -67,7 +67,7 @@ impl Repo {
             size,
             ..
         } = walk;
-        let stretches = wanted.stretches();
+        let stretches = wanted.stretches(STRETCH);
         let progress = self.inner.progress_bytes("restoring…");
         progress.set_length(size);
         restore_stretches(be, &seal, &stretches, &Files(files), &progress).map_err(fail)?;
