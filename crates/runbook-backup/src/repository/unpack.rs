@@ -28,7 +28,7 @@ use crate::{Error, Result};
 pub(super) const STRETCH: u64 = 4 << 20;
 /// The same for the pages of one database file, which fill whole stretches: with four workers
 /// each holding a read and what it decodes to, 2 MiB restored a 512 MiB SQLite database at
-/// the same speed as 4 MiB in 68.6 MiB of peak RSS instead of 76-82 (restic: 75). A tree's
+/// the same speed as 4 MiB in 68.6 MiB of peak RSS instead of 76-82 (restic 75-81). A tree's
 /// stretches cut across many small files, and it restored 15% slower with 2 MiB.
 const PAGE_STRETCH: u64 = 2 << 20;
 /// Bytes between two wanted blobs of a pack worth reading through rather than seeking past.
