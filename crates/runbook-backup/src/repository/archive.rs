@@ -896,8 +896,9 @@ mod tests {
     }
 
     /// A backup writes an index file whenever its packs name enough blobs, not one at the
-    /// end; the index is read back whole (the second backup stores nothing), and rustic_core's
-    /// check, which reads every index file itself, finds every blob of both snapshots.
+    /// end; the index is read back whole (the second backup stores nothing), rustic_core's
+    /// check, which reads every index file itself, finds every blob of both snapshots, and
+    /// stock restic restores every file.
     #[test]
     fn index_files_are_written_as_packs_fill_and_read_back_whole() {
         let s = Setup::new();
@@ -927,6 +928,27 @@ mod tests {
         assert_eq!(summary(&repo, &second).data_blobs, 0);
         let report = repo.check(Some("all")).expect("check");
         assert!(report.errors.is_empty(), "{:?}", report.errors);
+
+        // Stock restic reads the index files too: it restores every file as it was.
+        let out = s._dir.path().join("restored-by-restic");
+        let status = std::process::Command::new("restic")
+            .args(["--no-lock", "-q", "-r"])
+            .arg(s.location.path.join("files"))
+            .args(["restore", second.as_str(), "--target"])
+            .arg(&out)
+            .env("RESTIC_PASSWORD", "a password")
+            .status()
+            .expect("run restic");
+        assert!(status.success(), "restic restore: {status}");
+        let inside = out.join(s.src.strip_prefix("/").expect("an absolute source"));
+        for i in 0..120 {
+            let rel = format!("a/f{i}");
+            let restored = std::fs::read(inside.join(&rel)).expect("restored by restic");
+            assert!(
+                restored == std::fs::read(s.src.join(&rel)).expect("source"),
+                "{rel}"
+            );
+        }
     }
 
     /// A backup against its parent reads only what changed, and says so in its summary; a
