@@ -479,7 +479,7 @@ fn load(trees: &mut Trees<'_>, id: Hash) -> Option<Tree> {
 fn walk(
     source: &LocalSource,
     parents: &mut Parents<'_>,
-    known: &Index,
+    known: &Index<()>,
     jobs: &Sender<Job>,
     builder: &mut Builder<'_>,
     progress: &rustic_core::Progress,
@@ -772,7 +772,7 @@ mod tests {
     fn entries(repo: &Repo, snapshot: &str) -> BTreeMap<PathBuf, (String, u64, Vec<Hash>)> {
         let snap = repo.find_raw(snapshot).expect("snapshot");
         let seal = Seal::new(&repo.inner.key()).expect("key");
-        let index = Index::read(&*repo.backend, &seal).expect("index");
+        let index = Index::<()>::read(&*repo.backend, &seal).expect("index");
         let mut trees = Trees::new(&*repo.backend, &seal, &index);
         let mut out = BTreeMap::new();
         let mut todo = vec![(PathBuf::new(), hash_of(*snap.tree))];
@@ -920,7 +920,7 @@ mod tests {
             "{indexes} index files for {packs} packs"
         );
         let seal = Seal::new(&repo.inner.key()).expect("key");
-        let index = Index::read(&*repo.backend, &seal).expect("index");
+        let index = Index::<()>::read(&*repo.backend, &seal).expect("index");
         assert_eq!(index.data.len() as u64, sum.data_blobs);
 
         let second = s.backup(true, false);

@@ -59,7 +59,7 @@ impl Repo {
         let fail = self.fail("restore");
         let be: &dyn WriteBackend = &*self.backend;
         let (seal, index, mut node) = self.file(id, path)?;
-        let mut wanted = Wanted::default();
+        let mut wanted = Wanted::new(&index);
         let size = wanted.add(&index, 0, &content_ids(&node)).map_err(fail)?;
         if size != node.meta.size {
             return Err(fail(format!(
@@ -138,7 +138,7 @@ fn find_node(
             .trees
             .get(&tree)
             .ok_or_else(|| format!("{}: a tree of the snapshot is missing", super::DAMAGED))?;
-        let json = loc.read(be, seal)?;
+        let json = loc.read(index.pack(loc), be, seal)?;
         let parsed: Tree =
             serde_json::from_slice(&json).map_err(|e| format!("cannot read a tree: {e}"))?;
         let node = parsed
@@ -229,11 +229,22 @@ pub(super) struct Stretch {
     blobs: Vec<(Loc, Vec<Dest>)>,
 }
 
-/// The blobs a restore wants: every place each one goes to, in the order they were added.
-#[derive(Default)]
-pub(super) struct Wanted(Vec<(Loc, Dest)>);
+/// The blobs a restore wants: every place each one goes to, in the order they were added,
+/// and the ids of the packs their places name (the index is gone by the time they are read).
+pub(super) struct Wanted {
+    blobs: Vec<(Loc, Dest)>,
+    packs: Vec<Hash>,
+}
 
 impl Wanted {
+    /// Nothing wanted yet, from the packs of `index`.
+    pub(super) fn new(index: &Index) -> Self {
+        Self {
+            blobs: Vec::new(),
+            packs: index.packs().to_vec(),
+        }
+    }
+
     /// Adds the blobs `ids` of file `file`, one after the other; returns the file's size.
     pub(super) fn add(
         &mut self,
@@ -241,7 +252,7 @@ impl Wanted {
         file: u32,
         ids: &[Hash],
     ) -> std::result::Result<u64, String> {
-        self.0.reserve(ids.len());
+        self.blobs.reserve(ids.len());
         let mut size = 0_u64;
         for id in ids {
             let loc = index.data.get(id).ok_or_else(|| {
@@ -251,7 +262,7 @@ impl Wanted {
                     hex::encode(&id[..4])
                 )
             })?;
-            self.0.push((*loc, Dest { file, offset: size }));
+            self.blobs.push((*loc, Dest { file, offset: size }));
             size += u64::from(loc.plain_len());
         }
         Ok(size)
@@ -262,12 +273,12 @@ impl Wanted {
     pub(super) fn stretches(mut self, max: u64) -> Vec<Stretch> {
         // By pack and offset in it: a blob's places (one blob is one offset of one pack) next
         // to each other, and the blobs of a pack in the order a read meets them.
-        self.0.sort_unstable_by(|(a, at), (b, bt)| {
+        self.blobs.sort_unstable_by(|(a, at), (b, bt)| {
             (a.pack, a.offset, at).cmp(&(b.pack, b.offset, bt))
         });
         let mut stretches = Vec::new();
         let mut current: Option<Stretch> = None;
-        let mut rest = self.0.as_slice();
+        let mut rest = self.blobs.as_slice();
         while let Some(&(loc, _)) = rest.first() {
             let same = rest
                 .iter()
@@ -281,7 +292,7 @@ impl Wanted {
             );
             let plain = u64::from(loc.plain_len()) * at.len() as u64;
             if let Some(s) = &mut current
-                && s.pack == loc.pack
+                && s.pack == self.packs[loc.pack as usize]
                 && start <= s.end + GAP
                 && end - s.start <= max
                 && s.plain + plain <= max
@@ -293,7 +304,8 @@ impl Wanted {
             }
             stretches.extend(current.take());
             current = Some(Stretch {
-                pack: loc.pack,
+                // Every `Loc` came from the index whose packs these are.
+                pack: self.packs[loc.pack as usize],
                 start,
                 end,
                 plain,
@@ -448,8 +460,9 @@ impl Repo {
                 u64::from(loc.offset) + u64::from(loc.length),
             );
             // The next blob of the file follows the last one in the same pack: one read.
+            let pack = index.pack(&loc);
             if let Some(run) = runs.last_mut()
-                && run.pack == loc.pack
+                && run.pack == pack
                 && start == run.end
                 && end - run.start <= STRETCH
                 && run.plain + u64::from(loc.plain_len()) <= STRETCH
@@ -460,7 +473,7 @@ impl Repo {
                 continue;
             }
             runs.push(Stretch {
-                pack: loc.pack,
+                pack,
                 start,
                 end,
                 plain: u64::from(loc.plain_len()),

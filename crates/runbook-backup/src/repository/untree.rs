@@ -10,6 +10,7 @@
 //! pool of twenty writers and held a gigabyte on a tree of 68,000 source files.
 
 use std::{
+    collections::HashMap,
     fs::{File, FileTimes, OpenOptions},
     os::unix::fs::{OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
@@ -56,7 +57,7 @@ impl Repo {
             root: rustix::process::geteuid().is_root(),
             files: Vec::new(),
             dirs: Vec::new(),
-            wanted: Wanted::default(),
+            wanted: Wanted::new(&index),
             size: 0,
         };
         walk.tree(hash_of(*snap.tree), dest).map_err(fail)?;
@@ -192,17 +193,19 @@ impl Walk<'_> {
 pub(super) struct Trees<'a> {
     be: &'a dyn WriteBackend,
     seal: &'a Seal,
-    index: &'a Index,
-    /// Where the trees are in each pack: first offset and end.
-    extent: IdMap<(u64, u64)>,
-    parts: IdMap<bytes::Bytes>,
+    /// Where each tree is, and the packs those places name.
+    trees: &'a IdMap<Loc>,
+    packs: &'a [Hash],
+    /// Where the trees are in each pack (by position in `packs`): first offset and end.
+    extent: HashMap<u32, (u64, u64)>,
+    parts: HashMap<u32, bytes::Bytes>,
     held: u64,
     unzip: Option<zstd::bulk::Decompressor<'static>>,
 }
 
 impl<'a> Trees<'a> {
-    pub(super) fn new(be: &'a dyn WriteBackend, seal: &'a Seal, index: &'a Index) -> Self {
-        let mut extent: IdMap<(u64, u64)> = IdMap::default();
+    pub(super) fn new<D>(be: &'a dyn WriteBackend, seal: &'a Seal, index: &'a Index<D>) -> Self {
+        let mut extent: HashMap<u32, (u64, u64)> = HashMap::new();
         for loc in index.trees.values() {
             let (start, end) = (
                 u64::from(loc.offset),
@@ -214,9 +217,10 @@ impl<'a> Trees<'a> {
         Self {
             be,
             seal,
-            index,
+            trees: &index.trees,
+            packs: index.packs(),
             extent,
-            parts: IdMap::default(),
+            parts: HashMap::new(),
             held: 0,
             unzip: zstd::bulk::Decompressor::new().ok(),
         }
@@ -224,7 +228,6 @@ impl<'a> Trees<'a> {
 
     pub(super) fn get(&mut self, id: Hash) -> std::result::Result<Tree, String> {
         let loc: Loc = *self
-            .index
             .trees
             .get(&id)
             .ok_or_else(|| format!("{}: a tree of the snapshot is missing", super::DAMAGED))?;
@@ -236,7 +239,7 @@ impl<'a> Trees<'a> {
                     .be
                     .read_partial(
                         FileType::Pack,
-                        &Id::new(loc.pack),
+                        &Id::new(self.packs[loc.pack as usize]),
                         false,
                         u32::try_from(start).unwrap_or(u32::MAX),
                         u32::try_from(end - start).unwrap_or(u32::MAX),
@@ -254,7 +257,7 @@ impl<'a> Trees<'a> {
                 })?;
             loc.decode(sealed, self.seal, self.unzip.as_mut())?
         } else {
-            loc.read(self.be, self.seal)?
+            loc.read(self.packs[loc.pack as usize], self.be, self.seal)?
         };
         serde_json::from_slice(&json).map_err(|e| format!("cannot read a tree: {e}"))
     }
