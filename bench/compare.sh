@@ -12,7 +12,10 @@
 #           the files changed (a line appended to every hundredth), growth, restore latest.
 #   pg      the pgbench database at PG_SCALE: runbook vs `pg_dump -Fc -f` (backup) and
 #           `pg_restore -d` (restore into a new database).
-# Set WORKLOADS="sqlite tree pg" (default) to choose, TREE_SRC=DIR for another tree. Needs /usr/bin/time (Debian `time`).
+# Set WORKLOADS="sqlite tree pg" (default) to choose, TREE_SRC=DIR for another tree,
+# SQLITE_JOURNAL=delete for a database in rollback-journal mode (default wal, as applications run
+# SQLite; runbook reads a WAL database in place and copies any other first).
+# Needs /usr/bin/time (Debian `time`).
 # The other tools: `apt-get install borgbackup`, `cargo install rustic-rs --locked` (about 26 minutes
 # on two cores); kopia is in none of the registries this machine reaches.
 # Prints Markdown tables for BENCHMARKS.md; the raw samples go to WORKDIR/samples.tsv.
@@ -22,6 +25,7 @@ PG_SCALE="${2:-70}"
 REPS="${3:-3}"
 WORK="${4:-/tmp/runbook-compare}"
 WORKLOADS="${WORKLOADS:-sqlite tree pg}"
+SQLITE_JOURNAL="${SQLITE_JOURNAL:-wal}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/runbook-target}"
 cargo build --release -q -p runbook --manifest-path "$ROOT/Cargo.toml"
@@ -98,9 +102,10 @@ restore_cmd() {
 }
 
 if [[ " $WORKLOADS " == *" sqlite "* ]]; then
-    if [ ! -f base.db ]; then
-        echo "generating ${SQLITE_MB} MiB SQLite database..." >&2
-        python3 - "$SQLITE_MB" <<'PY'
+    BASE="base-$SQLITE_JOURNAL.db"
+    if [ ! -f "$BASE" ]; then
+        echo "generating ${SQLITE_MB} MiB SQLite database ($SQLITE_JOURNAL)..." >&2
+        python3 - "$SQLITE_MB" "$SQLITE_JOURNAL" <<'PY'
 import sqlite3, sys, random, os
 size = int(sys.argv[1]) << 20
 random.seed(42)
@@ -119,15 +124,16 @@ while True:
     if os.path.getsize("base.db") + os.path.getsize("base.db-wal") >= size:
         break
 c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-c.execute("PRAGMA journal_mode=delete")
+c.execute(f"PRAGMA journal_mode={sys.argv[2]}")
 c.close()
+os.rename("base.db", f"base-{sys.argv[2]}.db")
 PY
     fi
     runbook_config app-db sqlite 'path = "app.db"'
     for rep in $(seq 1 "$REPS"); do
         for tool in $TOOLS; do
             echo "sqlite rep $rep: $tool" >&2
-            cp base.db app.db
+            cp "$BASE" app.db
             init "$tool"
             drop_caches
             measure sqlite first "$tool" "$rep" "$(backup_cmd "$tool" app-db app.db)"
@@ -212,7 +218,7 @@ fi
 
 echo >&2
 echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM, $(uname -r); runbook $("$RUNBOOK" --version | cut -d' ' -f2-); restic $(restic version | cut -d' ' -f2)$(command -v rustic >/dev/null && echo "; rustic $(rustic --version | cut -d' ' -f2)")$(command -v borg >/dev/null && echo "; borg $(borg --version | cut -d' ' -f2)")."
-python3 - samples.tsv <<'PY'
+python3 - samples.tsv "$SQLITE_JOURNAL" <<'PY'
 import sys, statistics, collections
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 by = collections.defaultdict(list)
@@ -230,7 +236,7 @@ for w in ["sqlite", "tree", "pg"]:
         if ww == w and s not in steps: steps.append(s)
     if not steps: continue
     ts = [t for t in tools if any((w, s, t) in by for s in steps)]
-    print(f"\n### {w}\n")
+    print(f"\n### {w}" + (f" ({sys.argv[2]} mode)" if w == "sqlite" else "") + "\n")
     print("| | " + " | ".join(ts) + " |")
     print("|---|" + "---:|" * len(ts))
     for s in steps:

@@ -1,16 +1,19 @@
-//! Consistent copies of a live SQLite database.
+//! One committed state of a live SQLite database, read page by page.
 //!
-//! The copy is one step of SQLite's online backup API: a single read transaction for the whole
-//! copy, so in WAL mode writers go on undisturbed and the copy is exactly one committed state
-//! (a paged backup would restart whenever another process commits). The backup API keeps every
-//! page at its position, which is what lets fixed-size chunks deduplicate day to day; `VACUUM
-//! INTO` would rebuild the file and move pages.
+//! A database in WAL mode is read in place: its pages stream from one read transaction
+//! (`sqlite_dbpage`) while a second read transaction at the same commit runs the integrity
+//! check, so there is no scratch copy and writers go on undisturbed. Any other database is
+//! first copied in one step of SQLite's online backup API (in rollback-journal mode a reader
+//! holds writers off: for the copy only, not for the whole upload), and the copy is read and
+//! checked instead. Both keep every page at its position, which is what lets fixed-size
+//! chunks deduplicate day to day; `VACUUM INTO` would rebuild the file and move pages.
 
 use std::{
     path::{Path, PathBuf},
     time::Duration,
 };
 
+use crossbeam_channel::{Receiver, bounded};
 use rusqlite::{Connection, OpenFlags, backup::Backup};
 
 use crate::{Error, Result};
@@ -33,6 +36,169 @@ impl Source {
             .query_row("PRAGMA page_size", [], |r| r.get::<_, u32>(0))
             .map_err(|e| not_sqlite(target, path, &e))?;
         Ok(Self { conn, page_size })
+    }
+
+    /// The database at one commit, read in place: [`Reading::Pinned`] when it is in WAL mode
+    /// and this build of SQLite reads raw pages; otherwise it needs a copy, and the source
+    /// comes back as [`Reading::Copy`] (so does a file we may not open for writing: see below).
+    pub(crate) fn pin(self, target: &str, path: &Path) -> Result<Reading> {
+        let source = |e: rusqlite::Error| Error::Source {
+            target: target.to_string(),
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .map_err(source)?;
+        if !mode.eq_ignore_ascii_case("wal") || self.conn.prepare(PAGES).is_err() {
+            return Ok(Reading::Copy(self));
+        }
+        // Both read transactions must begin at the same commit: a third connection takes the
+        // write lock for that moment (writers wait a few milliseconds; nothing is written).
+        // Without write access to the file, copy instead.
+        let Ok(gate) = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        ) else {
+            return Ok(Reading::Copy(self));
+        };
+        gate.busy_timeout(BUSY_TIMEOUT).map_err(source)?;
+        if gate.execute_batch("BEGIN IMMEDIATE").is_err() {
+            return Ok(Reading::Copy(self));
+        }
+        let check = open_source(target, path)?;
+        let begin = |c: &Connection| {
+            c.execute_batch("BEGIN")?;
+            c.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        };
+        begin(&self.conn).map_err(source)?;
+        begin(&check).map_err(source)?;
+        gate.execute_batch("ROLLBACK").map_err(source)?;
+        drop(gate);
+        let pages: u64 = self
+            .conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .map_err(source)?;
+        Ok(Reading::Pinned(Pinned {
+            size: pages * u64::from(self.page_size),
+            page_size: self.page_size,
+            pages: self.conn,
+            check,
+        }))
+    }
+}
+
+/// Every page of the database in order, as its read transaction sees them (the WAL's newer
+/// pages included).
+const PAGES: &str = "SELECT data FROM sqlite_dbpage ORDER BY pgno";
+
+/// How a backup reads a database: in place, or from a copy.
+pub(crate) enum Reading {
+    Pinned(Pinned),
+    Copy(Source),
+}
+
+/// Two read transactions of a live database at the same commit.
+pub(crate) struct Pinned {
+    /// The database's size at that commit.
+    pub size: u64,
+    page_size: u32,
+    pages: Connection,
+    check: Connection,
+}
+
+impl Pinned {
+    /// Starts `PRAGMA integrity_check` on one transaction and the reading of the pages on the
+    /// other; the pages read as one file.
+    pub(crate) fn start(self, target: &str) -> (PageStream, Checker) {
+        let target = target.to_string();
+        let check = self.check;
+        let checker = Checker(std::thread::spawn(move || {
+            integrity_check(&target, &check, "the database", Check::Full)
+        }));
+        // Two chunks in flight: the next is read while the upload takes the last.
+        let (tx, rx) = bounded(2);
+        let (conn, page_size) = (self.pages, self.page_size as usize);
+        std::thread::spawn(move || {
+            let sent = (|| -> std::result::Result<(), String> {
+                let mut stmt = conn.prepare(PAGES).map_err(|e| e.to_string())?;
+                let mut rows = stmt.query([]).map_err(|e| e.to_string())?;
+                let mut chunk = Vec::with_capacity(STREAM_CHUNK);
+                while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+                    let page = row
+                        .get_ref(0)
+                        .and_then(|v| Ok(v.as_blob()?))
+                        .map_err(|e| e.to_string())?;
+                    if page.len() != page_size {
+                        return Err(format!(
+                            "a page of {} bytes in a database of {page_size}-byte pages",
+                            page.len()
+                        ));
+                    }
+                    chunk.extend_from_slice(page);
+                    if chunk.len() >= STREAM_CHUNK {
+                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(STREAM_CHUNK));
+                        if tx.send(Ok(Some(full))).is_err() {
+                            // The upload stopped: nobody reads on.
+                            return Ok(());
+                        }
+                    }
+                }
+                if !chunk.is_empty() {
+                    let _ = tx.send(Ok(Some(chunk)));
+                }
+                let _ = tx.send(Ok(None));
+                Ok(())
+            })();
+            if let Err(e) = sent {
+                let _ = tx.send(Err(e));
+            }
+        });
+        (
+            PageStream {
+                rx,
+                chunk: Vec::new(),
+                at: 0,
+                done: false,
+            },
+            checker,
+        )
+    }
+}
+
+/// The bytes the page reader hands over at once.
+const STREAM_CHUNK: usize = 1 << 20;
+
+/// The pages of a [`Pinned`] database as one file. It ends only where the page reader says
+/// it has read every page: a reader that fails or stops is an error, never a short file.
+pub(crate) struct PageStream {
+    rx: Receiver<std::result::Result<Option<Vec<u8>>, String>>,
+    chunk: Vec<u8>,
+    at: usize,
+    /// The reader has said it read every page.
+    done: bool,
+}
+
+impl std::io::Read for PageStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.chunk.len() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Ok(Some(chunk))) => (self.chunk, self.at) = (chunk, 0),
+                Ok(Ok(None)) => self.done = true,
+                Ok(Err(e)) => return Err(std::io::Error::other(e)),
+                Err(_) => return Err(std::io::Error::other("the page reader stopped")),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
 }
 
@@ -141,7 +307,7 @@ impl Checker {
 /// integrity check: a failed check unwinds with `StreamFailed`, which aborts the backup before
 /// its snapshot is written (the check's error is left in `failed`).
 pub(crate) struct CheckedRead {
-    pub(crate) file: std::fs::File,
+    pub(crate) file: Box<dyn std::io::Read + Send>,
     pub(crate) checker: Option<Checker>,
     /// What the check found, when it failed.
     pub(crate) failed: std::sync::Arc<std::sync::Mutex<Option<Error>>>,
@@ -249,4 +415,131 @@ pub(crate) fn sidecars(db: &Path) -> Vec<PathBuf> {
             PathBuf::from(p)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    /// A WAL-mode database with `rows` rows in `t`, and its writer connection, still open
+    /// and never checkpointing: the rows live in the WAL, not in the main file.
+    fn wal_db(path: &Path, rows: i64) -> Connection {
+        let conn = Connection::open(path).expect("open");
+        conn.execute_batch(
+            "PRAGMA journal_mode=wal; PRAGMA wal_autocheckpoint=0;
+             CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);
+             CREATE INDEX t_v ON t (v);",
+        )
+        .expect("schema");
+        add_rows(&conn, rows);
+        conn
+    }
+
+    fn add_rows(conn: &Connection, rows: i64) {
+        conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+             INSERT INTO t (v) SELECT printf('value %08d %s', i, randomblob(50)) FROM n",
+            [rows],
+        )
+        .expect("rows");
+    }
+
+    fn pinned(path: &Path) -> Pinned {
+        match Source::open("db", path).expect("source").pin("db", path) {
+            Ok(Reading::Pinned(p)) => p,
+            Ok(Reading::Copy(_)) => panic!("a WAL database must be read in place"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// The pages read in place are the database at the commit where it was pinned: the
+    /// WAL's rows included, a commit made while it is read left out (and not held off), and
+    /// the check passes.
+    #[test]
+    fn a_wal_database_is_read_in_place_at_one_commit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("live.db");
+        let writer = wal_db(&path, 5000);
+        let pinned = pinned(&path);
+        assert_eq!(pinned.page_size, 4096);
+        let size = pinned.size;
+        // A writer commits while the database is pinned (it would wait, then fail, if the
+        // pin held writers off).
+        writer.busy_timeout(Duration::ZERO).expect("timeout");
+        add_rows(&writer, 1000);
+        let (mut pages, checker) = pinned.start("db");
+        let mut bytes = Vec::new();
+        pages.read_to_end(&mut bytes).expect("pages");
+        checker.wait().expect("check");
+        assert_eq!(bytes.len() as u64, size);
+        let copy = dir.path().join("copy.db");
+        std::fs::write(&copy, &bytes).expect("write");
+        let conn = Connection::open(&copy).expect("open copy");
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(rows, 5000, "the rows of the pinned commit, in the WAL only");
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .expect("check");
+        assert_eq!(check, "ok");
+        let live: i64 = writer
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(live, 6000);
+    }
+
+    /// A database in rollback-journal mode is copied: reading it in place would hold its
+    /// writers off for the whole upload.
+    #[test]
+    fn a_rollback_journal_database_is_copied() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("live.db");
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch("CREATE TABLE t (v); INSERT INTO t VALUES (1);")
+            .expect("fill");
+        let source = Source::open("db", &path).expect("source");
+        assert!(matches!(
+            source.pin("db", &path).expect("pin"),
+            Reading::Copy(_)
+        ));
+    }
+
+    /// The check of a pinned database runs on its second transaction and reports what it
+    /// finds: an index page overwritten fails it, though every page still reads.
+    #[test]
+    fn a_pinned_database_failing_its_check_is_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("live.db");
+        let root: u64 = {
+            let conn = wal_db(&path, 20_000);
+            conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+                .expect("checkpoint");
+            conn.query_row(
+                "SELECT rootpage FROM sqlite_schema WHERE name = 't_v'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("root")
+        };
+        {
+            use std::io::{Seek, SeekFrom, Write};
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .expect("open file");
+            f.seek(SeekFrom::Start((root - 1) * 4096)).expect("seek");
+            f.write_all(&[0_u8; 4096]).expect("zero");
+        }
+        let (mut pages, checker) = pinned(&path).start("db");
+        let mut bytes = Vec::new();
+        pages.read_to_end(&mut bytes).expect("every page reads");
+        let err = checker.wait().expect_err("the check must fail");
+        assert!(
+            matches!(err, Error::Integrity { .. }),
+            "an integrity failure: {err}"
+        );
+    }
 }

@@ -1,6 +1,7 @@
-//! SQLite targets: a consistent copy through SQLite's backup API, checked while it streams into
-//! the repository in fixed-size chunks of the database's page size; restored whole and checked
-//! before it replaces anything.
+//! SQLite targets: one committed state of the database — its pages read in place (WAL mode) or
+//! a copy through SQLite's backup API — checked while it streams into the repository in
+//! fixed-size chunks of the database's page size; restored whole and checked before it
+//! replaces anything.
 
 use std::{fs, os::unix::fs::PermissionsExt, path::Path, sync::Arc};
 
@@ -12,6 +13,14 @@ use crate::{
     sqlite,
 };
 
+/// What a SQLite backup uploads.
+enum Upload {
+    /// The live database's pages.
+    Pages(Box<sqlite::Pinned>),
+    /// A copy of it: the open file and its path (for its integrity check).
+    Copy(fs::File, std::path::PathBuf),
+}
+
 pub(crate) struct Sqlite<'a> {
     pub path: &'a Path,
 }
@@ -21,26 +30,50 @@ impl Kind for Sqlite<'_> {
         let name = &cx.target.name;
         let source = sqlite::Source::open(name, self.path)?;
         let repo = cx.repo(Chunking::Fixed(source.page_size))?;
-        // The copy is stored as the live file: under its path, with its permissions.
-        let scratch = ScratchDir::new(&cx.scratch_root(), name)?;
-        let copy = scratch.join(self.path.file_name().unwrap_or(self.path.as_os_str()));
-        let copied = sqlite::consistent_copy(name, source, self.path, &copy)?;
-        cx.meta.phases.insert("copy".into(), copied);
+        // The pages are stored as the live file: under its path, with its permissions.
+        let mode = fs::metadata(self.path).map_or(0o644, |m| m.permissions().mode() & 0o7777);
+        // What the upload reads: the live database's pages at one commit, or a copy (kept
+        // in `_scratch` until the upload has read it).
+        let pinning = std::time::Instant::now();
+        let mut _scratch = None;
+        let (read, size) = match source.pin(name, self.path)? {
+            sqlite::Reading::Pinned(pinned) => {
+                let pin = pinning.elapsed().as_secs_f64();
+                // No copy to make; one a killed run left behind still goes.
+                crate::remove_leftovers(&cx.scratch_root(), name);
+                cx.meta.phases.insert("pin".into(), pin);
+                let size = pinned.size;
+                (Upload::Pages(Box::new(pinned)), size)
+            }
+            sqlite::Reading::Copy(source) => {
+                let scratch = ScratchDir::new(&cx.scratch_root(), name)?;
+                let copy = scratch.join(self.path.file_name().unwrap_or(self.path.as_os_str()));
+                let copied = sqlite::consistent_copy(name, source, self.path, &copy)?;
+                cx.meta.phases.insert("copy".into(), copied);
+                let io = |e: std::io::Error| Error::Io {
+                    context: format!("cannot read the backup copy {}", copy.display()),
+                    source: e,
+                };
+                let file = fs::File::open(&copy).map_err(io)?;
+                let size = file.metadata().map_err(io)?.len();
+                _scratch = Some(scratch);
+                (Upload::Copy(file, copy), size)
+            }
+        };
         cx.meta.prepare_seconds = cx.started.elapsed().as_secs_f64();
         cx.begin_write(&repo)?;
-        // The copy's integrity check runs beside its upload; the upload waits for the verdict
-        // at the end of the file, and a failed check aborts it before the snapshot is saved.
-        let io = |e: std::io::Error| Error::Io {
-            context: format!("cannot read the backup copy {}", copy.display()),
-            source: e,
+        // The integrity check runs beside the upload; the upload waits for the verdict at the
+        // end of the file, and a failed check aborts it before the snapshot is saved.
+        let (file, checker): (Box<dyn std::io::Read + Send>, _) = match read {
+            Upload::Pages(pinned) => {
+                let (pages, checker) = pinned.start(name);
+                (Box::new(pages), checker)
+            }
+            Upload::Copy(file, copy) => (Box::new(file), sqlite::Checker::spawn(name, &copy)),
         };
-        let file = fs::File::open(&copy).map_err(io)?;
-        let size = file.metadata().map_err(io)?.len();
-        // The live file's permissions, so a restore gives back what was there.
-        let mode = fs::metadata(self.path).map_or(0o644, |m| m.permissions().mode() & 0o7777);
         let reader = sqlite::CheckedRead {
             file,
-            checker: Some(sqlite::Checker::spawn(name, &copy)),
+            checker: Some(checker),
             failed: Arc::default(),
             waited: Arc::default(),
         };

@@ -1304,20 +1304,26 @@ fn a_keep_forever_backup_outlives_retention() {
 #[test]
 fn a_backup_reports_where_its_time_went() {
     let ws = Workspace::new(&format!(
-        "{}\n[targets.files]\nkind = \"files\"\npaths = [\"src\"]\n",
+        "{}\n[targets.files]\nkind = \"files\"\npaths = [\"src\"]\n\
+         [targets.old]\nkind = \"sqlite\"\npath = \"old.db\"\n",
         sqlite_config("app.db")
     ));
     make_db(&ws.path("app.db"), 500);
+    // A database in rollback-journal mode: copied before it is read.
+    let old = rusqlite::Connection::open(ws.path("old.db")).expect("open");
+    old.execute_batch("CREATE TABLE t (v); INSERT INTO t VALUES (1);")
+        .expect("fill");
     fs::create_dir_all(ws.path("src")).expect("mkdir");
     fs::write(ws.path("src/a.txt"), noise(100_000, 7)).expect("write");
     let run = ws.run(&["backup", "--all", "--json"]).ok();
     let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
     for snap in v.as_array().expect("array") {
         let phases = snap["phases"].as_object().expect("phases");
-        let want: &[&str] = if snap["kind"] == "sqlite" {
-            &["check", "copy", "open", "store"]
-        } else {
-            &["open", "store"]
+        // A WAL database is pinned and read in place; the other is copied first.
+        let want: &[&str] = match snap["target"].as_str() {
+            Some("db") => &["check", "open", "pin", "store"],
+            Some("old") => &["check", "copy", "open", "store"],
+            _ => &["open", "store"],
         };
         assert_eq!(
             phases.keys().map(String::as_str).collect::<Vec<_>>(),
@@ -1335,20 +1341,33 @@ fn a_backup_reports_where_its_time_went() {
     // The same phases when the snapshots are listed later (stored with the snapshot).
     let list = ws.run(&["snapshots", "db", "--json"]).ok();
     let v: serde_json::Value = serde_json::from_str(&list.stdout).expect("json");
-    assert!(v[0]["phases"]["copy"].as_f64().is_some(), "{v}");
-    let text = ws.run(&["backup", "db"]).ok().stdout;
+    assert!(v[0]["phases"]["pin"].as_f64().is_some(), "{v}");
+    let text = ws.run(&["backup", "old"]).ok().stdout;
     assert!(text.contains("copy ") && text.contains("store "), "{text}");
 }
 
 /// A database that opens but fails `PRAGMA integrity_check` (an index page overwritten) is
 /// refused: the backup fails naming the check, and no snapshot is written — also when the
-/// check runs beside the upload.
+/// check runs beside the upload. In rollback-journal mode the check runs on the copy.
 #[test]
 fn a_database_failing_its_integrity_check_is_not_backed_up() {
+    refused_when_its_check_fails("delete");
+}
+
+/// The same in WAL mode, where the pages are read in place and the check runs on a second
+/// read transaction of the live file.
+#[test]
+fn a_wal_database_failing_its_integrity_check_is_not_backed_up() {
+    refused_when_its_check_fails("wal");
+}
+
+fn refused_when_its_check_fails(journal: &str) {
     let ws = Workspace::new(&sqlite_config("app.db"));
     let path = ws.path("app.db");
     let root: u64 = {
         let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.pragma_update(None, "journal_mode", journal)
+            .expect("journal mode");
         conn.execute_batch(
             "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);
              CREATE INDEX t_v ON t (v);
@@ -1374,10 +1393,10 @@ fn a_database_failing_its_integrity_check_is_not_backed_up() {
         f.write_all(&[0u8; 4096]).expect("zero");
     }
     let run = ws.run(&["backup", "db"]);
-    assert_ne!(run.code, 0, "{}", run.stdout);
+    assert_ne!(run.code, 0, "{journal}: {}", run.stdout);
     let line = run.stderr.trim();
     assert_eq!(line.lines().count(), 1, "{line}");
-    assert!(line.contains("integrity"), "{line}");
+    assert!(line.contains("integrity"), "{journal}: {line}");
     assert!(ws.snapshot_ids("db").is_empty(), "no snapshot was written");
     // Stock restic agrees: the repository holds no snapshot.
     if ws.repo("db").join("config").exists() {
