@@ -114,11 +114,7 @@ impl Pinned {
     /// Starts `PRAGMA integrity_check` on one transaction and the reading of the pages on the
     /// other; the pages read as one file.
     pub(crate) fn start(self, target: &str) -> (PageStream, Checker) {
-        let target = target.to_string();
-        let check = self.check;
-        let checker = Checker(std::thread::spawn(move || {
-            integrity_check(&target, &check, "the database", Check::Full)
-        }));
+        let checker = Checker::start(target, self.check, "the database");
         // Two chunks in flight: the next is read while the upload takes the last.
         let (tx, rx) = bounded(2);
         let (conn, page_size) = (self.pages, self.page_size as usize);
@@ -280,26 +276,52 @@ pub(crate) fn consistent_copy(
     Ok(started.elapsed().as_secs_f64())
 }
 
-/// `PRAGMA integrity_check` of a backup copy on a thread of its own, so it runs beside the
-/// upload of the same file.
-pub(crate) struct Checker(std::thread::JoinHandle<Result<()>>);
+/// `PRAGMA integrity_check` of what a backup uploads, on a thread of its own, so it runs
+/// beside the upload. Dropped before its verdict was asked for (the backup failed or stopped),
+/// it interrupts the check instead of letting it run on.
+pub(crate) struct Checker {
+    thread: Option<std::thread::JoinHandle<Result<()>>>,
+    stop: Option<rusqlite::InterruptHandle>,
+}
 
 impl Checker {
-    pub(crate) fn spawn(target: &str, copy: &Path) -> Self {
-        let (target, copy) = (target.to_string(), copy.to_path_buf());
-        Self(std::thread::spawn(move || {
-            check_file(&target, &copy, "the backup copy", Check::Full)
-        }))
+    /// Checks the backup copy at `copy`.
+    pub(crate) fn spawn(target: &str, copy: &Path) -> Result<Self> {
+        let what = "the backup copy";
+        Ok(Self::start(target, open_check(target, copy, what)?, what))
+    }
+
+    fn start(target: &str, conn: Connection, what: &'static str) -> Self {
+        let target = target.to_string();
+        let stop = conn.get_interrupt_handle();
+        let thread = std::thread::spawn(move || integrity_check(&target, &conn, what, Check::Full));
+        Self {
+            thread: Some(thread),
+            stop: Some(stop),
+        }
     }
 
     /// Waits for the check's verdict.
-    pub(crate) fn wait(self) -> Result<()> {
-        self.0.join().unwrap_or_else(|_| {
+    pub(crate) fn wait(mut self) -> Result<()> {
+        self.stop = None;
+        let panicked = || {
             Err(Error::Io {
                 context: "the integrity check stopped".into(),
                 source: std::io::Error::other("its thread panicked"),
             })
-        })
+        };
+        match self.thread.take() {
+            Some(t) => t.join().unwrap_or_else(|_| panicked()),
+            None => panicked(),
+        }
+    }
+}
+
+impl Drop for Checker {
+    fn drop(&mut self) {
+        if let Some(stop) = &self.stop {
+            stop.interrupt();
+        }
     }
 }
 
@@ -359,15 +381,18 @@ pub(crate) fn check_file(
     what: &'static str,
     check: Check,
 ) -> Result<()> {
-    let conn =
-        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| {
-            Error::Integrity {
-                target: target.to_string(),
-                what,
-                detail: e.to_string(),
-            }
-        })?;
-    integrity_check(target, &conn, what, check)
+    integrity_check(target, &open_check(target, path, what)?, what, check)
+}
+
+/// Opens the database file at `path`, `what`, to check it.
+fn open_check(target: &str, path: &Path, what: &'static str) -> Result<Connection> {
+    Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| {
+        Error::Integrity {
+            target: target.to_string(),
+            what,
+            detail: e.to_string(),
+        }
+    })
 }
 
 fn integrity_check(

@@ -13,14 +13,6 @@ use crate::{
     sqlite,
 };
 
-/// What a SQLite backup uploads.
-enum Upload {
-    /// The live database's pages.
-    Pages(Box<sqlite::Pinned>),
-    /// A copy of it: the open file and its path (for its integrity check).
-    Copy(fs::File, std::path::PathBuf),
-}
-
 pub(crate) struct Sqlite<'a> {
     pub path: &'a Path,
 }
@@ -29,48 +21,46 @@ impl Kind for Sqlite<'_> {
     fn backup(&self, mut cx: BackupCx<'_>) -> Result<Snapshot> {
         let name = &cx.target.name;
         let source = sqlite::Source::open(name, self.path)?;
-        let repo = cx.repo(Chunking::Fixed(source.page_size))?;
+        let page_size = source.page_size;
         // The pages are stored as the live file: under its path, with its permissions.
         let mode = fs::metadata(self.path).map_or(0o644, |m| m.permissions().mode() & 0o7777);
-        // What the upload reads: the live database's pages at one commit, or a copy (kept
-        // in `_scratch` until the upload has read it).
+        // What the upload reads — the live database's pages at one commit, or a copy (kept in
+        // `_scratch` until the upload has read it) — and its integrity check, started at once:
+        // the check runs beside the opening of the repository and the upload (which waits for
+        // its verdict at the end of the file: a failed check aborts the upload before the
+        // snapshot is saved), and is interrupted if the backup fails first.
         let pinning = std::time::Instant::now();
         let mut _scratch = None;
-        let (read, size) = match source.pin(name, self.path)? {
-            sqlite::Reading::Pinned(pinned) => {
-                let pin = pinning.elapsed().as_secs_f64();
-                // No copy to make; one a killed run left behind still goes.
-                crate::remove_leftovers(&cx.scratch_root(), name);
-                cx.meta.phases.insert("pin".into(), pin);
-                let size = pinned.size;
-                (Upload::Pages(Box::new(pinned)), size)
-            }
-            sqlite::Reading::Copy(source) => {
-                let scratch = ScratchDir::new(&cx.scratch_root(), name)?;
-                let copy = scratch.join(self.path.file_name().unwrap_or(self.path.as_os_str()));
-                let copied = sqlite::consistent_copy(name, source, self.path, &copy)?;
-                cx.meta.phases.insert("copy".into(), copied);
-                let io = |e: std::io::Error| Error::Io {
-                    context: format!("cannot read the backup copy {}", copy.display()),
-                    source: e,
-                };
-                let file = fs::File::open(&copy).map_err(io)?;
-                let size = file.metadata().map_err(io)?.len();
-                _scratch = Some(scratch);
-                (Upload::Copy(file, copy), size)
-            }
-        };
+        let (file, size, checker): (Box<dyn std::io::Read + Send>, u64, _) =
+            match source.pin(name, self.path)? {
+                sqlite::Reading::Pinned(pinned) => {
+                    let pin = pinning.elapsed().as_secs_f64();
+                    // No copy to make; one a killed run left behind still goes.
+                    crate::remove_leftovers(&cx.scratch_root(), name);
+                    cx.meta.phases.insert("pin".into(), pin);
+                    let size = pinned.size;
+                    let (pages, checker) = pinned.start(name);
+                    (Box::new(pages), size, checker)
+                }
+                sqlite::Reading::Copy(source) => {
+                    let scratch = ScratchDir::new(&cx.scratch_root(), name)?;
+                    let copy = scratch.join(self.path.file_name().unwrap_or(self.path.as_os_str()));
+                    let copied = sqlite::consistent_copy(name, source, self.path, &copy)?;
+                    cx.meta.phases.insert("copy".into(), copied);
+                    let io = |e: std::io::Error| Error::Io {
+                        context: format!("cannot read the backup copy {}", copy.display()),
+                        source: e,
+                    };
+                    let file = fs::File::open(&copy).map_err(io)?;
+                    let size = file.metadata().map_err(io)?.len();
+                    let checker = sqlite::Checker::spawn(name, &copy)?;
+                    _scratch = Some(scratch);
+                    (Box::new(file), size, checker)
+                }
+            };
+        let repo = cx.repo(Chunking::Fixed(page_size))?;
         cx.meta.prepare_seconds = cx.started.elapsed().as_secs_f64();
         cx.begin_write(&repo)?;
-        // The integrity check runs beside the upload; the upload waits for the verdict at the
-        // end of the file, and a failed check aborts it before the snapshot is saved.
-        let (file, checker): (Box<dyn std::io::Read + Send>, _) = match read {
-            Upload::Pages(pinned) => {
-                let (pages, checker) = pinned.start(name);
-                (Box::new(pages), checker)
-            }
-            Upload::Copy(file, copy) => (Box::new(file), sqlite::Checker::spawn(name, &copy)),
-        };
         let reader = sqlite::CheckedRead {
             file,
             checker: Some(checker),
