@@ -21,6 +21,10 @@ use crate::{Error, Result};
 /// How long to wait for a writer that holds the database exclusively (rollback-journal mode).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long to wait for the write lock that pins a WAL database's two read transactions to
+/// one commit; a writer holding it longer (a long import) gets a copy made instead.
+const GATE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// A live database opened read-only and checked to be SQLite.
 pub(crate) struct Source {
     conn: Connection,
@@ -56,14 +60,15 @@ impl Source {
         }
         // Both read transactions must begin at the same commit: a third connection takes the
         // write lock for that moment (writers wait a few milliseconds; nothing is written).
-        // Without write access to the file, copy instead.
+        // Without write access to the file, or while a writer keeps the lock, copy instead
+        // (the copy needs no write lock).
         let Ok(gate) = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         ) else {
             return Ok(Reading::Copy(self));
         };
-        gate.busy_timeout(BUSY_TIMEOUT).map_err(source)?;
+        gate.busy_timeout(GATE_TIMEOUT).map_err(source)?;
         if gate.execute_batch("BEGIN IMMEDIATE").is_err() {
             return Ok(Reading::Copy(self));
         }
@@ -514,6 +519,30 @@ mod tests {
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .expect("count");
         assert_eq!(live, 6000);
+    }
+
+    /// A WAL database whose write lock a writer keeps (a long import) is copied rather than
+    /// waited for: the copy needs no write lock.
+    #[test]
+    fn a_wal_database_locked_by_a_long_write_is_copied() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("live.db");
+        let writer = wal_db(&path, 10);
+        writer.execute_batch("BEGIN IMMEDIATE").expect("lock");
+        add_rows(&writer, 10);
+        let source = Source::open("db", &path).expect("source");
+        assert!(matches!(
+            source.pin("db", &path).expect("pin"),
+            Reading::Copy(_)
+        ));
+        writer.execute_batch("COMMIT").expect("commit");
+        assert!(matches!(
+            Source::open("db", &path)
+                .expect("source")
+                .pin("db", &path)
+                .expect("pin"),
+            Reading::Pinned(_)
+        ));
     }
 
     /// A database in rollback-journal mode is copied: reading it in place would hold its
