@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use crossbeam_channel::{Receiver, bounded};
+use crossbeam_channel::{Receiver, Sender, bounded};
 use rusqlite::{Connection, OpenFlags, backup::Backup};
 
 use crate::{Error, Result};
@@ -120,14 +120,25 @@ impl Pinned {
     /// other; the pages read as one file.
     pub(crate) fn start(self, target: &str) -> (PageStream, Checker) {
         let checker = Checker::start(target, self.check, "the database");
-        // Two chunks in flight: the next is read while the upload takes the last.
+        // Two chunks in flight: the next is read while the upload takes the last. Read chunks
+        // come back through `spare` to be filled again.
         let (tx, rx) = bounded(2);
+        let (spare, spare_rx) = bounded::<Vec<u8>>(3);
         let (conn, page_size) = (self.pages, self.page_size as usize);
+        let empty = move || {
+            spare_rx.try_recv().map_or_else(
+                |_| Vec::with_capacity(STREAM_CHUNK),
+                |mut v| {
+                    v.clear();
+                    v
+                },
+            )
+        };
         std::thread::spawn(move || {
             let sent = (|| -> std::result::Result<(), String> {
                 let mut stmt = conn.prepare(PAGES).map_err(|e| e.to_string())?;
                 let mut rows = stmt.query([]).map_err(|e| e.to_string())?;
-                let mut chunk = Vec::with_capacity(STREAM_CHUNK);
+                let mut chunk = empty();
                 while let Some(row) = rows.next().map_err(|e| e.to_string())? {
                     let page = row
                         .get_ref(0)
@@ -141,7 +152,7 @@ impl Pinned {
                     }
                     chunk.extend_from_slice(page);
                     if chunk.len() >= STREAM_CHUNK {
-                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(STREAM_CHUNK));
+                        let full = std::mem::replace(&mut chunk, empty());
                         if tx.send(Ok(Some(full))).is_err() {
                             // The upload stopped: nobody reads on.
                             return Ok(());
@@ -161,6 +172,7 @@ impl Pinned {
         (
             PageStream {
                 rx,
+                spare,
                 chunk: Vec::new(),
                 at: 0,
                 done: false,
@@ -177,6 +189,8 @@ const STREAM_CHUNK: usize = 1 << 20;
 /// it has read every page: a reader that fails or stops is an error, never a short file.
 pub(crate) struct PageStream {
     rx: Receiver<std::result::Result<Option<Vec<u8>>, String>>,
+    /// Where read chunks go back to the page reader.
+    spare: Sender<Vec<u8>>,
     chunk: Vec<u8>,
     at: usize,
     /// The reader has said it read every page.
@@ -190,7 +204,13 @@ impl std::io::Read for PageStream {
                 return Ok(0);
             }
             match self.rx.recv() {
-                Ok(Ok(Some(chunk))) => (self.chunk, self.at) = (chunk, 0),
+                Ok(Ok(Some(chunk))) => {
+                    let read = std::mem::replace(&mut self.chunk, chunk);
+                    if read.capacity() > 0 {
+                        let _ = self.spare.try_send(read);
+                    }
+                    self.at = 0;
+                }
                 Ok(Ok(None)) => self.done = true,
                 Ok(Err(e)) => return Err(std::io::Error::other(e)),
                 Err(_) => return Err(std::io::Error::other("the page reader stopped")),

@@ -161,15 +161,19 @@ impl Repo {
         let (read, workers, packed) = std::thread::scope(|s| {
             let (work_tx, work_rx) = bounded::<(usize, Vec<u8>)>(threads * 2);
             let (done_tx, done_rx) = bounded::<Result<Batch, String>>(threads * 2);
+            // Hashed batches' buffers go back to the reader: every batch in flight, and one
+            // being read, reuses a buffer instead of allocating and faulting in a new one.
+            let (spare_tx, spare_rx) = bounded::<Vec<u8>>(threads * 3 + 1);
             let workers: Vec<_> = (0..threads)
                 .map(|_| {
-                    let (rx, tx, cx) = (work_rx.clone(), done_tx.clone(), &cx);
-                    s.spawn(move || cx.work(chunk, &rx, &tx))
+                    let (rx, tx, spare, cx) =
+                        (work_rx.clone(), done_tx.clone(), spare_tx.clone(), &cx);
+                    s.spawn(move || cx.work(chunk, &rx, &tx, &spare))
                 })
                 .collect();
-            drop((work_rx, done_tx));
+            drop((work_rx, done_tx, spare_tx));
             let packer = store.spawn_packer(s, done_rx, &progress);
-            let read = read_batches(&mut reader, chunk * BATCH_PAGES, &work_tx);
+            let read = read_batches(&mut reader, chunk * BATCH_PAGES, &work_tx, &spare_rx);
             drop(work_tx);
             let joined = |h: std::thread::ScopedJoinHandle<'_, _>| {
                 h.join()
@@ -377,15 +381,18 @@ enum Stop {
     Stopped,
 }
 
-/// Reads `reader` to its end in batches of `len` bytes, numbered in order.
+/// Reads `reader` to its end in batches of `len` bytes, numbered in order, into the buffers
+/// that come back on `spare` (new ones while none has come back).
 fn read_batches(
     reader: &mut impl Read,
     len: usize,
     tx: &Sender<(usize, Vec<u8>)>,
+    spare: &Receiver<Vec<u8>>,
 ) -> std::result::Result<u64, Stop> {
     let mut total = 0_u64;
     for seq in 0.. {
-        let mut buf = vec![0; len];
+        let mut buf = spare.try_recv().unwrap_or_default();
+        buf.resize(len, 0);
         let mut filled = 0;
         while filled < len {
             match reader.read(&mut buf[filled..]) {
@@ -436,12 +443,14 @@ impl Cx<'_> {
         })
     }
 
-    /// One worker: hashes each page of each batch, and seals the pages the repository lacks.
+    /// One worker: hashes each page of each batch, and seals the pages the repository lacks;
+    /// each batch's buffer then goes back to the reader through `spare`.
     fn work(
         &self,
         chunk: usize,
         rx: &Receiver<(usize, Vec<u8>)>,
         tx: &Sender<std::result::Result<Batch, String>>,
+        spare: &Sender<Vec<u8>>,
     ) -> std::result::Result<(), Stop> {
         let mut blobber = match self.blobber() {
             Ok(b) => b,
@@ -477,6 +486,8 @@ impl Cx<'_> {
                     }
                 }
             }
+            // Full when the reader holds enough spares: this one is freed instead.
+            let _ = spare.try_send(buf);
             tx.send(Ok(batch)).map_err(|_| Stop::Stopped)?;
         }
         Ok(())

@@ -72,7 +72,9 @@ impl Workspace {
         cmd.current_dir(self.dir.path())
             .args(args)
             .env_remove("RUNBOOK_CONFIG")
-            .env_remove("RUNBOOK_REPOSITORY_PASSWORD");
+            .env_remove("RUNBOOK_REPOSITORY_PASSWORD")
+            // runbook sets glibc's tunables for itself unless they are set (main.rs).
+            .env_remove("GLIBC_TUNABLES");
         cmd
     }
 

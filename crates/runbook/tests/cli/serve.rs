@@ -93,6 +93,48 @@ pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// The environment of process `pid`, as `NAME=value` strings.
+fn environ_of(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .expect("environ")
+        .split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+#[test]
+fn runbook_runs_with_glibcs_mmap_threshold_held_unless_the_operator_set_tunables() {
+    // The process the test started (same pid after runbook re-executes itself) serves, with
+    // the threshold set, so that glibc does not raise it (main.rs).
+    let ws = Workspace::new(crate::helpers::files_config());
+    let mut s = serve_with(&ws, &[("GLIBC_TUNABLES", "")]);
+    let env = environ_of(s.child.id());
+    assert_eq!(http(&s.addr, "GET", "/healthz", None).0, 200);
+    // An empty value counts as the operator's: it is kept, and runbook runs once.
+    assert!(env.contains(&"GLIBC_TUNABLES=".to_string()), "{env:?}");
+    let _ = s.child.kill();
+    let _ = s.child.wait();
+
+    let mut s = serve(&ws);
+    let env = environ_of(s.child.id());
+    assert_eq!(http(&s.addr, "GET", "/healthz", None).0, 200);
+    assert!(
+        env.contains(&"GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072".to_string()),
+        "{env:?}"
+    );
+    let _ = s.child.kill();
+    let _ = s.child.wait();
+
+    let mut s = serve_with(&ws, &[("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")]);
+    let env = environ_of(s.child.id());
+    assert!(
+        env.contains(&"GLIBC_TUNABLES=glibc.malloc.arena_max=2".to_string()),
+        "{env:?}"
+    );
+    let _ = s.child.kill();
+    let _ = s.child.wait();
+}
+
 #[test]
 fn sigterm_stops_serve_with_exit_zero() {
     let ws = Workspace::new(crate::helpers::files_config());
