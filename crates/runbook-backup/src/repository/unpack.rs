@@ -174,12 +174,13 @@ pub(super) fn restore_stretches(
     let work = || -> std::result::Result<(), String> {
         let mut unzip = zstd::bulk::Decompressor::new()
             .map_err(|e| format!("cannot set up decompression: {e}"))?;
+        let mut spare = Spare::default();
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(s) = stretches.get(i) else {
                 return Ok(());
             };
-            progress.inc(s.restore(be, seal, &mut unzip, sink)?);
+            progress.inc(s.restore(be, seal, &mut unzip, sink, &mut spare)?);
         }
     };
     std::thread::scope(|sc| {
@@ -191,17 +192,47 @@ pub(super) fn restore_stretches(
     })
 }
 
+/// A worker's written stretch buffers, filled again by its next stretches: a stretch decodes
+/// to up to a few MiB, and allocating each anew costs a fresh mapping and a page fault per
+/// 4 KiB (runbook holds glibc's mmap threshold at 128 KiB: main.rs).
+#[derive(Default)]
+struct Spare(Vec<Vec<u8>>);
+
+impl Spare {
+    /// Buffers worth keeping: above the mmap threshold, and two.
+    const MIN: usize = 128 << 10;
+    const KEEP: usize = 2;
+
+    /// A buffer of `len` zeroed bytes.
+    fn take(&mut self, len: usize) -> Vec<u8> {
+        if len < Self::MIN {
+            return vec![0; len];
+        }
+        let mut buf = self.0.pop().unwrap_or_default();
+        buf.clear();
+        buf.resize(len, 0);
+        buf
+    }
+
+    /// Keeps `buf` for a later run, when it is worth keeping and there is room.
+    fn keep(&mut self, buf: Vec<u8>) {
+        if buf.capacity() >= Self::MIN && self.0.len() < Self::KEEP {
+            self.0.push(buf);
+        }
+    }
+}
+
 /// Where restored bytes go: the files of a restore, by number.
 pub(super) trait Sink: Sync {
     /// Writes each run (an offset and the bytes that start there) into file `file`.
-    fn write(&self, file: u32, runs: &[(u64, Vec<u8>)]) -> std::result::Result<(), String>;
+    fn write(&self, file: u32, runs: &[(u64, &[u8])]) -> std::result::Result<(), String>;
 }
 
 /// A restore of one file, open for the whole restore.
 struct One<'a>(&'a std::fs::File);
 
 impl Sink for One<'_> {
-    fn write(&self, _file: u32, runs: &[(u64, Vec<u8>)]) -> std::result::Result<(), String> {
+    fn write(&self, _file: u32, runs: &[(u64, &[u8])]) -> std::result::Result<(), String> {
         runs.iter().try_for_each(|(at, data)| {
             self.0
                 .write_all_at(data, *at)
@@ -348,6 +379,7 @@ impl Stretch {
         seal: &Seal,
         unzip: &mut zstd::bulk::Decompressor<'static>,
         sink: &dyn Sink,
+        spare: &mut Spare,
     ) -> std::result::Result<u64, String> {
         let stored = self.read(be)?;
         // Every place a blob goes, in file order: (where, which blob).
@@ -358,76 +390,57 @@ impl Stretch {
             .flat_map(|(i, (_, at))| at.iter().map(move |d| (*d, i)))
             .collect();
         pieces.sort_unstable();
-        // The runs of each file (file, offset, length), and where in them each piece starts;
-        // then each run's buffer, allocated once at its size.
+        // The runs of each file (file, offset, length), and where in the slab each piece
+        // goes: the runs lie end to end in one buffer for the whole stretch.
         let mut spans: Vec<(u32, u64, usize)> = Vec::new();
         let mut starts = Vec::with_capacity(pieces.len());
+        let mut filled = 0_usize;
         for &(dest, i) in &pieces {
             let len = self.blobs[i].0.plain_len() as usize;
-            let last = spans.len().wrapping_sub(1);
             match spans.last_mut() {
                 Some((file, at, run)) if *file == dest.file && *at + *run as u64 == dest.offset => {
-                    starts.push((last, *run));
                     *run += len;
                 }
-                _ => {
-                    starts.push((spans.len(), 0));
-                    spans.push((dest.file, dest.offset, len));
-                }
+                _ => spans.push((dest.file, dest.offset, len)),
             }
+            starts.push(filled);
+            filled += len;
         }
-        let mut runs: Vec<(u32, u64, Vec<u8>)> = spans
-            .into_iter()
-            .map(|(file, at, len)| (file, at, vec![0; len]))
-            .collect();
+        let mut slab = spare.take(filled);
         // Each blob decoded once, into its first place; copied to any other.
-        let mut first: Vec<Option<(usize, usize)>> = vec![None; self.blobs.len()];
+        let mut first: Vec<Option<usize>> = vec![None; self.blobs.len()];
         let mut scratch = Vec::new();
-        for (&(_, i), &(run, at)) in pieces.iter().zip(&starts) {
+        for (&(_, i), &at) in pieces.iter().zip(&starts) {
             let loc = &self.blobs[i].0;
             let len = loc.plain_len() as usize;
-            if let Some((r, a)) = first[i] {
-                if r == run {
-                    runs[run].2.copy_within(a..a + len, at);
-                } else {
-                    let (src, dst) = if r < run {
-                        let (lo, hi) = runs.split_at_mut(run);
-                        (&lo[r].2, &mut hi[0].2)
-                    } else {
-                        let (lo, hi) = runs.split_at_mut(r);
-                        (&hi[0].2, &mut lo[run].2)
-                    };
-                    dst[at..at + len].copy_from_slice(&src[a..a + len]);
-                }
+            if let Some(from) = first[i] {
+                slab.copy_within(from..from + len, at);
                 continue;
             }
             let sealed = self.slice(&stored, loc)?;
-            loc.decode_into(
-                sealed,
-                seal,
-                unzip,
-                &mut scratch,
-                &mut runs[run].2[at..at + len],
-            )?;
-            first[i] = Some((run, at));
+            loc.decode_into(sealed, seal, unzip, &mut scratch, &mut slab[at..at + len])?;
+            first[i] = Some(at);
         }
         drop(stored);
-        let mut written = 0_u64;
-        let mut batch: Vec<(u64, Vec<u8>)> = Vec::new();
-        let mut current = runs.first().map_or(0, |(f, _, _)| *f);
-        for (file, at, run) in runs {
+        let mut batch: Vec<(u64, &[u8])> = Vec::new();
+        let mut current = spans.first().map_or(0, |(f, _, _)| *f);
+        let mut rest = &slab[..];
+        for (file, at, len) in spans {
             if file != current && !batch.is_empty() {
                 sink.write(current, &batch)?;
                 batch.clear();
             }
             current = file;
-            written += run.len() as u64;
+            let (run, after) = rest.split_at(len);
             batch.push((at, run));
+            rest = after;
         }
         if !batch.is_empty() {
             sink.write(current, &batch)?;
         }
-        Ok(written)
+        drop(batch);
+        spare.keep(slab);
+        Ok(filled as u64)
     }
 }
 

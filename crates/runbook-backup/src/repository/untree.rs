@@ -274,7 +274,7 @@ struct Out {
 struct Files(Vec<Out>);
 
 impl Sink for Files {
-    fn write(&self, file: u32, runs: &[(u64, Vec<u8>)]) -> std::result::Result<(), String> {
+    fn write(&self, file: u32, runs: &[(u64, &[u8])]) -> std::result::Result<(), String> {
         use std::os::unix::fs::FileExt;
         let out = self
             .0
