@@ -37,7 +37,7 @@ fn main() -> ExitCode {
 /// glibc raises the threshold each time a block above it is freed (up to 32 MiB), and from
 /// then on blocks that size come from per-thread heaps that it returns to the system only
 /// when their top is free: buffers of a few MiB, handed between the backup's threads, kept a
-/// 512 MiB SQLite backup at 91-104 MiB of RSS where 60-71 MiB were in use (BENCHMARKS.md).
+/// 512 MiB SQLite backup at 90-107 MiB of RSS, 68-77 MiB with the threshold held (BENCHMARKS.md).
 /// Setting any malloc tunable turns the raising off, and glibc reads tunables only when a
 /// process starts, so runbook starts itself once more with the threshold set (same pid,
 /// arguments and environment). A `GLIBC_TUNABLES` already set is the operator's and stands.

@@ -214,7 +214,7 @@ impl Spare {
         buf
     }
 
-    /// Keeps `buf` for a later run, when it is worth keeping and there is room.
+    /// Keeps `buf` for a later stretch, when it is worth keeping and there is room.
     fn keep(&mut self, buf: Vec<u8>) {
         if buf.capacity() >= Self::MIN && self.0.len() < Self::KEEP {
             self.0.push(buf);
