@@ -104,17 +104,17 @@ fn environ_of(pid: u32) -> Vec<String> {
 
 #[test]
 fn runbook_runs_with_glibcs_mmap_threshold_held_unless_the_operator_set_tunables() {
-    // The process the test started (same pid after runbook re-executes itself) serves, with
-    // the threshold set, so that glibc does not raise it (main.rs).
     let ws = Workspace::new(crate::helpers::files_config());
+    // An empty value counts as the operator's: it is kept, and runbook runs once.
     let mut s = serve_with(&ws, &[("GLIBC_TUNABLES", "")]);
     let env = environ_of(s.child.id());
     assert_eq!(http(&s.addr, "GET", "/healthz", None).0, 200);
-    // An empty value counts as the operator's: it is kept, and runbook runs once.
     assert!(env.contains(&"GLIBC_TUNABLES=".to_string()), "{env:?}");
     let _ = s.child.kill();
     let _ = s.child.wait();
 
+    // Unset: the process the test started (the same pid after runbook re-executes itself)
+    // serves with the threshold held, so that glibc does not raise it (main.rs).
     let mut s = serve(&ws);
     let env = environ_of(s.child.id());
     assert_eq!(http(&s.addr, "GET", "/healthz", None).0, 200);
@@ -125,6 +125,7 @@ fn runbook_runs_with_glibcs_mmap_threshold_held_unless_the_operator_set_tunables
     let _ = s.child.kill();
     let _ = s.child.wait();
 
+    // The operator's own tunables stand as they are.
     let mut s = serve_with(&ws, &[("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")]);
     let env = environ_of(s.child.id());
     assert!(
