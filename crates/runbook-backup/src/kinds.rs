@@ -128,6 +128,8 @@ pub(crate) struct RestoreCx<'a> {
     /// The destination.
     pub to: &'a Path,
     pub force: bool,
+    /// Seconds per phase, for the report: the kind adds its own.
+    pub phases: &'a mut std::collections::BTreeMap<String, f64>,
 }
 
 /// A backup in progress.

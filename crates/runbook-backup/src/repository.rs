@@ -15,6 +15,7 @@ pub use progress::{Live, live};
 mod quarantine;
 mod read;
 mod retention;
+mod spill;
 mod stream;
 mod unpack;
 mod untree;
@@ -96,6 +97,8 @@ pub(crate) struct Repo {
     backend: std::sync::Arc<dyn rustic_core::WriteBackend>,
     /// On storage other hosts may write too (S3): prune deletes in two phases.
     shared: bool,
+    /// The repository's directory, when it is local: restores read its pack files directly.
+    local: Option<std::path::PathBuf>,
     target: String,
 }
 
@@ -187,6 +190,7 @@ impl Repo {
             inner,
             backend: backends.repository(),
             shared: location.s3.is_some(),
+            local: location.s3.is_none().then(|| location.path.join(target)),
             target: target.to_string(),
         })
     }

@@ -109,8 +109,10 @@ impl Kind for Sqlite<'_> {
             fs::create_dir_all(dir)
                 .map_err(Error::io(format!("cannot create {}", dir.display())))?;
         }
-        cx.repo.restore_pages(&cx.snapshot.id, &inner, &file)?;
+        cx.repo
+            .restore_pages(&cx.snapshot.id, &inner, &file, cx.phases)?;
         // The check reads the file from the page cache while its pages go to disk.
+        let checking = std::time::Instant::now();
         std::thread::scope(|s| {
             let synced = s.spawn(|| fs::File::open(&file).and_then(|f| f.sync_all()));
             let checked = sqlite::check_file(
@@ -125,6 +127,8 @@ impl Kind for Sqlite<'_> {
             checked?;
             synced.map_err(Error::io(format!("cannot sync {}", file.display())))
         })?;
+        cx.phases
+            .insert("check".into(), checking.elapsed().as_secs_f64());
         for side in sqlite::sidecars(&file) {
             let _ = fs::remove_file(side);
         }

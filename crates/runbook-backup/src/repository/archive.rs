@@ -923,6 +923,21 @@ mod tests {
         let index = Index::<()>::read(&*repo.backend, &seal).expect("index");
         assert_eq!(index.data.len() as u64, sum.data_blobs);
 
+        // The packs were filled in files of their own, each renamed once complete: none is
+        // left half-written.
+        let mut left = Vec::new();
+        let mut dirs = vec![s.location.path.join("files")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("read dir").flatten() {
+                if entry.path().is_dir() {
+                    dirs.push(entry.path());
+                } else if entry.file_name().to_string_lossy().ends_with("-tmp-") {
+                    left.push(entry.path());
+                }
+            }
+        }
+        assert!(left.is_empty(), "{left:?}");
+
         let second = s.backup(true, false);
         let repo = s.repo();
         assert_eq!(summary(&repo, &second).data_blobs, 0);

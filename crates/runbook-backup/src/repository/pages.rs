@@ -41,7 +41,7 @@ use rustic_core::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Repo, StreamFile, describe, guard, stream::stream_node};
+use super::{Repo, StreamFile, describe, guard, spill::Spill, stream::stream_node};
 use crate::{
     Result,
     snapshot::{Meta, Snapshot},
@@ -129,6 +129,7 @@ impl Repo {
         let pack_size = self.pack_size(&known);
         Ok(Store {
             be,
+            local: self.local.as_deref(),
             seal,
             known,
             level,
@@ -259,6 +260,8 @@ impl Repo {
 /// level and pack size, and when the backup began.
 pub(super) struct Store<'r> {
     pub(super) be: &'r dyn WriteBackend,
+    /// The repository's directory, when it is local: data packs are filled in files there.
+    local: Option<&'r Path>,
     pub(super) seal: Seal,
     pub(super) known: Index<()>,
     level: Option<i32>,
@@ -293,11 +296,11 @@ impl<'r> Store<'r> {
     where
         'r: 'env,
     {
-        let (out_tx, out_rx) = bounded::<(Hash, Vec<u8>, PackJson)>(0);
+        let (out_tx, out_rx) = bounded::<(Hash, Stored, PackJson)>(0);
         let writer = s.spawn(move || -> std::result::Result<Vec<PackJson>, String> {
             let mut packs = Vec::new();
-            for (id, bytes, entry) in out_rx {
-                write(self.be, FileType::Pack, id, bytes)?;
+            for (id, stored, entry) in out_rx {
+                stored.save(self.be, id)?;
                 packs.push(entry);
                 // As restic and rustic do: an index file once its packs hold enough blobs,
                 // so neither this backup nor a reader of the index holds one huge file.
@@ -308,7 +311,7 @@ impl<'r> Store<'r> {
             Ok(packs)
         });
         s.spawn(move || {
-            let packed = pack(&batches, &out_tx, &self.seal, self.pack_size, progress);
+            let packed = pack(&batches, &out_tx, self, progress);
             drop(out_tx);
             let written = writer
                 .join()
@@ -321,8 +324,8 @@ impl<'r> Store<'r> {
             packed.packs = written;
             let last = std::mem::take(&mut packed.pack);
             if !last.is_empty() {
-                let (id, bytes, entry) = last.finish(&self.seal, BlobType::Data)?;
-                write(self.be, FileType::Pack, id, bytes)?;
+                let (id, stored, entry) = last.finish(&self.seal, BlobType::Data)?;
+                stored.save(self.be, id)?;
                 packed.packs.push(entry);
             }
             Ok(packed)
@@ -577,17 +580,16 @@ pub(super) struct Added {
     pub(super) trees_packed: u64,
 }
 
-/// The packer: fills packs of about `pack_size` bytes with the sealed blobs in the order they
-/// come, and hands each full one to the writer.
+/// The packer: fills packs of about the store's pack size with the sealed blobs in the order
+/// they come, and hands each full one to the writer.
 fn pack(
     rx: &Receiver<std::result::Result<Batch, String>>,
-    out: &Sender<(Hash, Vec<u8>, PackJson)>,
-    seal: &Seal,
-    pack_size: u64,
+    out: &Sender<(Hash, Stored, PackJson)>,
+    store: &Store<'_>,
     progress: &rustic_core::Progress,
 ) -> std::result::Result<Packed, Stop> {
     let mut packed = Packed {
-        pack: PackBuf::roomy(),
+        pack: PackBuf::for_data(store.local).map_err(Stop::Failed)?,
         packs: Vec::new(),
         content: Vec::new(),
         added: Added::default(),
@@ -598,11 +600,14 @@ fn pack(
             packed.added.data_blobs += 1;
             packed.added.data_raw += u64::from(blob.raw);
             packed.added.data_packed += blob.data.len() as u64;
-            packed.pack.push(blob);
-            if packed.pack.bytes.len() as u64 >= pack_size {
-                let full = std::mem::replace(&mut packed.pack, PackBuf::roomy());
-                let (id, bytes, entry) = full.finish(seal, BlobType::Data).map_err(Stop::Failed)?;
-                out.send((id, bytes, entry)).map_err(|_| Stop::Stopped)?;
+            packed.pack.push(blob).map_err(Stop::Failed)?;
+            if packed.pack.len() >= store.pack_size {
+                let next = PackBuf::for_data(store.local).map_err(Stop::Failed)?;
+                let full = std::mem::replace(&mut packed.pack, next);
+                let (id, stored, entry) = full
+                    .finish(&store.seal, BlobType::Data)
+                    .map_err(Stop::Failed)?;
+                out.send((id, stored, entry)).map_err(|_| Stop::Stopped)?;
             }
         }
         progress.inc(batch.bytes);
@@ -616,11 +621,32 @@ fn pack(
     Ok(packed)
 }
 
-/// A pack being filled.
+/// A pack being filled: in memory, or (a data pack of a local repository) in a file.
 #[derive(Default)]
 pub(super) struct PackBuf {
+    /// The pack's bytes; for a pack filled in a file, those not yet written to it.
     bytes: Vec<u8>,
     blobs: Vec<BlobJson>,
+    spill: Option<Spill>,
+}
+
+/// The bytes a pack filled in a file gathers before it writes them there.
+const SPILL_AT: usize = 1 << 20;
+
+/// A finished pack: its bytes, or the file that holds them.
+pub(super) enum Stored {
+    Bytes(Vec<u8>),
+    File(Spill),
+}
+
+impl Stored {
+    /// Stores the pack as `id`: writes its bytes through `be`, or syncs and renames its file.
+    pub(super) fn save(self, be: &dyn WriteBackend, id: Hash) -> std::result::Result<(), String> {
+        match self {
+            Self::Bytes(bytes) => write(be, FileType::Pack, id, bytes),
+            Self::File(spill) => spill.commit(&id),
+        }
+    }
 }
 
 /// The room reserved for a data pack: a full pack and its header fit, and it is above the
@@ -637,16 +663,35 @@ impl PackBuf {
         Self {
             bytes: Vec::with_capacity(PACK_ROOM),
             blobs: Vec::new(),
+            spill: None,
         }
+    }
+
+    /// An empty data pack: filled in a file of the repository at `local` when it is local
+    /// (restic's way: [`Spill`]), else in memory.
+    fn for_data(local: Option<&Path>) -> std::result::Result<Self, String> {
+        let Some(repo) = local else {
+            return Ok(Self::roomy());
+        };
+        Ok(Self {
+            bytes: Vec::with_capacity(SPILL_AT * 2),
+            blobs: Vec::new(),
+            spill: Some(Spill::create(repo)?),
+        })
     }
 
     pub(super) fn is_empty(&self) -> bool {
         self.blobs.is_empty()
     }
 
-    fn push(&mut self, blob: Sealed) {
+    /// The pack's size so far.
+    fn len(&self) -> u64 {
+        self.spill.as_ref().map_or(0, Spill::written) + self.bytes.len() as u64
+    }
+
+    fn push(&mut self, blob: Sealed) -> std::result::Result<(), String> {
         // Packs stay far below 4 GiB (rustic's size limit is a u32).
-        let offset = u32::try_from(self.bytes.len()).unwrap_or(u32::MAX);
+        let offset = u32::try_from(self.len()).unwrap_or(u32::MAX);
         let length = u32::try_from(blob.data.len()).unwrap_or(u32::MAX);
         self.bytes.extend_from_slice(&blob.data);
         self.blobs.push(BlobJson {
@@ -656,6 +701,13 @@ impl PackBuf {
             length,
             uncompressed_length: blob.compressed.then_some(blob.raw),
         });
+        if let Some(spill) = &mut self.spill
+            && self.bytes.len() >= SPILL_AT
+        {
+            spill.write(&self.bytes)?;
+            self.bytes.clear();
+        }
+        Ok(())
     }
 
     /// The finished pack: the blobs, then restic's encrypted header (type, stored length,
@@ -665,7 +717,7 @@ impl PackBuf {
         mut self,
         seal: &Seal,
         tpe: BlobType,
-    ) -> std::result::Result<(Hash, Vec<u8>, PackJson), String> {
+    ) -> std::result::Result<(Hash, Stored, PackJson), String> {
         let tree = tpe == BlobType::Tree;
         let mut header = Vec::with_capacity(self.blobs.len() * 41);
         for b in &mut self.blobs {
@@ -687,10 +739,16 @@ impl PackBuf {
         let len = u32::try_from(header.len()).map_err(|_| "a pack header is too large")?;
         self.bytes.extend_from_slice(&header);
         self.bytes.extend_from_slice(&len.to_le_bytes());
-        let id = sha256(&self.bytes);
+        let (id, stored) = match self.spill {
+            Some(mut spill) => {
+                spill.write(&self.bytes)?;
+                (spill.id(), Stored::File(spill))
+            }
+            None => (sha256(&self.bytes), Stored::Bytes(self.bytes)),
+        };
         Ok((
             id,
-            self.bytes,
+            stored,
             PackJson {
                 id: Hex(id),
                 blobs: self.blobs,
@@ -786,8 +844,8 @@ impl<'a> TreeSaver<'a> {
         let sealed = self.blobber.blob(id, bytes)?;
         self.added.tree_blobs += 1;
         self.added.trees_packed += sealed.data.len() as u64;
-        self.pack.push(sealed);
-        if self.pack.bytes.len() as u64 >= self.pack_size {
+        self.pack.push(sealed)?;
+        if self.pack.len() >= self.pack_size {
             self.flush()?;
         }
         Ok(())
@@ -795,8 +853,8 @@ impl<'a> TreeSaver<'a> {
 
     fn flush(&mut self) -> std::result::Result<(), String> {
         let full = std::mem::take(&mut self.pack);
-        let (id, bytes, entry) = full.finish(self.cx.seal, BlobType::Tree)?;
-        write(self.be, FileType::Pack, id, bytes)?;
+        let (id, stored, entry) = full.finish(self.cx.seal, BlobType::Tree)?;
+        stored.save(self.be, id)?;
         self.packs.push(entry);
         Ok(())
     }

@@ -7,10 +7,12 @@
 //! most [`STRETCH`] bytes) and what it decodes from it.
 
 use std::{
+    collections::BTreeMap,
     ffi::OsStr,
     os::unix::fs::FileExt,
     path::{Component, Path},
     sync::atomic::{AtomicUsize, Ordering},
+    time::Instant,
 };
 
 use rustic_core::{
@@ -36,11 +38,19 @@ const GAP: u64 = 256 << 10;
 
 impl Repo {
     /// Restores the one file recorded at `path` in snapshot `id` as the new file `to`, not yet
-    /// synced to disk: the caller syncs it (beside its own check of the file).
-    pub(crate) fn restore_pages(self, id: &str, path: &str, to: &Path) -> Result<()> {
+    /// synced to disk: the caller syncs it (beside its own check of the file). Records the
+    /// seconds of its phases in `phases`: `plan` (the index and the file's list of blobs),
+    /// `write` (the data).
+    pub(crate) fn restore_pages(
+        self,
+        id: &str,
+        path: &str,
+        to: &Path,
+        phases: &mut BTreeMap<String, f64>,
+    ) -> Result<()> {
         let target = self.target.clone();
         guard(&target, "restore", move || {
-            self.restore_pages_inner(id, path, to)
+            self.restore_pages_inner(id, path, to, phases)
         })
     }
 
@@ -55,9 +65,15 @@ impl Repo {
         Ok((seal, index, node))
     }
 
-    fn restore_pages_inner(self, id: &str, path: &str, to: &Path) -> Result<()> {
+    fn restore_pages_inner(
+        self,
+        id: &str,
+        path: &str,
+        to: &Path,
+        phases: &mut BTreeMap<String, f64>,
+    ) -> Result<()> {
+        let started = Instant::now();
         let fail = self.fail("restore");
-        let be: &dyn WriteBackend = &*self.backend;
         let (seal, index, mut node) = self.file(id, path)?;
         let mut wanted = Wanted::new(&index);
         let size = wanted.add(&index, 0, &content_ids(&node)).map_err(fail)?;
@@ -72,6 +88,8 @@ impl Repo {
         drop(index);
         node.content = None;
         let stretches = wanted.stretches(PAGE_STRETCH);
+        let planned = started.elapsed().as_secs_f64();
+        phases.insert("plan".into(), planned);
 
         let io = |e: std::io::Error| Error::Io {
             context: format!("cannot write {}", to.display()),
@@ -85,7 +103,7 @@ impl Repo {
         file.set_len(size).map_err(io)?;
         let progress = self.inner.progress_bytes("restoring…");
         progress.set_length(size);
-        restore_stretches(be, &seal, &stretches, &One(&file), &progress)
+        restore_stretches(self.packs(), &seal, &stretches, &One(&file), &progress)
             .map_err(|e| fail(format!("{path}: {e}")))?;
         progress.finish();
         if let Some(mode) = node.meta.mode {
@@ -97,6 +115,7 @@ impl Repo {
             file.set_modified(std::time::SystemTime::from(mtime))
                 .map_err(io)?;
         }
+        phases.insert("write".into(), started.elapsed().as_secs_f64() - planned);
         Ok(())
     }
 }
@@ -160,7 +179,7 @@ fn find_node(
 /// Every stretch on the workers, two per core (while one waits on its read, the other
 /// decodes), each written through `sink`.
 pub(super) fn restore_stretches(
-    be: &dyn WriteBackend,
+    packs: Packs<'_>,
     seal: &Seal,
     stretches: &[Stretch],
     sink: &dyn Sink,
@@ -175,12 +194,14 @@ pub(super) fn restore_stretches(
         let mut unzip = zstd::bulk::Decompressor::new()
             .map_err(|e| format!("cannot set up decompression: {e}"))?;
         let mut spare = Spare::default();
+        let mut stored = Vec::new();
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(s) = stretches.get(i) else {
                 return Ok(());
             };
-            progress.inc(s.restore(be, seal, &mut unzip, sink, &mut spare)?);
+            let read = s.read(&packs, &mut stored)?;
+            progress.inc(s.restore(read, seal, &mut unzip, sink, &mut spare)?);
         }
     };
     std::thread::scope(|sc| {
@@ -351,16 +372,13 @@ impl Wanted {
 }
 
 impl Stretch {
-    /// The stretch's bytes, read with one read.
-    fn read(&self, be: &dyn WriteBackend) -> std::result::Result<bytes::Bytes, String> {
-        be.read_partial(
-            FileType::Pack,
-            &Id::new(self.pack),
-            false,
-            u32::try_from(self.start).unwrap_or(u32::MAX),
-            u32::try_from(self.end - self.start).unwrap_or(u32::MAX),
-        )
-        .map_err(|e| super::errors::one_line(&e))
+    /// The stretch's bytes, read with one read into `buf`.
+    fn read<'b>(
+        &self,
+        packs: &Packs<'_>,
+        buf: &'b mut Vec<u8>,
+    ) -> std::result::Result<&'b [u8], String> {
+        packs.read(self.pack, self.start, self.end - self.start, buf)
     }
 
     /// The stored bytes of `loc`, one of the stretch's blobs.
@@ -375,13 +393,12 @@ impl Stretch {
     /// each run of consecutive offsets of a file with one write. Returns the bytes written.
     fn restore(
         &self,
-        be: &dyn WriteBackend,
+        stored: &[u8],
         seal: &Seal,
         unzip: &mut zstd::bulk::Decompressor<'static>,
         sink: &dyn Sink,
         spare: &mut Spare,
     ) -> std::result::Result<u64, String> {
-        let stored = self.read(be)?;
         // Every place a blob goes, in file order: (where, which blob).
         let mut pieces: Vec<(Dest, usize)> = self
             .blobs
@@ -417,11 +434,10 @@ impl Stretch {
                 slab.copy_within(from..from + len, at);
                 continue;
             }
-            let sealed = self.slice(&stored, loc)?;
+            let sealed = self.slice(stored, loc)?;
             loc.decode_into(sealed, seal, unzip, &mut scratch, &mut slab[at..at + len])?;
             first[i] = Some(at);
         }
-        drop(stored);
         let mut batch: Vec<(u64, &[u8])> = Vec::new();
         let mut current = spans.first().map_or(0, |(f, _, _)| *f);
         let mut rest = &slab[..];
@@ -456,7 +472,7 @@ impl Repo {
 
     fn dump_inner(self, id: &str, path: &str, out: &mut dyn std::io::Write) -> Result<()> {
         let fail = self.fail("restore");
-        let be: &dyn WriteBackend = &*self.backend;
+        let packs = self.packs();
         let (seal, index, mut node) = self.file(id, path)?;
         let mut runs: Vec<Stretch> = Vec::new();
         for d in node.content.iter().flatten() {
@@ -501,11 +517,13 @@ impl Repo {
             let (jobs_tx, jobs_rx) =
                 crossbeam_channel::bounded::<(usize, crossbeam_channel::Sender<Decoded>)>(workers);
             for _ in 0..workers {
-                let (rx, runs, seal) = (jobs_rx.clone(), &runs, &seal);
+                let (rx, runs, seal, packs) = (jobs_rx.clone(), &runs, &seal, &packs);
                 sc.spawn(move || {
                     let mut unzip = zstd::bulk::Decompressor::new().ok();
+                    let mut stored = Vec::new();
                     for (i, reply) in rx {
-                        let _ = reply.send(runs[i].decode(be, seal, unzip.as_mut()));
+                        let decoded = runs[i].decode(packs, &mut stored, seal, unzip.as_mut());
+                        let _ = reply.send(decoded);
                     }
                 });
             }
@@ -554,16 +572,78 @@ impl Stretch {
     /// Reads the stretch and decodes its blobs, in order, into one buffer.
     fn decode(
         &self,
-        be: &dyn WriteBackend,
+        packs: &Packs<'_>,
+        stored: &mut Vec<u8>,
         seal: &Seal,
         mut unzip: Option<&mut zstd::bulk::Decompressor<'static>>,
     ) -> Decoded {
-        let stored = self.read(be)?;
+        let stored = self.read(packs, stored)?;
         let mut out = Vec::new();
         for (loc, _) in &self.blobs {
-            let sealed = self.slice(&stored, loc)?;
+            let sealed = self.slice(stored, loc)?;
             out.extend(loc.decode(sealed, seal, unzip.as_deref_mut())?);
         }
         Ok(out)
+    }
+}
+
+/// Where a restore reads its packs from: a local repository's pack files straight into the
+/// reader's own buffer, reused from one read to the next; other storage through its backend.
+/// rustic's local backend returns each read in a new buffer, and with glibc's mmap threshold
+/// held (main.rs) every one of them is a fresh mapping: most of a SQLite restore's page faults.
+#[derive(Clone, Copy)]
+pub(super) struct Packs<'a> {
+    be: &'a dyn WriteBackend,
+    /// The repository's directory, when it is local.
+    dir: Option<&'a Path>,
+}
+
+impl Packs<'_> {
+    /// Bytes `start..start + len` of pack `pack`, read into `buf` (grown when too small,
+    /// never shrunk).
+    fn read<'b>(
+        &self,
+        pack: Hash,
+        start: u64,
+        len: u64,
+        buf: &'b mut Vec<u8>,
+    ) -> std::result::Result<&'b [u8], String> {
+        let id = Id::new(pack);
+        let Some(dir) = self.dir else {
+            let bytes = self
+                .be
+                .read_partial(
+                    FileType::Pack,
+                    &id,
+                    false,
+                    u32::try_from(start).unwrap_or(u32::MAX),
+                    u32::try_from(len).unwrap_or(u32::MAX),
+                )
+                .map_err(|e| super::errors::one_line(&e))?;
+            buf.clear();
+            buf.extend_from_slice(&bytes);
+            return Ok(buf);
+        };
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        // restic's layout: data/<first two hex digits>/<id>.
+        let hex = id.to_hex();
+        let file = dir.join("data").join(&hex[..2]).join(hex.as_str());
+        std::fs::File::open(&file)
+            .and_then(|f| f.read_exact_at(&mut buf[..len], start))
+            .map_err(|e| format!("cannot read pack {}: {e}", &hex[..8]))?;
+        Ok(&buf[..len])
+    }
+}
+
+impl Repo {
+    /// This repository's packs, for reading.
+    pub(super) fn packs(&self) -> Packs<'_> {
+        Packs {
+            be: &*self.backend,
+            dir: self.local.as_deref(),
+        }
     }
 }

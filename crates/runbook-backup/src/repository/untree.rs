@@ -71,7 +71,8 @@ impl Repo {
         let stretches = wanted.stretches(STRETCH);
         let progress = self.inner.progress_bytes("restoring…");
         progress.set_length(size);
-        restore_stretches(be, &seal, &stretches, &Files(files), &progress).map_err(fail)?;
+        restore_stretches(self.packs(), &seal, &stretches, &Files(files), &progress)
+            .map_err(fail)?;
         progress.finish();
         // Every file got its metadata with its last byte; the directories last, deepest first
         // (a directory's times change while its entries are made).

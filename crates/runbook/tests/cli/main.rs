@@ -1267,6 +1267,12 @@ fn restoring_over_the_live_file_keeps_an_undo_point() {
         .ok();
     let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
     assert!(v["pre_restore_snapshot"].is_null(), "{v}");
+    // Where the time went, phase by phase, adding up to no more than the whole.
+    let phases = v["phases"].as_object().expect("phases");
+    let names: Vec<&str> = phases.keys().map(String::as_str).collect();
+    assert_eq!(names, ["check", "open", "plan", "write"], "{v}");
+    let sum: f64 = phases.values().filter_map(serde_json::Value::as_f64).sum();
+    assert!(sum <= v["seconds"].as_f64().expect("seconds"), "{v}");
 }
 
 #[test]
@@ -1404,6 +1410,12 @@ fn refused_when_its_check_fails(journal: &str) {
     assert_eq!(line.lines().count(), 1, "{line}");
     assert!(line.contains("integrity"), "{journal}: {line}");
     assert!(ws.snapshot_ids("db").is_empty(), "no snapshot was written");
+    // Nor is the pack it was filling left behind half-written.
+    let left: Vec<_> = walk(&ws.repo("db"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with("-tmp-"))
+        .collect();
+    assert!(left.is_empty(), "{journal}: {left:?}");
     // Stock restic agrees: the repository holds no snapshot.
     if ws.repo("db").join("config").exists() {
         let listed = ws.restic("db", &["snapshots", "--json"]);
