@@ -128,7 +128,7 @@ pub(crate) struct RestoreCx<'a> {
     /// The destination.
     pub to: &'a Path,
     pub force: bool,
-    /// Seconds per phase, for the report: the kind adds its own.
+    /// Seconds per phase, for the report: the kind records its own (none: one `restore`).
     pub phases: &'a mut std::collections::BTreeMap<String, f64>,
 }
 

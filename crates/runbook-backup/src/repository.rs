@@ -97,7 +97,8 @@ pub(crate) struct Repo {
     backend: std::sync::Arc<dyn rustic_core::WriteBackend>,
     /// On storage other hosts may write too (S3): prune deletes in two phases.
     shared: bool,
-    /// The repository's directory, when it is local: restores read its pack files directly.
+    /// The repository's directory, when it is local: backups fill their packs in files there
+    /// and restores read the pack files directly.
     local: Option<std::path::PathBuf>,
     target: String,
 }

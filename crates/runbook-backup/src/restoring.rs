@@ -90,8 +90,8 @@ impl Engine {
         let repo = self.open_repo(&target.name)?;
         let snapshot = repo.find(wanted)?;
         let replaced = fs::symlink_metadata(to).is_ok();
+        let opened = started.elapsed().as_secs_f64();
         let mut phases = std::collections::BTreeMap::new();
-        phases.insert("open".to_string(), started.elapsed().as_secs_f64());
         kinds::of(&target.kind).restore_to(RestoreCx {
             target: &target.name,
             repo,
@@ -100,9 +100,10 @@ impl Engine {
             force,
             phases: &mut phases,
         })?;
-        if phases.len() == 1 {
-            let opened = phases.get("open").copied().unwrap_or_default();
+        if phases.is_empty() {
             phases = open_then_restore(opened, started);
+        } else {
+            phases.insert("open".to_string(), opened);
         }
         Ok(RestoreReport {
             snapshot,

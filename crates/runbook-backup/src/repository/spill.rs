@@ -73,22 +73,27 @@ impl Spill {
         std::mem::take(&mut self.hasher).finalize().into()
     }
 
-    /// Syncs the file and renames it to the pack `id`, where restic and rustic find it
-    /// (`data/<first two hex digits>/<id>`).
+    /// Syncs the file and renames it to the pack `id`, where restic and rustic find it.
     pub(super) fn commit(mut self, id: &Hash) -> std::result::Result<(), String> {
-        let hex = hex::encode(id);
-        let dir = self.repo.join("data").join(&hex[..2]);
-        let to = dir.join(&hex);
+        let to = pack_path(&self.repo, id);
         self.file
             .sync_all()
             .map_err(|e| format!("cannot write a pack: {e}"))?;
         let from = self.path.as_deref().unwrap_or(Path::new(""));
-        fs::create_dir_all(&dir)
+        to.parent()
+            .map_or(Ok(()), fs::create_dir_all)
             .and_then(|()| fs::rename(from, &to))
             .map_err(|e| format!("cannot store pack {}: {e}", to.display()))?;
         self.path = None;
         Ok(())
     }
+}
+
+/// Where pack `id` lies in the local repository at `repo`: restic's layout,
+/// `data/<first two hex digits>/<id>`.
+pub(super) fn pack_path(repo: &Path, id: &Hash) -> PathBuf {
+    let hex = hex::encode(id);
+    repo.join("data").join(&hex[..2]).join(&hex)
 }
 
 impl Drop for Spill {

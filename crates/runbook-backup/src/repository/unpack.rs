@@ -23,6 +23,7 @@ use rustic_core::{
 use super::{
     Repo, guard,
     pages::{Hash, Index, Loc, Seal},
+    spill::pack_path,
 };
 use crate::{Error, Result};
 
@@ -591,7 +592,6 @@ impl Stretch {
 /// reader's own buffer, reused from one read to the next; other storage through its backend.
 /// rustic's local backend returns each read in a new buffer, and with glibc's mmap threshold
 /// held (main.rs) every one of them is a fresh mapping: most of a SQLite restore's page faults.
-#[derive(Clone, Copy)]
 pub(super) struct Packs<'a> {
     be: &'a dyn WriteBackend,
     /// The repository's directory, when it is local.
@@ -608,13 +608,12 @@ impl Packs<'_> {
         len: u64,
         buf: &'b mut Vec<u8>,
     ) -> std::result::Result<&'b [u8], String> {
-        let id = Id::new(pack);
         let Some(dir) = self.dir else {
             let bytes = self
                 .be
                 .read_partial(
                     FileType::Pack,
-                    &id,
+                    &Id::new(pack),
                     false,
                     u32::try_from(start).unwrap_or(u32::MAX),
                     u32::try_from(len).unwrap_or(u32::MAX),
@@ -628,12 +627,9 @@ impl Packs<'_> {
         if buf.len() < len {
             buf.resize(len, 0);
         }
-        // restic's layout: data/<first two hex digits>/<id>.
-        let hex = id.to_hex();
-        let file = dir.join("data").join(&hex[..2]).join(hex.as_str());
-        std::fs::File::open(&file)
+        std::fs::File::open(pack_path(dir, &pack))
             .and_then(|f| f.read_exact_at(&mut buf[..len], start))
-            .map_err(|e| format!("cannot read pack {}: {e}", &hex[..8]))?;
+            .map_err(|e| format!("cannot read pack {}: {e}", hex::encode(&pack[..4])))?;
         Ok(&buf[..len])
     }
 }
