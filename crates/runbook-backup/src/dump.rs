@@ -1,7 +1,6 @@
 //! Database dumps as streams into the repository. At the end of the stream the reader waits
 //! for the tool: a nonzero exit or an empty dump unwinds with [`StreamFailed`], which aborts the
-//! backup inside the repository library before its snapshot is written (a plain read error
-//! would only make it skip the file and save the snapshot without it).
+//! backup before its index or snapshot is written.
 
 use std::{
     io::{BufReader, Read, Write},
@@ -9,7 +8,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-/// Why a stream ended badly; carried out of rustic's worker threads by unwinding.
+/// Why a stream ended badly; carried out of the backup's thread scope by unwinding.
 #[derive(Debug)]
 pub(crate) struct StreamFailed(pub String);
 
@@ -52,19 +51,18 @@ pub(crate) fn feed_child(
 }
 
 /// The dump as it streams out of `pg_dump`. At the end of the stream it waits for the tool:
-/// a nonzero exit or an empty dump unwinds with [`StreamFailed`], which aborts the backup inside
-/// the repository library before its snapshot is written (a plain read error would only make
-/// it skip the file and save the snapshot without it).
+/// a nonzero exit or an empty dump unwinds with [`StreamFailed`], which aborts the backup before
+/// its index or snapshot is written.
 pub(crate) struct DumpReader {
     tool: &'static str,
     child: Child,
-    /// Buffered: the chunker reads in small pieces, and a pipe read is a system call.
+    /// Buffered: a pipe read is a system call, and returns at most what the pipe holds.
     stdout: BufReader<ChildStdout>,
     stderr: Stderr,
     bytes: u64,
     redact: Option<String>,
-    /// Why the dump failed, for the caller: the unwinding payload itself may be replaced by the
-    /// repository library's thread scope on its way out.
+    /// Why the dump failed, for the caller: the unwinding payload itself may be replaced by a
+    /// thread scope on its way out.
     failure: FailureSlot,
 }
 
@@ -125,8 +123,7 @@ impl DumpReader {
 }
 
 impl Read for DumpReader {
-    /// Fills `buf` whole unless the dump ends: the chunker shrinks its read buffer after a short
-    /// read and never grows it back, so short reads would make it read a byte at a time.
+    /// Fills `buf` whole unless the dump ends, so that a short read means the end.
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let mut n = 0;
         while n < buf.len() {

@@ -350,7 +350,7 @@ impl Drop for Checker {
     }
 }
 
-/// The backup copy as the archiver reads it. At its end the reader waits for the copy's
+/// The backup copy as the backup reads it. At its end the reader waits for the copy's
 /// integrity check: a failed check unwinds with `StreamFailed`, which aborts the backup before
 /// its snapshot is written (the check's error is left in `failed`).
 pub(crate) struct CheckedRead {

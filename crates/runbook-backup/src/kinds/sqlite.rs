@@ -68,7 +68,7 @@ impl Kind for Sqlite<'_> {
             waited: Arc::default(),
         };
         let (failed, waited) = (reader.failed.clone(), reader.waited.clone());
-        let stored = repo.backup_pages(
+        let stored = repo.backup_stream(
             reader,
             StreamFile {
                 path: self.path,

@@ -194,7 +194,7 @@ impl Repo {
 /// minimum size, where the rolling hash of the 64 bytes before has its low bits zero (the hash
 /// started afresh over the end of the minimum part, as rustic starts it), and at the maximum
 /// size at the latest.
-struct Cutter {
+pub(super) struct Cutter {
     /// The hash with its tables built, copied for each chunk.
     rabin: Rabin64,
     mask: u64,
@@ -202,8 +202,8 @@ struct Cutter {
     max: usize,
 }
 
-/// Why reading a file stopped.
-enum Fail {
+/// Why reading a file or stream stopped.
+pub(super) enum Fail {
     /// The file could not be read: it is left out of the snapshot.
     Source(String),
     /// Its blobs could not be stored: the backup fails.
@@ -212,8 +212,49 @@ enum Fail {
     Stopped,
 }
 
+/// Where the bytes being cut come from, and where the chunks go.
+pub(super) trait Feed {
+    /// Reads more onto `buf`; the `start` bytes before are cut already, and may be dropped or
+    /// handed on (moving `start` back). True when the stream has ended.
+    fn fill(&mut self, buf: &mut Vec<u8>, start: &mut usize) -> std::result::Result<bool, Fail>;
+
+    /// Takes the next chunk.
+    fn chunk(&mut self, chunk: &[u8]) -> std::result::Result<(), Fail>;
+}
+
+/// A file being cut: each fill drops what is cut already, and each chunk goes to `each`.
+struct FileFeed<'r, R, F> {
+    r: &'r mut R,
+    each: F,
+}
+
+impl<R: Read, F: FnMut(&[u8]) -> std::result::Result<(), Fail>> Feed for FileFeed<'_, R, F> {
+    fn fill(&mut self, buf: &mut Vec<u8>, start: &mut usize) -> std::result::Result<bool, Fail> {
+        if *start > 0 {
+            buf.drain(..*start);
+            *start = 0;
+        }
+        read_step(self.r, buf)
+    }
+
+    fn chunk(&mut self, chunk: &[u8]) -> std::result::Result<(), Fail> {
+        (self.each)(chunk)
+    }
+}
+
+/// Reads up to [`READ_STEP`] more bytes of `r` onto `buf`; true when `r` has ended.
+pub(super) fn read_step(r: &mut impl Read, buf: &mut Vec<u8>) -> std::result::Result<bool, Fail> {
+    buf.reserve(READ_STEP);
+    let n = r
+        .by_ref()
+        .take(READ_STEP as u64)
+        .read_to_end(buf)
+        .map_err(|e| Fail::Source(e.to_string()))?;
+    Ok(n < READ_STEP)
+}
+
 impl Cutter {
-    fn new(config: &ConfigFile) -> std::result::Result<Self, String> {
+    pub(super) fn new(config: &ConfigFile) -> std::result::Result<Self, String> {
         let poly = config.poly().map_err(|e| one_line(&e))?;
         let size = config.chunk_size();
         let (min, max) = (config.chunk_min_size(), config.chunk_max_size());
@@ -234,19 +275,29 @@ impl Cutter {
         &self,
         r: &mut impl Read,
         buf: &mut Vec<u8>,
-        mut each: impl FnMut(&[u8]) -> std::result::Result<(), Fail>,
+        each: impl FnMut(&[u8]) -> std::result::Result<(), Fail>,
     ) -> std::result::Result<u64, Fail> {
         buf.clear();
+        self.cut_feed(buf, &mut FileFeed { r, each })
+    }
+
+    /// Cuts what `feed` reads onto `buf` (empty, or holding what is still to be cut) into
+    /// chunks, handing each to `feed` in order; returns the length cut.
+    pub(super) fn cut_feed(
+        &self,
+        buf: &mut Vec<u8>,
+        feed: &mut impl Feed,
+    ) -> std::result::Result<u64, Fail> {
         let (mut start, mut eof, mut total) = (0, false, 0_u64);
         loop {
             while !eof && buf.len() - start < self.min {
-                eof = self.fill(r, buf, &mut start)?;
+                eof = feed.fill(buf, &mut start)?;
             }
             let have = buf.len() - start;
             if have < self.min {
                 // The rest is shorter than the minimum chunk: one chunk, no hashing.
                 if have > 0 {
-                    each(&buf[start..])?;
+                    feed.chunk(&buf[start..])?;
                 }
                 return Ok(total + have as u64);
             }
@@ -265,33 +316,12 @@ impl Cutter {
                 if len >= self.max || rabin.hash & self.mask == 0 || eof {
                     break;
                 }
-                eof = self.fill(r, buf, &mut start)?;
+                eof = feed.fill(buf, &mut start)?;
             }
-            each(&buf[start..start + len])?;
+            feed.chunk(&buf[start..start + len])?;
             total += len as u64;
             start += len;
         }
-    }
-
-    /// Reads up to [`READ_STEP`] more bytes onto `buf`, first dropping the `start` bytes already
-    /// cut; true when the stream has ended.
-    fn fill(
-        &self,
-        r: &mut impl Read,
-        buf: &mut Vec<u8>,
-        start: &mut usize,
-    ) -> std::result::Result<bool, Fail> {
-        if *start > 0 {
-            buf.drain(..*start);
-            *start = 0;
-        }
-        buf.reserve(READ_STEP);
-        let n = r
-            .by_ref()
-            .take(READ_STEP as u64)
-            .read_to_end(buf)
-            .map_err(|e| Fail::Source(e.to_string()))?;
-        Ok(n < READ_STEP)
     }
 }
 
@@ -751,7 +781,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        repository::{Chunking, pages::Seal},
+        repository::{Chunking, StreamFile, pages::Seal},
         snapshot::Meta,
     };
 
@@ -893,6 +923,71 @@ mod tests {
         assert!(big.1.2.len() > 4, "{:?}", big.1.2.len());
         // Nothing new: every chunk was already stored by rustic's archiver.
         assert_eq!(summary(&repo, &ours).data_blobs, 0);
+    }
+
+    /// Hands its bytes over a few KiB at a time, as a pipe may.
+    struct Trickle(std::io::Cursor<Vec<u8>>);
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(3000);
+            self.0.read(&mut buf[..n])
+        }
+    }
+
+    /// A stream (a database dump) is cut where rustic's archiver cuts the same bytes read
+    /// from a file, however the reader hands them over, so a dump deduplicates against one
+    /// stored before; stock restic restores it byte-identical.
+    #[test]
+    fn streams_are_cut_where_rustics_archiver_cuts_the_same_file() {
+        let s = Setup::new();
+        let min = 512 << 10;
+        let mut bytes = noise(13 << 20, 7);
+        bytes.extend(vec![0; 3 * min + 100]);
+        bytes.extend(noise(5 << 20, 8));
+        bytes.extend(noise(min - 1, 9));
+        s.write("a/b/app.dump", &bytes);
+        let theirs = s.backup(false, false);
+
+        let path = s.src.join("a/b/app.dump");
+        let file = StreamFile {
+            path: &path,
+            mode: 0o600,
+            size: None,
+        };
+        let reader = Trickle(std::io::Cursor::new(bytes.clone()));
+        let ours = s
+            .repo()
+            .backup_stream(reader, file, Meta::default(), None)
+            .expect("stream backup")
+            .id;
+        let repo = s.repo();
+        let (a, b) = (entries(&repo, &theirs), entries(&repo, &ours));
+        let dump = |e: &BTreeMap<PathBuf, (String, u64, Vec<Hash>)>| {
+            e.iter()
+                .find(|(p, _)| p.ends_with("app.dump"))
+                .map(|(_, v)| v.clone())
+                .expect("the dump")
+        };
+        let (theirs_dump, ours_dump) = (dump(&a), dump(&b));
+        assert_eq!(ours_dump, theirs_dump);
+        assert!(ours_dump.2.len() > 8, "{} chunks", ours_dump.2.len());
+        // Nothing new: every chunk was already stored by rustic's archiver.
+        assert_eq!(summary(&repo, &ours).data_blobs, 0);
+
+        let out = s._dir.path().join("restored-by-restic");
+        let status = std::process::Command::new("restic")
+            .args(["--no-lock", "-q", "-r"])
+            .arg(s.location.path.join("files"))
+            .args(["restore", ours.as_str(), "--target"])
+            .arg(&out)
+            .env("RESTIC_PASSWORD", "a password")
+            .status()
+            .expect("run restic");
+        assert!(status.success(), "restic restore: {status}");
+        let restored = std::fs::read(out.join(path.strip_prefix("/").expect("absolute")))
+            .expect("restored by restic");
+        assert!(restored == bytes, "the restored dump differs");
     }
 
     /// A backup writes an index file whenever its packs name enough blobs, not one at the

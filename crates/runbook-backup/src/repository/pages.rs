@@ -1,12 +1,16 @@
-//! Fixed-size chunks (SQLite pages) packed by our own pipeline, in restic's format.
+//! Streams (SQLite pages, database dumps) packed by our own pipeline, in restic's format.
 //!
 //! rustic_core's archiver pays a zstd context and several thread hand-offs per blob; at one
 //! 4 KiB page per blob that costs more than the work itself (BENCHMARKS.md), and rustic_core
-//! has no public API to add blobs. So the pages of a SQLite backup are hashed, compressed (one
-//! zstd context per thread), encrypted and read back (rustic's `extra_verify`) in batches on
-//! every core, then packed and written here, with the repository's own key, chunk size,
-//! compression level and pack size, and rustic_core's public types for the tree and snapshot.
-//! Stock restic and rustic read what this writes; the SQLite tests restore it with both.
+//! has no public API to add blobs. It also allocates new buffers for every chunk of a dump
+//! (its data, compressed and encrypted copies), each a fresh mapping under the mmap threshold
+//! runbook holds. So a stream is read here into reused buffers, cut into chunks (the
+//! repository's fixed size, or where rustic's content-defined chunker cuts:
+//! [`super::archive`]), and hashed, compressed (one zstd context per thread), encrypted and
+//! read back (rustic's `extra_verify`) in batches on every core, then packed and written here,
+//! with the repository's own key, chunk size, compression level and pack size, and
+//! rustic_core's public types for the tree and snapshot. Stock restic and rustic read what this
+//! writes; the SQLite and dump tests restore it with restic.
 //!
 //! Writes come in restic's order: packs, then the index naming them, then the snapshot. A
 //! backup stopped anywhere leaves at most packs that no index names (`prune` removes them) and
@@ -41,7 +45,13 @@ use rustic_core::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Repo, StreamFile, describe, guard, spill::Spill, stream::stream_node};
+use super::{
+    Repo, StreamFile,
+    archive::Cutter,
+    describe, guard,
+    spill::Spill,
+    stream::{cut_batches, stream_node},
+};
 use crate::{
     Result,
     snapshot::{Meta, Snapshot},
@@ -68,25 +78,27 @@ pub(super) fn sha256(data: &[u8]) -> Hash {
 }
 
 impl Repo {
-    /// Backs up `reader` as the file `file.path`, cut into chunks of the repository's fixed
-    /// chunk size (a repository with content-defined chunks goes through rustic's archiver:
-    /// [`Repo::backup_stream`]). The reader may abort the backup by unwinding with
-    /// `StreamFailed`; then no index or snapshot is written.
-    pub(crate) fn backup_pages(
+    /// Backs up `reader` (a SQLite database's pages, a database dump) as the file
+    /// `file.path`, cut into chunks as the repository says: of its fixed chunk size, or where
+    /// rustic's content-defined chunker cuts ([`Cutter`]). The reader may abort the backup by
+    /// unwinding with `StreamFailed`; then no index or snapshot is written.
+    pub(crate) fn backup_stream(
         self,
-        reader: impl Read + Send + 'static,
+        reader: impl Read,
         file: StreamFile<'_>,
         meta: Meta,
         time: Option<Timestamp>,
     ) -> Result<Snapshot> {
         let config = self.inner.config();
-        if config.chunker() != Chunker::FixedSize {
-            return self.backup_stream(reader, file, meta, time);
-        }
-        let chunk = u32::try_from(config.chunk_size()).unwrap_or(u32::MAX);
+        let cut = match config.chunker() {
+            Chunker::FixedSize => Cut::Fixed(config.chunk_size().max(1)),
+            Chunker::Rabin => {
+                Cut::Content(Box::new(Cutter::new(config).map_err(self.fail("backup"))?))
+            }
+        };
         let target = self.target.clone();
         guard(&target, "backup", move || {
-            self.pages_inner(reader, chunk, &file, &meta, time)
+            self.stream_inner(reader, &cut, &file, &meta, time)
         })
     }
 
@@ -139,10 +151,10 @@ impl Repo {
         })
     }
 
-    fn pages_inner(
+    fn stream_inner(
         self,
         mut reader: impl Read,
-        chunk: u32,
+        cut: &Cut,
         file: &StreamFile<'_>,
         meta: &Meta,
         time: Option<Timestamp>,
@@ -156,11 +168,16 @@ impl Repo {
         }
         let store_start = Zoned::now();
         let store_started = Instant::now();
-        let chunk = (chunk as usize).max(1);
         let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
 
         let (read, workers, packed) = std::thread::scope(|s| {
-            let (work_tx, work_rx) = bounded::<(usize, Vec<u8>)>(threads * 2);
+            // Pieces cut by content hold a whole chunk or more (up to the maximum chunk, 8 MiB
+            // by default, which dumps of repetitive rows reach): fewer wait in line.
+            let depth = match cut {
+                Cut::Fixed(_) => threads * 2,
+                Cut::Content(_) => threads,
+            };
+            let (work_tx, work_rx) = bounded::<Piece>(depth);
             let (done_tx, done_rx) = bounded::<Result<Batch, String>>(threads * 2);
             // Hashed batches' buffers go back to the reader: every batch in flight, and one
             // being read, reuses a buffer instead of allocating and faulting in a new one.
@@ -169,12 +186,17 @@ impl Repo {
                 .map(|_| {
                     let (rx, tx, spare, cx) =
                         (work_rx.clone(), done_tx.clone(), spare_tx.clone(), &cx);
-                    s.spawn(move || cx.work(chunk, &rx, &tx, &spare))
+                    s.spawn(move || cx.work(cut, &rx, &tx, &spare))
                 })
                 .collect();
             drop((work_rx, done_tx, spare_tx));
             let packer = store.spawn_packer(s, done_rx, &progress);
-            let read = read_batches(&mut reader, chunk * BATCH_PAGES, &work_tx, &spare_rx);
+            let read = match cut {
+                Cut::Fixed(chunk) => {
+                    read_batches(&mut reader, chunk * BATCH_PAGES, &work_tx, &spare_rx)
+                }
+                Cut::Content(cutter) => cut_batches(cutter, &mut reader, &work_tx, &spare_rx),
+            };
             drop(work_tx);
             let joined = |h: std::thread::ScopedJoinHandle<'_, _>| {
                 h.join()
@@ -377,11 +399,27 @@ impl<'r> Store<'r> {
 }
 
 /// Why a stage of the pipeline stopped.
-enum Stop {
+pub(super) enum Stop {
     /// It failed, for this reason.
     Failed(String),
     /// A peer stopped first (its reason is reported instead).
     Stopped,
+}
+
+/// How a stream is cut into chunks.
+pub(super) enum Cut {
+    /// Every so many bytes (SQLite pages).
+    Fixed(usize),
+    /// Where rustic's content-defined chunker cuts (its tables are 4 KiB).
+    Content(Box<Cutter>),
+}
+
+/// A stretch of the stream for a worker: its place in the stream, its bytes, and the lengths
+/// of its chunks (none: chunks of the fixed size).
+pub(super) struct Piece {
+    pub(super) seq: usize,
+    pub(super) data: Vec<u8>,
+    pub(super) cuts: Vec<u32>,
 }
 
 /// Reads `reader` to its end in batches of `len` bytes, numbered in order, into the buffers
@@ -389,7 +427,7 @@ enum Stop {
 fn read_batches(
     reader: &mut impl Read,
     len: usize,
-    tx: &Sender<(usize, Vec<u8>)>,
+    tx: &Sender<Piece>,
     spare: &Receiver<Vec<u8>>,
 ) -> std::result::Result<u64, Stop> {
     let mut total = 0_u64;
@@ -410,7 +448,12 @@ fn read_batches(
         }
         buf.truncate(filled);
         total += filled as u64;
-        tx.send((seq, buf)).map_err(|_| Stop::Stopped)?;
+        let piece = Piece {
+            seq,
+            data: buf,
+            cuts: Vec::new(),
+        };
+        tx.send(piece).map_err(|_| Stop::Stopped)?;
         if filled < len {
             break;
         }
@@ -443,15 +486,18 @@ impl Cx<'_> {
             } else {
                 None
             },
+            compressed: Vec::new(),
+            plain: Vec::new(),
+            back: Vec::new(),
         })
     }
 
-    /// One worker: hashes each page of each batch, and seals the pages the repository lacks;
-    /// each batch's buffer then goes back to the reader through `spare`.
+    /// One worker: hashes each chunk of each piece, and seals the chunks the repository
+    /// lacks; each piece's buffer then goes back to the reader through `spare`.
     fn work(
         &self,
-        chunk: usize,
-        rx: &Receiver<(usize, Vec<u8>)>,
+        cut: &Cut,
+        rx: &Receiver<Piece>,
         tx: &Sender<std::result::Result<Batch, String>>,
         spare: &Sender<Vec<u8>>,
     ) -> std::result::Result<(), Stop> {
@@ -462,14 +508,24 @@ impl Cx<'_> {
                 return Ok(());
             }
         };
-        for (seq, buf) in rx {
+        // Pieces cut by content carry their chunks' lengths.
+        let fixed = match cut {
+            Cut::Fixed(chunk) => *chunk,
+            Cut::Content(_) => usize::MAX,
+        };
+        for Piece { seq, data, cuts } in rx {
             let mut batch = Batch {
                 seq: Some(seq),
-                bytes: buf.len() as u64,
-                ids: Vec::with_capacity(buf.len().div_ceil(chunk)),
+                bytes: data.len() as u64,
+                ids: Vec::with_capacity(cuts.len().max(data.len().div_ceil(fixed))),
                 new: Vec::new(),
             };
-            for page in buf.chunks(chunk) {
+            let mut rest = &data[..];
+            let mut cuts = cuts.iter();
+            while !rest.is_empty() {
+                let len = cuts.next().map_or(fixed, |&c| c as usize).min(rest.len());
+                let (page, tail) = rest.split_at(len);
+                rest = tail;
                 let id = sha256(page);
                 batch.ids.push(id);
                 if self.known.data.contains_key(&id)
@@ -490,7 +546,7 @@ impl Cx<'_> {
                 }
             }
             // Full when the reader holds enough spares: this one is freed instead.
-            let _ = spare.try_send(buf);
+            let _ = spare.try_send(data);
             tx.send(Ok(batch)).map_err(|_| Stop::Stopped)?;
         }
         Ok(())
@@ -516,12 +572,19 @@ pub(super) struct Sealed {
     compressed: bool,
 }
 
-/// One thread's compression contexts: made once, used for every blob.
+/// One thread's compression contexts and scratch buffers: made once, used for every blob
+/// (a chunk of a dump is about 1 MiB: new buffers for each would be new mappings, faulted in
+/// page by page).
 pub(super) struct Blobber<'a> {
     seal: &'a Seal,
     compress: Option<zstd::bulk::Compressor<'static>>,
     /// Decompresses each sealed blob back for comparison (rustic's `extra_verify`).
     verify: Option<zstd::bulk::Decompressor<'static>>,
+    /// The blob compressed, before it is sealed.
+    compressed: Vec<u8>,
+    /// The sealed blob opened again, and decompressed again (verification).
+    plain: Vec<u8>,
+    back: Vec<u8>,
 }
 
 impl Blobber<'_> {
@@ -530,22 +593,27 @@ impl Blobber<'_> {
             u32::try_from(raw.len()).map_err(|_| "a blob is larger than 4 GiB".to_string())?;
         let data = match &mut self.compress {
             Some(c) => {
-                let body = c
-                    .compress(raw)
+                self.compressed.clear();
+                self.compressed
+                    .reserve(zstd::zstd_safe::compress_bound(raw.len()));
+                c.compress_to_buffer(raw, &mut self.compressed)
                     .map_err(|e| format!("cannot compress: {e}"))?;
-                self.seal.seal(&body)?
+                self.seal.seal(&self.compressed)?
             }
             None => self.seal.seal(raw)?,
         };
         if let Some(d) = &mut self.verify {
-            let plain = self.seal.open(&data)?;
+            self.seal.open_into(&data, &mut self.plain)?;
             let back = if self.compress.is_some() {
-                d.decompress(&plain, raw.len())
-                    .map_err(|e| format!("cannot decompress what was just compressed: {e}"))?
+                self.back.clear();
+                self.back.reserve(raw.len());
+                d.decompress_to_buffer(&self.plain, &mut self.back)
+                    .map_err(|e| format!("cannot decompress what was just compressed: {e}"))?;
+                &self.back
             } else {
-                plain
+                &self.plain
             };
-            if back != raw {
+            if back[..] != raw[..] {
                 return Err(
                     "verification failed: a blob read back differs from what was written".into(),
                 );

@@ -1,57 +1,96 @@
-//! Streams (database dumps) backed up as one file, with the metadata a file read from disk
-//! would have, so stock restic restores them whole.
+//! Streams (database dumps, SQLite pages) backed up as one file, with the metadata a file
+//! read from disk would have, so stock restic restores them whole; how a stream cut by
+//! content is handed to the workers.
 
-use std::path::{Path, PathBuf};
+use std::{io::Read, path::Path};
 
-use jiff::{Timestamp, tz::TimeZone};
-use rustic_core::{BackupOptions, ParentOptions, SnapshotOptions};
+use crossbeam_channel::{Receiver, Sender};
+use jiff::Timestamp;
 
-use super::{Repo, describe, guard};
-use crate::{
-    Result,
-    snapshot::{Meta, Snapshot},
+use super::{
+    archive::{Cutter, Fail, Feed, read_step},
+    pages::{Piece, Stop},
 };
 
-impl Repo {
-    /// Backs up one stream as the file `file.path` (a database dump, a SQLite copy). The
-    /// stream may abort the backup by unwinding with `StreamFailed`; then no snapshot is
-    /// written.
-    pub(crate) fn backup_stream(
-        self,
-        reader: impl std::io::Read + Send + 'static,
-        file: StreamFile<'_>,
-        meta: Meta,
-        time: Option<Timestamp>,
-    ) -> Result<Snapshot> {
-        let target = self.target.clone();
-        let path = file.path.to_path_buf();
-        guard(&self.target.clone(), "backup", move || {
-            let mut snap_opts = SnapshotOptions::default()
-                .label(self.target.clone())
-                .description(serde_json::to_string(&meta).ok());
-            if let Some(t) = time {
-                snap_opts = snap_opts.time(Some(t.to_zoned(TimeZone::UTC)));
-            }
-            let snap = snap_opts
-                .add_tags(&super::snapshot_tags(&meta))
-                .and_then(|o| o.to_snapshot())
-                .map_err(self.err("backup"))?;
-            let source = StreamSource {
-                path: path.clone(),
-                reader: std::sync::Mutex::new(Some(reader)),
-                mtime: time.unwrap_or_else(Timestamp::now),
-                mode: file.mode,
-                size: file.size,
-            };
-            let opts = BackupOptions::default().parent_opts(ParentOptions::default().force(true));
-            let err = self.err("backup");
-            let index_err = self.err("read index");
-            let indexed = self.inner.to_indexed_ids().map_err(index_err)?;
-            let saved = indexed
-                .archive(&opts, &source, snap, std::slice::from_ref(&path))
-                .map_err(err)?;
-            Ok(describe(&target, &saved))
-        })
+/// The cut bytes a piece gathers before it goes to a worker: a few chunks, or one.
+const PIECE_BYTES: usize = 1 << 20;
+
+/// Reads `reader` to its end and cuts it where rustic's chunker does, handing the chunks to
+/// the workers in pieces numbered in order, each in a buffer that came back on `spare` (a new
+/// one while none has): the bytes are read once into the buffer they are hashed from, and only
+/// the part of a chunk read past a piece's end is copied into the next. Returns the length.
+pub(super) fn cut_batches(
+    cutter: &Cutter,
+    reader: &mut impl Read,
+    tx: &Sender<Piece>,
+    spare: &Receiver<Vec<u8>>,
+) -> std::result::Result<u64, Stop> {
+    let mut feed = Pieces {
+        reader,
+        cuts: Vec::new(),
+        seq: 0,
+        tx,
+        spare,
+    };
+    let mut buf = spare.try_recv().unwrap_or_default();
+    buf.clear();
+    let cut = cutter.cut_feed(&mut buf, &mut feed).and_then(|total| {
+        if !buf.is_empty() {
+            feed.send(buf)?;
+        }
+        Ok(total)
+    });
+    cut.map_err(|e| match e {
+        Fail::Source(e) => Stop::Failed(format!("cannot read the source: {e}")),
+        Fail::Store(e) => Stop::Failed(e),
+        Fail::Stopped => Stop::Stopped,
+    })
+}
+
+/// A stream being cut into pieces for the workers.
+struct Pieces<'a, R> {
+    reader: &'a mut R,
+    /// The lengths of the chunks cut in the buffer so far.
+    cuts: Vec<u32>,
+    seq: usize,
+    tx: &'a Sender<Piece>,
+    spare: &'a Receiver<Vec<u8>>,
+}
+
+impl<R> Pieces<'_, R> {
+    /// Sends `data`, cut into the chunks recorded, as the next piece.
+    fn send(&mut self, data: Vec<u8>) -> std::result::Result<(), Fail> {
+        let piece = Piece {
+            seq: self.seq,
+            data,
+            cuts: std::mem::take(&mut self.cuts),
+        };
+        self.seq += 1;
+        self.tx.send(piece).map_err(|_| Fail::Stopped)
+    }
+}
+
+impl<R: Read> Feed for Pieces<'_, R> {
+    fn fill(&mut self, buf: &mut Vec<u8>, start: &mut usize) -> std::result::Result<bool, Fail> {
+        if *start >= PIECE_BYTES {
+            // The chunks cut so far go; what is read past them moves to the next buffer.
+            let mut next = self.spare.try_recv().unwrap_or_default();
+            next.clear();
+            next.extend_from_slice(&buf[*start..]);
+            buf.truncate(*start);
+            let full = std::mem::replace(buf, next);
+            self.send(full)?;
+            *start = 0;
+        }
+        read_step(self.reader, buf)
+    }
+
+    fn chunk(&mut self, chunk: &[u8]) -> std::result::Result<(), Fail> {
+        // Chunks are at most the repository's maximum chunk size (a few MiB).
+        self.cuts.push(
+            u32::try_from(chunk.len()).map_err(|_| Fail::Store("a chunk over 4 GiB".into()))?,
+        );
+        Ok(())
     }
 }
 
@@ -73,42 +112,6 @@ impl<'a> StreamFile<'a> {
             mode: 0o600,
             size: None,
         }
-    }
-}
-
-/// A single stream presented to the archiver as one file.
-struct StreamSource<R> {
-    path: PathBuf,
-    reader: std::sync::Mutex<Option<R>>,
-    /// The dump's time, recorded as the file's modification time.
-    mtime: Timestamp,
-    mode: u32,
-    size: Option<u64>,
-}
-
-impl<R: std::io::Read + Send + 'static> rustic_core::ReadSource for StreamSource<R> {
-    type Open = R;
-    type Iter = std::iter::Once<rustic_core::RusticResult<rustic_core::ReadSourceEntry<R>>>;
-
-    fn size(&self) -> rustic_core::RusticResult<Option<u64>> {
-        Ok(self.size)
-    }
-
-    fn entries(&self) -> Self::Iter {
-        let open = self
-            .reader
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        let name = self.path.file_name().unwrap_or(self.path.as_os_str());
-        // The size is filled in by the archiver once the stream has been read (see
-        // vendor/README.md).
-        let node = stream_node(name, self.mode, self.mtime);
-        std::iter::once(Ok(rustic_core::ReadSourceEntry {
-            path: self.path.clone(),
-            node,
-            open,
-        }))
     }
 }
 
