@@ -11,7 +11,8 @@
 #           copied once to WORKDIR/tree (about 1.2 GB): first backup, second backup after 1% of
 #           the files changed (a line appended to every hundredth), growth, restore latest.
 #   pg      the pgbench database at PG_SCALE: runbook vs `pg_dump -Fc -f` (backup) and
-#           `pg_restore -d` (restore into a new database).
+#           `pg_restore -d` (restore into a new database); the dump runbook takes
+#           (`pg_dump -Fc -Z0`) piped into `restic backup --stdin` (and rustic's `backup -`).
 # Set WORKLOADS="sqlite tree pg" (default) to choose, TREE_SRC=DIR for another tree,
 # SQLITE_JOURNAL=delete for a database in rollback-journal mode (default wal, as applications run
 # SQLite; runbook reads a WAL database in place and copies any other first).
@@ -202,6 +203,14 @@ if [[ " $WORKLOADS " == *" pg "* ]]; then
         init runbook
         measure pg backup runbook "$rep" "$RUNBOOK backup pg"
         measure pg backup pg_dump "$rep" "pg_dump -h 127.0.0.1 -U postgres -Fc -f dump.fc $DB"
+        # The same dump runbook takes (uncompressed custom format), piped into each tool that
+        # reads a stream: the same job, for time and memory.
+        init restic
+        measure pg backup "restic (stdin)" "$rep" "pg_dump -h 127.0.0.1 -U postgres -Fc -Z0 $DB | restic -q -r restic-repo backup --stdin --stdin-filename $DB.dump"
+        if command -v rustic >/dev/null; then
+            init rustic
+            measure pg backup "rustic (stdin)" "$rep" "pg_dump -h 127.0.0.1 -U postgres -Fc -Z0 $DB | rustic -r rustic-repo --password-file key backup --stdin-filename $DB.dump -"
+        fi
         for who in runbook pg_restore; do
             dropdb -h 127.0.0.1 -U postgres --if-exists "${DB}_r"
             if [ $who = runbook ]; then

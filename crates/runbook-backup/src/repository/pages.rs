@@ -171,13 +171,7 @@ impl Repo {
         let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
 
         let (read, workers, packed) = std::thread::scope(|s| {
-            // Pieces cut by content hold a whole chunk or more (up to the maximum chunk, 8 MiB
-            // by default, which dumps of repetitive rows reach): fewer wait in line.
-            let depth = match cut {
-                Cut::Fixed(_) => threads * 2,
-                Cut::Content(_) => threads,
-            };
-            let (work_tx, work_rx) = bounded::<Piece>(depth);
+            let (work_tx, work_rx) = bounded::<Piece>(threads * 2);
             let (done_tx, done_rx) = bounded::<Result<Batch, String>>(threads * 2);
             // Hashed batches' buffers go back to the reader: every batch in flight, and one
             // being read, reuses a buffer instead of allocating and faulting in a new one.
