@@ -883,6 +883,21 @@ mod tests {
         fn write(&self, rel: &str, bytes: &[u8]) {
             std::fs::write(self.src.join(rel), bytes).expect("write");
         }
+
+        /// Restores `snapshot` with stock restic; returns where to.
+        fn restic_restore(&self, snapshot: &str) -> PathBuf {
+            let out = self._dir.path().join("restored-by-restic");
+            let status = std::process::Command::new("restic")
+                .args(["--no-lock", "-q", "-r"])
+                .arg(self.location.path.join("files"))
+                .args(["restore", snapshot, "--target"])
+                .arg(&out)
+                .env("RESTIC_PASSWORD", "a password")
+                .status()
+                .expect("run restic");
+            assert!(status.success(), "restic restore: {status}");
+            out
+        }
     }
 
     fn summary(repo: &Repo, id: &str) -> SnapshotSummary {
@@ -975,16 +990,7 @@ mod tests {
         // Nothing new: every chunk was already stored by rustic's archiver.
         assert_eq!(summary(&repo, &ours).data_blobs, 0);
 
-        let out = s._dir.path().join("restored-by-restic");
-        let status = std::process::Command::new("restic")
-            .args(["--no-lock", "-q", "-r"])
-            .arg(s.location.path.join("files"))
-            .args(["restore", ours.as_str(), "--target"])
-            .arg(&out)
-            .env("RESTIC_PASSWORD", "a password")
-            .status()
-            .expect("run restic");
-        assert!(status.success(), "restic restore: {status}");
+        let out = s.restic_restore(&ours);
         let restored = std::fs::read(out.join(path.strip_prefix("/").expect("absolute")))
             .expect("restored by restic");
         assert!(restored == bytes, "the restored dump differs");
@@ -1040,16 +1046,7 @@ mod tests {
         assert!(report.errors.is_empty(), "{:?}", report.errors);
 
         // Stock restic reads the index files too: it restores every file as it was.
-        let out = s._dir.path().join("restored-by-restic");
-        let status = std::process::Command::new("restic")
-            .args(["--no-lock", "-q", "-r"])
-            .arg(s.location.path.join("files"))
-            .args(["restore", second.as_str(), "--target"])
-            .arg(&out)
-            .env("RESTIC_PASSWORD", "a password")
-            .status()
-            .expect("run restic");
-        assert!(status.success(), "restic restore: {status}");
+        let out = s.restic_restore(&second);
         let inside = out.join(s.src.strip_prefix("/").expect("an absolute source"));
         for i in 0..120 {
             let rel = format!("a/f{i}");
