@@ -567,7 +567,7 @@ pub(super) struct Sealed {
 }
 
 /// One thread's compression contexts and scratch buffers: made once, used for every blob
-/// (a chunk of a dump is about 1 MiB: new buffers for each would be new mappings, faulted in
+/// (a chunk of a dump is 0.5-8 MiB: new buffers for each would be new mappings, faulted in
 /// page by page).
 pub(super) struct Blobber<'a> {
     seal: &'a Seal,
