@@ -123,14 +123,45 @@ impl Repo {
 
 /// The ids of a file node's blobs, in order.
 pub(super) fn content_ids(node: &Node) -> Vec<Hash> {
+    // From a slice, so the vector is allocated once at its length: 130,000 ids for a 512 MiB
+    // database.
     node.content
+        .as_deref()
+        .unwrap_or_default()
         .iter()
-        .flatten()
         .map(|d| hash_of(**d))
         .collect()
 }
 
+/// The 32 bytes of `id`. rustic_core keeps them private; `Id` derives `Hash`, which feeds a
+/// hasher its length and then the bytes in one write, so a hasher that keeps what it is fed
+/// reads them back without a round trip through hex (400 ns an id: 50 ms of the plan of a
+/// 512 MiB SQLite restore). Should `Id` ever hash differently, the hex form is used.
 pub(super) fn hash_of(id: Id) -> Hash {
+    use std::hash::{Hash as _, Hasher};
+    #[derive(Default)]
+    struct Fed {
+        bytes: Hash,
+        len: usize,
+    }
+    impl Hasher for Fed {
+        fn finish(&self) -> u64 {
+            0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            if let Some(to) = self.bytes.get_mut(self.len..self.len + bytes.len()) {
+                to.copy_from_slice(bytes);
+            }
+            self.len += bytes.len();
+        }
+        // The length `Hash` writes before a slice's bytes.
+        fn write_usize(&mut self, _: usize) {}
+    }
+    let mut fed = Fed::default();
+    id.hash(&mut fed);
+    if fed.len == fed.bytes.len() {
+        return fed.bytes;
+    }
     let mut out = [0_u8; 32];
     // A hex id is 64 hex digits by construction.
     let _ = hex::decode_to_slice(id.to_hex().as_str(), &mut out);
@@ -225,13 +256,14 @@ impl Spare {
     const MIN: usize = 128 << 10;
     const KEEP: usize = 2;
 
-    /// A buffer of `len` zeroed bytes.
+    /// A buffer of `len` bytes, for a stretch to fill whole: a kept buffer keeps what an
+    /// earlier stretch wrote into it (only bytes past its old length are zeroed), since
+    /// zeroing 2 MiB for every stretch cost a restore a memset of its whole size.
     fn take(&mut self, len: usize) -> Vec<u8> {
         if len < Self::MIN {
             return vec![0; len];
         }
         let mut buf = self.0.pop().unwrap_or_default();
-        buf.clear();
         buf.resize(len, 0);
         buf
     }
@@ -424,6 +456,8 @@ impl Stretch {
             starts.push(filled);
             filled += len;
         }
+        // Every byte of it is written below, by a blob's decoding or its copy, before any
+        // of it is written out.
         let mut slab = spare.take(filled);
         // Each blob decoded once, into its first place; copied to any other.
         let mut first: Vec<Option<usize>> = vec![None; self.blobs.len()];
@@ -640,6 +674,27 @@ impl Repo {
         Packs {
             be: &*self.backend,
             dir: self.local.as_deref(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ids_bytes_are_read_back_as_they_were_made() {
+        let mut bytes = [0_u8; 32];
+        for seed in 0_u8..=255 {
+            for (i, b) in bytes.iter_mut().enumerate() {
+                *b = seed
+                    .wrapping_mul(31)
+                    .wrapping_add(i as u8)
+                    .rotate_left(u32::from(seed % 8));
+            }
+            let id = Id::new(bytes);
+            assert_eq!(hash_of(id), bytes);
+            assert_eq!(hex::encode(hash_of(id)), id.to_hex().as_str());
         }
     }
 }
