@@ -54,8 +54,9 @@ pub struct RestoreReport {
     pub seconds: f64,
     /// Where the time went, in seconds: `open` (the repository, its key and the snapshot),
     /// then the kind's own — for SQLite `plan` (the index and the file's list of blobs),
-    /// `write` (reading, decrypting, decompressing and writing the pages) and `check`
-    /// (`quick_check` of the restored file, with its sync to disk beside it).
+    /// `write` (reading, decrypting, decompressing and writing the pages), `check`
+    /// (`quick_check` of the restored file, with its sync to disk beside it) and `sync` (what
+    /// the sync took beyond the check).
     pub phases: std::collections::BTreeMap<String, f64>,
 }
 

@@ -1270,7 +1270,7 @@ fn restoring_over_the_live_file_keeps_an_undo_point() {
     // Where the time went, phase by phase, adding up to no more than the whole.
     let phases = v["phases"].as_object().expect("phases");
     let names: Vec<&str> = phases.keys().map(String::as_str).collect();
-    assert_eq!(names, ["check", "open", "plan", "write"], "{v}");
+    assert_eq!(names, ["check", "open", "plan", "sync", "write"], "{v}");
     let sum: f64 = phases.values().filter_map(serde_json::Value::as_f64).sum();
     assert!(sum <= v["seconds"].as_f64().expect("seconds"), "{v}");
 }
