@@ -1315,7 +1315,7 @@ enum Kind {
 }
 
 /// An id in hex, as the repository's JSON files hold it.
-struct Hex(Hash);
+pub(super) struct Hex(pub(super) Hash);
 
 impl Serialize for Hex {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
