@@ -15,6 +15,7 @@ pub use progress::{Live, live};
 mod quarantine;
 mod read;
 mod retention;
+mod rolling;
 mod spill;
 mod stream;
 mod unpack;

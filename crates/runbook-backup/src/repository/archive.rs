@@ -34,6 +34,7 @@ use super::{
     BackupSpec, Repo, describe,
     errors::{guard, one_line},
     pages::{Batch, Cx, Hash, Index, Packed, Store, TreeSaver, sha256, tree_json},
+    rolling::{Prints, WINDOW},
     unpack::hash_of,
     untree::Trees,
 };
@@ -195,8 +196,12 @@ impl Repo {
 /// started afresh over the end of the minimum part, as rustic starts it), and at the maximum
 /// size at the latest.
 pub(super) struct Cutter {
-    /// The hash with its tables built, copied for each chunk.
+    /// The hash with its tables built, copied for each chunk: its first 64 steps after the
+    /// minimum, where rustic's window still holds bytes from before (below).
     rabin: Rabin64,
+    /// The same hash, looked for at several places at once once its window holds only the
+    /// stream's last 64 bytes.
+    prints: Prints,
     mask: u64,
     min: usize,
     max: usize,
@@ -261,8 +266,12 @@ impl Cutter {
         if !size.is_power_of_two() || min > size || max < size || min < 64 {
             return Err("the repository's chunk sizes are not valid for content chunks".into());
         }
+        if !Prints::serves(&poly) {
+            return Err("the repository's chunker polynomial is not of a usable degree".into());
+        }
         Ok(Self {
             rabin: Rabin64::new_with_polynom(6, &poly),
+            prints: Prints::new(&poly),
             mask: size as u64 - 1,
             min,
             max,
@@ -303,17 +312,31 @@ impl Cutter {
             }
             let mut rabin = self.rabin.clone();
             let from = start + self.min;
-            rabin.reset_and_prefill_window(&mut buf[from - 64..from].iter().copied());
+            rabin.reset_and_prefill_window(&mut buf[from - WINDOW..from].iter().copied());
             let mut len = self.min;
+            let mut cut = rabin.hash & self.mask == 0;
             loop {
                 let limit = (start + self.max).min(buf.len());
                 let mut i = start + len;
-                while rabin.hash & self.mask != 0 && i < limit {
+                // rustic's window skips the minimum part's last byte (it prefills 63 of the
+                // 64 it is given), so for its first 64 steps it is rustic's hash that counts;
+                // after them its window is the stream's last 64 bytes, which `prints` hashes.
+                while !cut && i < limit && i - start < self.min + WINDOW {
                     rabin.slide(buf[i]);
                     i += 1;
+                    cut = rabin.hash & self.mask == 0;
+                }
+                if !cut && i < limit {
+                    match self.prints.find(&buf[i - WINDOW..limit], self.mask) {
+                        Some(at) => {
+                            i += at + 1;
+                            cut = true;
+                        }
+                        None => i = limit,
+                    }
                 }
                 len = i - start;
-                if len >= self.max || rabin.hash & self.mask == 0 || eof {
+                if len >= self.max || cut || eof {
                     break;
                 }
                 eof = feed.fill(buf, &mut start)?;
