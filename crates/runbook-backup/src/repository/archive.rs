@@ -795,7 +795,7 @@ fn save_tree(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::collections::BTreeMap;
 
     use runbook_config::RepositoryConfig;
@@ -809,7 +809,7 @@ mod tests {
     };
 
     /// Bytes that do not compress or repeat.
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
+    pub(in crate::repository) fn noise(len: usize, seed: u64) -> Vec<u8> {
         let mut x = seed | 1;
         (0..len)
             .map(|_| {

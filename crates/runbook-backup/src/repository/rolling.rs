@@ -125,6 +125,7 @@ mod tests {
     use rustic_cdc::RollingHash64;
 
     use super::*;
+    use crate::repository::archive::tests::noise;
 
     /// restic's polynomial of its test repositories, and another of degree 53.
     const POLYS: [Polynom64; 2] = [0x003D_A335_8B4D_C173, 0x002B_2AA3_F7D5_B5E1];
@@ -140,18 +141,6 @@ mod tests {
             }
         }
         None
-    }
-
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect()
     }
 
     #[test]
