@@ -199,8 +199,8 @@ pub(super) struct Cutter {
     /// The hash with its tables built, copied for each chunk: its first 64 steps after the
     /// minimum, where rustic's window still holds bytes from before (below).
     rabin: Rabin64,
-    /// The same hash, looked for at several places at once once its window holds only the
-    /// stream's last 64 bytes.
+    /// The same hash, looked for at several places at a time after that, when its window
+    /// holds only the stream's last 64 bytes.
     prints: Prints,
     mask: u64,
     min: usize,
