@@ -580,14 +580,21 @@ impl Repo {
         let written = std::thread::scope(|sc| {
             let (jobs_tx, jobs_rx) =
                 crossbeam_channel::bounded::<(usize, crossbeam_channel::Sender<Decoded>)>(workers);
+            // Buffers the writer is done with, for the readers' next stretches: as many as
+            // there are stretches in flight.
+            let (spare_tx, spare_rx) = crossbeam_channel::unbounded::<Vec<u8>>();
             for _ in 0..workers {
                 let (rx, runs, seal, packs) = (jobs_rx.clone(), &runs, &seal, &packs);
+                let spare = spare_rx.clone();
                 sc.spawn(move || {
-                    let mut unzip = zstd::bulk::Decompressor::new().ok();
-                    let mut stored = Vec::new();
+                    let mut bufs = DecodeBufs {
+                        stored: Vec::new(),
+                        scratch: Vec::new(),
+                        unzip: zstd::bulk::Decompressor::new(),
+                    };
                     for (i, reply) in rx {
-                        let decoded = runs[i].decode(packs, &mut stored, seal, unzip.as_mut());
-                        let _ = reply.send(decoded);
+                        let out = spare.try_recv().unwrap_or_default();
+                        let _ = reply.send(runs[i].decode(packs, &mut bufs, seal, out));
                     }
                 });
             }
@@ -615,6 +622,7 @@ impl Repo {
                 out.write_all(&data)
                     .map_err(|e| format!("cannot write the restored data: {e}"))?;
                 total += data.len() as u64;
+                let _ = spare_tx.send(data);
             }
         })
         .map_err(|e| fail(format!("{path}: {e}")))?;
@@ -633,22 +641,47 @@ impl Repo {
 type Decoded = std::result::Result<Vec<u8>, String>;
 
 impl Stretch {
-    /// Reads the stretch and decodes its blobs, in order, into one buffer.
+    /// Reads the stretch and decodes its blobs, in order, straight into `out`: a buffer an
+    /// earlier stretch filled, handed back by the writer (a dump's stretch decodes to a few
+    /// MiB, and a fresh buffer for it, with one for each blob copied into it, cost a mapping
+    /// and a page fault per 4 KiB; runbook holds glibc's mmap threshold at 128 KiB, main.rs).
+    /// Every byte up to the stretch's length is written by a blob's decoding or the stretch
+    /// fails, so what an earlier stretch left there is never sent on.
     fn decode(
         &self,
         packs: &Packs<'_>,
-        stored: &mut Vec<u8>,
+        bufs: &mut DecodeBufs,
         seal: &Seal,
-        mut unzip: Option<&mut zstd::bulk::Decompressor<'static>>,
+        mut out: Vec<u8>,
     ) -> Decoded {
+        let DecodeBufs {
+            stored,
+            scratch,
+            unzip,
+        } = bufs;
+        let unzip = unzip
+            .as_mut()
+            .map_err(|e| format!("cannot start decompressing: {e}"))?;
         let stored = self.read(packs, stored)?;
-        let mut out = Vec::new();
+        let len = self.blobs.iter().map(|(l, _)| l.plain_len() as usize).sum();
+        out.resize(len, 0);
+        let mut at = 0;
         for (loc, _) in &self.blobs {
+            let n = loc.plain_len() as usize;
             let sealed = self.slice(stored, loc)?;
-            out.extend(loc.decode(sealed, seal, unzip.as_deref_mut())?);
+            loc.decode_into(sealed, seal, unzip, scratch, &mut out[at..at + n])?;
+            at += n;
         }
         Ok(out)
     }
+}
+
+/// What a dump's reader keeps from one stretch to the next: the stored bytes read, a blob's
+/// decrypted bytes, and its decompression context.
+struct DecodeBufs {
+    stored: Vec<u8>,
+    scratch: Vec<u8>,
+    unzip: std::io::Result<zstd::bulk::Decompressor<'static>>,
 }
 
 /// Where a restore reads its packs from: a local repository's pack files straight into the
