@@ -1019,6 +1019,41 @@ pub(super) mod tests {
         assert!(restored == bytes, "the restored dump differs");
     }
 
+    /// A dump restored through `dump_to` is the bytes that were stored, over many stretches
+    /// of different lengths: each stretch's buffer is one the writer handed back, so a
+    /// shorter stretch after a longer one must send on only what it decoded.
+    #[test]
+    fn a_stream_is_dumped_back_byte_for_byte_across_reused_buffers() {
+        let s = Setup::new();
+        let min = 512 << 10;
+        let mut bytes = Vec::new();
+        for (i, len) in [9 << 20, min - 1, 3 << 20, 100, 6 << 20, min + 7, 1 << 20]
+            .into_iter()
+            .enumerate()
+        {
+            bytes.extend(noise(len, 40 + i as u64));
+            bytes.extend(vec![b' '; (i + 1) * (300 << 10)]);
+        }
+        let path = s.src.join("db.dump");
+        let file = StreamFile {
+            path: &path,
+            mode: 0o600,
+            size: None,
+        };
+        let reader = Trickle(std::io::Cursor::new(bytes.clone()));
+        let id = s
+            .repo()
+            .backup_stream(reader, file, Meta::default(), None)
+            .expect("stream backup")
+            .id;
+        let mut out = Vec::new();
+        s.repo()
+            .dump_to(&id, path.to_str().expect("utf-8 path"), &mut out)
+            .expect("dump");
+        assert_eq!(out.len(), bytes.len());
+        assert!(out == bytes, "the dumped bytes differ");
+    }
+
     /// A backup writes an index file whenever its packs name enough blobs, not one at the
     /// end; the index is read back whole (the second backup stores nothing), rustic_core's
     /// check, which reads every index file itself, finds every blob of both snapshots, and
