@@ -973,6 +973,21 @@ pub(super) mod tests {
         }
     }
 
+    /// Backs `bytes` up as a stream recorded at `path`, handed over a few KiB at a time;
+    /// the snapshot's id.
+    fn stream_in(s: &Setup, path: &std::path::Path, bytes: &[u8]) -> String {
+        let file = StreamFile {
+            path,
+            mode: 0o600,
+            size: None,
+        };
+        let reader = Trickle(std::io::Cursor::new(bytes.to_vec()));
+        s.repo()
+            .backup_stream(reader, file, Meta::default(), None)
+            .expect("stream backup")
+            .id
+    }
+
     /// A stream (a database dump) is cut where rustic's archiver cuts the same bytes read
     /// from a file, however the reader hands them over, so a dump deduplicates against one
     /// stored before; stock restic restores it byte-identical.
@@ -988,17 +1003,7 @@ pub(super) mod tests {
         let theirs = s.backup(false, false);
 
         let path = s.src.join("a/b/app.dump");
-        let file = StreamFile {
-            path: &path,
-            mode: 0o600,
-            size: None,
-        };
-        let reader = Trickle(std::io::Cursor::new(bytes.clone()));
-        let ours = s
-            .repo()
-            .backup_stream(reader, file, Meta::default(), None)
-            .expect("stream backup")
-            .id;
+        let ours = stream_in(&s, &path, &bytes);
         let repo = s.repo();
         let (a, b) = (entries(&repo, &theirs), entries(&repo, &ours));
         let dump = |e: &BTreeMap<PathBuf, (String, u64, Vec<Hash>)>| {
@@ -1035,17 +1040,7 @@ pub(super) mod tests {
             bytes.extend(vec![b' '; (i + 1) * (300 << 10)]);
         }
         let path = s.src.join("db.dump");
-        let file = StreamFile {
-            path: &path,
-            mode: 0o600,
-            size: None,
-        };
-        let reader = Trickle(std::io::Cursor::new(bytes.clone()));
-        let id = s
-            .repo()
-            .backup_stream(reader, file, Meta::default(), None)
-            .expect("stream backup")
-            .id;
+        let id = stream_in(&s, &path, &bytes);
         let mut out = Vec::new();
         s.repo()
             .dump_to(&id, path.to_str().expect("utf-8 path"), &mut out)
