@@ -163,6 +163,7 @@ impl Engine {
             runbook_version: VERSION.to_string(),
             keep_forever: req.keep_forever,
             phases: std::collections::BTreeMap::new(),
+            stages: std::collections::BTreeMap::new(),
         };
         let snapshot = kinds::of(&target.kind).backup(kinds::BackupCx {
             engine: self,

@@ -17,6 +17,7 @@ mod read;
 mod retention;
 mod rolling;
 mod spill;
+mod stages;
 mod stream;
 mod unpack;
 mod untree;
@@ -303,6 +304,7 @@ fn describe(target: &str, s: &SnapshotFile) -> Snapshot {
             paths: s.paths.to_string().split(',').map(str::to_string).collect(),
             keep_forever: s.tags.contains(KEEP_FOREVER),
             phases,
+            stages: meta.stages,
         }
     }
 }

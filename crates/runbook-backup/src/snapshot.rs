@@ -36,6 +36,14 @@ pub struct Snapshot {
     /// dump, the dump streams through this phase).
     #[serde(default)]
     pub phases: std::collections::BTreeMap<String, f64>,
+    /// Inside `store`, where its time went, in thread-seconds (the time threads spent in each
+    /// stage, summed: the stages run side by side on every core, so each may exceed `store`):
+    /// `source` (waiting for the source's bytes: the dump tool, the database file, the files),
+    /// `chunk` (cutting, hashing, compressing and encrypting) and `upload` (writing packs and
+    /// index files to the repository). A stage near `store` is what held the backup up. Empty
+    /// for snapshots that runbook's own pipeline did not write.
+    #[serde(default)]
+    pub stages: std::collections::BTreeMap<String, f64>,
 }
 
 impl Snapshot {
@@ -59,4 +67,7 @@ pub(crate) struct Meta {
     /// Seconds of the phases before the repository is written (`copy`, `check`).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub phases: std::collections::BTreeMap<String, f64>,
+    /// Thread-seconds of the stages inside `store` (`source`, `chunk`, `upload`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub stages: std::collections::BTreeMap<String, f64>,
 }

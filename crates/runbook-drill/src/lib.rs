@@ -284,6 +284,7 @@ mod tests {
             paths: Vec::new(),
             keep_forever: false,
             phases: std::collections::BTreeMap::new(),
+            stages: std::collections::BTreeMap::new(),
         }
     }
 

@@ -18,7 +18,7 @@ use std::{
     ffi::OsStr,
     io::Read,
     path::{Component, PathBuf},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
@@ -33,12 +33,13 @@ use rustic_core::{
 use super::{
     BackupSpec, Repo, describe,
     errors::{guard, one_line},
-    pages::{Batch, Cx, Hash, Index, Packed, Store, TreeSaver, sha256, tree_json},
+    pages::{Batch, Cx, Hash, Index, Packed, Store, TreeSaver, describe_meta, sha256, tree_json},
     rolling::{Prints, WINDOW},
+    stages::{Stage, Timed},
     unpack::hash_of,
     untree::Trees,
 };
-use crate::{Result, Snapshot};
+use crate::{Result, Snapshot, snapshot::Meta};
 
 /// Bytes a worker reads (or seals) before handing its sealed blobs to the packer.
 const BATCH_BYTES: u64 = 1 << 20;
@@ -173,6 +174,10 @@ impl Repo {
         saver.finish(&mut packs, &mut added).map_err(fail)?;
         store.save_index(packs).map_err(fail)?;
 
+        snap.description = describe_meta(&Meta {
+            stages: store.stages.seconds(),
+            ..spec.meta.clone()
+        });
         snap.tree = Id::new(root).into();
         store.summarize(&mut summary, &added, store_start, store_started);
         snap.summary = Some(summary);
@@ -381,6 +386,11 @@ fn read_files(
     let mut batch = Batch::default();
     let mut held = 0_u64;
     for job in rx {
+        let started = Instant::now();
+        // This file's share of `source` (opening and reading it) and the time spent waiting
+        // for the packer to take a batch: the rest of its time is `chunk`.
+        let mut source = Duration::ZERO;
+        let mut waited = Duration::ZERO;
         let mut ids = Vec::new();
         let each = |chunk: &[u8]| -> std::result::Result<(), Fail> {
             let id = sha256(chunk);
@@ -399,8 +409,10 @@ fn read_files(
             }
             if held.max(batch.bytes) >= BATCH_BYTES {
                 held = 0;
-                tx.send(Ok(std::mem::take(&mut batch)))
-                    .map_err(|_| Fail::Stopped)?;
+                let sending = Instant::now();
+                let sent = tx.send(Ok(std::mem::take(&mut batch)));
+                waited += sending.elapsed();
+                sent.map_err(|_| Fail::Stopped)?;
             }
             Ok(())
         };
@@ -408,7 +420,18 @@ fn read_files(
             .open
             .open()
             .map_err(|e| Fail::Source(one_line(&e)))
-            .and_then(|mut f| cutter.cut(&mut f, &mut buf, each));
+            .and_then(|f| {
+                source = started.elapsed();
+                let mut f = Timed::new(f);
+                let cut = cutter.cut(&mut f, &mut buf, each);
+                source += f.spent();
+                cut
+            });
+        cx.stages.add(Stage::Source, source);
+        cx.stages.add(
+            Stage::Chunk,
+            started.elapsed().saturating_sub(source + waited),
+        );
         let out = match read {
             Ok(size) => Ok(Content { ids, size }),
             Err(Fail::Source(e)) => Err(format!("{}: {e}", job.path.display())),
@@ -986,6 +1009,49 @@ pub(super) mod tests {
             .backup_stream(reader, file, Meta::default(), None)
             .expect("stream backup")
             .id
+    }
+
+    /// A source that keeps the backup waiting (a dump tool slower than the pipeline) shows as
+    /// `source` in the stages the snapshot records, and the stages are stored with it.
+    #[test]
+    fn a_slow_source_shows_as_the_stage_that_held_the_backup_up() {
+        /// Hands over up to 256 KiB a read, each after 60 ms.
+        struct Slow(std::io::Cursor<Vec<u8>>);
+        impl Read for Slow {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                std::thread::sleep(std::time::Duration::from_millis(60));
+                let n = buf.len().min(256 << 10);
+                self.0.read(&mut buf[..n])
+            }
+        }
+        let s = Setup::new();
+        let path = s.src.join("slow.dump");
+        let file = StreamFile {
+            path: &path,
+            mode: 0o600,
+            size: None,
+        };
+        // Eight reads of data and one of the end: 0.54 s or more.
+        let reader = Slow(std::io::Cursor::new(noise(2 << 20, 4)));
+        let snap = s
+            .repo()
+            .backup_stream(reader, file, Meta::default(), None)
+            .expect("stream backup");
+        let stages = &snap.stages;
+        assert_eq!(
+            stages.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["chunk", "source", "upload"],
+            "{snap:?}"
+        );
+        assert!(stages["source"] >= 0.54, "{stages:?}");
+        // One thread reads the source: its waits lie within the phase they belong to.
+        assert!(stages["source"] <= snap.phases["store"] + 0.01, "{snap:?}");
+        assert!(
+            stages["chunk"] > 0.0 && stages["upload"] > 0.0,
+            "{stages:?}"
+        );
+        let listed = s.repo().snapshots().expect("snapshots");
+        assert_eq!(listed.last().map(|l| &l.stages), Some(stages));
     }
 
     /// A stream (a database dump) is cut where rustic's archiver cuts the same bytes read

@@ -50,12 +50,18 @@ use super::{
     archive::Cutter,
     describe, guard,
     spill::Spill,
+    stages::{Stage, Stages, Timed},
     stream::{cut_batches, stream_node},
 };
 use crate::{
     Result,
     snapshot::{Meta, Snapshot},
 };
+
+/// A snapshot's description: its runbook metadata as JSON.
+pub(super) fn describe_meta(meta: &Meta) -> Option<String> {
+    serde_json::to_string(meta).ok()
+}
 
 /// A blob's or file's id: the SHA-256 of its plain content (blobs) or stored bytes (files).
 pub(super) type Hash = [u8; 32];
@@ -120,7 +126,7 @@ impl Repo {
     ) -> Result<SnapshotFile> {
         let mut opts = SnapshotOptions::default()
             .label(self.target.clone())
-            .description(serde_json::to_string(meta).ok());
+            .description(describe_meta(meta));
         if let Some(t) = time {
             opts = opts.time(Some(t.to_zoned(TimeZone::UTC)));
         }
@@ -148,12 +154,13 @@ impl Repo {
             pack_size,
             verify: config.extra_verify(),
             started,
+            stages: Stages::default(),
         })
     }
 
     fn stream_inner(
         self,
-        mut reader: impl Read,
+        reader: impl Read,
         cut: &Cut,
         file: &StreamFile<'_>,
         meta: &Meta,
@@ -169,6 +176,7 @@ impl Repo {
         let store_start = Zoned::now();
         let store_started = Instant::now();
         let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let mut reader = Timed::new(reader);
 
         let (read, workers, packed) = std::thread::scope(|s| {
             let (work_tx, work_rx) = bounded::<Piece>(threads * 2);
@@ -189,8 +197,11 @@ impl Repo {
                 Cut::Fixed(chunk) => {
                     read_batches(&mut reader, chunk * BATCH_PAGES, &work_tx, &spare_rx)
                 }
-                Cut::Content(cutter) => cut_batches(cutter, &mut reader, &work_tx, &spare_rx),
+                Cut::Content(cutter) => {
+                    cut_batches(cutter, &mut reader, &work_tx, &spare_rx, &store.stages)
+                }
             };
+            store.stages.add(Stage::Source, reader.spent());
             drop(work_tx);
             let joined = |h: std::thread::ScopedJoinHandle<'_, _>| {
                 h.join()
@@ -255,7 +266,11 @@ impl Repo {
         store.save_index(packs).map_err(fail)?;
 
         // The snapshot, last: from here on the backup exists.
-        let mut snap = self.new_snapshot(meta, time)?;
+        let meta = Meta {
+            stages: store.stages.seconds(),
+            ..meta.clone()
+        };
+        let mut snap = self.new_snapshot(&meta, time)?;
         snap.tree = Id::new(root).into();
         snap.paths.add(file.path.to_string_lossy().into_owned());
         let mut summary = snap.summary.take().unwrap_or_default();
@@ -284,6 +299,8 @@ pub(super) struct Store<'r> {
     pack_size: u64,
     verify: bool,
     started: Instant,
+    /// Where the storing's time goes.
+    pub(super) stages: Stages,
 }
 
 impl<'r> Store<'r> {
@@ -295,6 +312,7 @@ impl<'r> Store<'r> {
             verify: self.verify,
             known: &self.known,
             fresh: Mutex::default(),
+            stages: &self.stages,
         }
     }
 
@@ -316,7 +334,8 @@ impl<'r> Store<'r> {
         let writer = s.spawn(move || -> std::result::Result<Vec<PackJson>, String> {
             let mut packs = Vec::new();
             for (id, stored, entry) in out_rx {
-                stored.save(self.be, id)?;
+                self.stages
+                    .time(Stage::Upload, || stored.save(self.be, id))?;
                 packs.push(entry);
                 // As restic and rustic do: an index file once its packs hold enough blobs,
                 // so neither this backup nor a reader of the index holds one huge file.
@@ -341,7 +360,8 @@ impl<'r> Store<'r> {
             let last = std::mem::take(&mut packed.pack);
             if !last.is_empty() {
                 let (id, stored, entry) = last.finish(&self.seal, BlobType::Data)?;
-                stored.save(self.be, id)?;
+                self.stages
+                    .time(Stage::Upload, || stored.save(self.be, id))?;
                 packed.packs.push(entry);
             }
             Ok(packed)
@@ -377,7 +397,9 @@ impl<'r> Store<'r> {
             return Ok(());
         }
         let index = serde_json::to_vec(&IndexJson { packs }).map_err(|e| e.to_string())?;
-        save_file(self.be, &self.seal, self.level, FileType::Index, &index)?;
+        self.stages.time(Stage::Upload, || {
+            save_file(self.be, &self.seal, self.level, FileType::Index, &index)
+        })?;
         Ok(())
     }
 
@@ -463,6 +485,7 @@ pub(super) struct Cx<'a> {
     pub(super) known: &'a Index<()>,
     /// Data blobs this backup has already packed (a page that repeats is stored once).
     pub(super) fresh: Mutex<HashSet<Hash, std::hash::BuildHasherDefault<IdHasher>>>,
+    pub(super) stages: &'a Stages,
 }
 
 impl Cx<'_> {
@@ -507,6 +530,7 @@ impl Cx<'_> {
             Cut::Content(_) => usize::MAX,
         };
         for Piece { seq, data, cuts } in rx {
+            let started = Instant::now();
             let mut batch = Batch {
                 seq: Some(seq),
                 bytes: data.len() as u64,
@@ -538,6 +562,7 @@ impl Cx<'_> {
                     }
                 }
             }
+            self.stages.add(Stage::Chunk, started.elapsed());
             // Full when the reader holds enough spares: this one is freed instead.
             let _ = spare.try_send(data);
             tx.send(Ok(batch)).map_err(|_| Stop::Stopped)?;
@@ -968,7 +993,9 @@ impl<'a> TreeSaver<'a> {
     fn flush(&mut self) -> std::result::Result<(), String> {
         let full = std::mem::take(&mut self.pack);
         let (id, stored, entry) = full.finish(self.cx.seal, BlobType::Tree)?;
-        stored.save(self.be, id)?;
+        self.cx
+            .stages
+            .time(Stage::Upload, || stored.save(self.be, id))?;
         self.packs.push(entry);
         Ok(())
     }

@@ -2,7 +2,11 @@
 //! read from disk would have, so stock restic restores them whole; how a stream cut by
 //! content is handed to the workers.
 
-use std::{io::Read, path::Path};
+use std::{
+    io::Read,
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use crossbeam_channel::{Receiver, Sender};
 use jiff::Timestamp;
@@ -10,6 +14,7 @@ use jiff::Timestamp;
 use super::{
     archive::{Cutter, Fail, Feed, read_step},
     pages::{Piece, Stop},
+    stages::{Stage, Stages, Timed},
 };
 
 /// The cut bytes a piece gathers before it goes to a worker: a few chunks, or one.
@@ -19,18 +24,23 @@ const PIECE_BYTES: usize = 1 << 20;
 /// the workers in pieces numbered in order, each in a buffer that came back on `spare` (a new
 /// one while none has): the bytes are read once into the buffer they are hashed from, and only
 /// the part of a chunk read past a piece's end is copied into the next. Returns the length.
-pub(super) fn cut_batches(
+/// The cutting counts as `chunk` in `stages`: this thread's time but for its reads (which
+/// `reader` counts) and its waits for a worker to take a piece.
+pub(super) fn cut_batches<R: Read>(
     cutter: &Cutter,
-    reader: &mut impl Read,
+    reader: &mut Timed<R>,
     tx: &Sender<Piece>,
     spare: &Receiver<Vec<u8>>,
+    stages: &Stages,
 ) -> std::result::Result<u64, Stop> {
+    let started = Instant::now();
     let mut feed = Pieces {
         reader,
         cuts: Vec::new(),
         seq: 0,
         tx,
         spare,
+        waited: Duration::ZERO,
     };
     let mut buf = spare.try_recv().unwrap_or_default();
     buf.clear();
@@ -40,6 +50,8 @@ pub(super) fn cut_batches(
         }
         Ok(total)
     });
+    let idle = feed.reader.spent() + feed.waited;
+    stages.add(Stage::Chunk, started.elapsed().saturating_sub(idle));
     cut.map_err(|e| match e {
         Fail::Source(e) => Stop::Failed(format!("cannot read the source: {e}")),
         Fail::Store(e) => Stop::Failed(e),
@@ -49,12 +61,14 @@ pub(super) fn cut_batches(
 
 /// A stream being cut into pieces for the workers.
 struct Pieces<'a, R> {
-    reader: &'a mut R,
+    reader: &'a mut Timed<R>,
     /// The lengths of the chunks cut in the buffer so far.
     cuts: Vec<u32>,
     seq: usize,
     tx: &'a Sender<Piece>,
     spare: &'a Receiver<Vec<u8>>,
+    /// The time spent waiting for a worker to take a piece.
+    waited: Duration,
 }
 
 impl<R> Pieces<'_, R> {
@@ -66,7 +80,10 @@ impl<R> Pieces<'_, R> {
             cuts: std::mem::take(&mut self.cuts),
         };
         self.seq += 1;
-        self.tx.send(piece).map_err(|_| Fail::Stopped)
+        let started = Instant::now();
+        let sent = self.tx.send(piece).map_err(|_| Fail::Stopped);
+        self.waited += started.elapsed();
+        sent
     }
 }
 

@@ -1349,11 +1349,22 @@ fn a_backup_reports_where_its_time_went() {
             sum <= total + 0.05,
             "phases {sum} within the whole {total}: {snap}"
         );
+        // Inside `store`, its stages in thread-seconds: every kind's pipeline read, cut and
+        // stored something.
+        let stages = snap["stages"].as_object().expect("stages");
+        assert_eq!(
+            stages.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["chunk", "source", "upload"],
+            "{snap}"
+        );
+        assert!(stages.values().all(|s| s.as_f64() > Some(0.0)), "{snap}");
     }
-    // The same phases when the snapshots are listed later (stored with the snapshot).
+    // The same phases and stages when the snapshots are listed later (stored with the
+    // snapshot).
     let list = ws.run(&["snapshots", "db", "--json"]).ok();
     let v: serde_json::Value = serde_json::from_str(&list.stdout).expect("json");
     assert!(v[0]["phases"]["pin"].as_f64().is_some(), "{v}");
+    assert!(v[0]["stages"]["upload"].as_f64() > Some(0.0), "{v}");
     let text = ws.run(&["backup", "old"]).ok().stdout;
     assert!(text.contains("copy ") && text.contains("store "), "{text}");
 }
