@@ -359,7 +359,7 @@ impl<'r> Store<'r> {
             packed.packs = written;
             let last = std::mem::take(&mut packed.pack);
             if !last.is_empty() {
-                let (id, stored, entry) = last.finish(&self.seal, BlobType::Data)?;
+                let (id, stored, entry) = last.finish(&self.seal, BlobType::Data, &self.stages)?;
                 self.stages
                     .time(Stage::Upload, || stored.save(self.be, id))?;
                 packed.packs.push(entry);
@@ -739,12 +739,15 @@ fn pack(
             packed.added.data_blobs += 1;
             packed.added.data_raw += u64::from(blob.raw);
             packed.added.data_packed += blob.data.len() as u64;
-            packed.pack.push(blob).map_err(Stop::Failed)?;
+            packed
+                .pack
+                .push(blob, &store.stages)
+                .map_err(Stop::Failed)?;
             if packed.pack.len() >= store.pack_size {
                 let next = PackBuf::for_data(store.local).map_err(Stop::Failed)?;
                 let full = std::mem::replace(&mut packed.pack, next);
                 let (id, stored, entry) = full
-                    .finish(&store.seal, BlobType::Data)
+                    .finish(&store.seal, BlobType::Data, &store.stages)
                     .map_err(Stop::Failed)?;
                 out.send((id, stored, entry)).map_err(|_| Stop::Stopped)?;
             }
@@ -828,7 +831,8 @@ impl PackBuf {
         self.spill.as_ref().map_or(0, Spill::written) + self.bytes.len() as u64
     }
 
-    fn push(&mut self, blob: Sealed) -> std::result::Result<(), String> {
+    /// Adds `blob`; writing a pack filled in a file counts as `upload` in `stages`.
+    fn push(&mut self, blob: Sealed, stages: &Stages) -> std::result::Result<(), String> {
         // Packs stay far below 4 GiB (rustic's size limit is a u32).
         let offset = u32::try_from(self.len()).unwrap_or(u32::MAX);
         let length = u32::try_from(blob.data.len()).unwrap_or(u32::MAX);
@@ -843,7 +847,7 @@ impl PackBuf {
         if let Some(spill) = &mut self.spill
             && self.bytes.len() >= SPILL_AT
         {
-            spill.write(&self.bytes)?;
+            stages.time(Stage::Upload, || spill.write(&self.bytes))?;
             self.bytes.clear();
         }
         Ok(())
@@ -851,11 +855,12 @@ impl PackBuf {
 
     /// The finished pack: the blobs, then restic's encrypted header (type, stored length,
     /// plain length when compressed, id — per blob), then the header's length; its id is the
-    /// hash of it all.
+    /// hash of it all. Writing a pack filled in a file counts as `upload` in `stages`.
     pub(super) fn finish(
         mut self,
         seal: &Seal,
         tpe: BlobType,
+        stages: &Stages,
     ) -> std::result::Result<(Hash, Stored, PackJson), String> {
         let tree = tpe == BlobType::Tree;
         let mut header = Vec::with_capacity(self.blobs.len() * 41);
@@ -880,7 +885,7 @@ impl PackBuf {
         self.bytes.extend_from_slice(&len.to_le_bytes());
         let (id, stored) = match self.spill {
             Some(mut spill) => {
-                spill.write(&self.bytes)?;
+                stages.time(Stage::Upload, || spill.write(&self.bytes))?;
                 (spill.id(), Stored::File(spill))
             }
             None => (sha256(&self.bytes), Stored::Bytes(self.bytes)),
@@ -983,7 +988,7 @@ impl<'a> TreeSaver<'a> {
         let sealed = self.blobber.blob(id, bytes)?;
         self.added.tree_blobs += 1;
         self.added.trees_packed += sealed.data.len() as u64;
-        self.pack.push(sealed)?;
+        self.pack.push(sealed, self.cx.stages)?;
         if self.pack.len() >= self.pack_size {
             self.flush()?;
         }
@@ -992,7 +997,7 @@ impl<'a> TreeSaver<'a> {
 
     fn flush(&mut self) -> std::result::Result<(), String> {
         let full = std::mem::take(&mut self.pack);
-        let (id, stored, entry) = full.finish(self.cx.seal, BlobType::Tree)?;
+        let (id, stored, entry) = full.finish(self.cx.seal, BlobType::Tree, self.cx.stages)?;
         self.cx
             .stages
             .time(Stage::Upload, || stored.save(self.be, id))?;
