@@ -39,7 +39,7 @@ use super::{
     unpack::hash_of,
     untree::Trees,
 };
-use crate::{Result, Snapshot, snapshot::Meta};
+use crate::{Result, Snapshot};
 
 /// Bytes a worker reads (or seals) before handing its sealed blobs to the packer.
 const BATCH_BYTES: u64 = 1 << 20;
@@ -174,10 +174,7 @@ impl Repo {
         saver.finish(&mut packs, &mut added).map_err(fail)?;
         store.save_index(packs).map_err(fail)?;
 
-        snap.description = describe_meta(&Meta {
-            stages: store.stages.seconds(),
-            ..spec.meta.clone()
-        });
+        snap.description = describe_meta(&store.with_stages(&spec.meta));
         snap.tree = Id::new(root).into();
         store.summarize(&mut summary, &added, store_start, store_started);
         snap.summary = Some(summary);

@@ -266,11 +266,7 @@ impl Repo {
         store.save_index(packs).map_err(fail)?;
 
         // The snapshot, last: from here on the backup exists.
-        let meta = Meta {
-            stages: store.stages.seconds(),
-            ..meta.clone()
-        };
-        let mut snap = self.new_snapshot(&meta, time)?;
+        let mut snap = self.new_snapshot(&store.with_stages(meta), time)?;
         snap.tree = Id::new(root).into();
         snap.paths.add(file.path.to_string_lossy().into_owned());
         let mut summary = snap.summary.take().unwrap_or_default();
@@ -366,6 +362,14 @@ impl<'r> Store<'r> {
             }
             Ok(packed)
         })
+    }
+
+    /// `meta` with the seconds of this backup's stages so far.
+    pub(super) fn with_stages(&self, meta: &Meta) -> Meta {
+        Meta {
+            stages: self.stages.seconds(),
+            ..meta.clone()
+        }
     }
 
     /// Records in `summary` what the backup added, and when its storing began and ended.
