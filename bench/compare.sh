@@ -15,6 +15,8 @@
 #           `pg_restore -d` (restore into a new database; also followed by ANALYZE, as
 #           runbook's restore is); the dump runbook takes
 #           (`pg_dump -Fc -Z0`) piped into `restic backup --stdin` (and rustic's `backup -`).
+# Set RUNBOOK=PATH to measure a binary already built (no cargo build: one that another cargo
+# holds the target directory of, or an older build to compare).
 # Set WORKLOADS="sqlite tree pg" (default) to choose, TREE_SRC=DIR for another tree,
 # SQLITE_JOURNAL=delete for a database in rollback-journal mode (default wal, as applications run
 # SQLite; runbook reads a WAL database in place and copies any other first).
@@ -31,8 +33,10 @@ WORKLOADS="${WORKLOADS:-sqlite tree pg}"
 SQLITE_JOURNAL="${SQLITE_JOURNAL:-wal}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/runbook-target}"
-cargo build --release -q -p runbook --manifest-path "$ROOT/Cargo.toml"
-RUNBOOK="$CARGO_TARGET_DIR/release/runbook"
+if [ -z "${RUNBOOK:-}" ]; then
+    cargo build --release -q -p runbook --manifest-path "$ROOT/Cargo.toml"
+    RUNBOOK="$CARGO_TARGET_DIR/release/runbook"
+fi
 
 mkdir -p "$WORK" && cd "$WORK"
 : > samples.tsv
