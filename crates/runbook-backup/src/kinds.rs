@@ -154,6 +154,33 @@ impl BackupCx<'_> {
         )
     }
 
+    /// The target's repository, opened (or created) with `chunking` on a second thread
+    /// while `start` runs on this one: opening derives the repository's key with scrypt, a
+    /// quarter of a second of one core, which a dump tool spends starting, connecting and
+    /// reading its catalog instead of waiting for it (its first output waits in the pipe).
+    /// `start`'s failure is returned first; when the repository does not open, what `start`
+    /// returned is dropped (a dump's tool is killed).
+    pub(crate) fn repo_beside<T>(
+        &self,
+        chunking: Chunking,
+        start: impl FnOnce() -> Result<T>,
+    ) -> Result<(Repo, T)> {
+        let (location, name, password) = (
+            &self.engine.config.repository,
+            &self.target.name,
+            &self.password,
+        );
+        std::thread::scope(|s| {
+            let opening = s.spawn(|| Repo::open(location, name, password, Some(chunking)));
+            let started = start();
+            let opened = opening
+                .join()
+                .unwrap_or_else(|payload| std::panic::resume_unwind(payload));
+            let started = started?;
+            Ok((opened?, started))
+        })
+    }
+
     /// Where scratch copies go.
     pub(crate) fn scratch_root(&self) -> PathBuf {
         self.engine.config.scratch_dir()

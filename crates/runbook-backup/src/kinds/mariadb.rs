@@ -14,8 +14,7 @@ pub(crate) struct Maria(pub Mariadb);
 impl Kind for Maria {
     fn backup(&self, cx: BackupCx<'_>) -> Result<Snapshot> {
         let conn = Conn::new(&cx.target.name, &self.0, &cx.scratch_root())?;
-        let repo = cx.repo(Chunking::Content)?;
-        let (reader, failure) = conn.start_dump()?;
+        let (repo, (reader, failure)) = cx.repo_beside(Chunking::Content, || conn.start_dump())?;
         let path = format!("/mariadb/{}.sql", self.0.url.database);
         cx.stream(repo, reader, Path::new(&path), &failure)
     }

@@ -293,6 +293,48 @@ fn failing_or_cut_short_dump_leaves_no_snapshot_and_no_password_anywhere() {
         .fails_with(&["target `pg`", "does not exist"]);
 }
 
+/// pg_dump starts while the repository's key is derived: a repository that then does not
+/// open fails the backup with its own error and saves nothing, and the pg_dump started beside
+/// it is stopped (no session of it is left on the server).
+#[test]
+fn a_repository_that_does_not_open_stops_the_dump_started_beside_it() {
+    let db = Db::create("beside");
+    psql(
+        &db.0,
+        "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 200000) g",
+    );
+    let ws = Workspace::new(&config(&db.0, ""));
+    ws.run(&["backup", "pg"]).ok();
+    fs::write(ws.path("runbook-data/repo.key"), "not the password\n").expect("key");
+    ws.run(&["backup", "pg"])
+        .fails_with(&["target `pg`", "wrong repository password"]);
+    let sessions = || {
+        psql(
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND application_name = 'pg_dump'",
+                db.0
+            ),
+        )
+    };
+    // The server notices a killed client within moments; bounded, not a schedule.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while sessions() != "0" && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(sessions(), "0", "pg_dump's session is gone");
+    fs::write(
+        ws.path("runbook-data/repo.key"),
+        format!("{}\n", crate::helpers::PASSWORD),
+    )
+    .expect("key");
+    assert_eq!(
+        ws.snapshot_ids("pg").len(),
+        1,
+        "only the first backup saved"
+    );
+}
+
 /// Regression: `config check` passed a PostgreSQL URL whose database does not exist and
 /// stopped at the first problem. It connects (unless `--offline`) and lists every problem.
 #[test]
