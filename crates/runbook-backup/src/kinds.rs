@@ -154,12 +154,13 @@ impl BackupCx<'_> {
         )
     }
 
-    /// The target's repository, opened (or created) with `chunking` on a second thread
-    /// while `start` runs on this one: opening derives the repository's key with scrypt, a
-    /// quarter of a second of one core, which a dump tool spends starting, connecting and
-    /// reading its catalog instead of waiting for it (its first output waits in the pipe).
-    /// `start`'s failure is returned first; when the repository does not open, what `start`
-    /// returned is dropped (a dump's tool is killed).
+    /// The target's repository, opened on a second thread while `start` runs on this one:
+    /// opening derives the repository's key with scrypt, a quarter of a second of one core,
+    /// which a dump tool spends starting, connecting and reading its catalog instead of
+    /// waiting for it (its first output waits in the pipe). A repository that does not exist
+    /// yet is created with `chunking` once `start` has succeeded, so a backup that cannot
+    /// start leaves none behind. `start`'s failure is returned first; when the repository does
+    /// not open, what `start` returned is dropped (a dump's tool is killed).
     pub(crate) fn repo_beside<T>(
         &self,
         chunking: Chunking,
@@ -170,14 +171,19 @@ impl BackupCx<'_> {
             &self.target.name,
             &self.password,
         );
+        let open = move |create| Repo::open(location, name, password, create);
         std::thread::scope(|s| {
-            let opening = s.spawn(|| Repo::open(location, name, password, Some(chunking)));
+            let opening = s.spawn(|| open(None));
             let started = start();
             let opened = opening
                 .join()
                 .unwrap_or_else(|payload| std::panic::resume_unwind(payload));
             let started = started?;
-            Ok((opened?, started))
+            let repo = match opened {
+                Err(Error::NoRepository { .. }) => open(Some(chunking))?,
+                opened => opened?,
+            };
+            Ok((repo, started))
         })
     }
 

@@ -335,6 +335,23 @@ fn a_repository_that_does_not_open_stops_the_dump_started_beside_it() {
     );
 }
 
+/// A first backup that cannot start its dump (here: no such database) creates no repository,
+/// though the repository opens beside the dump's start.
+#[test]
+fn a_first_backup_that_cannot_start_leaves_no_repository() {
+    let ws = Workspace::new(&config(
+        &format!("rbt_never_created_{}", std::process::id()),
+        "",
+    ));
+    ws.run(&["backup", "pg"])
+        .fails_with(&["target `pg`", "does not exist"]);
+    assert!(
+        !ws.repo("pg").join("config").exists(),
+        "no repository at {}",
+        ws.repo("pg").display()
+    );
+}
+
 /// Regression: `config check` passed a PostgreSQL URL whose database does not exist and
 /// stopped at the first problem. It connects (unless `--offline`) and lists every problem.
 #[test]
