@@ -17,7 +17,7 @@ use secrecy::SecretString;
 
 use crate::{
     DbRestore, Engine, Error, Result, Snapshot, TargetLock,
-    repository::{Chunking, Repo},
+    repository::{Chunking, Found, Repo},
     snapshot::Meta,
 };
 
@@ -158,9 +158,10 @@ impl BackupCx<'_> {
     /// opening derives the repository's key with scrypt, a quarter of a second of one core,
     /// which a dump tool spends starting, connecting and reading its catalog instead of
     /// waiting for it (its first output waits in the pipe). A repository that does not exist
-    /// yet is created with `chunking` once `start` has succeeded, so a backup that cannot
-    /// start leaves none behind. `start`'s failure is returned first; when the repository does
-    /// not open, what `start` returned is dropped (a dump's tool is killed).
+    /// yet has its key derived there too, but is written (created with `chunking`) only once
+    /// `start` has succeeded, so a backup that cannot start leaves none behind. `start`'s
+    /// failure is returned first; when the repository does not open, what `start` returned is
+    /// dropped (a dump's tool is killed).
     pub(crate) fn repo_beside<T>(
         &self,
         chunking: Chunking,
@@ -171,17 +172,16 @@ impl BackupCx<'_> {
             &self.target.name,
             &self.password,
         );
-        let open = move |create| Repo::open(location, name, password, create);
         std::thread::scope(|s| {
-            let opening = s.spawn(|| open(None));
+            let finding = s.spawn(move || Repo::locate(location, name, password, Some(chunking)));
             let started = start();
-            let opened = opening
+            let found = finding
                 .join()
                 .unwrap_or_else(|payload| std::panic::resume_unwind(payload));
             let started = started?;
-            let repo = match opened {
-                Err(Error::NoRepository { .. }) => open(Some(chunking))?,
-                opened => opened?,
+            let repo = match found? {
+                Found::Open(repo) => repo,
+                Found::New(creation) => creation.create()?,
             };
             Ok((repo, started))
         })

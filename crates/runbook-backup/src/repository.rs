@@ -105,6 +105,61 @@ pub(crate) struct Repo {
     target: String,
 }
 
+/// A repository as a backup finds it before anything is written: open, or still to be created.
+pub(crate) enum Found {
+    Open(Repo),
+    /// Not there yet: its key already derived (the slow part of creating a repository), nothing
+    /// written until [`Creation::create`].
+    New(Creation),
+}
+
+/// A repository ready to be created.
+pub(crate) struct Creation {
+    base: Repository<()>,
+    backend: std::sync::Arc<dyn rustic_core::WriteBackend>,
+    key: keys::NewKey,
+    config: ConfigOptions,
+    shared: bool,
+    local: Option<PathBuf>,
+    target: String,
+}
+
+impl Creation {
+    /// Creates the repository: its directories, the key file, then the config (a creation
+    /// stopped before the config finds its key file again, [`keys::new_master`]).
+    pub(crate) fn create(self) -> Result<Repo> {
+        let target = self.target;
+        let failed = |message| Error::Repository {
+            target: target.clone(),
+            action: "create repository",
+            message,
+        };
+        if let Some(dir) = &self.local {
+            std::fs::create_dir_all(dir)
+                .map_err(Error::io(format!("cannot create {}", dir.display())))?;
+        }
+        self.backend
+            .create()
+            .map_err(|e| failed(errors::one_line(&e)))?;
+        self.key.write(&*self.backend).map_err(failed)?;
+        let inner = self
+            .base
+            .init(
+                &Credentials::Masterkey(self.key.master),
+                &KeyOptions::default(),
+                &self.config,
+            )
+            .map_err(rerr(&target, "create repository"))?;
+        Ok(Repo {
+            inner,
+            backend: self.backend,
+            shared: self.shared,
+            local: self.local,
+            target,
+        })
+    }
+}
+
 impl Repo {
     /// Opens the repository of `target` in `location` (a local root or S3), creating it with
     /// `chunking` if `create` and it does not exist yet.
@@ -114,6 +169,20 @@ impl Repo {
         password: &SecretString,
         create: Option<Chunking>,
     ) -> Result<Self> {
+        match Self::locate(location, target, password, create)? {
+            Found::Open(repo) => Ok(repo),
+            Found::New(creation) => creation.create(),
+        }
+    }
+
+    /// Opens the repository of `target` in `location`, or, if `create` and it does not exist
+    /// yet, derives its key and returns what creating it with `chunking` takes, writing nothing.
+    pub(crate) fn locate(
+        location: &RepositoryConfig,
+        target: &str,
+        password: &SecretString,
+        create: Option<Chunking>,
+    ) -> Result<Found> {
         let rerr = |action: &'static str| rerr(target, action);
         let shown = location.location_of(target);
         let backends = backends(location, target)?
@@ -144,58 +213,56 @@ impl Repo {
                 repo: shown,
             });
         }
-        let creds = Credentials::Password(password.expose_secret().to_string());
-        let inner = match create {
-            Some(chunking) if !exists => {
-                if location.s3.is_none() {
-                    let dir = location.path.join(target);
-                    std::fs::create_dir_all(&dir)
-                        .map_err(Error::io(format!("cannot create {}", dir.display())))?;
-                }
-                let mut config = ConfigOptions::default().set_compression(3);
-                if let Chunking::Fixed(size) = chunking {
-                    // Pages are compressed one by one: at 4 KiB, zstd's level 1 packs them as
-                    // tightly as level 3 for about two thirds of the CPU (BENCHMARKS.md).
-                    config = config
-                        .set_compression(1)
-                        .set_chunker(rustic_core::repofile::Chunker::FixedSize)
-                        .set_chunk_size(bytesize::ByteSize::b(u64::from(size)));
-                }
-                // The key file first, with restic's scrypt parameters (keys.rs), then the
-                // config: rustic's own key files cost four times the memory to open.
-                let master =
-                    keys::new_master(&*backends.repository(), password).map_err(|message| {
-                        Error::Repository {
-                            target: target.to_string(),
-                            action: "create repository",
-                            message,
-                        }
-                    })?;
-                base.init(
-                    &Credentials::Masterkey(master),
-                    &KeyOptions::default(),
-                    &config,
-                )
-                .map_err(rerr("create repository"))?
+        let local = location.s3.is_none().then(|| location.path.join(target));
+        if let Some(chunking) = create.filter(|_| !exists) {
+            let mut config = ConfigOptions::default().set_compression(3);
+            if let Chunking::Fixed(size) = chunking {
+                // Pages are compressed one by one: at 4 KiB, zstd's level 1 packs them as
+                // tightly as level 3 for about two thirds of the CPU (BENCHMARKS.md).
+                config = config
+                    .set_compression(1)
+                    .set_chunker(rustic_core::repofile::Chunker::FixedSize)
+                    .set_chunk_size(bytesize::ByteSize::b(u64::from(size)));
             }
-            _ => base.open(&creds).map_err(|e| {
-                if e.is_incorrect_password() {
-                    Error::WrongPassword {
-                        target: target.to_string(),
-                        repo: shown.clone(),
-                    }
-                } else {
-                    rerr("open repository")(e)
+            // The key with restic's scrypt parameters (keys.rs), written before the config by
+            // `create`: rustic's own key files cost four times the memory to open.
+            let backend = backends.repository();
+            let listed = local.as_ref().is_none_or(|dir| dir.join("keys").is_dir());
+            let key = keys::new_master(&*backend, password, listed).map_err(|message| {
+                Error::Repository {
+                    target: target.to_string(),
+                    action: "create repository",
+                    message,
                 }
-            })?,
-        };
-        Ok(Self {
+            })?;
+            return Ok(Found::New(Creation {
+                base,
+                backend,
+                key,
+                config,
+                shared: location.s3.is_some(),
+                local,
+                target: target.to_string(),
+            }));
+        }
+        let creds = Credentials::Password(password.expose_secret().to_string());
+        let inner = base.open(&creds).map_err(|e| {
+            if e.is_incorrect_password() {
+                Error::WrongPassword {
+                    target: target.to_string(),
+                    repo: shown.clone(),
+                }
+            } else {
+                rerr("open repository")(e)
+            }
+        })?;
+        Ok(Found::Open(Self {
             inner,
             backend: backends.repository(),
             shared: location.s3.is_some(),
-            local: location.s3.is_none().then(|| location.path.join(target)),
+            local,
             target: target.to_string(),
-        })
+        }))
     }
 
     pub(crate) fn err(

@@ -50,25 +50,53 @@ impl Repo {
     }
 }
 
-/// The master key for a repository about to be created in `be`: the one a key file already
-/// there opens with `password` (left by a creation stopped before its config was written,
-/// which rustic would otherwise try first and fail on), else a new one with its key file.
+/// The key of a repository about to be created, derived and not yet written: its master key,
+/// and the key file to write for it unless one was already there.
+pub(super) struct NewKey {
+    pub(super) master: MasterKey,
+    file: Option<(Id, Vec<u8>)>,
+}
+
+impl NewKey {
+    /// Writes the key file (before the config: see [`new_master`]), if there is one to write.
+    pub(super) fn write(&self, be: &dyn WriteBackend) -> std::result::Result<(), String> {
+        if let Some((id, bytes)) = &self.file {
+            be.write_bytes(FileType::Key, id, false, bytes.clone().into())
+                .map_err(|e| one_line(&e))?;
+        }
+        Ok(())
+    }
+}
+
+/// The master key for a repository about to be created in `be`, derived without writing
+/// anything: the one a key file already there opens with `password` (left by a creation stopped
+/// before its config was written, which rustic would otherwise try first and fail on), else a
+/// new one with its key file. `listed`: whether `be` may hold key files at all (a local
+/// repository whose directory does not exist yet has none to list).
 pub(super) fn new_master(
     be: &dyn WriteBackend,
     password: &SecretString,
-) -> std::result::Result<MasterKey, String> {
-    be.create().map_err(|e| one_line(&e))?;
-    for id in be.list(FileType::Key).map_err(|e| one_line(&e))? {
+    listed: bool,
+) -> std::result::Result<NewKey, String> {
+    let ids = if listed {
+        be.list(FileType::Key).map_err(|e| one_line(&e))?
+    } else {
+        Vec::new()
+    };
+    for id in ids {
         let bytes = be.read_full(FileType::Key, &id).map_err(|e| one_line(&e))?;
         let file: KeyFile = serde_json::from_slice(&bytes)
             .map_err(|e| format!("cannot read key {}: {e}", id.to_hex().as_str()))?;
         if let Some(master) = open_key(&file, password)? {
-            return Ok(master);
+            return Ok(NewKey { master, file: None });
         }
     }
     let master = MasterKey::new();
-    save_key(be, &master, password)?;
-    Ok(master)
+    let file = key_file(&master, password)?;
+    Ok(NewKey {
+        master,
+        file: Some(file),
+    })
 }
 
 /// Writes a key file (restic's format) that `password` opens to `master`.
@@ -77,6 +105,17 @@ fn save_key(
     master: &MasterKey,
     password: &SecretString,
 ) -> std::result::Result<KeyId, String> {
+    let (id, bytes) = key_file(master, password)?;
+    be.write_bytes(FileType::Key, &id, false, bytes.into())
+        .map_err(|e| one_line(&e))?;
+    Ok(KeyId::from(id))
+}
+
+/// A key file (restic's format) that `password` opens to `master`: its id and its bytes.
+fn key_file(
+    master: &MasterKey,
+    password: &SecretString,
+) -> std::result::Result<(Id, Vec<u8>), String> {
     let mut salt = vec![0_u8; 64];
     rand::rng().fill_bytes(&mut salt);
     let mut file = KeyFile {
@@ -93,10 +132,7 @@ fn save_key(
     let plain = serde_json::to_vec(master).map_err(|e| format!("cannot write a key: {e}"))?;
     file.data = derive(&file, password)?.seal(&plain)?;
     let bytes = serde_json::to_vec(&file).map_err(|e| format!("cannot write a key: {e}"))?;
-    let id = Id::new(super::pages::sha256(&bytes));
-    be.write_bytes(FileType::Key, &id, false, bytes.into())
-        .map_err(|e| one_line(&e))?;
-    Ok(KeyId::from(id))
+    Ok((Id::new(super::pages::sha256(&bytes)), bytes))
 }
 
 /// The master key in `file` if `password` opens it, `None` if it is another password's.
@@ -159,8 +195,15 @@ mod tests {
             .expect("local backend")
             .repository();
         let password = SecretString::from("one password");
+        // What a creation does: the directories, the key derived, its file written.
+        be.create().expect("directories");
+        let create = |password: &SecretString| {
+            let key = new_master(&*be, password, true).expect("new key");
+            key.write(&*be).expect("key file written");
+            key.master
+        };
 
-        let first = new_master(&*be, &password).expect("new key");
+        let first = create(&password);
         let files = key_files(dir.path());
         assert_eq!(files.len(), 1);
         assert_eq!(
@@ -171,12 +214,12 @@ mod tests {
         );
 
         // Stopped before the config: the same password finds the same master key again.
-        let again = new_master(&*be, &password).expect("reused key");
+        let again = create(&password);
         assert_eq!(key_files(dir.path()).len(), 1);
         assert_eq!(again.encrypt, first.encrypt);
 
         // Another password does not open it: a key of its own.
-        let other = new_master(&*be, &SecretString::from("another")).expect("second key");
+        let other = create(&SecretString::from("another"));
         assert_eq!(key_files(dir.path()).len(), 2);
         assert_ne!(other.encrypt, first.encrypt);
     }

@@ -345,9 +345,10 @@ fn a_first_backup_that_cannot_start_leaves_no_repository() {
     ));
     ws.run(&["backup", "pg"])
         .fails_with(&["target `pg`", "does not exist"]);
+    // Nothing written at all: the key was derived beside the start, never stored.
     assert!(
-        !ws.repo("pg").join("config").exists(),
-        "no repository at {}",
+        !ws.repo("pg").exists(),
+        "no repository (not even its directory) at {}",
         ws.repo("pg").display()
     );
 }
