@@ -118,6 +118,20 @@ pub(crate) struct DbRestoreCx<'a> {
     pub inner: &'a str,
     pub into: &'a str,
     pub opts: &'a DbRestore,
+    /// Seconds per phase, for the report: the kind records its own (none: one `restore`).
+    pub phases: &'a mut std::collections::BTreeMap<String, f64>,
+}
+
+/// Runs `step`, recording the seconds it took as the phase `name` in `phases`.
+pub(crate) fn timed<T>(
+    phases: &mut std::collections::BTreeMap<String, f64>,
+    name: &str,
+    step: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let started = Instant::now();
+    let done = step();
+    phases.insert(name.to_string(), started.elapsed().as_secs_f64());
+    done
 }
 
 /// A restore to a path in progress.

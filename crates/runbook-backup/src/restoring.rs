@@ -56,7 +56,8 @@ pub struct RestoreReport {
     /// then the kind's own — for SQLite `plan` (the index and the file's list of blobs),
     /// `write` (reading, decrypting, decompressing and writing the pages), `check`
     /// (`quick_check` of the restored file, with its sync to disk beside it) and `sync` (what
-    /// the sync took beyond the check).
+    /// the sync took beyond the check); for a database `prepare` (creating or emptying it),
+    /// `restore` (the dump tool loading the dump) and, for PostgreSQL, `analyze`.
     pub phases: std::collections::BTreeMap<String, f64>,
 }
 
@@ -101,17 +102,12 @@ impl Engine {
             force,
             phases: &mut phases,
         })?;
-        if phases.is_empty() {
-            phases = open_then_restore(opened, started);
-        } else {
-            phases.insert("open".to_string(), opened);
-        }
         Ok(RestoreReport {
             snapshot,
             to: to.to_path_buf(),
             replaced,
             seconds: started.elapsed().as_secs_f64(),
-            phases,
+            phases: with_open(phases, opened, started),
         })
     }
 
@@ -190,6 +186,7 @@ impl Engine {
         let snapshot = repo.find(wanted)?;
         let opened = started.elapsed().as_secs_f64();
         let inner = snapshot.paths.first().cloned().unwrap_or_default();
+        let mut phases = std::collections::BTreeMap::new();
         let replaced = db.server.restore_into(
             &db.cx(),
             DbRestoreCx {
@@ -198,6 +195,7 @@ impl Engine {
                 inner: &inner,
                 into,
                 opts,
+                phases: &mut phases,
             },
         )?;
         Ok(RestoreReport {
@@ -205,7 +203,7 @@ impl Engine {
             to: PathBuf::from(format!("database {into}")),
             replaced,
             seconds: started.elapsed().as_secs_f64(),
-            phases: open_then_restore(opened, started),
+            phases: with_open(phases, opened, started),
         })
     }
 
@@ -255,6 +253,20 @@ impl Engine {
         let target = self.config.target(target)?;
         self.open_repo(&target.name)?.verify_tree(id, dir)
     }
+}
+
+/// The phases of a restore: those its kind recorded, with `open` (the first `opened` seconds
+/// since `started`); when the kind recorded none, `open` and `restore` for the rest.
+fn with_open(
+    mut phases: std::collections::BTreeMap<String, f64>,
+    opened: f64,
+    started: Instant,
+) -> std::collections::BTreeMap<String, f64> {
+    if phases.is_empty() {
+        return open_then_restore(opened, started);
+    }
+    phases.insert("open".to_string(), opened);
+    phases
 }
 
 /// The phases of a restore whose kind reports none of its own: `open` took `opened` seconds

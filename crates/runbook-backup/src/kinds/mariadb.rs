@@ -5,7 +5,7 @@ use std::{path::Path, sync::Arc};
 
 use runbook_config::{DbUrl, Mariadb};
 
-use super::{BackupCx, DbCx, DbKind, DbRestoreCx, Kind, on_server, postgres::first_column};
+use super::{BackupCx, DbCx, DbKind, DbRestoreCx, Kind, on_server, postgres::first_column, timed};
 use crate::{Error, Result, Snapshot, mariadb::Conn, repository::Chunking};
 
 #[derive(Debug, Clone)]
@@ -66,23 +66,28 @@ impl DbKind for Maria {
     fn restore_into(&self, cx: &DbCx<'_>, r: DbRestoreCx<'_>) -> Result<bool> {
         let conn = Conn::new(cx.target, &self.0, cx.scratch_root)?;
         let into = r.into;
-        let exists = conn.sql(&format!(
-            "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{into}'"
-        ))? != "0";
-        if exists {
-            let tables = conn.sql(&format!(
-                "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{into}'"
-            ))?;
-            if tables != "0" && !r.opts.force {
-                return Err(Error::DatabaseNotEmpty {
-                    target: cx.target.to_string(),
-                    database: into.to_string(),
-                });
+        let exists = timed(r.phases, "prepare", || {
+            let exists = conn.sql(&format!(
+                "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{into}'"
+            ))? != "0";
+            if exists {
+                let tables = conn.sql(&format!(
+                    "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{into}'"
+                ))?;
+                if tables != "0" && !r.opts.force {
+                    return Err(Error::DatabaseNotEmpty {
+                        target: cx.target.to_string(),
+                        database: into.to_string(),
+                    });
+                }
+                conn.sql(&format!("DROP DATABASE `{into}`"))?;
             }
-            conn.sql(&format!("DROP DATABASE `{into}`"))?;
-        }
-        conn.sql(&format!("CREATE DATABASE `{into}` CHARACTER SET utf8mb4"))?;
-        conn.restore(into, |stdin| r.repo.dump_to(r.id, r.inner, stdin))?;
+            conn.sql(&format!("CREATE DATABASE `{into}` CHARACTER SET utf8mb4"))?;
+            Ok(exists)
+        })?;
+        timed(r.phases, "restore", || {
+            conn.restore(into, |stdin| r.repo.dump_to(r.id, r.inner, stdin))
+        })?;
         Ok(exists)
     }
 }

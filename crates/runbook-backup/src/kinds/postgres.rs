@@ -5,7 +5,7 @@ use std::{fs, path::Path, sync::Arc};
 
 use runbook_config::{DbUrl, Postgres};
 
-use super::{BackupCx, DbCx, DbKind, DbRestoreCx, Kind, on_server};
+use super::{BackupCx, DbCx, DbKind, DbRestoreCx, Kind, on_server, timed};
 use crate::{Error, Result, ScratchDir, Snapshot, postgres::Conn, repository::Chunking};
 
 #[derive(Debug, Clone)]
@@ -71,31 +71,38 @@ impl DbKind for Pg {
     }
 
     fn restore_into(&self, cx: &DbCx<'_>, r: DbRestoreCx<'_>) -> Result<bool> {
+        let DbRestoreCx {
+            repo,
+            id,
+            inner,
+            into,
+            opts,
+            phases,
+        } = r;
         let conn = Conn::new(cx.target, &self.0)?;
-        let exists = prepare(&conn, cx.target, r.into, r.opts.force)?;
-        if r.opts.jobs > 1 {
-            // pg_restore runs in parallel only from a file: stage the dump in data_dir.
-            let scratch = ScratchDir::new(cx.scratch_root, &format!("{}-restore", cx.target))?;
-            let file = scratch.join("restore.dump");
-            let mut out = fs::File::create(&file)
-                .map_err(Error::io(format!("cannot create {}", file.display())))?;
-            r.repo.dump_to(r.id, r.inner, &mut out)?;
-            out.sync_all()
-                .map_err(Error::io(format!("cannot write {}", file.display())))?;
-            drop(out);
-            conn.restore(
-                r.into,
-                r.opts.keep_owners,
-                Some((&file, r.opts.jobs)),
-                |_| Ok(()),
-            )?;
-        } else {
-            conn.restore(r.into, r.opts.keep_owners, None, |stdin| {
-                r.repo.dump_to(r.id, r.inner, stdin)
-            })?;
-        }
-        if r.opts.analyze {
-            conn.psql(r.into, "ANALYZE")?;
+        let exists = timed(phases, "prepare", || {
+            prepare(&conn, cx.target, into, opts.force)
+        })?;
+        timed(phases, "restore", || {
+            if opts.jobs > 1 {
+                // pg_restore runs in parallel only from a file: stage the dump in data_dir.
+                let scratch = ScratchDir::new(cx.scratch_root, &format!("{}-restore", cx.target))?;
+                let file = scratch.join("restore.dump");
+                let mut out = fs::File::create(&file)
+                    .map_err(Error::io(format!("cannot create {}", file.display())))?;
+                repo.dump_to(id, inner, &mut out)?;
+                out.sync_all()
+                    .map_err(Error::io(format!("cannot write {}", file.display())))?;
+                drop(out);
+                conn.restore(into, opts.keep_owners, Some((&file, opts.jobs)), |_| Ok(()))
+            } else {
+                conn.restore(into, opts.keep_owners, None, |stdin| {
+                    repo.dump_to(id, inner, stdin)
+                })
+            }
+        })?;
+        if opts.analyze {
+            timed(phases, "analyze", || conn.psql(into, "ANALYZE"))?;
         }
         Ok(exists)
     }

@@ -48,7 +48,11 @@ fn mariadb_round_trip_and_refusal_rules() {
     let ws = Workspace::new(&config(&format!("mysql://root@127.0.0.1:3306/{}", src.0)));
     ws.run(&["backup", "my"]).ok();
     let dst = Db::absent("mdst");
-    ws.run(&["restore", "my", "--into", &dst.0]).ok();
+    let run = ws.run(&["restore", "my", "--into", &dst.0, "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    let phases = v["phases"].as_object().expect("phases");
+    let names: Vec<&str> = phases.keys().map(String::as_str).collect();
+    assert_eq!(names, ["open", "prepare", "restore"], "{v}");
     let want = fingerprint(&src.0);
     assert!(want.iter().any(|l| l.starts_with("o:500:")), "{want:?}");
     assert_eq!(fingerprint(&dst.0), want);

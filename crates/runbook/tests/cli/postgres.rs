@@ -72,7 +72,14 @@ fn postgres_round_trip_restores_every_table_and_object() {
     let ws = Workspace::new(&config(&src.0, ""));
     ws.run(&["backup", "pg"]).ok();
     let dst = Db::absent("dst");
-    ws.run(&["restore", "pg", "--into", &dst.0]).ok();
+    let run = ws.run(&["restore", "pg", "--into", &dst.0, "--json"]).ok();
+    // Where the time went, phase by phase, adding up to no more than the whole.
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    let phases = v["phases"].as_object().expect("phases");
+    let names: Vec<&str> = phases.keys().map(String::as_str).collect();
+    assert_eq!(names, ["analyze", "open", "prepare", "restore"], "{v}");
+    let sum: f64 = phases.values().filter_map(serde_json::Value::as_f64).sum();
+    assert!(sum <= v["seconds"].as_f64().expect("seconds"), "{v}");
     let want = fingerprint(&src.0);
     assert!(
         want.iter().any(|l| l.starts_with("public.orders:2000:")),
