@@ -567,13 +567,20 @@ impl Cx<'_> {
                 }
             }
             self.stages.add(Stage::Chunk, started.elapsed());
-            // Full when the reader holds enough spares: this one is freed instead.
-            let _ = spare.try_send(data);
+            // Full when the reader holds enough spares: this one is freed instead. So is a
+            // buffer that grew for a long chunk: kept, its pages would stay in memory (a
+            // PostgreSQL backup peaked at 54-101 MiB with them, 49-55 without).
+            if data.capacity() <= SPARE_ROOM {
+                let _ = spare.try_send(data);
+            }
             tx.send(Ok(batch)).map_err(|_| Stop::Stopped)?;
         }
         Ok(())
     }
 }
+
+/// The largest buffer a worker hands back for reuse.
+const SPARE_ROOM: usize = 4 << 20;
 
 /// A batch of pages, hashed, with the ones to store sealed.
 #[derive(Default)]
