@@ -569,7 +569,7 @@ impl Cx<'_> {
             self.stages.add(Stage::Chunk, started.elapsed());
             // Full when the reader holds enough spares: this one is freed instead. So is a
             // buffer that grew for a long chunk: kept, its pages would stay in memory (a
-            // PostgreSQL backup peaked at 54-101 MiB with them, 49-55 without).
+            // PostgreSQL backup peaked at 53-99 MiB with them, 48-53 without).
             if data.capacity() <= SPARE_ROOM {
                 let _ = spare.try_send(data);
             }
