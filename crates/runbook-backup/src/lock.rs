@@ -164,12 +164,11 @@ mod tests {
         drop(TargetLock::acquire(dir.path(), "t").expect("after the first"));
     }
 
-    /// A child process started while the lock was held keeps a copy of the locked file until
-    /// it executes its program; a second handle on the same open file stands in for it.
-    #[test]
-    fn a_lock_released_here_but_held_by_a_copy_is_taken_once_the_copy_goes() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let first = TargetLock::acquire(dir.path(), "t").expect("first");
+    /// Takes and releases the lock of target `t`, returning a second handle on the open file
+    /// that held it: what a child process started while the lock was held keeps until it
+    /// executes its program.
+    fn released_with_a_copy(data_dir: &Path) -> File {
+        let first = TargetLock::acquire(data_dir, "t").expect("first");
         let copy = first
             .file
             .as_ref()
@@ -177,6 +176,13 @@ mod tests {
             .try_clone()
             .expect("copy");
         drop(first);
+        copy
+    }
+
+    #[test]
+    fn a_lock_released_here_but_held_by_a_copy_is_taken_once_the_copy_goes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let copy = released_with_a_copy(dir.path());
         let closer = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(200));
             drop(copy);
@@ -191,14 +197,7 @@ mod tests {
     #[test]
     fn a_copy_that_stays_is_reported_busy_after_a_while() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let first = TargetLock::acquire(dir.path(), "t").expect("first");
-        let copy = first
-            .file
-            .as_ref()
-            .expect("a held lock has its file")
-            .try_clone()
-            .expect("copy");
-        drop(first);
+        let copy = released_with_a_copy(dir.path());
         let started = Instant::now();
         let holder = busy(TargetLock::acquire(dir.path(), "t"));
         assert!(started.elapsed() >= LINGER);
