@@ -30,7 +30,7 @@ const LINGER: Duration = Duration::from_secs(2);
 /// Exclusive hold on one target. Released on drop.
 #[derive(Debug)]
 pub struct TargetLock {
-    /// The locked file; `None` only while the lock is dropped.
+    /// The locked file; `None` until the lock is taken (a failed take drops it so).
     file: Option<File>,
     path: PathBuf,
     marker: PathBuf,
@@ -117,11 +117,12 @@ impl TargetLock {
 
 impl Drop for TargetLock {
     fn drop(&mut self) {
-        // The file first: once out of `HELD`, the lock may be taken again at once.
-        drop(self.file.take());
+        // Out of `HELD` first: a thread that comes in before the file is closed waits for it
+        // as for a child's copy, instead of being told that this process holds the lock.
         HELD.lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&self.path);
+        drop(self.file.take());
     }
 }
 
