@@ -39,7 +39,9 @@ pub struct TargetLock {
 }
 
 impl TargetLock {
-    /// Takes the lock for `target`, failing at once with [`Error::Busy`] if it is held.
+    /// Takes the lock for `target`, failing with [`Error::Busy`] if it is held: at once when
+    /// another process or this one holds it, after at most [`LINGER`] when only a child's copy
+    /// of a lock this process released holds it still.
     ///
     /// # Errors
     /// [`Error::Busy`] when held; [`Error::Io`] when the lock file cannot be created.
