@@ -16,6 +16,7 @@ mod quarantine;
 mod read;
 mod retention;
 mod rolling;
+mod seal;
 mod spill;
 mod stages;
 mod stream;

@@ -824,7 +824,7 @@ pub(super) mod tests {
 
     use super::*;
     use crate::{
-        repository::{Chunking, StreamFile, pages::Seal},
+        repository::{Chunking, StreamFile, seal::Seal},
         snapshot::Meta,
     };
 

@@ -8,7 +8,7 @@ use rustic_core::{
 };
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{Repo, backends, errors::one_line, pages::Seal, rerr};
+use super::{Repo, backends, errors::one_line, rerr, seal::Seal};
 use crate::Result;
 use runbook_config::RepositoryConfig;
 

@@ -28,18 +28,13 @@ use std::{
     time::Instant,
 };
 
-use aes256ctr_poly1305aes::{
-    Aes256CtrPoly1305Aes,
-    aead::{AeadInPlace, Nonce, Tag},
-};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use jiff::{Timestamp, Zoned, tz::TimeZone};
-use rand::RngCore;
 use rustic_core::{
     DataId, FileType, Id, SnapshotOptions, WriteBackend,
     repofile::{
-        BlobType, Chunker, MasterKey, Metadata, Node, NodeType, SnapshotFile, SnapshotId,
-        SnapshotSummary, Tree,
+        BlobType, Chunker, Metadata, Node, NodeType, SnapshotFile, SnapshotId, SnapshotSummary,
+        Tree,
     },
 };
 use serde::{Deserialize, Serialize};
@@ -49,6 +44,7 @@ use super::{
     Repo, StreamFile,
     archive::Cutter,
     describe, guard,
+    seal::Seal,
     spill::Spill,
     stages::{Stage, Stages, Timed},
     stream::{cut_batches, stream_node},
@@ -1406,77 +1402,6 @@ impl Hex {
             *byte = (high << 4) | low;
         }
         (seen & NOT_HEX == 0).then_some(out)
-    }
-}
-
-/// The repository's key: restic's AES-256-CTR with a Poly1305-AES MAC, a random nonce per
-/// message (nonce, ciphertext, MAC).
-pub(super) struct Seal(Aes256CtrPoly1305Aes);
-
-impl Seal {
-    pub(super) fn new(key: &MasterKey) -> std::result::Result<Self, String> {
-        if key.encrypt.len() != 32 || key.mac.k.len() != 16 || key.mac.r.len() != 16 {
-            return Err("the repository key has an unexpected length".into());
-        }
-        let mut raw = [0_u8; 64];
-        raw[..32].copy_from_slice(&key.encrypt);
-        raw[32..48].copy_from_slice(&key.mac.k);
-        raw[48..].copy_from_slice(&key.mac.r);
-        Ok(Self::from_bytes(&raw))
-    }
-
-    /// The key of 64 bytes in restic's order: AES key, then the MAC's `k` and `r`.
-    pub(super) fn from_bytes(raw: &[u8; 64]) -> Self {
-        Self(Aes256CtrPoly1305Aes::new(
-            aes256ctr_poly1305aes::Key::from_slice(raw),
-        ))
-    }
-
-    pub(super) fn seal(&self, plain: &[u8]) -> std::result::Result<Vec<u8>, String> {
-        let mut nonce = [0_u8; 16];
-        rand::rng().fill_bytes(&mut nonce);
-        let mut out = Vec::with_capacity(plain.len() + 32);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(plain);
-        let tag = self
-            .0
-            .encrypt_in_place_detached(
-                Nonce::<Aes256CtrPoly1305Aes>::from_slice(&nonce),
-                &[],
-                &mut out[16..],
-            )
-            .map_err(|_| "encryption failed".to_string())?;
-        out.extend_from_slice(&tag);
-        Ok(out)
-    }
-
-    pub(super) fn open(&self, data: &[u8]) -> std::result::Result<Vec<u8>, String> {
-        let mut plain = Vec::new();
-        self.open_into(data, &mut plain)?;
-        Ok(plain)
-    }
-
-    /// Opens `data` into `plain` (replacing what it held), reusing its allocation.
-    pub(super) fn open_into(
-        &self,
-        data: &[u8],
-        plain: &mut Vec<u8>,
-    ) -> std::result::Result<(), String> {
-        if data.len() < 32 {
-            return Err(format!("{}: a sealed message is too short", super::DAMAGED));
-        }
-        let (nonce, rest) = data.split_at(16);
-        let (body, tag) = rest.split_at(rest.len() - 16);
-        plain.clear();
-        plain.extend_from_slice(body);
-        self.0
-            .decrypt_in_place_detached(
-                Nonce::<Aes256CtrPoly1305Aes>::from_slice(nonce),
-                &[],
-                plain.as_mut_slice(),
-                Tag::<Aes256CtrPoly1305Aes>::from_slice(tag),
-            )
-            .map_err(|_| format!("{}: a MAC does not match", super::DAMAGED))
     }
 }
 

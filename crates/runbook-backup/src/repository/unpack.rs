@@ -20,7 +20,8 @@ use serde_json::value::RawValue;
 
 use super::{
     Repo, guard,
-    pages::{Hash, Hex, Index, Loc, Seal},
+    pages::{Hash, Hex, Index, Loc},
+    seal::Seal,
     spill::pack_path,
 };
 use crate::{Error, Result};

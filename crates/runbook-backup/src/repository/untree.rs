@@ -25,7 +25,8 @@ use rustic_core::{
 
 use super::{
     Repo, guard,
-    pages::{Hash, IdMap, Index, Loc, Seal},
+    pages::{Hash, IdMap, Index, Loc},
+    seal::Seal,
     unpack::{STRETCH, Sink, Wanted, content_ids, hash_of, restore_stretches},
 };
 use crate::Result;
