@@ -130,7 +130,7 @@ fn key_file(
         salt,
     };
     let plain = serde_json::to_vec(master).map_err(|e| format!("cannot write a key: {e}"))?;
-    file.data = derive(&file, password)?.seal(&plain)?;
+    file.data = derive(&file, password)?.seal(&plain);
     let bytes = serde_json::to_vec(&file).map_err(|e| format!("cannot write a key: {e}"))?;
     Ok((Id::new(super::pages::sha256(&bytes)), bytes))
 }

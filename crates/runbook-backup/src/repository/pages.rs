@@ -680,9 +680,9 @@ impl Blobber<'_> {
                     .reserve(zstd::zstd_safe::compress_bound(raw.len()));
                 c.compress_to_buffer(raw, &mut self.compressed)
                     .map_err(|e| format!("cannot compress: {e}"))?;
-                self.seal.seal(&self.compressed)?
+                self.seal.seal(&self.compressed)
             }
-            None => self.seal.seal(raw)?,
+            None => self.seal.seal(raw),
         };
         if let Some(v) = &mut self.verify {
             self.seal.open_into(&data, &mut self.plain)?;
@@ -886,7 +886,7 @@ impl PackBuf {
             }
             header.extend_from_slice(&b.id.0);
         }
-        let header = seal.seal(&header)?;
+        let header = seal.seal(&header);
         let len = u32::try_from(header.len()).map_err(|_| "a pack header is too large")?;
         self.bytes.extend_from_slice(&header);
         self.bytes.extend_from_slice(&len.to_le_bytes());
@@ -1055,9 +1055,9 @@ fn save_file(
             body.extend(
                 zstd::bulk::compress(json, level).map_err(|e| format!("cannot compress: {e}"))?,
             );
-            seal.seal(&body)?
+            seal.seal(&body)
         }
-        None => seal.seal(json)?,
+        None => seal.seal(json),
     };
     let id = sha256(&sealed);
     write(be, tpe, id, sealed)?;
