@@ -237,3 +237,54 @@ async fn a_wrong_key_is_refused_and_the_dashboard_needs_a_session() {
     assert_eq!(r.headers()["location"], "/login");
     app.stop().await;
 }
+
+/// The processes whose parent is `pid` and that have not exited (a zombie has exited).
+fn live_children(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&child| {
+            // `/proc/<pid>/stat`: "pid (comm) state ppid ..."; comm may hold spaces and
+            // parentheses, so the fields are read after the last ')'.
+            std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|stat| {
+                let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+                let mut fields = rest.split_whitespace();
+                let state = fields.next();
+                let parent = fields.next().and_then(|p| p.parse::<u32>().ok());
+                state != Some("Z") && parent == Some(pid)
+            })
+        })
+        .collect()
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        rest.split_whitespace().next() != Some("Z")
+    })
+}
+
+/// A browser test leaves no Chromium behind: killing chromedriver alone would leave the
+/// browser it started running (reparented to init) after the suite, on CI's machine too.
+#[tokio::test]
+async fn a_dropped_browser_leaves_no_chromium_running() {
+    let b = Browser::start().await;
+    b.go("about:blank").await;
+    let driver = b.driver_pid();
+    let browsers = live_children(driver);
+    assert!(!browsers.is_empty(), "chromedriver {driver} runs a browser");
+    drop(b);
+    let mut left = browsers.clone();
+    for _ in 0..100 {
+        left.retain(|&pid| alive(pid));
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        left.is_empty(),
+        "browser processes {left:?} (of {browsers:?}) outlived their chromedriver by 10 s"
+    );
+}

@@ -9,9 +9,38 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// A running chromedriver with one headless Chromium session; both end when dropped.
 pub struct Browser {
-    _driver: runbook_testkit::KillOnDrop,
+    driver: runbook_testkit::KillOnDrop,
+    port: u16,
+    /// `/session/<id>`.
+    session: String,
     base: String,
     http: reqwest::Client,
+}
+
+impl Drop for Browser {
+    /// Ends the session before chromedriver is killed (its field drops after this): ending
+    /// it is what makes chromedriver close the Chromium it started, which killing
+    /// chromedriver alone leaves running, reparented to init, after the tests are over.
+    fn drop(&mut self) {
+        end_session(self.port, &self.session);
+    }
+}
+
+/// `DELETE /session/<id>` over a plain socket, waiting for the answer (chromedriver answers
+/// once the browser has quit). Blocking: `Drop` cannot await, and a test's runtime thread
+/// may block for a moment.
+fn end_session(port: u16, session: &str) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    let request = format!(
+        "DELETE {session} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    if s.write_all(request.as_bytes()).is_ok() {
+        let _ = s.read_to_end(&mut Vec::new());
+    }
 }
 
 impl Browser {
@@ -57,10 +86,17 @@ impl Browser {
             .unwrap_or_else(|| panic!("a session: {v}"))
             .to_string();
         Self {
-            _driver: driver,
+            driver,
+            port,
+            session: format!("/session/{id}"),
             base: format!("{root}/session/{id}"),
             http,
         }
+    }
+
+    /// chromedriver's process id (the browser it starts is its child).
+    pub fn driver_pid(&self) -> u32 {
+        self.driver.0.id()
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
