@@ -238,31 +238,30 @@ async fn a_wrong_key_is_refused_and_the_dashboard_needs_a_session() {
     app.stop().await;
 }
 
-/// The processes whose parent is `pid` and that have not exited (a zombie has exited).
+/// A process's state letter and parent from `/proc/<pid>/stat` ("pid (comm) state ppid ...";
+/// comm may hold spaces and parentheses, so the fields are read after the last ')').
+fn state_and_parent(pid: u32) -> Option<(String, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?.to_string();
+    Some((state, fields.next()?.parse().ok()?))
+}
+
+/// Whether `pid` runs (a zombie has exited).
+fn alive(pid: u32) -> bool {
+    state_and_parent(pid).is_some_and(|(state, _)| state != "Z")
+}
+
+/// The running processes whose parent is `pid`.
 fn live_children(pid: u32) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&child| {
-            // `/proc/<pid>/stat`: "pid (comm) state ppid ..."; comm may hold spaces and
-            // parentheses, so the fields are read after the last ')'.
-            std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|stat| {
-                let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-                let mut fields = rest.split_whitespace();
-                let state = fields.next();
-                let parent = fields.next().and_then(|p| p.parse::<u32>().ok());
-                state != Some("Z") && parent == Some(pid)
-            })
+            state_and_parent(child).is_some_and(|(state, parent)| state != "Z" && parent == pid)
         })
         .collect()
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        rest.split_whitespace().next() != Some("Z")
-    })
 }
 
 /// A browser test leaves no Chromium behind: killing chromedriver alone would leave the
