@@ -13,7 +13,6 @@ pub struct Browser {
     port: u16,
     /// `/session/<id>`.
     session: String,
-    base: String,
     http: reqwest::Client,
 }
 
@@ -89,7 +88,6 @@ impl Browser {
             driver,
             port,
             session: format!("/session/{id}"),
-            base: format!("{root}/session/{id}"),
             http,
         }
     }
@@ -100,7 +98,8 @@ impl Browser {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        let url = format!("http://127.0.0.1:{}{}{path}", self.port, self.session);
+        let mut req = self.http.request(method, url);
         if let Some(b) = body {
             req = req.json(&b);
         }
