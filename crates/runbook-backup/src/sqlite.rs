@@ -313,7 +313,7 @@ impl Checker {
     /// Checks the backup copy at `copy`.
     pub(crate) fn spawn(target: &str, copy: &Path) -> Result<Self> {
         let what = "the backup copy";
-        Ok(Self::start(target, open_check(target, copy, what)?, what))
+        Ok(Self::start(target, open_own(target, copy, what)?, what))
     }
 
     fn start(target: &str, conn: Connection, what: &'static str) -> Self {
@@ -399,14 +399,32 @@ pub(crate) enum Check {
     Quick,
 }
 
-/// Checks the database file at `path`.
+/// Checks the database file at `path`, a file of runbook's own (a restored database before
+/// it is renamed into place).
 pub(crate) fn check_file(
     target: &str,
     path: &Path,
     what: &'static str,
     check: Check,
 ) -> Result<()> {
-    integrity_check(target, &open_check(target, path, what)?, what, check)
+    integrity_check(target, &open_own(target, path, what)?, what, check)
+}
+
+/// Opens `path`, a database file of runbook's own that nothing else writes, `what`, to check
+/// it through a memory map rather than a `pread` a page: the same pages from the page cache
+/// without a system call and a copy each. Only for runbook's own files: a mapped file that
+/// another process truncated would end the process with `SIGBUS`.
+fn open_own(target: &str, path: &Path, what: &'static str) -> Result<Connection> {
+    let conn = open_check(target, path, what)?;
+    // SQLite maps at most its compile-time limit (2 GiB) and reads the rest as before.
+    let len = std::fs::metadata(path).map_or(0, |m| m.len());
+    conn.query_row(&format!("PRAGMA mmap_size={len}"), [], |_| Ok(()))
+        .map_err(|e| Error::Integrity {
+            target: target.to_string(),
+            what,
+            detail: e.to_string(),
+        })?;
+    Ok(conn)
 }
 
 /// Opens the database file at `path`, `what`, to check it.
