@@ -522,6 +522,41 @@ mod tests {
         }
     }
 
+    /// A restored file is checked through a memory map, and the mapped check still finds a
+    /// page of the table zeroed (the corruption is read from the map: it passes before).
+    #[test]
+    fn the_mapped_quick_check_finds_a_zeroed_page() {
+        use std::io::{Seek, SeekFrom, Write};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("restored.db");
+        let root: u64 = {
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);")
+                .expect("schema");
+            add_rows(&conn, 5000);
+            conn.query_row(
+                "SELECT rootpage FROM sqlite_schema WHERE name = 't'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("rootpage")
+        };
+        check_file("db", &path, "the restored database", Check::Quick).expect("intact");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open file");
+        f.seek(SeekFrom::Start((root - 1) * 4096)).expect("seek");
+        f.write_all(&[0u8; 4096]).expect("zero");
+        drop(f);
+        let err = check_file("db", &path, "the restored database", Check::Quick)
+            .expect_err("a zeroed table root fails the check");
+        assert!(
+            matches!(err, Error::Integrity { .. }),
+            "an integrity error: {err}"
+        );
+    }
+
     /// The pages read in place are the database at the commit where it was pinned: the
     /// WAL's rows included, a commit made while it is read left out (and not held off), and
     /// the check passes.
