@@ -496,6 +496,17 @@ mod tests {
         .expect("rows");
     }
 
+    /// Zeroes page `pgno` (1-based, 4 KiB pages) of the database file at `path`.
+    fn zero_page(path: &Path, pgno: u64) {
+        use std::os::unix::fs::FileExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .expect("open file")
+            .write_all_at(&[0_u8; 4096], (pgno - 1) * 4096)
+            .expect("zero");
+    }
+
     fn pinned(path: &Path) -> Pinned {
         match Source::open("db", path).expect("source").pin("db", path) {
             Ok(Reading::Pinned(p)) => p,
@@ -508,7 +519,6 @@ mod tests {
     /// before).
     #[test]
     fn the_quick_check_finds_a_zeroed_page() {
-        use std::io::{Seek, SeekFrom, Write};
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("restored.db");
         let root: u64 = {
@@ -524,13 +534,7 @@ mod tests {
             .expect("rootpage")
         };
         check_file("db", &path, "the restored database", Check::Quick).expect("intact");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .expect("open file");
-        f.seek(SeekFrom::Start((root - 1) * 4096)).expect("seek");
-        f.write_all(&[0u8; 4096]).expect("zero");
-        drop(f);
+        zero_page(&path, root);
         let err = check_file("db", &path, "the restored database", Check::Quick)
             .expect_err("a zeroed table root fails the check");
         assert!(
@@ -633,15 +637,7 @@ mod tests {
             )
             .expect("root")
         };
-        {
-            use std::io::{Seek, SeekFrom, Write};
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .expect("open file");
-            f.seek(SeekFrom::Start((root - 1) * 4096)).expect("seek");
-            f.write_all(&[0_u8; 4096]).expect("zero");
-        }
+        zero_page(&path, root);
         let (mut pages, checker) = pinned(&path).start("db");
         let mut bytes = Vec::new();
         pages.read_to_end(&mut bytes).expect("every page reads");
