@@ -496,17 +496,6 @@ mod tests {
         .expect("rows");
     }
 
-    /// Zeroes page `pgno` (1-based, 4 KiB pages) of the database file at `path`.
-    fn zero_page(path: &Path, pgno: u64) {
-        use std::os::unix::fs::FileExt;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(path)
-            .expect("open file")
-            .write_all_at(&[0_u8; 4096], (pgno - 1) * 4096)
-            .expect("zero");
-    }
-
     fn pinned(path: &Path) -> Pinned {
         match Source::open("db", path).expect("source").pin("db", path) {
             Ok(Reading::Pinned(p)) => p,
@@ -534,7 +523,7 @@ mod tests {
             .expect("rootpage")
         };
         check_file("db", &path, "the restored database", Check::Quick).expect("intact");
-        zero_page(&path, root);
+        runbook_testkit::zero_sqlite_page(&path, root);
         let err = check_file("db", &path, "the restored database", Check::Quick)
             .expect_err("a zeroed table root fails the check");
         assert!(
@@ -637,7 +626,7 @@ mod tests {
             )
             .expect("root")
         };
-        zero_page(&path, root);
+        runbook_testkit::zero_sqlite_page(&path, root);
         let (mut pages, checker) = pinned(&path).start("db");
         let mut bytes = Vec::new();
         pages.read_to_end(&mut bytes).expect("every page reads");

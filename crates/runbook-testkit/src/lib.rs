@@ -159,3 +159,15 @@ impl Drop for MyDb {
             .output();
     }
 }
+
+/// Zeroes page `pgno` (1-based, 4 KiB pages) of the SQLite database file at `path`: a
+/// corruption that `PRAGMA quick_check` must find.
+pub fn zero_sqlite_page(path: &std::path::Path, pgno: u64) {
+    use std::os::unix::fs::FileExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open the database file")
+        .write_all_at(&[0_u8; 4096], (pgno - 1) * 4096)
+        .expect("zero the page");
+}

@@ -1406,15 +1406,7 @@ fn refused_when_its_check_fails(journal: &str) {
         .expect("rootpage")
     };
     // Zero the index's root page: the schema still reads, the index does not.
-    {
-        use std::io::{Seek, SeekFrom, Write};
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .expect("open file");
-        f.seek(SeekFrom::Start((root - 1) * 4096)).expect("seek");
-        f.write_all(&[0u8; 4096]).expect("zero");
-    }
+    runbook_testkit::zero_sqlite_page(&path, root);
     let run = ws.run(&["backup", "db"]);
     assert_ne!(run.code, 0, "{journal}: {}", run.stdout);
     let line = run.stderr.trim();
