@@ -3,7 +3,7 @@
 //! backup before its index or snapshot is written.
 
 use std::{
-    io::{BufReader, Read, Write},
+    io::{BufRead, BufReader, Read, Write},
     process::{Child, ChildStderr, ChildStdout, ExitStatus},
     sync::{Arc, Mutex},
 };
@@ -120,6 +120,42 @@ impl DumpReader {
         }
         std::panic::resume_unwind(Box::new(StreamFailed(why)))
     }
+
+    /// Waits for the dump's first bytes, which a dump tool writes only once it has connected
+    /// (and, for `pg_dump`, read the catalog). A tool that ends without writing any is an
+    /// error: what it said, redacted (it could not connect, the database does not exist).
+    pub(crate) fn started(&mut self) -> Result<(), String> {
+        loop {
+            match self.stdout.fill_buf() {
+                Ok(b) if !b.is_empty() => return Ok(()),
+                Ok(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        let why = self
+            .ended()
+            .unwrap_or_else(|e| format!("{} failed: {e}", self.tool));
+        Err(format!("{why} (no snapshot was written)"))
+    }
+
+    /// At the end of the stream: waits for the tool and returns why the dump failed (a
+    /// nonzero exit, or no output at all), empty when it did not; `Err` only when waiting for
+    /// the tool failed.
+    fn ended(&mut self) -> std::io::Result<String> {
+        let status = self.child.wait()?;
+        let mut err = self.stderr.finish().trim().replace('\n', "; ");
+        if let Some(p) = self.redact.as_deref().filter(|p| !p.is_empty()) {
+            err = err.replace(p, "***");
+        }
+        Ok(if !status.success() {
+            format!("{} failed ({status}): {err}", self.tool)
+        } else if self.bytes == 0 {
+            format!("{} produced no output", self.tool)
+        } else {
+            String::new()
+        })
+    }
 }
 
 impl Read for DumpReader {
@@ -136,16 +172,9 @@ impl Read for DumpReader {
         }
         self.bytes += n as u64;
         if n == 0 && !buf.is_empty() {
-            let status = self.child.wait()?;
-            let mut err = self.stderr.finish().trim().replace('\n', "; ");
-            if let Some(p) = self.redact.as_deref().filter(|p| !p.is_empty()) {
-                err = err.replace(p, "***");
-            }
-            if !status.success() {
-                self.fail(format!("{} failed ({status}): {err}", self.tool));
-            }
-            if self.bytes == 0 {
-                self.fail(format!("{} produced no output", self.tool));
+            let why = self.ended()?;
+            if !why.is_empty() {
+                self.fail(why);
             }
         }
         Ok(n)

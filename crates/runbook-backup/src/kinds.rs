@@ -171,7 +171,8 @@ impl BackupCx<'_> {
     /// The target's repository, opened on a second thread while `start` runs on this one:
     /// opening derives the repository's key with scrypt, a quarter of a second of one core,
     /// which a dump tool spends starting, connecting and reading its catalog instead of
-    /// waiting for it (its first output waits in the pipe). A repository that does not exist
+    /// waiting for it (`start` returns once the tool has written its first bytes, which wait
+    /// in the pipe). A repository that does not exist
     /// yet has its key derived there too, but is written (created with `chunking`) only once
     /// `start` has succeeded, so a backup that cannot start leaves none behind. `start`'s
     /// failure is returned first; when the repository does not open, what `start` returned is

@@ -149,7 +149,9 @@ impl<'a> Conn<'a> {
         Ok(crate::postgres::split_rows(&self.run(Some(database), sql)?))
     }
 
-    /// Starts the dump, writing to a pipe.
+    /// Starts the dump, writing to a pipe, and waits for its first bytes: it writes none until
+    /// it has connected, so a dump that cannot start fails here, before the caller writes
+    /// anything.
     pub(crate) fn start_dump(&self) -> Result<(DumpReader, crate::dump::FailureSlot)> {
         let mut cmd = self.command(&["mariadb-dump", "mysqldump"], None)?;
         cmd.args([
@@ -167,10 +169,17 @@ impl<'a> Conn<'a> {
             .password
             .as_ref()
             .map(|p| p.expose_secret().to_string());
-        DumpReader::spawn("mariadb-dump", &mut cmd, redact).map_err(|e| match e {
-            SpawnError::Spawn(e) => self.fail("mariadb-dump", &e.to_string()),
-            SpawnError::NoStdout => self.fail("mariadb-dump", "no stdout"),
-        })
+        let (mut reader, failure) =
+            DumpReader::spawn("mariadb-dump", &mut cmd, redact).map_err(|e| match e {
+                SpawnError::Spawn(e) => self.fail("mariadb-dump", &e.to_string()),
+                SpawnError::NoStdout => self.fail("mariadb-dump", "no stdout"),
+            })?;
+        reader.started().map_err(|why| Error::Database {
+            target: self.target.to_string(),
+            server: self.db.url.without_password(),
+            reason: self.redact(&why),
+        })?;
+        Ok((reader, failure))
     }
 
     /// Runs the client against `database` with the dump fed through `feed`.

@@ -135,33 +135,47 @@ impl Conn<'_> {
         Ok(split_rows(&self.run(database, sql)?))
     }
 
-    /// Refuses a server newer than the local `pg_dump`.
-    pub(crate) fn check_versions(&self) -> Result<()> {
+    /// Why a dump that failed before its first byte failed: a server newer than the local
+    /// `pg_dump` (which refuses it) is named with what to install; otherwise `why`, what the
+    /// tool said.
+    fn failed_start(&self, why: String) -> Error {
+        self.version_mismatch().unwrap_or_else(|| Error::Database {
+            target: self.target.to_string(),
+            server: self.pg.url.without_password(),
+            reason: self.redact(&why),
+        })
+    }
+
+    /// A server newer than the local `pg_dump`, as the error that says what to install; `None`
+    /// when the versions match or cannot be read (the dump's own error then stands).
+    fn version_mismatch(&self) -> Option<Error> {
         let out = self
             .command("pg_dump", &self.pg.url.database)
             .arg("--version")
             .output()
-            .map_err(|e| self.missing("pg_dump", &e))?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let client: u32 = text
+            .ok()?;
+        let client: u32 = String::from_utf8_lossy(&out.stdout)
             .split_whitespace()
-            .find_map(|w| w.split('.').next().and_then(|m| m.parse().ok()))
-            .ok_or_else(|| self.fail("cannot read the pg_dump version", &text))?;
-        let server_num: u32 = self
-            .psql(&self.pg.url.database, "SHOW server_version_num")?
-            .parse()
-            .map_err(|_| self.fail("cannot read the server version", ""))?;
-        let server = server_num / 10_000;
-        if server > client {
-            return Err(self.fail(
-                "version mismatch",
-                &format!("server is PostgreSQL {server} but pg_dump is {client}; install postgresql-client-{server} or set pg_bin_dir to its bin directory"),
-            ));
-        }
-        Ok(())
+            .find_map(|w| w.split('.').next().and_then(|m| m.parse().ok()))?;
+        let server = self
+            .psql(&self.pg.url.database, "SHOW server_version_num")
+            .ok()?
+            .parse::<u32>()
+            .ok()?
+            / 10_000;
+        (server > client).then(|| self.fail(
+            "version mismatch",
+            &format!("server is PostgreSQL {server} but pg_dump is {client}; install postgresql-client-{server} or set pg_bin_dir to its bin directory"),
+        ))
     }
 
-    /// Starts `pg_dump` in custom format without compression, writing to a pipe.
+    /// Starts `pg_dump` in custom format without compression, writing to a pipe, and waits
+    /// for its first bytes: it writes none until it has connected and read the catalog, so a
+    /// dump that cannot start fails here, before the caller writes anything.
+    ///
+    /// `pg_dump` refuses a server newer than itself; the versions are compared only then, for
+    /// an error that says what to install, which keeps two more tool starts (each through
+    /// Debian's Perl wrapper) off every backup that works.
     pub(crate) fn start_dump(&self) -> Result<(DumpReader, crate::dump::FailureSlot)> {
         let mut cmd = self.command("pg_dump", &self.pg.url.database);
         // `--blobs` (not `--large-objects`, which needs pg_dump 16): large objects are included.
@@ -181,10 +195,13 @@ impl Conn<'_> {
             .password
             .as_ref()
             .map(|p| p.expose_secret().to_string());
-        DumpReader::spawn("pg_dump", &mut cmd, redact).map_err(|e| match e {
-            SpawnError::Spawn(e) => self.missing("pg_dump", &e),
-            SpawnError::NoStdout => self.fail("pg_dump", "no stdout"),
-        })
+        let (mut reader, failure) =
+            DumpReader::spawn("pg_dump", &mut cmd, redact).map_err(|e| match e {
+                SpawnError::Spawn(e) => self.missing("pg_dump", &e),
+                SpawnError::NoStdout => self.fail("pg_dump", "no stdout"),
+            })?;
+        reader.started().map_err(|why| self.failed_start(why))?;
+        Ok((reader, failure))
     }
 
     /// Runs `pg_restore` into `database`, feeding it the dump through `feed`.

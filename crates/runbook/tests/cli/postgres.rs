@@ -360,6 +360,65 @@ fn a_first_backup_that_cannot_start_leaves_no_repository() {
     );
 }
 
+/// A `pg_dump` older than the server refuses it before writing a byte; only then are the
+/// versions compared, for an error that says what to install. A stand-in `pg_dump` reports
+/// `version` and fails as the real one does on a newer server.
+fn refusing_pg_dump(ws: &Workspace, version: &str) -> std::path::PathBuf {
+    let dir = ws.path("oldbin");
+    fs::create_dir_all(&dir).expect("mkdir");
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'pg_dump (PostgreSQL) {version}'; exit 0; fi\necho 'pg_dump: error: aborting because of server version mismatch' >&2\nexit 1\n"
+    );
+    fs::write(dir.join("pg_dump"), script).expect("script");
+    fs::set_permissions(dir.join("pg_dump"), fs::Permissions::from_mode(0o755)).expect("chmod");
+    if !dir.join("psql").exists() {
+        std::os::unix::fs::symlink("/usr/bin/psql", dir.join("psql")).expect("symlink");
+    }
+    dir
+}
+
+#[test]
+fn a_server_newer_than_pg_dump_is_named_with_what_to_install() {
+    let db = Db::create("newer");
+    let ws = Workspace::new("");
+    let server: u32 = psql("postgres", "SHOW server_version_num")
+        .parse::<u32>()
+        .expect("server version")
+        / 10_000;
+    let bin = refusing_pg_dump(&ws, "9.6.24");
+    let with_bin = |bin: &std::path::Path| {
+        fs::write(
+            ws.path("runbook.toml"),
+            config(&db.0, &format!("pg_bin_dir = \"{}\"\n", bin.display())),
+        )
+        .expect("config");
+    };
+    with_bin(&bin);
+    ws.run(&["backup", "pg"]).fails_with(&[
+        "target `pg`",
+        "version mismatch",
+        &format!("server is PostgreSQL {server} but pg_dump is 9"),
+        &format!("install postgresql-client-{server}"),
+    ]);
+    assert!(!ws.repo("pg").exists(), "no repository");
+
+    // The same refusal from a pg_dump of the server's own version: its own words stand, and
+    // nothing claims a mismatch the versions do not show.
+    let bin = refusing_pg_dump(&ws, &format!("{server}.0"));
+    with_bin(&bin);
+    let run = ws.run(&["backup", "pg"]).fails_with(&[
+        "target `pg`",
+        "pg_dump failed",
+        "aborting because of server version mismatch",
+    ]);
+    assert!(
+        !run.stderr.contains("install postgresql-client"),
+        "{}",
+        run.stderr
+    );
+    assert!(!ws.repo("pg").exists(), "no repository");
+}
+
 /// Regression: `config check` passed a PostgreSQL URL whose database does not exist and
 /// stopped at the first problem. It connects (unless `--offline`) and lists every problem.
 #[test]
