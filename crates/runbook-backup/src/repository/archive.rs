@@ -45,7 +45,7 @@ use crate::{Result, Snapshot};
 const BATCH_BYTES: u64 = 1 << 20;
 
 /// Bytes read from a file at once: a chunk being cut is at most the maximum chunk plus this.
-const READ_STEP: usize = 1 << 20;
+pub(super) const READ_STEP: usize = 1 << 20;
 
 /// How rustic's walker opens a file.
 type Opener = <LocalSource as ReadSource>::Open;
@@ -1061,6 +1061,10 @@ pub(super) mod tests {
         let mut bytes = noise(13 << 20, 7);
         bytes.extend(vec![0; 3 * min + 100]);
         bytes.extend(noise(5 << 20, 8));
+        // A run the chunker finds no cut in: chunks of the maximum size, longer than a
+        // piece's buffer, which grows for them and goes back to the reader shrunk.
+        bytes.extend(vec![0x5a; 17 << 20]);
+        bytes.extend(noise(3 << 20, 10));
         bytes.extend(noise(min - 1, 9));
         s.write("a/b/app.dump", &bytes);
         let theirs = s.backup(false, false);

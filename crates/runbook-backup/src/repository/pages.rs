@@ -563,12 +563,16 @@ impl Cx<'_> {
                 }
             }
             self.stages.add(Stage::Chunk, started.elapsed());
-            // Full when the reader holds enough spares: this one is freed instead. So is a
-            // buffer that grew for a long chunk: kept, its pages would stay in memory (a
-            // PostgreSQL backup peaked at 53-99 MiB with them, 48-53 without).
-            if data.capacity() <= SPARE_ROOM {
-                let _ = spare.try_send(data);
+            // Full when the reader holds enough spares: this one is freed instead. A buffer
+            // that grew for a long chunk goes back shrunk to the spares' size: kept whole, its
+            // pages would stay in memory (a PostgreSQL backup peaked at 53-99 MiB with them;
+            // 47-59 shrunk); freed, the reader would fault its next buffer in afresh.
+            let mut data = data;
+            if data.capacity() > SPARE_ROOM {
+                data.clear();
+                data.shrink_to(SPARE_ROOM);
             }
+            let _ = spare.try_send(data);
             tx.send(Ok(batch)).map_err(|_| Stop::Stopped)?;
         }
         Ok(())
@@ -576,7 +580,7 @@ impl Cx<'_> {
 }
 
 /// The largest buffer a worker hands back for reuse.
-const SPARE_ROOM: usize = 4 << 20;
+pub(super) const SPARE_ROOM: usize = 4 << 20;
 
 /// A batch of pages, hashed, with the ones to store sealed.
 #[derive(Default)]
