@@ -172,9 +172,9 @@ impl BackupCx<'_> {
     /// opening derives the repository's key with scrypt, a quarter of a second of one core,
     /// which a dump tool spends starting, connecting and reading its catalog instead of
     /// waiting for it (`start` returns once the tool has written its first bytes, which wait
-    /// in the pipe). A repository that does not exist
-    /// yet has its key derived there too, but is written (created with `chunking`) only once
-    /// `start` has succeeded, so a backup that cannot start leaves none behind. `start`'s
+    /// in the pipe). A repository that does not exist yet has its key derived there too, but
+    /// is written (created with `chunking`) only once `start` has succeeded, so a backup that
+    /// cannot start leaves none behind. `start`'s
     /// failure is returned first; when the repository does not open, what `start` returned is
     /// dropped (a dump's tool is killed).
     pub(crate) fn repo_beside<T>(

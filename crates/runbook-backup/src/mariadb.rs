@@ -119,10 +119,15 @@ impl<'a> Conn<'a> {
     }
 
     fn fail(&self, what: &str, detail: &str) -> Error {
+        self.failed(format!("{what}: {}", self.redact(detail)))
+    }
+
+    /// The server's error, `reason` already redacted.
+    fn failed(&self, reason: String) -> Error {
         Error::Database {
             target: self.target.to_string(),
             server: self.db.url.without_password(),
-            reason: format!("{what}: {}", self.redact(detail)),
+            reason,
         }
     }
 
@@ -174,11 +179,9 @@ impl<'a> Conn<'a> {
                 SpawnError::Spawn(e) => self.fail("mariadb-dump", &e.to_string()),
                 SpawnError::NoStdout => self.fail("mariadb-dump", "no stdout"),
             })?;
-        reader.started().map_err(|why| Error::Database {
-            target: self.target.to_string(),
-            server: self.db.url.without_password(),
-            reason: self.redact(&why),
-        })?;
+        reader
+            .started()
+            .map_err(|why| self.failed(self.redact(&why)))?;
         Ok((reader, failure))
     }
 

@@ -94,10 +94,15 @@ impl Conn<'_> {
     }
 
     fn fail(&self, what: &str, detail: &str) -> Error {
+        self.failed(format!("{what}: {}", self.redact(detail)))
+    }
+
+    /// The server's error, `reason` already redacted.
+    fn failed(&self, reason: String) -> Error {
         Error::Database {
             target: self.target.to_string(),
             server: self.pg.url.without_password(),
-            reason: format!("{what}: {}", self.redact(detail)),
+            reason,
         }
     }
 
@@ -139,11 +144,8 @@ impl Conn<'_> {
     /// `pg_dump` (which refuses it) is named with what to install; otherwise `why`, what the
     /// tool said.
     fn failed_start(&self, why: String) -> Error {
-        self.version_mismatch().unwrap_or_else(|| Error::Database {
-            target: self.target.to_string(),
-            server: self.pg.url.without_password(),
-            reason: self.redact(&why),
-        })
+        self.version_mismatch()
+            .unwrap_or_else(|| self.failed(self.redact(&why)))
     }
 
     /// A server newer than the local `pg_dump`, as the error that says what to install; `None`
