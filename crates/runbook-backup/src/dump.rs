@@ -14,6 +14,15 @@ use std::{
 /// default of 64 KiB.
 const PIPE_ROOM: usize = 1 << 20;
 
+/// Enlarges `pipe` to [`PIPE_ROOM`]: its room, or zero when it could not be enlarged (it is
+/// then used as it is, unpaced: pausing pays only with the room to go on in the pause).
+fn enlarged(pipe: impl std::os::fd::AsFd) -> usize {
+    match rustix::pipe::fcntl_setpipe_size(pipe, PIPE_ROOM) {
+        Ok(room) if room >= PIPE_ROOM => room,
+        _ => 0,
+    }
+}
+
 /// How long the reader waits after a read found the pipe nearly empty, so that the next read
 /// takes many of the tool's writes at once. A dump tool writes 4 KiB at a time (`pg_dump`'s
 /// stdio buffer); a reader that went straight back to the pipe slept in each read and was
@@ -85,10 +94,9 @@ struct PacedStdin {
 
 impl PacedStdin {
     fn new(pipe: ChildStdin) -> Self {
-        let room = rustix::pipe::fcntl_setpipe_size(&pipe, PIPE_ROOM).unwrap_or(0);
         Self {
+            room: enlarged(&pipe),
             pipe,
-            room: if room >= PIPE_ROOM { room } else { 0 },
         }
     }
 
@@ -184,13 +192,11 @@ impl DumpReader {
         redact: Option<String>,
     ) -> (Self, FailureSlot) {
         let failure = Arc::new(Mutex::new(None));
-        // Pausing pays only with the room to write on in the pause.
-        let room = rustix::pipe::fcntl_setpipe_size(&stdout, PIPE_ROOM).unwrap_or(0);
         let reader = Self {
             tool,
             child,
+            pace_below: enlarged(&stdout) / 4,
             stdout: BufReader::new(stdout),
-            pace_below: if room >= PIPE_ROOM { room / 4 } else { 0 },
             #[cfg(test)]
             reads: 0,
             stderr,
