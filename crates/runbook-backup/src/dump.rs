@@ -27,8 +27,8 @@ fn enlarged(pipe: impl std::os::fd::AsFd) -> usize {
 /// takes many of the tool's writes at once. A dump tool writes 4 KiB at a time (`pg_dump`'s
 /// stdio buffer); a reader that went straight back to the pipe slept in each read and was
 /// woken by each write, 170 k reads and 130 k context switches for a 719 MB dump, both
-/// processes paying for every switch. In this pause the tool writes on without blocking and without waking anyone:
-/// [`PIPE_ROOM`] holds 2 ms of a 500 MB/s stream.
+/// processes paying for every switch. In this pause the tool writes on without blocking and
+/// without waking anyone: [`PIPE_ROOM`] holds 2 ms of a 500 MB/s stream.
 const PACE: Duration = Duration::from_micros(500);
 
 /// The pauses a restore's writer makes, from [`PACE`] doubling (64 ms in all), while the pipe
@@ -133,9 +133,9 @@ impl Write for PacedStdin {
     }
 }
 
-/// The dump as it streams out of its tool (`pg_dump`, `mariadb-dump`). At the end of the stream it waits for the tool:
-/// a nonzero exit or an empty dump unwinds with [`StreamFailed`], which aborts the backup before
-/// its index or snapshot is written.
+/// The dump as it streams out of its tool (`pg_dump`, `mariadb-dump`). At the end of the
+/// stream it waits for the tool: a nonzero exit or an empty dump unwinds with [`StreamFailed`],
+/// which aborts the backup before its index or snapshot is written.
 pub(crate) struct DumpReader {
     tool: &'static str,
     child: Child,
