@@ -25,6 +25,10 @@ pub fn run(config: Config) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        // The handlers are installed before anything else, so a SIGTERM at any moment from
+        // here on (systemd stopping a service that just started) stops the server cleanly
+        // instead of killing it.
+        let shutdown = shutdown_signal()?;
         let store = super::store(&config).await?;
         let state =
             AppState::new(Engine::new(config), store, settings, Arc::new(SystemClock)).await?;
@@ -34,23 +38,21 @@ pub fn run(config: Config) -> anyhow::Result<ExitCode> {
         let addr = server.local_addr()?;
         tracing::info!(%addr, "runbook serve listening");
         eprintln!("runbook: listening on http://{addr}");
-        server.run(shutdown_signal()).await?;
+        server.run(shutdown).await?;
         tracing::info!("runbook serve stopped");
         Ok(ExitCode::SUCCESS)
     })
 }
 
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// SIGTERM or SIGINT, their handlers installed now: the future only waits for one of them.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
+    })
 }

@@ -136,19 +136,34 @@ fn runbook_runs_with_glibcs_mmap_threshold_held_unless_the_operator_set_tunables
     let _ = s.child.wait();
 }
 
+/// SIGTERM to `child`, a process this test started, by its pid (kill(2)).
+fn terminate(child: &Child) {
+    let pid = i32::try_from(child.id())
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .expect("a child's pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("kill(2)");
+}
+
+/// A SIGTERM the moment serve says it listens (systemd stopping a service that has just
+/// started) still stops it cleanly: the handler is in place before the listener.
+#[test]
+fn sigterm_the_moment_serve_listens_still_exits_zero() {
+    let ws = Workspace::new(crate::helpers::files_config());
+    for _ in 0..5 {
+        let mut s = serve(&ws);
+        terminate(&s.child);
+        let status = s.child.wait().expect("wait");
+        assert_eq!(status.code(), Some(0), "{status}");
+    }
+}
+
 #[test]
 fn sigterm_stops_serve_with_exit_zero() {
     let ws = Workspace::new(crate::helpers::files_config());
     let mut s = serve(&ws);
     assert_eq!(http(&s.addr, "GET", "/healthz", None).0, 200);
-    let pid = s.child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    terminate(&s.child);
     let status = s.child.wait().expect("wait");
     assert_eq!(status.code(), Some(0));
     std::thread::sleep(Duration::from_millis(200));
