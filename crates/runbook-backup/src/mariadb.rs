@@ -155,9 +155,20 @@ impl<'a> Conn<'a> {
     }
 
     /// Starts the dump, writing to a pipe, and waits for its first bytes: it writes none until
-    /// it has connected, so a dump that cannot start fails here, before the caller writes
-    /// anything.
+    /// it has connected, and the database is opened first, so a dump that cannot start fails
+    /// here, before the caller writes anything.
     pub(crate) fn start_dump(&self) -> Result<(DumpReader, crate::dump::FailureSlot)> {
+        // mariadb-dump writes its header once connected, before it opens the database: one
+        // that does not exist would fail the dump only after its first bytes, with the
+        // repository of a first backup already written. The client opens it first (beside
+        // the repository's key derivation, so in no time of its own).
+        self.run(Some(&self.db.url.database), "SELECT 1")
+            .map_err(|e| match e {
+                Error::Database { reason, .. } => {
+                    self.failed(format!("{reason} (no snapshot was written)"))
+                }
+                e => e,
+            })?;
         let mut cmd = self.command(&["mariadb-dump", "mysqldump"], None)?;
         cmd.args([
             "--single-transaction",
