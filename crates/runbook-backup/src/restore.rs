@@ -9,40 +9,61 @@ use std::{
 
 use crate::{Error, Result};
 
+/// `path` with `suffix` added to its file name.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
 /// Cleans up after restores to `dest` whose process died (`kill -9`, a crash): their staging
 /// copies `.NAME.runbook-restore-PID` go, and an old destination they had moved aside
-/// (`….aside`) is put back when the new data never arrived, else removed. Stagings of live
-/// processes are left alone.
+/// (`….aside`, its sidecars `….aside-wal` and so on) is put back when the new data never
+/// arrived, else removed. Stagings of live processes are left alone.
 fn recover_killed(parent: &Path, name: &str, dest: &Path) -> Result<()> {
     let prefix = format!(".{name}.runbook-restore-");
     let Ok(entries) = fs::read_dir(parent) else {
         return Ok(());
     };
-    let mut stale: Vec<PathBuf> = Vec::new();
+    // Each dead run's leftovers: the path, and for an aside the suffix of what it was
+    // (empty for the destination itself, `-wal` for its WAL).
+    let mut stale: Vec<(PathBuf, Option<String>)> = Vec::new();
     for entry in entries.flatten() {
         let file = entry.file_name().to_string_lossy().into_owned();
         let Some(rest) = file.strip_prefix(&prefix) else {
             continue;
         };
-        let pid = rest.strip_suffix(".aside").unwrap_or(rest);
+        let (pid, aside) = match rest.split_once('.') {
+            None => (rest, None),
+            Some((pid, kind)) => match kind.strip_prefix("aside") {
+                Some(suffix) => (pid, Some(suffix.to_string())),
+                None => continue,
+            },
+        };
         let Ok(pid) = pid.parse::<u32>() else {
             continue;
         };
         if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
-        stale.push(entry.path());
+        stale.push((entry.path(), aside));
     }
-    // Asides first: an aside is the user's old data, put back before anything is removed.
-    stale.sort_by_key(|p| !p.to_string_lossy().ends_with(".aside"));
-    for path in stale {
-        if path.to_string_lossy().ends_with(".aside") && fs::symlink_metadata(dest).is_err() {
-            fs::rename(&path, dest).map_err(Error::io(format!(
+    // The new data never arrived when the destination is missing: then what was moved aside
+    // is the user's old data, and all of it goes back before anything is removed.
+    let old_gone = fs::symlink_metadata(dest).is_err();
+    stale.sort_by_key(|(_, aside)| aside.is_none());
+    for (path, aside) in stale {
+        let back = aside
+            .filter(|_| old_gone)
+            .map(|suffix| with_suffix(dest, &suffix))
+            .filter(|to| fs::symlink_metadata(to).is_err());
+        if let Some(to) = back {
+            fs::rename(&path, &to).map_err(Error::io(format!(
                 "cannot put {} back from an interrupted restore ({})",
-                dest.display(),
+                to.display(),
                 path.display()
             )))?;
-            log::warn!("put {} back from an interrupted restore", dest.display());
+            log::warn!("put {} back from an interrupted restore", to.display());
         } else {
             remove_any(&path);
             log::warn!("removed {} left by an interrupted restore", path.display());
@@ -56,13 +77,15 @@ fn recover_killed(parent: &Path, name: &str, dest: &Path) -> Result<()> {
 pub(crate) struct Staged {
     pub(crate) path: PathBuf,
     dest: PathBuf,
+    /// Suffixes of the files that belong to the destination and go with it (SQLite's `-wal`,
+    /// `-shm` and `-journal`).
+    sidecars: &'static [&'static str],
     committed: bool,
 }
 
 impl Staged {
-    /// Refuses an existing destination without `force`; `extra` are further paths that count
-    /// as the destination (SQLite's `-wal`/`-shm`).
-    pub(crate) fn new(dest: &Path, force: bool, extra: &[PathBuf]) -> Result<Self> {
+    /// Refuses an existing destination, or an existing sidecar of it, without `force`.
+    pub(crate) fn new(dest: &Path, force: bool, sidecars: &'static [&'static str]) -> Result<Self> {
         if let (Some(parent), Some(name)) = (dest.parent(), dest.file_name()) {
             let parent = if parent.as_os_str().is_empty() {
                 Path::new(".")
@@ -72,11 +95,10 @@ impl Staged {
             recover_killed(parent, &name.to_string_lossy(), dest)?;
         }
         if !force {
-            for p in std::iter::once(dest).chain(extra.iter().map(PathBuf::as_path)) {
-                if fs::symlink_metadata(p).is_ok() {
-                    return Err(Error::DestinationExists {
-                        path: p.to_path_buf(),
-                    });
+            for suffix in std::iter::once("").chain(sidecars.iter().copied()) {
+                let p = with_suffix(dest, suffix);
+                if fs::symlink_metadata(&p).is_ok() {
+                    return Err(Error::DestinationExists { path: p });
                 }
             }
         }
@@ -99,44 +121,60 @@ impl Staged {
         Ok(Self {
             path,
             dest: dest.to_path_buf(),
+            sidecars,
             committed: false,
         })
     }
 
-    /// Moves the staged data onto the destination. An existing destination is moved aside
-    /// first and removed only after the new data is in place (put back if that fails).
+    /// Moves the staged data onto the destination. An existing destination and its sidecars
+    /// are moved aside first and removed only after the new data is in place (put back if
+    /// that fails): a SQLite WAL can hold transactions its database does not have yet.
     /// `from` is the path inside the staging directory to move (default: the staged path
-    /// itself); `remove_first` are stale files to delete once the old data is out of the way.
-    pub(crate) fn commit(mut self, from: Option<&Path>, remove_first: &[PathBuf]) -> Result<()> {
+    /// itself).
+    pub(crate) fn commit(mut self, from: Option<&Path>) -> Result<()> {
         let from = from.map_or_else(|| self.path.clone(), Path::to_path_buf);
-        let mut aside = self.path.clone().into_os_string();
-        aside.push(".aside");
-        let aside = PathBuf::from(aside);
-        let had_old = fs::symlink_metadata(&self.dest).is_ok();
-        if had_old {
-            remove_any(&aside);
-            fs::rename(&self.dest, &aside).map_err(Error::io(format!(
-                "cannot move {} aside",
-                self.dest.display()
-            )))?;
-        }
-        for p in remove_first {
-            let _ = fs::remove_file(p);
-        }
-        if let Err(e) = fs::rename(&from, &self.dest) {
-            if had_old {
-                let _ = fs::rename(&aside, &self.dest);
+        let aside = with_suffix(&self.path, ".aside");
+        // What was moved aside: (where it was, where it is).
+        let mut moved: Vec<(PathBuf, PathBuf)> = Vec::new();
+        let put_back = |moved: &[(PathBuf, PathBuf)]| {
+            for (was, is) in moved {
+                let _ = fs::rename(is, was);
             }
+        };
+        for suffix in std::iter::once("").chain(self.sidecars.iter().copied()) {
+            let old = with_suffix(&self.dest, suffix);
+            if fs::symlink_metadata(&old).is_err() {
+                continue;
+            }
+            let to = with_suffix(&aside, suffix);
+            remove_any(&to);
+            if let Err(e) = fs::rename(&old, &to) {
+                put_back(&moved);
+                return Err(Error::Io {
+                    context: format!("cannot move {} aside", old.display()),
+                    source: e,
+                });
+            }
+            moved.push((old, to));
+        }
+        crate::failpoint("restore-before-rename");
+        if let Err(e) = fs::rename(&from, &self.dest) {
+            put_back(&moved);
             return Err(Error::Io {
                 context: format!("cannot move restored data to {}", self.dest.display()),
                 source: e,
             });
         }
         self.committed = from == self.path;
-        if had_old {
-            remove_any(&aside);
+        for (_, is) in &moved {
+            remove_any(is);
         }
-        if let Some(dir) = self.dest.parent().and_then(|p| fs::File::open(p).ok()) {
+        let parent = self
+            .dest
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if let Ok(dir) = fs::File::open(parent) {
             let _ = dir.sync_all();
         }
         Ok(())

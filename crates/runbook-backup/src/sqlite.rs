@@ -455,9 +455,13 @@ fn integrity_check(
     }
 }
 
+/// The suffixes of the files SQLite keeps beside a database: its WAL, the WAL's index and
+/// the rollback journal.
+pub(crate) const SIDECARS: &[&str] = &["-wal", "-shm", "-journal"];
+
 /// The `-wal`, `-shm` and `-journal` files SQLite keeps beside `db`.
 pub(crate) fn sidecars(db: &Path) -> Vec<PathBuf> {
-    ["-wal", "-shm", "-journal"]
+    SIDECARS
         .iter()
         .map(|s| {
             let mut p = db.as_os_str().to_owned();

@@ -48,5 +48,5 @@ pub(super) fn restore_tree(cx: RestoreCx<'_>) -> Result<()> {
         staged.path.display()
     )))?;
     cx.repo.restore_tree(&cx.snapshot.id, &staged.path)?;
-    staged.commit(None, &[])
+    staged.commit(None)
 }

@@ -97,8 +97,7 @@ impl Kind for Sqlite<'_> {
     fn restore_to(&self, cx: RestoreCx<'_>) -> Result<()> {
         // The one file, restored in runs on every core into a staging directory beside `to`,
         // then checked and renamed into place.
-        let sidecars = sqlite::sidecars(cx.to);
-        let staged = Staged::new(cx.to, cx.force, &sidecars)?;
+        let staged = Staged::new(cx.to, cx.force, sqlite::SIDECARS)?;
         fs::create_dir_all(&staged.path).map_err(Error::io(format!(
             "cannot create {}",
             staged.path.display()
@@ -139,6 +138,6 @@ impl Kind for Sqlite<'_> {
         for side in sqlite::sidecars(&file) {
             let _ = fs::remove_file(side);
         }
-        staged.commit(Some(&file), &sidecars)
+        staged.commit(Some(&file))
     }
 }

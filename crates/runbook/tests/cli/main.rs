@@ -1100,6 +1100,57 @@ fn a_killed_restores_leftovers_are_cleaned_by_the_next_restore() {
     );
 }
 
+/// Regression: a forced restore over a SQLite database in WAL mode deleted the old WAL before
+/// it put the new database in place, so a restore killed (or failing) in between put the old
+/// database back without the transactions its WAL held. The WAL now moves aside with its
+/// database and comes back with it.
+#[test]
+fn a_forced_restore_killed_before_its_rename_puts_the_old_database_back_with_its_wal() {
+    let ws = Workspace::new(&sqlite_config("app.db"));
+    make_db(&ws.path("app.db"), 10);
+    ws.run(&["backup", "db"]).ok();
+    make_db(&ws.path("live.db"), 3);
+    // The application's connection: five more rows committed to the WAL, not yet in the
+    // database file. It stays open to the end, as a running application's would (closing it
+    // would copy the WAL into the database).
+    let app = rusqlite::Connection::open(ws.path("live.db")).expect("open");
+    app.pragma_update(None, "wal_autocheckpoint", 0)
+        .expect("no checkpoints");
+    app.execute_batch("INSERT INTO items (body) VALUES ('a'), ('b'), ('c'), ('d'), ('e')")
+        .expect("insert");
+    assert!(fs::metadata(ws.path("live.db-wal")).expect("wal").len() > 0);
+    assert_eq!(count(&ws.path("live.db"), "SELECT count(*) FROM items"), 8);
+
+    let out = ws
+        .command(&["restore", "db", "--to", "live.db", "--force"])
+        .env("RUNBOOK_FAILPOINT", "restore-before-rename")
+        .output()
+        .expect("run");
+    assert!(!out.status.success(), "the fault point was reached");
+    assert!(
+        !ws.path("live.db").exists(),
+        "killed with the old database aside"
+    );
+    // The next restore puts the database and its WAL back, and without --force leaves them.
+    ws.run(&["restore", "db", "--to", "live.db"])
+        .fails_with(&["already exists", "--force"]);
+    assert_eq!(count(&ws.path("live.db"), "SELECT count(*) FROM items"), 8);
+
+    // A forced restore that runs through replaces both: the old WAL's rows do not leak into
+    // the restored database, and nothing is left aside.
+    ws.run(&["restore", "db", "--to", "live.db", "--force"])
+        .ok();
+    assert_eq!(count(&ws.path("live.db"), "SELECT count(*) FROM items"), 10);
+    let left: Vec<_> = fs::read_dir(ws.path(""))
+        .expect("dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("runbook-restore"))
+        .collect();
+    assert!(left.is_empty(), "left beside the database: {left:?}");
+    drop(app);
+}
+
 /// Regression: a password file with a trailing space was read differently from restic, so
 /// stock restic could not open the repository with the same file. runbook trims as restic does.
 #[test]
