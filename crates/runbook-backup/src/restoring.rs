@@ -16,7 +16,8 @@ use crate::{
 /// How to restore a database target.
 #[derive(Debug, Clone)]
 pub struct DbRestore {
-    /// Replace a non-empty database (dropped and recreated first).
+    /// Replace a non-empty database: PostgreSQL restores beside it and swaps the names once
+    /// the restore is complete; MariaDB drops and recreates it first.
     pub force: bool,
     /// Keep the dump's object owners (PostgreSQL).
     pub keep_owners: bool,
@@ -123,7 +124,8 @@ impl Engine {
 
     /// Restores snapshot `wanted` of a PostgreSQL target into database `into` on the target's
     /// server: created from `template0` when missing; an existing database that holds any
-    /// relation is refused unless `force`, which drops and recreates it first. Owners are not
+    /// relation is refused unless `force` (PostgreSQL then restores beside it and swaps the
+    /// names once complete; MariaDB drops and recreates it first). Owners are not
     /// restored unless `keep_owners`. `ANALYZE` runs afterwards.
     ///
     /// # Errors

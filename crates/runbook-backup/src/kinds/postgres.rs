@@ -75,10 +75,13 @@ impl DbKind for Pg {
             phases,
         } = r;
         let conn = Conn::new(cx.target, &self.0)?;
-        let exists = timed(phases, "prepare", || {
+        let prepared = timed(phases, "prepare", || {
             prepare(&conn, cx.target, into, opts.force)
         })?;
-        timed(phases, "restore", || {
+        // A database with content is replaced only once the restore is complete: the dump
+        // goes into a database beside it, which then takes its name.
+        let dest = prepared.beside.as_ref().map_or(into, |b| b.new.as_str());
+        let restored = timed(phases, "restore", || {
             if opts.jobs > 1 {
                 // pg_restore runs in parallel only from a file: stage the dump in data_dir.
                 let scratch = ScratchDir::new(cx.scratch_root, &format!("{}-restore", cx.target))?;
@@ -89,17 +92,121 @@ impl DbKind for Pg {
                 out.sync_all()
                     .map_err(Error::io(format!("cannot write {}", file.display())))?;
                 drop(out);
-                conn.restore(into, opts.keep_owners, Some((&file, opts.jobs)), |_| Ok(()))
+                conn.restore(dest, opts.keep_owners, Some((&file, opts.jobs)), |_| Ok(()))
             } else {
-                conn.restore(into, opts.keep_owners, None, |stdin| {
+                conn.restore(dest, opts.keep_owners, None, |stdin| {
+                    crate::failpoint("postgres-restore-loading");
                     repo.dump_to(id, inner, stdin)
                 })
             }
-        })?;
-        if opts.analyze {
-            timed(phases, "analyze", || conn.psql(into, "ANALYZE"))?;
+        })
+        .and_then(|()| {
+            if opts.analyze {
+                timed(phases, "analyze", || conn.psql(dest, "ANALYZE")).map(drop)
+            } else {
+                Ok(())
+            }
+        });
+        let Some(beside) = prepared.beside else {
+            return restored.map(|()| prepared.existed);
+        };
+        if let Err(e) = restored {
+            let _ = conn.psql("postgres", &drop_sql(&beside.new));
+            return Err(with_note(e, &format!("database {into} was left as it was")));
         }
-        Ok(exists)
+        timed(phases, "swap", || beside.swap(&conn, into))?;
+        Ok(prepared.existed)
+    }
+}
+
+/// `e`, with `note` added to what it says.
+fn with_note(e: Error, note: &str) -> Error {
+    match e {
+        Error::Database {
+            target,
+            server,
+            reason,
+        } => Error::Database {
+            target,
+            server,
+            reason: format!("{reason} ({note})"),
+        },
+        other => other,
+    }
+}
+
+/// `DROP DATABASE IF EXISTS` for `name`, closing its sessions.
+fn drop_sql(name: &str) -> String {
+    format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")
+}
+
+/// The two databases a forced restore into a database with content uses beside it: the
+/// restore goes into `new`; once it is complete, the old database is renamed `old` and
+/// `new` takes its name, in one transaction, and `old` is dropped.
+struct Beside {
+    new: String,
+    old: String,
+}
+
+impl Beside {
+    const NEW: &str = "__runbook_new";
+    const OLD: &str = "__runbook_old";
+
+    /// The names beside `into`, at most 63 bytes as PostgreSQL allows: a longer name is cut
+    /// and a hash of all of it added, so two long names do not share them.
+    fn of(into: &str) -> Self {
+        let base = if into.len() + Self::NEW.len() <= 63 {
+            into.to_string()
+        } else {
+            // FNV-1a: stable across runs and versions, unlike std's hasher.
+            let hash = into.bytes().fold(0x811c_9dc5_u32, |h, b| {
+                (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+            });
+            // `into` passed `check_db_name`: ASCII, so any byte index is a char boundary.
+            format!("{}_{hash:08x}", &into[..63 - Self::NEW.len() - 9])
+        };
+        Self {
+            new: format!("{base}{}", Self::NEW),
+            old: format!("{base}{}", Self::OLD),
+        }
+    }
+
+    /// Gives `new` the name `into`: renaming a database needs it free of sessions, so the
+    /// sessions on `into` are ended first, and again if one connected in between.
+    fn swap(&self, conn: &Conn<'_>, into: &str) -> Result<()> {
+        let (new, old) = (&self.new, &self.old);
+        let end_sessions = format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = '{into}' AND pid <> pg_backend_pid()"
+        );
+        // One statement string is one transaction: both renames happen, or neither.
+        let rename = format!(
+            "ALTER DATABASE \"{into}\" RENAME TO \"{old}\"; \
+             ALTER DATABASE \"{new}\" RENAME TO \"{into}\""
+        );
+        let mut tries = 0;
+        loop {
+            conn.psql("postgres", &end_sessions)?;
+            match conn.psql("postgres", &rename) {
+                Ok(_) => break,
+                // A session ends a moment after it is told to: try again shortly.
+                Err(e) if tries < 50 && e.to_string().contains("being accessed by other users") => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => {
+                    let _ = conn.psql("postgres", &drop_sql(new));
+                    return Err(with_note(e, &format!("database {into} was left as it was")));
+                }
+            }
+        }
+        crate::failpoint("postgres-restore-after-swap");
+        // The restore is in place; the old data is what a forced restore replaces. Should it
+        // stay, the next forced restore into `into` drops it.
+        if let Err(e) = conn.psql("postgres", &drop_sql(old)) {
+            log::warn!("restored into {into}, but the old database {old} is still there: {e}");
+        }
+        Ok(())
     }
 }
 
@@ -110,14 +217,23 @@ pub(super) fn first_column(rows: Vec<Vec<String>>) -> Vec<String> {
         .collect()
 }
 
-/// Creates `into` or, if it exists with content, refuses (or with `force` drops and recreates
-/// it). Returns whether it existed.
-fn prepare(conn: &Conn<'_>, target: &str, into: &str, force: bool) -> Result<bool> {
+/// What [`prepare`] found and made ready.
+struct Prepared {
+    /// `into` existed.
+    existed: bool,
+    /// `into` has content and is replaced once the restore is complete (`force`).
+    beside: Option<Beside>,
+}
+
+/// Creates `into` when it is missing; restores into it when it is empty; refuses when it has
+/// content, or with `force` creates the database beside it that the restore goes into.
+fn prepare(conn: &Conn<'_>, target: &str, into: &str, force: bool) -> Result<Prepared> {
     let maintenance = "postgres";
     let exists = conn.psql(
         maintenance,
         &format!("SELECT count(*) FROM pg_database WHERE datname = '{into}'"),
     )? != "0";
+    let mut beside = None;
     if exists {
         let relations = conn.psql(
             into,
@@ -125,7 +241,10 @@ fn prepare(conn: &Conn<'_>, target: &str, into: &str, force: bool) -> Result<boo
              WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'",
         )?;
         if relations == "0" {
-            return Ok(true);
+            return Ok(Prepared {
+                existed: true,
+                beside: None,
+            });
         }
         if !force {
             return Err(Error::DatabaseNotEmpty {
@@ -133,14 +252,40 @@ fn prepare(conn: &Conn<'_>, target: &str, into: &str, force: bool) -> Result<boo
                 database: into.to_string(),
             });
         }
-        conn.psql(
-            maintenance,
-            &format!("DROP DATABASE \"{into}\" WITH (FORCE)"),
-        )?;
+        // What a killed forced restore into `into` left: a partial restore, or the old data
+        // it had already replaced.
+        let b = Beside::of(into);
+        conn.psql(maintenance, &drop_sql(&b.new))?;
+        conn.psql(maintenance, &drop_sql(&b.old))?;
+        beside = Some(b);
     }
+    let create = beside.as_ref().map_or(into, |b| b.new.as_str());
     conn.psql(
         maintenance,
-        &format!("CREATE DATABASE \"{into}\" TEMPLATE template0"),
+        &format!("CREATE DATABASE \"{create}\" TEMPLATE template0"),
     )?;
-    Ok(exists)
+    Ok(Prepared {
+        existed: exists,
+        beside,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Beside;
+
+    #[test]
+    fn the_names_beside_a_database_fit_postgresql_and_stay_apart() {
+        let short = Beside::of("shop");
+        assert_eq!(
+            (short.new.as_str(), short.old.as_str()),
+            ("shop__runbook_new", "shop__runbook_old")
+        );
+        let a = Beside::of(&"a".repeat(63));
+        let b = Beside::of(&format!("{}b", "a".repeat(62)));
+        for name in [&a.new, &a.old, &b.new, &b.old] {
+            assert!(name.len() <= 63, "{name}");
+        }
+        assert_ne!(a.new, b.new);
+    }
 }

@@ -135,20 +135,42 @@ fn stock_restic_restores_a_postgres_dump_that_loads() {
     assert_eq!(fingerprint(&dst.0), fingerprint(&src.0));
 }
 
-#[test]
-fn restore_refuses_a_non_empty_database_without_force() {
-    let src = Db::create("rsrc");
+/// A database with table `t` (two rows) backed up as target `pg`, and another database,
+/// `busy`, whose table `precious` holds 42.
+fn backed_up_and_busy(tag: &str) -> (Db, Workspace, Db) {
+    let src = Db::create(&format!("{tag}src"));
     psql(
         &src.0,
         "CREATE TABLE t (x int); INSERT INTO t VALUES (1), (2);",
     );
     let ws = Workspace::new(&config(&src.0, ""));
     ws.run(&["backup", "pg"]).ok();
-    let busy = Db::create("busy");
+    let busy = Db::create(&format!("{tag}busy"));
     psql(
         &busy.0,
         "CREATE TABLE precious (y int); INSERT INTO precious VALUES (42);",
     );
+    (src, ws, busy)
+}
+
+/// `runbook restore pg --into BUSY --force` succeeds, and `busy` then holds the backed-up `t`
+/// and no longer `precious`.
+fn forced_restore_replaces_busy(ws: &Workspace, busy: &str) {
+    ws.run(&["restore", "pg", "--into", busy, "--force"]).ok();
+    assert_eq!(psql(busy, "SELECT count(*) FROM t"), "2");
+    assert_eq!(
+        psql(
+            busy,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'precious'"
+        ),
+        "0",
+        "replaced"
+    );
+}
+
+#[test]
+fn restore_refuses_a_non_empty_database_without_force() {
+    let (_src, ws, busy) = backed_up_and_busy("r");
     ws.run(&["restore", "pg", "--into", &busy.0]).fails_with(&[
         "target `pg`",
         &busy.0,
@@ -160,17 +182,7 @@ fn restore_refuses_a_non_empty_database_without_force() {
         "42",
         "left as it was"
     );
-    ws.run(&["restore", "pg", "--into", &busy.0, "--force"])
-        .ok();
-    assert_eq!(psql(&busy.0, "SELECT count(*) FROM t"), "2");
-    assert_eq!(
-        psql(
-            &busy.0,
-            "SELECT count(*) FROM pg_tables WHERE tablename = 'precious'"
-        ),
-        "0",
-        "cleaned first"
-    );
+    forced_restore_replaces_busy(&ws, &busy.0);
     let empty = Db::create("empty");
     ws.run(&["restore", "pg", "--into", &empty.0]).ok();
     assert_eq!(psql(&empty.0, "SELECT count(*) FROM t"), "2");
@@ -187,6 +199,86 @@ fn restore_refuses_a_non_empty_database_without_force() {
         .fails_with(&["database name"]);
     ws.run(&["restore", "pg", "--to", "x.dump"])
         .fails_with(&["--into"]);
+}
+
+/// The databases a forced restore into `db` keeps beside it, while it runs.
+fn beside(db: &str) -> Vec<String> {
+    psql(
+        "postgres",
+        &format!(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, '{db}__runbook') ORDER BY 1"
+        ),
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// Regression: a forced restore dropped the database before it loaded the dump, so a restore
+/// that failed or was killed part-way left neither the old data nor the new. The dump now
+/// goes into a database beside it, which takes the old one's name only once it is complete.
+#[test]
+fn a_forced_restore_killed_part_way_leaves_the_database_as_it_was() {
+    let (_src, ws, busy) = backed_up_and_busy("k");
+    // Dropped at the end whatever happens, as the test's other databases are.
+    let _left = [
+        Db(format!("{}__runbook_new", busy.0)),
+        Db(format!("{}__runbook_old", busy.0)),
+    ];
+    let killed_at = |point: &str| {
+        let out = ws
+            .command(&["restore", "pg", "--into", &busy.0, "--force"])
+            .env("RUNBOOK_FAILPOINT", point)
+            .output()
+            .expect("run");
+        assert!(!out.status.success(), "the fault point {point} was reached");
+    };
+
+    killed_at("postgres-restore-loading");
+    assert_eq!(
+        psql(&busy.0, "SELECT y FROM precious"),
+        "42",
+        "left as it was"
+    );
+    assert_eq!(beside(&busy.0), [format!("{}__runbook_new", busy.0)]);
+
+    // A session on the database (the application's) does not stop the swap: it is ended,
+    // as a forced restore always did. Killed after the swap, the old data is what is left
+    // beside the restored database.
+    let mut session = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            &busy.0,
+            "-c",
+            "SELECT pg_sleep(60)",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("psql");
+    let sessions = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}'",
+        busy.0
+    );
+    for _ in 0..200 {
+        if psql("postgres", &sessions) != "0" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_ne!(psql("postgres", &sessions), "0", "the session connected");
+    killed_at("postgres-restore-after-swap");
+    let _ = session.wait();
+    assert_eq!(psql(&busy.0, "SELECT count(*) FROM t"), "2");
+    assert_eq!(beside(&busy.0), [format!("{}__runbook_old", busy.0)]);
+
+    // The next forced restore runs through and removes what the killed ones left.
+    forced_restore_replaces_busy(&ws, &busy.0);
+    assert!(beside(&busy.0).is_empty(), "{:?}", beside(&busy.0));
 }
 
 #[test]
