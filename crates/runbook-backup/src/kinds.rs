@@ -120,6 +120,57 @@ pub(crate) struct DbRestoreCx<'a> {
     pub opts: &'a DbRestore,
     /// Seconds per phase, for the report: the kind records its own (none: one `restore`).
     pub phases: &'a mut std::collections::BTreeMap<String, f64>,
+    /// Opens the repository again, for a kind that must read the dump twice.
+    pub reopen: &'a dyn Fn() -> Result<Repo>,
+}
+
+/// The two databases a forced restore into a database with content uses beside it: the
+/// restore goes into `new`; once it is complete, `new` takes the database's place (its name
+/// in PostgreSQL, its tables in MariaDB), the old content moves to `old`, and `old` is
+/// dropped. A forced restore drops what a killed one left under these names.
+pub(crate) struct Beside {
+    pub(crate) new: String,
+    pub(crate) old: String,
+}
+
+impl Beside {
+    const NEW: &str = "__runbook_new";
+    const OLD: &str = "__runbook_old";
+
+    /// The names beside `into`, at most 63 bytes as PostgreSQL allows (MariaDB 64): a longer
+    /// name is cut and a hash of all of it added, so two long names do not share them.
+    pub(crate) fn of(into: &str) -> Self {
+        let base = if into.len() + Self::NEW.len() <= 63 {
+            into.to_string()
+        } else {
+            // FNV-1a: stable across runs and versions, unlike std's hasher.
+            let hash = into.bytes().fold(0x811c_9dc5_u32, |h, b| {
+                (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+            });
+            // `into` passed `check_db_name`: ASCII, so any byte index is a char boundary.
+            format!("{}_{hash:08x}", &into[..63 - Self::NEW.len() - 9])
+        };
+        Self {
+            new: format!("{base}{}", Self::NEW),
+            old: format!("{base}{}", Self::OLD),
+        }
+    }
+}
+
+/// `e`, with `note` added to what it says.
+pub(crate) fn with_note(e: Error, note: &str) -> Error {
+    match e {
+        Error::Database {
+            target,
+            server,
+            reason,
+        } => Error::Database {
+            target,
+            server,
+            reason: format!("{reason} ({note})"),
+        },
+        other => other,
+    }
 }
 
 /// Runs `step`, recording the seconds it took as the phase `name` in `phases`.
@@ -239,5 +290,25 @@ impl BackupCx<'_> {
             },
             None => e,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Beside;
+
+    #[test]
+    fn the_names_beside_a_database_fit_the_servers_and_stay_apart() {
+        let short = Beside::of("shop");
+        assert_eq!(
+            (short.new.as_str(), short.old.as_str()),
+            ("shop__runbook_new", "shop__runbook_old")
+        );
+        let a = Beside::of(&"a".repeat(63));
+        let b = Beside::of(&format!("{}b", "a".repeat(62)));
+        for name in [&a.new, &a.old, &b.new, &b.old] {
+            assert!(name.len() <= 63, "{name}");
+        }
+        assert_ne!(a.new, b.new);
     }
 }

@@ -16,8 +16,9 @@ use crate::{
 /// How to restore a database target.
 #[derive(Debug, Clone)]
 pub struct DbRestore {
-    /// Replace a non-empty database: PostgreSQL restores beside it and swaps the names once
-    /// the restore is complete; MariaDB drops and recreates it first.
+    /// Replace a non-empty database once the restore beside it is complete (PostgreSQL swaps
+    /// the names, MariaDB the tables; a MariaDB database with views, triggers, routines or
+    /// events is dropped and recreated first).
     pub force: bool,
     /// Keep the dump's object owners (PostgreSQL).
     pub keep_owners: bool,
@@ -124,8 +125,8 @@ impl Engine {
 
     /// Restores snapshot `wanted` of a PostgreSQL target into database `into` on the target's
     /// server: created from `template0` when missing; an existing database that holds any
-    /// relation is refused unless `force` (PostgreSQL then restores beside it and swaps the
-    /// names once complete; MariaDB drops and recreates it first). Owners are not
+    /// relation is refused unless `force` (the restore then goes beside it and takes its place
+    /// once complete; see [`DbRestore::force`]). Owners are not
     /// restored unless `keep_owners`. `ANALYZE` runs afterwards.
     ///
     /// # Errors
@@ -198,6 +199,7 @@ impl Engine {
                 into,
                 opts,
                 phases: &mut phases,
+                reopen: &|| self.open_repo(&target.name),
             },
         )?;
         Ok(RestoreReport {

@@ -185,8 +185,8 @@ pub struct RestoreArgs {
     /// Parallel restore jobs for PostgreSQL (stages the dump in data_dir, removed afterwards).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: u32,
-    /// Replace the destination if it exists: a path or a PostgreSQL database only once the
-    /// restore has fully succeeded; a MariaDB database is dropped first.
+    /// Replace the destination if it exists, only once the restore has fully succeeded (a
+    /// MariaDB database with views, triggers, routines or events is dropped first).
     #[arg(long)]
     pub force: bool,
     /// Print the result as JSON.

@@ -5,8 +5,15 @@ use std::{path::Path, sync::Arc};
 
 use runbook_config::{DbUrl, Mariadb};
 
-use super::{BackupCx, DbCx, DbKind, DbRestoreCx, Kind, on_server, postgres::first_column, timed};
-use crate::{Error, Result, Snapshot, mariadb::Conn, repository::Chunking};
+use super::{
+    BackupCx, Beside, DbCx, DbKind, DbRestoreCx, Kind, on_server, postgres::first_column, timed,
+    with_note,
+};
+use crate::{
+    Error, Result, Snapshot,
+    mariadb::Conn,
+    repository::{Chunking, Repo},
+};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Maria(pub Mariadb);
@@ -66,28 +73,153 @@ impl DbKind for Maria {
     fn restore_into(&self, cx: &DbCx<'_>, r: DbRestoreCx<'_>) -> Result<bool> {
         let conn = Conn::new(cx.target, &self.0, cx.scratch_root)?;
         let into = r.into;
-        let exists = timed(r.phases, "prepare", || {
-            let exists = conn.sql(&format!(
-                "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{into}'"
-            ))? != "0";
-            if exists {
-                let tables = conn.sql(&format!(
-                    "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{into}'"
-                ))?;
-                if tables != "0" && !r.opts.force {
-                    return Err(Error::DatabaseNotEmpty {
-                        target: cx.target.to_string(),
-                        database: into.to_string(),
-                    });
-                }
-                conn.sql(&format!("DROP DATABASE `{into}`"))?;
-            }
-            conn.sql(&format!("CREATE DATABASE `{into}` CHARACTER SET utf8mb4"))?;
-            Ok(exists)
+        let (exists, beside) = timed(r.phases, "prepare", || {
+            prepare(&conn, cx.target, into, r.opts.force)
         })?;
-        timed(r.phases, "restore", || {
-            conn.restore(into, |stdin| r.repo.dump_to(r.id, r.inner, stdin))
+        let load = |repo: Repo, dest: &str| {
+            conn.restore(dest, |stdin| {
+                crate::failpoint("mariadb-restore-loading");
+                repo.dump_to(r.id, r.inner, stdin)
+            })
+        };
+        let Some(beside) = beside else {
+            timed(r.phases, "restore", || load(r.repo, into))?;
+            return Ok(exists);
+        };
+        let left = format!("database {into} was left as it was");
+        if let Err(e) = timed(r.phases, "restore", || load(r.repo, &beside.new)) {
+            let _ = conn.sql(&drop_sql(&beside.new));
+            return Err(with_note(e, &left));
+        }
+        if only_tables(&conn, &beside.new)? {
+            timed(r.phases, "swap", || swap(&conn, into, &beside))
+                .map_err(|e| with_note(e, &left))?;
+            return Ok(exists);
+        }
+        // The dump brought views, triggers, routines or events, which cannot move between
+        // databases: the database is emptied and the dump loaded into it again, now that it
+        // is known to load.
+        conn.sql(&drop_sql(&beside.new))?;
+        log::warn!(
+            "restore into {into}: the dump holds views, triggers, routines or events, which \
+             cannot be moved into place; {into} is emptied and the dump loaded again"
+        );
+        timed(r.phases, "reload", || {
+            let repo = (r.reopen)()?;
+            recreate(&conn, into)?;
+            load(repo, into)
         })?;
         Ok(exists)
     }
+}
+
+/// `DROP DATABASE IF EXISTS` for `name`.
+fn drop_sql(name: &str) -> String {
+    format!("DROP DATABASE IF EXISTS `{name}`")
+}
+
+/// Drops `into` and creates it again, empty.
+fn recreate(conn: &Conn<'_>, into: &str) -> Result<()> {
+    conn.sql(&format!("DROP DATABASE `{into}`"))?;
+    conn.sql(&format!("CREATE DATABASE `{into}` CHARACTER SET utf8mb4"))
+        .map(drop)
+}
+
+/// Whether database `db` holds only tables (and sequences): no views, triggers, routines or
+/// events, which `RENAME TABLE` cannot carry to another database.
+fn only_tables(conn: &Conn<'_>, db: &str) -> Result<bool> {
+    let others = conn.sql(&format!(
+        "SELECT (SELECT COUNT(*) FROM information_schema.VIEWS WHERE TABLE_SCHEMA = '{db}') \
+         + (SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '{db}') \
+         + (SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = '{db}') \
+         + (SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = '{db}')"
+    ))?;
+    Ok(others == "0")
+}
+
+/// Creates `into` when it is missing; loads into it when it holds no tables; refuses when it
+/// has some, or with `force` prepares the database beside it that the dump goes into (when
+/// `into` holds only tables, which can be swapped), else empties `into`. Returns whether
+/// `into` existed, and the database beside it.
+fn prepare(
+    conn: &Conn<'_>,
+    target: &str,
+    into: &str,
+    force: bool,
+) -> Result<(bool, Option<Beside>)> {
+    let exists = conn.sql(&format!(
+        "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{into}'"
+    ))? != "0";
+    if !exists {
+        conn.sql(&format!("CREATE DATABASE `{into}` CHARACTER SET utf8mb4"))?;
+        return Ok((false, None));
+    }
+    let tables = conn.sql(&format!(
+        "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{into}'"
+    ))?;
+    if tables == "0" {
+        // Empty, but it may hold routines or events of its own: start from nothing.
+        recreate(conn, into)?;
+        return Ok((true, None));
+    }
+    if !force {
+        return Err(Error::DatabaseNotEmpty {
+            target: target.to_string(),
+            database: into.to_string(),
+        });
+    }
+    if !only_tables(conn, into)? {
+        log::warn!(
+            "restore into {into}: it holds views, triggers, routines or events, which cannot \
+             be moved aside; it is dropped before the dump is loaded"
+        );
+        recreate(conn, into)?;
+        return Ok((true, None));
+    }
+    let beside = Beside::of(into);
+    conn.sql(&drop_sql(&beside.new))?;
+    conn.sql(&drop_sql(&beside.old))?;
+    conn.sql(&format!(
+        "CREATE DATABASE `{}` CHARACTER SET utf8mb4",
+        beside.new
+    ))?;
+    Ok((true, Some(beside)))
+}
+
+/// Moves the tables of `into` to `beside.old` and those of `beside.new` into `into` with one
+/// `RENAME TABLE`, which MariaDB carries out whole or not at all (foreign keys follow their
+/// tables), then drops both databases beside.
+fn swap(conn: &Conn<'_>, into: &str, beside: &Beside) -> Result<()> {
+    let (new, old) = (&beside.new, &beside.old);
+    let tables = |db: &str| -> Result<Vec<String>> {
+        Ok(first_column(conn.rows(
+            "information_schema",
+            &format!("SELECT TABLE_NAME FROM TABLES WHERE TABLE_SCHEMA = '{db}' ORDER BY 1"),
+        )?))
+    };
+    let quoted = |name: &str| format!("`{}`", name.replace('`', "``"));
+    let mut moves: Vec<String> = Vec::new();
+    for t in tables(into)? {
+        moves.push(format!("`{into}`.{q} TO `{old}`.{q}", q = quoted(&t)));
+    }
+    for t in tables(new)? {
+        moves.push(format!("`{new}`.{q} TO `{into}`.{q}", q = quoted(&t)));
+    }
+    conn.sql(&format!(
+        "CREATE DATABASE `{old}` CHARACTER SET utf8mb4; \
+         SET SESSION lock_wait_timeout = 60; \
+         RENAME TABLE {}",
+        moves.join(", ")
+    ))
+    .inspect_err(|_| {
+        let _ = conn.sql(&drop_sql(new));
+        let _ = conn.sql(&drop_sql(old));
+    })?;
+    crate::failpoint("mariadb-restore-after-swap");
+    for db in [old, new] {
+        if let Err(e) = conn.sql(&drop_sql(db)) {
+            log::warn!("restored into {into}, but {db} is still there: {e}");
+        }
+    }
+    Ok(())
 }

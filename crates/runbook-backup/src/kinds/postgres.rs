@@ -5,7 +5,7 @@ use std::{fs, path::Path, sync::Arc};
 
 use runbook_config::{DbUrl, Postgres};
 
-use super::{BackupCx, DbCx, DbKind, DbRestoreCx, Kind, on_server, timed};
+use super::{BackupCx, Beside, DbCx, DbKind, DbRestoreCx, Kind, on_server, timed, with_note};
 use crate::{Error, Result, ScratchDir, Snapshot, postgres::Conn, repository::Chunking};
 
 #[derive(Debug, Clone)]
@@ -73,6 +73,7 @@ impl DbKind for Pg {
             into,
             opts,
             phases,
+            reopen: _,
         } = r;
         let conn = Conn::new(cx.target, &self.0)?;
         let prepared = timed(phases, "prepare", || {
@@ -119,58 +120,12 @@ impl DbKind for Pg {
     }
 }
 
-/// `e`, with `note` added to what it says.
-fn with_note(e: Error, note: &str) -> Error {
-    match e {
-        Error::Database {
-            target,
-            server,
-            reason,
-        } => Error::Database {
-            target,
-            server,
-            reason: format!("{reason} ({note})"),
-        },
-        other => other,
-    }
-}
-
 /// `DROP DATABASE IF EXISTS` for `name`, closing its sessions.
 fn drop_sql(name: &str) -> String {
     format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")
 }
 
-/// The two databases a forced restore into a database with content uses beside it: the
-/// restore goes into `new`; once it is complete, the old database is renamed `old` and
-/// `new` takes its name, in one transaction, and `old` is dropped.
-struct Beside {
-    new: String,
-    old: String,
-}
-
 impl Beside {
-    const NEW: &str = "__runbook_new";
-    const OLD: &str = "__runbook_old";
-
-    /// The names beside `into`, at most 63 bytes as PostgreSQL allows: a longer name is cut
-    /// and a hash of all of it added, so two long names do not share them.
-    fn of(into: &str) -> Self {
-        let base = if into.len() + Self::NEW.len() <= 63 {
-            into.to_string()
-        } else {
-            // FNV-1a: stable across runs and versions, unlike std's hasher.
-            let hash = into.bytes().fold(0x811c_9dc5_u32, |h, b| {
-                (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-            });
-            // `into` passed `check_db_name`: ASCII, so any byte index is a char boundary.
-            format!("{}_{hash:08x}", &into[..63 - Self::NEW.len() - 9])
-        };
-        Self {
-            new: format!("{base}{}", Self::NEW),
-            old: format!("{base}{}", Self::OLD),
-        }
-    }
-
     /// Gives `new` the name `into`: renaming a database needs it free of sessions, so the
     /// sessions on `into` are ended first, and again if one connected in between.
     fn swap(&self, conn: &Conn<'_>, into: &str) -> Result<()> {
@@ -268,24 +223,4 @@ fn prepare(conn: &Conn<'_>, target: &str, into: &str, force: bool) -> Result<Pre
         existed: exists,
         beside,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Beside;
-
-    #[test]
-    fn the_names_beside_a_database_fit_postgresql_and_stay_apart() {
-        let short = Beside::of("shop");
-        assert_eq!(
-            (short.new.as_str(), short.old.as_str()),
-            ("shop__runbook_new", "shop__runbook_old")
-        );
-        let a = Beside::of(&"a".repeat(63));
-        let b = Beside::of(&format!("{}b", "a".repeat(62)));
-        for name in [&a.new, &a.old, &b.new, &b.old] {
-            assert!(name.len() <= 63, "{name}");
-        }
-        assert_ne!(a.new, b.new);
-    }
 }
