@@ -91,7 +91,10 @@ impl DbKind for Maria {
             let _ = conn.sql(&drop_sql(&beside.new));
             return Err(with_note(e, &left));
         }
-        if only_tables(&conn, &beside.new)? {
+        let only = only_tables(&conn, &beside.new).inspect_err(|_| {
+            let _ = conn.sql(&drop_sql(&beside.new));
+        })?;
+        if only {
             timed(r.phases, "swap", || swap(&conn, into, &beside))
                 .map_err(|e| with_note(e, &left))?;
             return Ok(exists);
@@ -198,20 +201,23 @@ fn swap(conn: &Conn<'_>, into: &str, beside: &Beside) -> Result<()> {
         )?))
     };
     let quoted = |name: &str| format!("`{}`", name.replace('`', "``"));
-    let mut moves: Vec<String> = Vec::new();
-    for t in tables(into)? {
-        moves.push(format!("`{into}`.{q} TO `{old}`.{q}", q = quoted(&t)));
-    }
-    for t in tables(new)? {
-        moves.push(format!("`{new}`.{q} TO `{into}`.{q}", q = quoted(&t)));
-    }
-    conn.sql(&format!(
-        "CREATE DATABASE `{old}` CHARACTER SET utf8mb4; \
-         SET SESSION lock_wait_timeout = 60; \
-         RENAME TABLE {}",
-        moves.join(", ")
-    ))
-    .inspect_err(|_| {
+    let moved = || -> Result<String> {
+        let mut moves: Vec<String> = Vec::new();
+        for t in tables(into)? {
+            moves.push(format!("`{into}`.{q} TO `{old}`.{q}", q = quoted(&t)));
+        }
+        for t in tables(new)? {
+            moves.push(format!("`{new}`.{q} TO `{into}`.{q}", q = quoted(&t)));
+        }
+        conn.sql(&format!(
+            "CREATE DATABASE `{old}` CHARACTER SET utf8mb4; \
+             SET SESSION lock_wait_timeout = 60; \
+             RENAME TABLE {}",
+            moves.join(", ")
+        ))
+    };
+    // Whatever failed, `into` kept its tables: what was made beside it goes.
+    moved().inspect_err(|_| {
         let _ = conn.sql(&drop_sql(new));
         let _ = conn.sql(&drop_sql(old));
     })?;
