@@ -463,11 +463,7 @@ pub(crate) const SIDECARS: &[&str] = &["-wal", "-shm", "-journal"];
 pub(crate) fn sidecars(db: &Path) -> Vec<PathBuf> {
     SIDECARS
         .iter()
-        .map(|s| {
-            let mut p = db.as_os_str().to_owned();
-            p.push(s);
-            PathBuf::from(p)
-        })
+        .map(|s| crate::restore::with_suffix(db, s))
         .collect()
 }
 
