@@ -117,8 +117,11 @@ fn quiet_panics() {
 /// Set by `serve`: warnings go into the JSON log instead of plain stderr lines.
 pub static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Shows the repository library's warnings (for example a file it could not read and left out
-/// of a snapshot), one line each; everything below warning level stays quiet.
+/// Shows warnings, one line each: all of runbook's own (a file saved before a restore empties a
+/// database, a damaged pack moved aside), and of the repository library's, only the archiver's
+/// "ignoring error" (a source file left out of the snapshot): its other messages are about
+/// errors that fail an operation, which runbook reports once itself. Everything below warning
+/// level stays quiet.
 struct RepositoryWarnings;
 
 impl log::Log for RepositoryWarnings {
@@ -128,23 +131,28 @@ impl log::Log for RepositoryWarnings {
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        // Only the archiver's "ignoring error" (a source file left out of the snapshot):
-        // errors that fail an operation are reported once, by runbook itself.
+        if !self.enabled(record.metadata()) {
+            return;
+        }
         let msg = record.args().to_string();
-        if self.enabled(record.metadata()) && msg.starts_with("ignoring error") {
-            let line: String = msg.split_whitespace().collect::<Vec<_>>().join(" ");
-            let short: String = line
-                .split(" Some additional details")
-                .next()
-                .unwrap_or(&line)
-                .chars()
-                .take(400)
-                .collect();
-            if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
-                tracing::warn!(warning = %short, "left out of the snapshot");
-            } else {
-                eprintln!("runbook: warning: left out of the snapshot: {short}");
-            }
+        let left_out = msg.starts_with("ignoring error");
+        if !left_out && !record.target().starts_with("runbook_backup") {
+            return;
+        }
+        let line: String = msg.split_whitespace().collect::<Vec<_>>().join(" ");
+        // The library's errors run long; runbook's own warnings are kept whole.
+        let short: String = if left_out {
+            let first = line.split(" Some additional details").next();
+            first.unwrap_or(&line).chars().take(400).collect()
+        } else {
+            line
+        };
+        let json = JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed);
+        match (left_out, json) {
+            (true, true) => tracing::warn!(warning = %short, "left out of the snapshot"),
+            (true, false) => eprintln!("runbook: warning: left out of the snapshot: {short}"),
+            (false, true) => tracing::warn!(warning = %short, "warning"),
+            (false, false) => eprintln!("runbook: warning: {short}"),
         }
     }
 

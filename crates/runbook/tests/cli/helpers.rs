@@ -27,6 +27,30 @@ impl Run {
         self
     }
 
+    /// Asserts failure with one error line containing every needle in `needles`, after
+    /// warning lines (`runbook: warning: …`) that contain, each in one, every needle in `warned`.
+    pub fn fails_after_warnings(self, needles: &[&str], warned: &[&str]) -> Self {
+        let (warnings, errors): (Vec<&str>, Vec<&str>) = self
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .partition(|l| l.starts_with("runbook: warning: "));
+        for w in warned {
+            assert!(
+                warnings.iter().any(|l| l.contains(w)),
+                "no warning with {w:?} in {:?}",
+                self.stderr
+            );
+        }
+        let only_error = Run {
+            code: self.code,
+            stdout: self.stdout.clone(),
+            stderr: errors.join("\n"),
+        };
+        only_error.fails_with(needles);
+        self
+    }
+
     /// Asserts failure with exactly one error line on stderr that contains every needle.
     pub fn fails_with(self, needles: &[&str]) -> Self {
         assert_ne!(self.code, 0, "expected failure\nstdout: {}", self.stdout);

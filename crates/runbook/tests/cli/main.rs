@@ -1131,9 +1131,16 @@ fn a_forced_restore_killed_before_its_rename_puts_the_old_database_back_with_its
         !ws.path("live.db").exists(),
         "killed with the old database aside"
     );
-    // The next restore puts the database and its WAL back, and without --force leaves them.
+    // The next restore puts the database and its WAL back, says so, and without --force
+    // leaves them.
     ws.run(&["restore", "db", "--to", "live.db"])
-        .fails_with(&["already exists", "--force"]);
+        .fails_after_warnings(
+            &["already exists", "--force"],
+            &[
+                "put live.db back from an interrupted restore",
+                "put live.db-wal back from an interrupted restore",
+            ],
+        );
     assert_eq!(count(&ws.path("live.db"), "SELECT count(*) FROM items"), 8);
 
     // A forced restore that runs through replaces both: the old WAL's rows do not leak into
