@@ -122,6 +122,9 @@ pub(crate) struct DbRestoreCx<'a> {
     pub phases: &'a mut std::collections::BTreeMap<String, f64>,
     /// Opens the repository again, for a kind that must read the dump twice.
     pub reopen: &'a dyn Fn() -> Result<Repo>,
+    /// Where a kind that must empty the database first keeps a dump of it until the restore
+    /// is done (`data_dir/saved/<target>`).
+    pub saved_dir: &'a Path,
 }
 
 /// The two databases a forced restore into a database with content uses beside it: the

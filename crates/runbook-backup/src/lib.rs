@@ -269,6 +269,13 @@ pub(crate) fn failpoint(name: &str) {
     }
 }
 
+/// Fault injection for tests, as [`failpoint`]; besides, `RUNBOOK_FAILPOINT=name:error` makes
+/// this return true, for the caller to fail here with an error (the way a real failure goes).
+pub(crate) fn failpoint_or_error(name: &str) -> bool {
+    failpoint(name);
+    std::env::var("RUNBOOK_FAILPOINT").is_ok_and(|v| v.strip_suffix(":error") == Some(name))
+}
+
 /// What kind of file `meta` describes, in words for error lines.
 pub(crate) fn file_type_name(meta: &fs::Metadata) -> &'static str {
     use std::os::unix::fs::FileTypeExt;

@@ -123,7 +123,7 @@ impl<'a> Conn<'a> {
     }
 
     /// The server's error, `reason` already redacted.
-    fn failed(&self, reason: String) -> Error {
+    pub(crate) fn failed(&self, reason: String) -> Error {
         Error::Database {
             target: self.target.to_string(),
             server: self.db.url.without_password(),
@@ -169,18 +169,7 @@ impl<'a> Conn<'a> {
                 }
                 e => e,
             })?;
-        let mut cmd = self.command(&["mariadb-dump", "mysqldump"], None)?;
-        cmd.args([
-            "--single-transaction",
-            "--routines",
-            "--events",
-            "--triggers",
-            "--hex-blob",
-            "--default-character-set=utf8mb4",
-            // Without --databases: no CREATE DATABASE/USE lines, so the dump loads into any
-            // database the restore names.
-            &self.db.url.database,
-        ]);
+        let mut cmd = self.dump_command(&self.db.url.database)?;
         let redact = self
             .password
             .as_ref()
@@ -194,6 +183,56 @@ impl<'a> Conn<'a> {
             .started()
             .map_err(|why| self.failed(self.redact(&why)))?;
         Ok((reader, failure))
+    }
+
+    /// `mariadb-dump` of `database` as a backup takes it: one transaction, with its routines,
+    /// events and triggers.
+    fn dump_command(&self, database: &str) -> Result<Command> {
+        let mut cmd = self.command(&["mariadb-dump", "mysqldump"], None)?;
+        cmd.args([
+            "--single-transaction",
+            "--routines",
+            "--events",
+            "--triggers",
+            "--hex-blob",
+            "--default-character-set=utf8mb4",
+            // Without --databases: no CREATE DATABASE/USE lines, so the dump loads into any
+            // database the restore names.
+            database,
+        ]);
+        Ok(cmd)
+    }
+
+    /// Dumps `database` into the new file `to` (owner-only), synced to disk with its
+    /// directory before this returns.
+    pub(crate) fn dump_into(&self, database: &str, to: &Path) -> Result<()> {
+        let io = |what: &str| Error::io(format!("cannot {what} {}", to.display()));
+        if let Some(dir) = to.parent() {
+            std::fs::create_dir_all(dir).map_err(io("create the directory of"))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(to)
+            .map_err(io("create"))?;
+        let out = self
+            .dump_command(database)?
+            .stdout(file.try_clone().map_err(io("write"))?)
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| self.fail("mariadb-dump", &e.to_string()))?;
+        if !out.status.success() {
+            let _ = std::fs::remove_file(to);
+            return Err(self.fail("mariadb-dump failed", &String::from_utf8_lossy(&out.stderr)));
+        }
+        file.sync_all().map_err(io("sync"))?;
+        if let Some(dir) = to.parent() {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io("sync the directory of"))?;
+        }
+        Ok(())
     }
 
     /// Runs the client against `database` with the dump fed through `feed`.

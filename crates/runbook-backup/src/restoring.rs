@@ -18,7 +18,8 @@ use crate::{
 pub struct DbRestore {
     /// Replace a non-empty database once the restore beside it is complete (PostgreSQL swaps
     /// the names, MariaDB the tables; a MariaDB database with views, triggers, routines or
-    /// events is dropped and recreated first).
+    /// events is dumped to `data_dir/saved` first, emptied and loaded again, and put back
+    /// from that dump when the load fails).
     pub force: bool,
     /// Keep the dump's object owners (PostgreSQL).
     pub keep_owners: bool,
@@ -200,6 +201,7 @@ impl Engine {
                 opts,
                 phases: &mut phases,
                 reopen: &|| self.open_repo(&target.name),
+                saved_dir: &self.config.saved_dir().join(&target.name),
             },
         )?;
         Ok(RestoreReport {

@@ -332,6 +332,13 @@ impl Config {
         paths
     }
 
+    /// Where a restore keeps what it replaces while it cannot be kept beside it (a MariaDB
+    /// database's content, dumped before the database is emptied), one directory per target.
+    #[must_use]
+    pub fn saved_dir(&self) -> PathBuf {
+        self.data_dir.join("saved")
+    }
+
     /// Where scratch files live (always inside `data_dir`).
     #[must_use]
     pub fn scratch_dir(&self) -> PathBuf {

@@ -186,7 +186,8 @@ pub struct RestoreArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: u32,
     /// Replace the destination if it exists, only once the restore has fully succeeded (a
-    /// MariaDB database with views, triggers, routines or events is dropped first).
+    /// MariaDB database with views, triggers, routines or events is saved to data_dir/saved,
+    /// emptied and loaded, and put back if the load fails).
     #[arg(long)]
     pub force: bool,
     /// Print the result as JSON.

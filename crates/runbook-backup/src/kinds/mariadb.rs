@@ -91,28 +91,90 @@ impl DbKind for Maria {
             let _ = conn.sql(&drop_sql(&beside.new));
             return Err(with_note(e, &left));
         }
-        let only = only_tables(&conn, &beside.new).inspect_err(|_| {
-            let _ = conn.sql(&drop_sql(&beside.new));
-        })?;
-        if only {
+        let swappable = only_tables(&conn, into)
+            .and_then(|old| Ok(old && only_tables(&conn, &beside.new)?))
+            .inspect_err(|_| {
+                let _ = conn.sql(&drop_sql(&beside.new));
+            })?;
+        if swappable {
             timed(r.phases, "swap", || swap(&conn, into, &beside))
                 .map_err(|e| with_note(e, &left))?;
             return Ok(exists);
         }
-        // The dump brought views, triggers, routines or events, which cannot move between
-        // databases: the database is emptied and the dump loaded into it again, now that it
-        // is known to load.
-        conn.sql(&drop_sql(&beside.new))?;
-        log::warn!(
-            "restore into {into}: the dump holds views, triggers, routines or events, which \
-             cannot be moved into place; {into} is emptied and the dump loaded again"
-        );
+        // Views, triggers, routines or events (in the database or in the dump) cannot move
+        // between databases: the dump, now known to load, is loaded into the database itself.
         timed(r.phases, "reload", || {
-            let repo = (r.reopen)()?;
-            recreate(&conn, into)?;
-            load(repo, into)
+            reload(&conn, into, &beside, r.saved_dir, || {
+                if crate::failpoint_or_error("mariadb-restore-reloading") {
+                    return Err(conn.failed("injected fault".into()));
+                }
+                load((r.reopen)()?, into)
+            })
         })?;
         Ok(exists)
+    }
+}
+
+/// Replaces `into` with what `load` loads into it, for a database that cannot be swapped by
+/// table: `into` is dumped into a file in `saved_dir` first (a warning names it), then
+/// emptied and loaded. When the load fails, `into` is emptied again and the saved dump loaded
+/// back; the file is removed once either load is complete. A restore killed in between leaves
+/// the file, so what `into` held is never lost.
+fn reload(
+    conn: &Conn<'_>,
+    into: &str,
+    beside: &Beside,
+    saved_dir: &Path,
+    load: impl FnOnce() -> Result<()>,
+) -> Result<()> {
+    let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
+    let saved = saved_dir.join(format!(
+        "{into}-before-restore-{stamp}-{}.sql",
+        std::process::id()
+    ));
+    let dumped = conn.dump_into(into, &saved);
+    let _ = conn.sql(&drop_sql(&beside.new));
+    dumped.map_err(|e| with_note(e, &format!("database {into} was left as it was")))?;
+    log::warn!(
+        "restore into {into}: what it held is saved in {} until the dump is loaded into it \
+         (views, triggers, routines or events cannot be swapped in by table)",
+        saved.display()
+    );
+    let Err(e) = recreate(conn, into).and_then(|()| load()) else {
+        remove_saved(&saved);
+        return Ok(());
+    };
+    let put_back = recreate(conn, into).and_then(|()| {
+        conn.restore(into, |stdin| {
+            let mut file = std::fs::File::open(&saved)
+                .map_err(Error::io(format!("cannot read {}", saved.display())))?;
+            std::io::copy(&mut file, stdin)
+                .map(drop)
+                .map_err(Error::io(format!("cannot load {}", saved.display())))
+        })
+    });
+    match put_back {
+        Ok(()) => {
+            remove_saved(&saved);
+            Err(with_note(
+                e,
+                &format!("database {into} was put back as it was"),
+            ))
+        }
+        Err(back) => Err(with_note(
+            e,
+            &format!(
+                "putting {into} back failed too ({back}); what it held is saved in {}",
+                saved.display()
+            ),
+        )),
+    }
+}
+
+/// Removes a saved dump that is no longer needed; one that stays is only a warning.
+fn remove_saved(saved: &Path) {
+    if let Err(e) = std::fs::remove_file(saved) {
+        log::warn!("cannot remove {}: {e}", saved.display());
     }
 }
 
@@ -141,9 +203,8 @@ fn only_tables(conn: &Conn<'_>, db: &str) -> Result<bool> {
 }
 
 /// Creates `into` when it is missing; loads into it when it holds no tables; refuses when it
-/// has some, or with `force` prepares the database beside it that the dump goes into (when
-/// `into` holds only tables, which can be swapped), else empties `into`. Returns whether
-/// `into` existed, and the database beside it.
+/// has some, or with `force` creates the database beside it that the dump goes into first.
+/// Returns whether `into` existed, and the database beside it.
 fn prepare(
     conn: &Conn<'_>,
     target: &str,
@@ -170,14 +231,6 @@ fn prepare(
             target: target.to_string(),
             database: into.to_string(),
         });
-    }
-    if !only_tables(conn, into)? {
-        log::warn!(
-            "restore into {into}: it holds views, triggers, routines or events, which cannot \
-             be moved aside; it is dropped before the dump is loaded"
-        );
-        recreate(conn, into)?;
-        return Ok((true, None));
     }
     let beside = Beside::of(into);
     conn.sql(&drop_sql(&beside.new))?;

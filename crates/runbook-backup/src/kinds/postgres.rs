@@ -74,6 +74,7 @@ impl DbKind for Pg {
             opts,
             phases,
             reopen: _,
+            saved_dir: _,
         } = r;
         let conn = Conn::new(cx.target, &self.0)?;
         let prepared = timed(phases, "prepare", || {

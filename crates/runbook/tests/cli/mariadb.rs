@@ -164,6 +164,103 @@ fn a_forced_mariadb_restore_killed_part_way_leaves_the_database_as_it_was() {
     assert!(beside(&busy.0).is_empty(), "{:?}", beside(&busy.0));
 }
 
+/// The `.sql` files a restore saved for `ws`'s target `my`.
+fn saved(ws: &Workspace) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(ws.path("runbook-data/saved/my"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// Regression: a forced restore over a MariaDB database with a view, trigger, routine or event
+/// dropped it before loading the dump (`RENAME TABLE` cannot move those), so a restore that
+/// failed or was killed part-way lost what the database held. Now the dump is loaded beside it
+/// first; only then is the database dumped into `data_dir/saved`, emptied and loaded again,
+/// and a load that fails puts the saved dump back.
+#[test]
+fn a_forced_mariadb_restore_over_a_database_with_a_trigger_never_loses_it() {
+    let src = Db::create("tsrc");
+    sql(
+        &src.0,
+        "CREATE TABLE t (x INT); INSERT INTO t SELECT seq FROM seq_1_to_100;",
+    );
+    let ws = Workspace::new(&config(&format!("mysql://root@127.0.0.1:3306/{}", src.0)));
+    ws.run(&["backup", "my"]).ok();
+    let live = Db::create("tlive");
+    sql(
+        &live.0,
+        "CREATE TABLE precious (y INT); INSERT INTO precious VALUES (42);
+        CREATE TABLE audit (n INT);
+        CREATE TRIGGER tr AFTER INSERT ON precious FOR EACH ROW INSERT INTO audit VALUES (NEW.y);
+        CREATE VIEW big AS SELECT y FROM precious WHERE y > 40;",
+    );
+    let as_it_was = fingerprint(&live.0);
+    let _left = [
+        Db(format!("{}__runbook_new", live.0)),
+        Db(format!("{}__runbook_old", live.0)),
+    ];
+    let restore = |point: &str| {
+        ws.command(&["restore", "my", "--into", &live.0, "--force"])
+            .env("RUNBOOK_FAILPOINT", point)
+            .output()
+            .expect("run")
+    };
+
+    // Killed while the dump loads beside: the database was not touched.
+    let out = restore("mariadb-restore-loading");
+    assert!(!out.status.success(), "the fault point was reached");
+    assert_eq!(fingerprint(&live.0), as_it_was);
+    assert!(saved(&ws).is_empty(), "{:?}", saved(&ws));
+
+    // The load into the emptied database fails: the saved dump is put back, and removed. The
+    // warning that named it comes first, then the one error line.
+    crate::helpers::output(restore("mariadb-restore-reloading:error")).fails_after_warnings(
+        &[
+            "injected fault",
+            &format!("database {} was put back as it was", live.0),
+        ],
+        &[&format!(
+            "restore into {}: what it held is saved in ",
+            live.0
+        )],
+    );
+    assert_eq!(fingerprint(&live.0), as_it_was);
+    assert_eq!(sql(&live.0, "SELECT y FROM big"), "42");
+    assert!(saved(&ws).is_empty(), "{:?}", saved(&ws));
+    assert!(beside(&live.0).is_empty(), "{:?}", beside(&live.0));
+
+    // Killed while it loads: the saved dump, named in the warning, holds what the database
+    // held, view and trigger included, and the stock client loads it back.
+    let out = restore("mariadb-restore-reloading");
+    assert!(!out.status.success(), "the fault point was reached");
+    let files = saved(&ws);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let warned = String::from_utf8_lossy(&out.stderr);
+    assert!(warned.contains(&*files[0].to_string_lossy()), "{warned}");
+    assert_ne!(
+        fingerprint(&live.0),
+        as_it_was,
+        "killed with the database emptied"
+    );
+    run_ok(std::process::Command::new("sh").arg("-c").arg(format!(
+        "mariadb -h 127.0.0.1 -uroot {} < {}",
+        live.0,
+        files[0].display()
+    )));
+    assert_eq!(fingerprint(&live.0), as_it_was);
+
+    // A restore that runs through replaces the database, removes the file it saved, and leaves
+    // the earlier one alone.
+    let run = ws
+        .run(&["restore", "my", "--into", &live.0, "--force", "--json"])
+        .ok();
+    assert!(run.stdout.contains("\"reload\""), "{}", run.stdout);
+    assert_eq!(fingerprint(&live.0), fingerprint(&src.0));
+    assert_eq!(saved(&ws), files);
+    assert!(beside(&live.0).is_empty(), "{:?}", beside(&live.0));
+}
+
 /// Regression: stock restic restored streamed dumps as empty files. Now restic's own restore
 /// gives the SQL dump, and the MariaDB client loads it into a database identical to the source.
 #[test]
