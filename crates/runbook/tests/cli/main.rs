@@ -1092,7 +1092,10 @@ fn a_killed_restores_leftovers_are_cleaned_by_the_next_restore() {
     )
     .expect("aside");
     ws.run(&["restore", "db", "--to", "out.db"])
-        .fails_with(&["already exists", "--force"]);
+        .fails_after_warnings(
+            &["already exists", "--force"],
+            &["put out.db back from an interrupted restore"],
+        );
     assert_eq!(count(&ws.path("out.db"), "SELECT count(*) FROM items"), 10);
     assert!(
         !ws.path(&format!(".out.db.runbook-restore-{dead}.aside"))
