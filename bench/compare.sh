@@ -11,7 +11,8 @@
 #   tree    real source files: the cargo registry's sources and the Rust toolchain's HTML docs,
 #           copied once to WORKDIR/tree (about 1.2 GB): first backup, second backup after 1% of
 #           the files changed (a line appended to every hundredth), growth, restore latest.
-#   pg      the pgbench database at PG_SCALE: runbook vs `pg_dump -Fc -f` (backup) and
+#   pg      the pgbench database at PG_SCALE: runbook vs `pg_dump -Fc -f` (backup; also with
+#           PGSSLMODE=disable, as runbook's own tools connect over loopback) and
 #           `pg_restore -d` (restore into a new database; also followed by ANALYZE, as
 #           runbook's restore is); the dump runbook takes
 #           (`pg_dump -Fc -Z0`) piped into `restic backup --stdin` (and rustic's `backup -`).
@@ -221,6 +222,11 @@ if [[ " $WORKLOADS " == *" pg "* ]]; then
         measure pg backup runbook "$rep" "$RUNBOOK backup pg"
         drop_caches
         measure pg backup pg_dump "$rep" "pg_dump -h 127.0.0.1 -U postgres -Fc -f dump.fc $DB"
+        # runbook's tools connect to a server on loopback without TLS (README); pg_dump as
+        # users run it by hand uses libpq's default (`prefer`: TLS when the server has it).
+        # The same pg_dump without TLS, for reference.
+        drop_caches
+        measure pg backup "pg_dump, no TLS" "$rep" "PGSSLMODE=disable pg_dump -h 127.0.0.1 -U postgres -Fc -f dump.fc $DB"
         # Before each restore the server's own dirty buffers are written too (a checkpoint:
         # `sync` does not reach them), so no restore pays for the one before it. runbook's
         # restore ends with ANALYZE (the restored database is ready for queries); a bare

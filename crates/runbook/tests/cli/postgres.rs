@@ -535,3 +535,60 @@ fn config_check_connects_to_each_database_and_lists_every_problem() {
     let ws = Workspace::new(&config(&src.0, ""));
     ws.run(&["config", "check"]).ok();
 }
+
+/// Over loopback the tools connect without TLS, which there protects nothing and costs a
+/// cipher over every byte of the dump on both ends (`PGSSLMODE=allow`: TLS only when the
+/// server insists); a PGSSLMODE in runbook's environment wins. The server itself says which:
+/// a stand-in `pg_dump` asks it about its own connection, then runs the real one.
+#[test]
+fn over_loopback_the_dump_skips_tls_unless_pgsslmode_asks_for_it() {
+    assert_eq!(
+        psql("postgres", "SHOW ssl"),
+        "on",
+        "the server offers TLS (Debian's default), else this test proves nothing"
+    );
+    let db = Db::create("tls");
+    psql(&db.0, "CREATE TABLE t (x int); INSERT INTO t VALUES (1);");
+    let ws = Workspace::new("");
+    let bin = ws.path("bin");
+    fs::create_dir_all(&bin).expect("mkdir");
+    let seen = ws.path("ssl.txt");
+    let script = format!(
+        "#!/bin/sh\npsql -XtAc 'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()' > {}\nexec {} \"$@\"\n",
+        seen.display(),
+        runbook_testkit::which("pg_dump")
+    );
+    fs::write(bin.join("pg_dump"), script).expect("script");
+    fs::set_permissions(bin.join("pg_dump"), fs::Permissions::from_mode(0o755)).expect("chmod");
+    for tool in ["psql", "pg_restore"] {
+        std::os::unix::fs::symlink(runbook_testkit::which(tool), bin.join(tool)).expect("link");
+    }
+    fs::write(
+        ws.path("runbook.toml"),
+        config(&db.0, &format!("pg_bin_dir = \"{}\"\n", bin.display())),
+    )
+    .expect("config");
+    let ssl = || {
+        fs::read_to_string(&seen)
+            .expect("pg_dump ran")
+            .trim()
+            .to_string()
+    };
+
+    ws.run(&["backup", "pg"]).ok();
+    assert_eq!(ssl(), "f", "no TLS over loopback");
+    let run = ws
+        .command(&["backup", "pg"])
+        .env("PGSSLMODE", "require")
+        .output()
+        .expect("run");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(ssl(), "t", "the user's PGSSLMODE=require wins");
+    let restored = Db::absent("tlsr");
+    ws.run(&["restore", "pg", "--into", &restored.0]).ok();
+    assert_eq!(psql(&restored.0, "SELECT x FROM t"), "1");
+}
