@@ -148,7 +148,7 @@ pub enum Error {
     },
     /// The restore database has content and `--force` was not given.
     #[error(
-        "target `{target}`: database {database} is not empty; pass --force to drop and recreate it before restoring"
+        "target `{target}`: database {database} is not empty; pass --force to replace it (its content is kept until the restore has succeeded)"
     )]
     DatabaseNotEmpty {
         /// The target.

@@ -202,8 +202,8 @@ fn only_tables(conn: &Conn<'_>, db: &str) -> Result<bool> {
     Ok(others == "0")
 }
 
-/// Creates `into` when it is missing; loads into it when it holds no tables; refuses when it
-/// has some, or with `force` creates the database beside it that the dump goes into first.
+/// Creates `into` when it is missing; loads into it when it holds nothing; refuses when it
+/// holds tables, views, routines or events, or with `force` creates the database beside it that the dump goes into first.
 /// Returns whether `into` existed, and the database beside it.
 fn prepare(
     conn: &Conn<'_>,
@@ -218,11 +218,15 @@ fn prepare(
         conn.sql(&format!("CREATE DATABASE `{into}` CHARACTER SET utf8mb4"))?;
         return Ok((false, None));
     }
-    let tables = conn.sql(&format!(
-        "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{into}'"
+    // Tables and views; a trigger belongs to a table. Routines and events are code a user
+    // wrote: a database holding only those is not empty either.
+    let objects = conn.sql(&format!(
+        "SELECT (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{into}') \
+         + (SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = '{into}') \
+         + (SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = '{into}')"
     ))?;
-    if tables == "0" {
-        // Empty, but it may hold routines or events of its own: start from nothing.
+    if objects == "0" {
+        // Nothing in it: start from nothing, in the character set the dump expects.
         recreate(conn, into)?;
         return Ok((true, None));
     }

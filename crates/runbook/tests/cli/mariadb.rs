@@ -69,6 +69,16 @@ fn mariadb_round_trip_and_refusal_rules() {
     sql(&dst.0, "INSERT INTO c (name) VALUES ('extra')");
     ws.run(&["restore", "my", "--into", &dst.0, "--force"]).ok();
     assert_eq!(fingerprint(&dst.0), want, "--force replaced the content");
+
+    // Regression: a database of routines alone counted as empty and was dropped unasked.
+    let code_only = Db::create("mcode");
+    sql(
+        &code_only.0,
+        "CREATE FUNCTION keep1() RETURNS INT DETERMINISTIC RETURN 1;",
+    );
+    ws.run(&["restore", "my", "--into", &code_only.0])
+        .fails_with(&["not empty", "--force"]);
+    assert_eq!(sql(&code_only.0, "SELECT keep1()"), "1");
 }
 
 /// The databases a forced restore into `db` keeps beside it, while it runs.
