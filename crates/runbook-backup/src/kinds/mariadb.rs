@@ -203,8 +203,8 @@ fn only_tables(conn: &Conn<'_>, db: &str) -> Result<bool> {
 }
 
 /// Creates `into` when it is missing; loads into it when it holds nothing; refuses when it
-/// holds tables, views, routines or events, or with `force` creates the database beside it that the dump goes into first.
-/// Returns whether `into` existed, and the database beside it.
+/// holds tables, views, routines or events, or with `force` creates the database beside it
+/// that the dump goes into first. Returns whether `into` existed, and the database beside it.
 fn prepare(
     conn: &Conn<'_>,
     target: &str,
