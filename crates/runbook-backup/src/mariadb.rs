@@ -227,12 +227,7 @@ impl<'a> Conn<'a> {
             return Err(self.fail("mariadb-dump failed", &String::from_utf8_lossy(&out.stderr)));
         }
         file.sync_all().map_err(io("sync"))?;
-        if let Some(dir) = to.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io("sync the directory of"))?;
-        }
-        Ok(())
+        crate::rotate::sync_dir(to)
     }
 
     /// Runs the client against `database` with the dump fed through `feed`.

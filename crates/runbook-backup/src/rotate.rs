@@ -83,7 +83,8 @@ fn write_durably(p: &Path, secret: &SecretString) -> Result<()> {
     sync_dir(p)
 }
 
-fn sync_dir(p: &Path) -> Result<()> {
+/// Syncs the directory holding `p`, so that a file created or renamed there survives a crash.
+pub(crate) fn sync_dir(p: &Path) -> Result<()> {
     let dir = p
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
