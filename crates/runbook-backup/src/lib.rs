@@ -37,7 +37,7 @@ pub use error::{Error, Result};
 pub use lock::TargetLock;
 pub use maintenance::OptimizeReport;
 pub use repository::{CheckReport, ForgetPlan, Live, live, panics_are_reported};
-pub use restoring::{DbRestore, RestoreReport};
+pub use restoring::{DbRestore, RestoreReport, SavedDump};
 pub use rotate::{RotateReport, new_password};
 pub use scratch::{ScratchDir, remove_leftovers};
 pub use snapshot::Snapshot;

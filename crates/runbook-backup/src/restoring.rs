@@ -44,6 +44,19 @@ impl Default for DbRestore {
     }
 }
 
+/// Between a database's name and the time in the name of a dump saved before a restore.
+pub(crate) const SAVED_INFIX: &str = "-before-restore-";
+
+/// A dump a restore saved in `data_dir/saved` and did not remove (see
+/// [`Engine::saved_dumps`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SavedDump {
+    /// The database it was taken from.
+    pub database: String,
+    /// The file; `mariadb DATABASE < FILE` loads it back.
+    pub path: PathBuf,
+}
+
 /// What a restore did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RestoreReport {
@@ -186,6 +199,13 @@ impl Engine {
             target: target.name.clone(),
             message: "--into is for database targets; use --to PATH".into(),
         })?;
+        for left in self.saved_dumps(&target.name) {
+            log::warn!(
+                "an earlier restore into {} did not finish: what it held then is saved in {}",
+                left.database,
+                left.path.display()
+            );
+        }
         let repo = self.open_repo(&target.name)?;
         let snapshot = repo.find(wanted)?;
         let opened = started.elapsed().as_secs_f64();
@@ -211,6 +231,31 @@ impl Engine {
             seconds: started.elapsed().as_secs_f64(),
             phases: with_open(phases, opened, started),
         })
+    }
+
+    /// The dumps that restores into `target`'s databases saved in `data_dir/saved` and did not
+    /// remove: each is what a database held before a restore that was killed, or whose
+    /// put-back failed, and may be the only copy of it. A restore that is still running keeps
+    /// its own there until it is done. By database, then oldest first; none when the
+    /// directory cannot be read.
+    #[must_use]
+    pub fn saved_dumps(&self, target: &str) -> Vec<SavedDump> {
+        let mut dumps: Vec<SavedDump> = fs::read_dir(self.config.saved_dir().join(target))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name().into_string().ok()?;
+                let (database, _) = name.rsplit_once(SAVED_INFIX)?;
+                Some(SavedDump {
+                    database: database.to_string(),
+                    path: entry.path(),
+                })
+            })
+            .collect();
+        // The file names carry the time they were saved, after the database's name.
+        dumps.sort_by(|a, b| a.path.file_name().cmp(&b.path.file_name()));
+        dumps
     }
 
     /// The database server of a PostgreSQL or MariaDB target, or `server` standing in for it.

@@ -246,7 +246,7 @@ pub async fn markdown(state: &AppState) -> Result<String, runbook_store::Error> 
     let _ = writeln!(md, "## Alerts\n");
     let _ = writeln!(
         md,
-        "Built in: `backup.failed`, `drill.failed`, `backup.stale`, `drill.overdue`, `verify.failed`, `jobs.failing`, `repository.unreachable`, `disk.low`, `auth.misconfigured`, `secret.due`, `secret.overdue`.\n"
+        "Built in: `backup.failed`, `drill.failed`, `backup.stale`, `drill.overdue`, `verify.failed`, `jobs.failing`, `repository.unreachable`, `disk.low`, `auth.misconfigured`, `secret.due`, `secret.overdue`, `restore.interrupted`.\n"
     );
     for a in m.alerts.values() {
         let _ = writeln!(

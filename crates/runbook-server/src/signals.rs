@@ -1,6 +1,6 @@
 //! Built-in signals, no configuration needed: what `/api/health` finds wrong becomes an alert
 //! (`backup.stale`, `drill.overdue`, `verify.failed`, `jobs.failing`, `repository.unreachable`,
-//! `disk.low`, `auth.misconfigured`, `secret.due`, `secret.overdue`) and resolves when the check passes again. Failed backup
+//! `disk.low`, `auth.misconfigured`, `secret.due`, `secret.overdue`, `restore.interrupted`) and resolves when the check passes again. Failed backup
 //! and drill jobs raise `backup.failed` and `drill.failed` from the worker.
 
 use std::collections::HashSet;
@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use crate::{AppState, notify, routes::health};
 
 /// The rules this module raises and resolves.
-const RULES: [&str; 9] = [
+const RULES: [&str; 10] = [
     "secret.due",
     "secret.overdue",
     "backup.stale",
@@ -18,6 +18,7 @@ const RULES: [&str; 9] = [
     "repository.unreachable",
     "disk.low",
     "auth.misconfigured",
+    "restore.interrupted",
 ];
 
 /// Raises an alert for each failing health check and resolves the built-in alerts whose

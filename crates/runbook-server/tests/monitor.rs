@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use common::*;
 use reqwest::{Method, StatusCode};
-use runbook_server::{Settings, monitor, notify};
+use runbook_server::{Settings, monitor, notify, status};
 
 /// An HTTP server the test controls: it answers `/ready` with the status and body set last.
 struct Upstream {
@@ -723,6 +723,50 @@ async fn built_in_signals_fire_without_configuration_and_resolve() {
     for rule in ["backup.failed", "jobs.failing", "backup.stale"] {
         assert!(rules.iter().any(|r| r == rule), "{rule} in {rules:?}");
     }
+    app.stop().await;
+}
+
+/// A dump that a MariaDB restore saved and did not remove may be a database's only copy: the
+/// check `restore:TARGET` names it as critical and `restore.interrupted` fires until the file
+/// is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dump_a_restore_left_in_saved_fires_restore_interrupted_until_it_is_removed() {
+    let receiver = Receiver::start(SECRET);
+    let app = spawn(alerting(&receiver), false).await;
+    let firing = || async {
+        app.state
+            .store
+            .alert("restore.interrupted", "app-db")
+            .await
+            .expect("alert")
+            .is_some_and(|a| a.state == "firing")
+    };
+    let dir = app.state.engine.config().saved_dir().join("app-db");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let file = dir.join("shop-before-restore-20261129T101500Z-4242.sql");
+    std::fs::write(&file, "CREATE TABLE t (x INT);\n").expect("write");
+    monitor::tick(&app.state).await.expect("tick");
+    assert!(firing().await, "fires while the file is there");
+    let summary = status::summary(&app.state).await.expect("summary");
+    let check = summary
+        .checks
+        .iter()
+        .find(|c| c.name == "restore:app-db")
+        .expect("the check");
+    assert_eq!(check.status, "critical");
+    assert!(
+        check.message.contains(&*file.to_string_lossy())
+            && check.message.contains("mariadb shop < FILE"),
+        "{}",
+        check.message
+    );
+
+    std::fs::remove_file(&file).expect("rm");
+    app.clock.advance(61_000);
+    monitor::tick(&app.state).await.expect("tick");
+    assert!(!firing().await, "resolved once the file is removed");
+    let summary = status::summary(&app.state).await.expect("summary");
+    assert!(!summary.checks.iter().any(|c| c.name == "restore:app-db"));
     app.stop().await;
 }
 

@@ -129,7 +129,8 @@ fn reload(
 ) -> Result<()> {
     let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
     let saved = saved_dir.join(format!(
-        "{into}-before-restore-{stamp}-{}.sql",
+        "{into}{}{stamp}-{}.sql",
+        crate::restoring::SAVED_INFIX,
         std::process::id()
     ));
     let dumped = conn.dump_into(into, &saved);

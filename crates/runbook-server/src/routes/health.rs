@@ -377,5 +377,35 @@ pub(crate) async fn checks(state: &AppState) -> Result<Vec<Check>, runbook_store
             },
         ));
     }
+    for target in state.engine.config().targets.values() {
+        // A dump a restore saved and did not remove may be the only copy of a database.
+        let left = state.engine.saved_dumps(&target.name);
+        let Some(first) = left.first() else { continue };
+        let more = match left.len() {
+            1 => String::new(),
+            n => format!(
+                " ({} more in {})",
+                n - 1,
+                state
+                    .engine
+                    .config()
+                    .saved_dir()
+                    .join(&target.name)
+                    .display()
+            ),
+        };
+        checks.push(
+            check(
+                format!("restore:{}", target.name),
+                "critical",
+                format!(
+                    "a restore into {db} is running or did not finish: what {db} held before it is saved in {}{more}; if {db} lacks data, load it back (`mariadb {db} < FILE`), then remove the file",
+                    first.path.display(),
+                    db = first.database,
+                ),
+            )
+            .raises("restore.interrupted", target.name.clone()),
+        );
+    }
     Ok(checks)
 }

@@ -253,6 +253,14 @@ fn a_forced_mariadb_restore_over_a_database_with_a_trigger_never_loses_it() {
         as_it_was,
         "killed with the database emptied"
     );
+    // Until the file is removed, `runbook status` shows where it is, as critical.
+    let check = saved_check(&ws).expect("a check names the saved dump");
+    assert_eq!(check["status"], "critical", "{check}");
+    let message = check["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&*files[0].to_string_lossy()) && message.contains(&live.0),
+        "{message}"
+    );
     run_ok(std::process::Command::new("sh").arg("-c").arg(format!(
         "mariadb -h 127.0.0.1 -uroot {} < {}",
         live.0,
@@ -262,13 +270,40 @@ fn a_forced_mariadb_restore_over_a_database_with_a_trigger_never_loses_it() {
 
     // A restore that runs through replaces the database, removes the file it saved, and leaves
     // the earlier one alone.
+    // It also warns about the earlier file.
     let run = ws
         .run(&["restore", "my", "--into", &live.0, "--force", "--json"])
         .ok();
     assert!(run.stdout.contains("\"reload\""), "{}", run.stdout);
+    assert!(
+        run.stderr.contains(&format!(
+            "an earlier restore into {} did not finish: what it held then is saved in {}",
+            live.0,
+            files[0].display()
+        )),
+        "{}",
+        run.stderr
+    );
     assert_eq!(fingerprint(&live.0), fingerprint(&src.0));
     assert_eq!(saved(&ws), files);
     assert!(beside(&live.0).is_empty(), "{:?}", beside(&live.0));
+    assert!(saved_check(&ws).is_some());
+
+    // Once the user removes it, the check is gone.
+    std::fs::remove_file(&files[0]).expect("remove the saved dump");
+    assert_eq!(saved_check(&ws), None);
+}
+
+/// The check of `runbook status --json` about dumps that restores into target `my` saved.
+fn saved_check(ws: &Workspace) -> Option<serde_json::Value> {
+    let status = ws.run(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&status.stdout).expect("status --json");
+    v["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == "restore:my")
+        .cloned()
 }
 
 /// Regression: stock restic restored streamed dumps as empty files. Now restic's own restore
