@@ -204,8 +204,9 @@ impl<'a> Conn<'a> {
     }
 
     /// Dumps `database` into the new file `to` (owner-only), synced to disk with its
-    /// directory before this returns.
-    pub(crate) fn dump_into(&self, database: &str, to: &Path) -> Result<()> {
+    /// directory before this returns. Returns the file, under an exclusive advisory lock for
+    /// as long as the caller holds it open: a dump in use, not one left behind.
+    pub(crate) fn dump_into(&self, database: &str, to: &Path) -> Result<std::fs::File> {
         let io = |what: &str| Error::io(format!("cannot {what} {}", to.display()));
         if let Some(dir) = to.parent() {
             std::fs::create_dir_all(dir).map_err(io("create the directory of"))?;
@@ -216,6 +217,9 @@ impl<'a> Conn<'a> {
             .mode(0o600)
             .open(to)
             .map_err(io("create"))?;
+        // Held while the file is in use (see `Engine::saved_dumps`); the kernel drops it with
+        // the last process holding the file open.
+        file.lock().map_err(io("lock"))?;
         let out = self
             .dump_command(database)?
             .stdout(file.try_clone().map_err(io("write"))?)
@@ -227,7 +231,8 @@ impl<'a> Conn<'a> {
             return Err(self.fail("mariadb-dump failed", &String::from_utf8_lossy(&out.stderr)));
         }
         file.sync_all().map_err(io("sync"))?;
-        crate::rotate::sync_dir(to)
+        crate::rotate::sync_dir(to)?;
+        Ok(file)
     }
 
     /// Runs the client against `database` with the dump fed through `feed`.

@@ -55,6 +55,8 @@ pub struct SavedDump {
     pub database: String,
     /// The file; `mariadb DATABASE < FILE` loads it back.
     pub path: PathBuf,
+    /// A restore running now holds it (its lock): it is removed when that restore is done.
+    pub in_use: bool,
 }
 
 /// What a restore did.
@@ -200,11 +202,19 @@ impl Engine {
             message: "--into is for database targets; use --to PATH".into(),
         })?;
         for left in self.saved_dumps(&target.name) {
-            log::warn!(
-                "an earlier restore into {} did not finish: what it held then is saved in {}",
-                left.database,
-                left.path.display()
-            );
+            if left.in_use {
+                log::warn!(
+                    "another restore into {} is running: it saved what the database held in {}",
+                    left.database,
+                    left.path.display()
+                );
+            } else {
+                log::warn!(
+                    "an earlier restore into {} did not finish: what it held then is saved in {}",
+                    left.database,
+                    left.path.display()
+                );
+            }
         }
         let repo = self.open_repo(&target.name)?;
         let snapshot = repo.find(wanted)?;
@@ -233,11 +243,10 @@ impl Engine {
         })
     }
 
-    /// The dumps that restores into `target`'s databases saved in `data_dir/saved` and did not
-    /// remove: each is what a database held before a restore that was killed, or whose
-    /// put-back failed, and may be the only copy of it. A restore that is still running keeps
-    /// its own there until it is done. By database, then oldest first; none when the
-    /// directory cannot be read.
+    /// The dumps that restores into `target`'s databases saved in `data_dir/saved`: each is
+    /// what a database held before a restore that is running (`in_use`), or that was killed
+    /// or whose put-back failed, and then may be the only copy of it. By database, then oldest
+    /// first; none when the directory cannot be read.
     #[must_use]
     pub fn saved_dumps(&self, target: &str) -> Vec<SavedDump> {
         let mut dumps: Vec<SavedDump> = fs::read_dir(self.config.saved_dir().join(target))
@@ -247,9 +256,16 @@ impl Engine {
             .filter_map(|entry| {
                 let name = entry.file_name().into_string().ok()?;
                 let (database, _) = name.rsplit_once(SAVED_INFIX)?;
+                let path = entry.path();
+                // The restore that saved it holds a lock on it until it is done; a lock that
+                // cannot be shared is one held.
+                let in_use = fs::File::open(&path).is_ok_and(|f| {
+                    matches!(f.try_lock_shared(), Err(fs::TryLockError::WouldBlock))
+                });
                 Some(SavedDump {
                     database: database.to_string(),
-                    path: entry.path(),
+                    path,
+                    in_use,
                 })
             })
             .collect();

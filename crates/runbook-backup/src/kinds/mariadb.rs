@@ -135,7 +135,9 @@ fn reload(
     ));
     let dumped = conn.dump_into(into, &saved);
     let _ = conn.sql(&drop_sql(&beside.new));
-    dumped.map_err(|e| with_note(e, &format!("database {into} was left as it was")))?;
+    // Locked until this returns: while it is, the file is this restore's, not one left behind.
+    let _in_use =
+        dumped.map_err(|e| with_note(e, &format!("database {into} was left as it was")))?;
     log::warn!(
         "restore into {into}: what it held is saved in {} until the dump is loaded into it \
          (views, triggers, routines or events cannot be swapped in by table)",

@@ -378,9 +378,27 @@ pub(crate) async fn checks(state: &AppState) -> Result<Vec<Check>, runbook_store
         ));
     }
     for target in state.engine.config().targets.values() {
-        // A dump a restore saved and did not remove may be the only copy of a database.
-        let left = state.engine.saved_dumps(&target.name);
-        let Some(first) = left.first() else { continue };
+        // A dump a restore saved and did not remove may be the only copy of a database; one a
+        // running restore holds is that restore's, and no alarm.
+        let (running, left): (Vec<_>, Vec<_>) = state
+            .engine
+            .saved_dumps(&target.name)
+            .into_iter()
+            .partition(|d| d.in_use);
+        let Some(first) = left.first() else {
+            if let Some(r) = running.first() {
+                checks.push(check(
+                    format!("restore:{}", target.name),
+                    "warn",
+                    format!(
+                        "a restore into {db} is replacing it: what {db} held is saved in {} until the restore is done",
+                        r.path.display(),
+                        db = r.database,
+                    ),
+                ));
+            }
+            continue;
+        };
         let more = match left.len() {
             1 => String::new(),
             n => format!(
@@ -399,7 +417,7 @@ pub(crate) async fn checks(state: &AppState) -> Result<Vec<Check>, runbook_store
                 format!("restore:{}", target.name),
                 "critical",
                 format!(
-                    "a restore into {db} is running or did not finish: what {db} held before it is saved in {}{more}; if {db} lacks data, load it back (`mariadb {db} < FILE`), then remove the file",
+                    "a restore into {db} did not finish: what {db} held before it is saved in {}{more}; if {db} lacks data, load it back (`mariadb {db} < FILE`), then remove the file",
                     first.path.display(),
                     db = first.database,
                 ),

@@ -292,6 +292,69 @@ fn a_forced_mariadb_restore_over_a_database_with_a_trigger_never_loses_it() {
     // Once the user removes it, the check is gone.
     std::fs::remove_file(&files[0]).expect("remove the saved dump");
     assert_eq!(saved_check(&ws), None);
+
+    // While a restore reloads the database, its own saved dump is no alarm: a stand-in
+    // `mariadb` asks `runbook status` just before the load into the database itself.
+    sql(
+        &live.0,
+        "CREATE TABLE audit (n INT);
+        CREATE TRIGGER tr AFTER INSERT ON t FOR EACH ROW INSERT INTO audit VALUES (NEW.x);",
+    );
+    let bin = ws.path("bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    let during = ws.path("status-during-reload.json");
+    let script = format!(
+        "#!/bin/sh
+for a in \"$@\"; do [ \"$a\" = -e ] && exec {real} \"$@\"; done
+         for a in \"$@\"; do
+  if [ \"$a\" = {live} ] && [ ! -e {during} ]; then {runbook} status --json > {during}; fi
+         done
+exec {real} \"$@\"
+",
+        real = runbook_testkit::which("mariadb"),
+        live = live.0,
+        during = during.display(),
+        runbook = env!("CARGO_BIN_EXE_runbook"),
+    );
+    std::fs::write(bin.join("mariadb"), script).expect("script");
+    std::fs::set_permissions(
+        bin.join("mariadb"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = crate::helpers::output(
+        ws.command(&["restore", "my", "--into", &live.0, "--force", "--json"])
+            .env("PATH", path)
+            .output()
+            .expect("run"),
+    )
+    .ok();
+    assert!(run.stdout.contains("\"reload\""), "{}", run.stdout);
+    let v: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&during).expect("status ran during the load"),
+    )
+    .expect("status --json");
+    let check = v["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == "restore:my")
+        .expect("a check names the restore's own dump");
+    assert_eq!(check["status"], "warn", "{check}");
+    assert!(
+        check["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("is replacing it")),
+        "{check}"
+    );
+    assert_eq!(fingerprint(&live.0), fingerprint(&src.0));
+    assert!(saved(&ws).is_empty(), "{:?}", saved(&ws));
+    assert_eq!(saved_check(&ws), None);
 }
 
 /// The check of `runbook status --json` about dumps that restores into target `my` saved.
