@@ -178,6 +178,50 @@ fn disk_check(dir: &std::path::Path) -> Check {
     }
 }
 
+/// What the dumps that restores into `target` saved in `data_dir/saved` say: none, no check;
+/// one a running restore holds, a warning; one no process holds, which may be the only copy
+/// of a database, critical (and `restore.interrupted`).
+fn saved_dump_check(state: &AppState, target: &str) -> Option<Check> {
+    let (running, left): (Vec<_>, Vec<_>) = state
+        .engine
+        .saved_dumps(target)
+        .into_iter()
+        .partition(|d| d.in_use);
+    let name = format!("restore:{target}");
+    let Some(first) = left.first() else {
+        let r = running.first()?;
+        return Some(check(
+            name,
+            "warn",
+            format!(
+                "a restore into {db} is replacing it: what {db} held is saved in {} until the restore is done",
+                r.path.display(),
+                db = r.database,
+            ),
+        ));
+    };
+    let more = match left.len() {
+        1 => String::new(),
+        n => format!(
+            " ({} more in {})",
+            n - 1,
+            state.engine.config().saved_dir().join(target).display()
+        ),
+    };
+    Some(
+        check(
+            name,
+            "critical",
+            format!(
+                "a restore into {db} did not finish: what {db} held before it is saved in {}{more}; if {db} lacks data, load it back (`mariadb {db} < FILE`), then remove the file",
+                first.path.display(),
+                db = first.database,
+            ),
+        )
+        .raises("restore.interrupted", target.to_string()),
+    )
+}
+
 /// The worst of some check statuses: `critical`, else `warn`, else `ok`.
 pub(crate) fn worst<'a>(statuses: impl Iterator<Item = &'a str>) -> &'static str {
     statuses.fold("ok", |w, s| match (w, s) {
@@ -378,52 +422,7 @@ pub(crate) async fn checks(state: &AppState) -> Result<Vec<Check>, runbook_store
         ));
     }
     for target in state.engine.config().targets.values() {
-        // A dump a restore saved and did not remove may be the only copy of a database; one a
-        // running restore holds is that restore's, and no alarm.
-        let (running, left): (Vec<_>, Vec<_>) = state
-            .engine
-            .saved_dumps(&target.name)
-            .into_iter()
-            .partition(|d| d.in_use);
-        let Some(first) = left.first() else {
-            if let Some(r) = running.first() {
-                checks.push(check(
-                    format!("restore:{}", target.name),
-                    "warn",
-                    format!(
-                        "a restore into {db} is replacing it: what {db} held is saved in {} until the restore is done",
-                        r.path.display(),
-                        db = r.database,
-                    ),
-                ));
-            }
-            continue;
-        };
-        let more = match left.len() {
-            1 => String::new(),
-            n => format!(
-                " ({} more in {})",
-                n - 1,
-                state
-                    .engine
-                    .config()
-                    .saved_dir()
-                    .join(&target.name)
-                    .display()
-            ),
-        };
-        checks.push(
-            check(
-                format!("restore:{}", target.name),
-                "critical",
-                format!(
-                    "a restore into {db} did not finish: what {db} held before it is saved in {}{more}; if {db} lacks data, load it back (`mariadb {db} < FILE`), then remove the file",
-                    first.path.display(),
-                    db = first.database,
-                ),
-            )
-            .raises("restore.interrupted", target.name.clone()),
-        );
+        checks.extend(saved_dump_check(&state, &target.name));
     }
     Ok(checks)
 }
