@@ -8,7 +8,7 @@ use std::{
 };
 
 use crate::{
-    Database, Engine, Error, Result, Snapshot, destination,
+    Database, Engine, Error, Result, Snapshot, TargetLock, destination,
     kinds::{self, DbRestoreCx, RestoreCx},
     postgres,
 };
@@ -200,6 +200,19 @@ impl Engine {
         .map_err(|_| Error::Usage {
             target: target.name.clone(),
             message: "--into is for database targets; use --to PATH".into(),
+        })?;
+        // One restore into a database at a time: two would load into the same database beside
+        // it, and one could save, or put back, what the other had half loaded.
+        let _one_at_a_time = TargetLock::acquire(
+            &self.config.data_dir,
+            &format!("{}.restore-{into}", target.name),
+        )
+        .map_err(|e| match e {
+            Error::Busy { holder, .. } => Error::Busy {
+                target: target.name.clone(),
+                holder: format!("another restore into database {into} is running, {holder}"),
+            },
+            e => e,
         })?;
         for left in self.saved_dumps(&target.name) {
             if left.in_use {

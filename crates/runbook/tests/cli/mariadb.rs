@@ -293,8 +293,9 @@ fn a_forced_mariadb_restore_over_a_database_with_a_trigger_never_loses_it() {
     std::fs::remove_file(&files[0]).expect("remove the saved dump");
     assert_eq!(saved_check(&ws), None);
 
-    // While a restore reloads the database, its own saved dump is no alarm: a stand-in
-    // `mariadb` asks `runbook status` just before the load into the database itself.
+    // While a restore reloads the database, its own saved dump is no alarm, and a second
+    // restore into the database is refused: a stand-in `mariadb` runs `runbook status` and a
+    // second restore just before the load into the database itself.
     sql(
         &live.0,
         "CREATE TABLE audit (n INT);
@@ -303,17 +304,21 @@ fn a_forced_mariadb_restore_over_a_database_with_a_trigger_never_loses_it() {
     let bin = ws.path("bin");
     std::fs::create_dir_all(&bin).expect("mkdir");
     let during = ws.path("status-during-reload.json");
+    let second = ws.path("second-restore.txt");
     let script = format!(
-        "#!/bin/sh
-for a in \"$@\"; do [ \"$a\" = -e ] && exec {real} \"$@\"; done
-         for a in \"$@\"; do
-  if [ \"$a\" = {live} ] && [ ! -e {during} ]; then {runbook} status --json > {during}; fi
-         done
-exec {real} \"$@\"
-",
+        "#!/bin/sh\n\
+         for a in \"$@\"; do [ \"$a\" = -e ] && exec {real} \"$@\"; done\n\
+         for a in \"$@\"; do\n\
+         if [ \"$a\" = {live} ] && [ ! -e {during} ]; then\n\
+         {runbook} status --json > {during}\n\
+         {runbook} restore my --into {live} --force > {second} 2>&1; echo \"exit $?\" >> {second}\n\
+         fi\n\
+         done\n\
+         exec {real} \"$@\"\n",
         real = runbook_testkit::which("mariadb"),
         live = live.0,
         during = during.display(),
+        second = second.display(),
         runbook = env!("CARGO_BIN_EXE_runbook"),
     );
     std::fs::write(bin.join("mariadb"), script).expect("script");
@@ -351,6 +356,15 @@ exec {real} \"$@\"
             .as_str()
             .is_some_and(|m| m.contains("is replacing it")),
         "{check}"
+    );
+    let refused = std::fs::read_to_string(&second).expect("the second restore ran");
+    assert!(
+        refused.ends_with("exit 1\n")
+            && refused.contains(&format!(
+                "another restore into database {} is running",
+                live.0
+            )),
+        "{refused}"
     );
     assert_eq!(fingerprint(&live.0), fingerprint(&src.0));
     assert!(saved(&ws).is_empty(), "{:?}", saved(&ws));
