@@ -47,8 +47,7 @@ impl Default for DbRestore {
 /// Between a database's name and the time in the name of a dump saved before a restore.
 pub(crate) const SAVED_INFIX: &str = "-before-restore-";
 
-/// A dump a restore saved in `data_dir/saved` and did not remove (see
-/// [`Engine::saved_dumps`]).
+/// A dump a restore saved in `data_dir/saved` (see [`Engine::saved_dumps`]).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SavedDump {
     /// The database it was taken from.
@@ -214,20 +213,12 @@ impl Engine {
             },
             e => e,
         })?;
-        for left in self.saved_dumps(&target.name) {
-            if left.in_use {
-                log::warn!(
-                    "another restore into {} is running: it saved what the database held in {}",
-                    left.database,
-                    left.path.display()
-                );
-            } else {
-                log::warn!(
-                    "an earlier restore into {} did not finish: what it held then is saved in {}",
-                    left.database,
-                    left.path.display()
-                );
-            }
+        for left in self.saved_dumps(&target.name).iter().filter(|d| !d.in_use) {
+            log::warn!(
+                "an earlier restore into {} did not finish: what it held then is saved in {}",
+                left.database,
+                left.path.display()
+            );
         }
         let repo = self.open_repo(&target.name)?;
         let snapshot = repo.find(wanted)?;
