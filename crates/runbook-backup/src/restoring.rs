@@ -47,6 +47,27 @@ impl Default for DbRestore {
 /// Between a database's name and the time in the name of a dump saved before a restore.
 pub(crate) const SAVED_INFIX: &str = "-before-restore-";
 
+/// The name of the lock a restore into database `into` on `db`'s server holds: the server as
+/// its URL names it (scheme, host, port), so targets that name the same server alike share it.
+fn restore_lock(db: &Database, into: &str) -> String {
+    let url = db.server.url();
+    let host: String = url
+        .host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let port = url
+        .port
+        .map_or_else(|| "default".to_string(), |p| p.to_string());
+    format!("restore-{}-{host}-{port}-{into}", url.scheme)
+}
+
 /// A dump a restore saved in `data_dir/saved` (see [`Engine::saved_dumps`]).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SavedDump {
@@ -200,13 +221,11 @@ impl Engine {
             target: target.name.clone(),
             message: "--into is for database targets; use --to PATH".into(),
         })?;
-        // One restore into a database at a time: two would load into the same database beside
-        // it, and one could save, or put back, what the other had half loaded.
-        let _one_at_a_time = TargetLock::acquire(
-            &self.config.data_dir,
-            &format!("{}.restore-{into}", target.name),
-        )
-        .map_err(|e| match e {
+        // One restore into a database at a time, whichever target it comes through: two would
+        // load into the same database beside it, and one could save, or put back, what the
+        // other had half loaded.
+        let _one_at_a_time = TargetLock::acquire(&self.config.data_dir, &restore_lock(&db, into))
+            .map_err(|e| match e {
             Error::Busy { holder, .. } => Error::Busy {
                 target: target.name.clone(),
                 holder: format!("another restore into database {into} is running, {holder}"),

@@ -305,6 +305,15 @@ fn a_forced_mariadb_restore_over_a_database_with_a_trigger_never_loses_it() {
     std::fs::create_dir_all(&bin).expect("mkdir");
     let during = ws.path("status-during-reload.json");
     let second = ws.path("second-restore.txt");
+    // Another target naming the same server and database: the same lock.
+    let third = ws.path("third-restore.txt");
+    let mut toml = std::fs::read_to_string(ws.path("runbook.toml")).expect("config");
+    toml.push_str(&format!(
+        "[targets.other]\nkind = \"mariadb\"\nurl = \"mysql://root@127.0.0.1:3306/{}\"\n",
+        src.0
+    ));
+    std::fs::write(ws.path("runbook.toml"), toml).expect("config");
+    ws.run(&["backup", "other"]).ok();
     let script = format!(
         "#!/bin/sh\n\
          for a in \"$@\"; do [ \"$a\" = -e ] && exec {real} \"$@\"; done\n\
@@ -312,6 +321,7 @@ fn a_forced_mariadb_restore_over_a_database_with_a_trigger_never_loses_it() {
          if [ \"$a\" = {live} ] && [ ! -e {during} ]; then\n\
          {runbook} status --json > {during}\n\
          {runbook} restore my --into {live} --force > {second} 2>&1; echo \"exit $?\" >> {second}\n\
+         {runbook} restore other --into {live} --force > {third} 2>&1; echo \"exit $?\" >> {third}\n\
          fi\n\
          done\n\
          exec {real} \"$@\"\n",
@@ -319,6 +329,7 @@ fn a_forced_mariadb_restore_over_a_database_with_a_trigger_never_loses_it() {
         live = live.0,
         during = during.display(),
         second = second.display(),
+        third = third.display(),
         runbook = env!("CARGO_BIN_EXE_runbook"),
     );
     std::fs::write(bin.join("mariadb"), script).expect("script");
@@ -357,15 +368,17 @@ fn a_forced_mariadb_restore_over_a_database_with_a_trigger_never_loses_it() {
             .is_some_and(|m| m.contains("is replacing it")),
         "{check}"
     );
-    let refused = std::fs::read_to_string(&second).expect("the second restore ran");
-    assert!(
-        refused.ends_with("exit 1\n")
-            && refused.contains(&format!(
-                "another restore into database {} is running",
-                live.0
-            )),
-        "{refused}"
-    );
+    for file in [&second, &third] {
+        let refused = std::fs::read_to_string(file).expect("the second restore ran");
+        assert!(
+            refused.ends_with("exit 1\n")
+                && refused.contains(&format!(
+                    "another restore into database {} is running",
+                    live.0
+                )),
+            "{refused}"
+        );
+    }
     assert_eq!(fingerprint(&live.0), fingerprint(&src.0));
     assert!(saved(&ws).is_empty(), "{:?}", saved(&ws));
     assert_eq!(saved_check(&ws), None);
