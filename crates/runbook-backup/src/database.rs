@@ -192,8 +192,9 @@ pub(crate) fn read_password(
     })
 }
 
-/// Percent-encodes what a URL's user or password part cannot hold literally.
-fn encode(s: &str) -> String {
+/// Percent-encodes what a URL's user or password part cannot hold literally (the result is
+/// also safe as one file name).
+pub(crate) fn encode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

@@ -45,31 +45,35 @@ impl Default for DbRestore {
 }
 
 /// Between a database's name and the time in the name of a dump saved before a restore.
-pub(crate) const SAVED_INFIX: &str = "-before-restore-";
+const SAVED_INFIX: &str = "-before-restore-";
+
+/// Where a restore saves what database `into` holds before it replaces it, in `saved_dir`
+/// (the target's directory there): `INTO-before-restore-TIME-PID.sql`, which
+/// [`Engine::saved_dumps`] reads back.
+pub(crate) fn saved_dump_path(saved_dir: &Path, into: &str) -> PathBuf {
+    let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
+    saved_dir.join(format!(
+        "{into}{SAVED_INFIX}{stamp}-{}.sql",
+        std::process::id()
+    ))
+}
 
 /// The name of the lock a restore into database `into` on `db`'s server holds: the server as
 /// its URL names it (scheme, host, port), so targets that name the same server alike share it.
 fn restore_lock(db: &Database, into: &str) -> String {
     let url = db.server.url();
-    let host: String = url
-        .host
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
     let port = url
         .port
         .map_or_else(|| "default".to_string(), |p| p.to_string());
-    format!("restore-{}-{host}-{port}-{into}", url.scheme)
+    format!(
+        "restore-{}-{}-{port}-{into}",
+        url.scheme,
+        crate::database::encode(&url.host)
+    )
 }
 
 /// A dump a restore saved in `data_dir/saved` (see [`Engine::saved_dumps`]).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct SavedDump {
     /// The database it was taken from.
     pub database: String,

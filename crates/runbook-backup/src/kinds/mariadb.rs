@@ -127,12 +127,7 @@ fn reload(
     saved_dir: &Path,
     load: impl FnOnce() -> Result<()>,
 ) -> Result<()> {
-    let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
-    let saved = saved_dir.join(format!(
-        "{into}{}{stamp}-{}.sql",
-        crate::restoring::SAVED_INFIX,
-        std::process::id()
-    ));
+    let saved = crate::restoring::saved_dump_path(saved_dir, into);
     let dumped = conn.dump_into(into, &saved);
     let _ = conn.sql(&drop_sql(&beside.new));
     // Locked until this returns: while it is, the file is this restore's, not one left behind.
