@@ -206,31 +206,42 @@ impl<'a> Conn<'a> {
     /// Dumps `database` into the new file `to` (owner-only), synced to disk with its
     /// directory before this returns. Returns the file, under an exclusive advisory lock for
     /// as long as the caller holds it open: a dump in use, not one left behind.
+    ///
+    /// The dump is written beside `to` ([`crate::restoring::partial_path`]) and given its name
+    /// only once it is whole and synced: a file named `to` is always a whole dump, and one
+    /// that a killed restore left half written is never taken for what the database held.
     pub(crate) fn dump_into(&self, database: &str, to: &Path) -> Result<std::fs::File> {
-        let io = |what: &str| Error::io(format!("cannot {what} {}", to.display()));
+        let partial = crate::restoring::partial_path(to);
+        let io = |what: &str, path: &Path| Error::io(format!("cannot {what} {}", path.display()));
         if let Some(dir) = to.parent() {
-            std::fs::create_dir_all(dir).map_err(io("create the directory of"))?;
+            std::fs::create_dir_all(dir).map_err(io("create the directory of", to))?;
         }
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(to)
-            .map_err(io("create"))?;
+            .open(&partial)
+            .map_err(io("create", &partial))?;
         // Held while the file is in use (see `Engine::saved_dumps`); the kernel drops it with
-        // the last process holding the file open.
-        file.lock().map_err(io("lock"))?;
-        let out = self
-            .dump_command(database)?
-            .stdout(file.try_clone().map_err(io("write"))?)
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|e| self.fail("mariadb-dump", &e.to_string()))?;
-        if !out.status.success() {
-            let _ = std::fs::remove_file(to);
-            return Err(self.fail("mariadb-dump failed", &String::from_utf8_lossy(&out.stderr)));
+        // the last process holding the file open. The file keeps it when it is renamed.
+        let written = file.lock().map_err(io("lock", &partial)).and_then(|()| {
+            let out = self
+                .dump_command(database)?
+                .stdout(file.try_clone().map_err(io("write", &partial))?)
+                .stderr(Stdio::piped())
+                .output()
+                .map_err(|e| self.fail("mariadb-dump", &e.to_string()))?;
+            if !out.status.success() {
+                return Err(self.fail("mariadb-dump failed", &String::from_utf8_lossy(&out.stderr)));
+            }
+            crate::failpoint("mariadb-restore-saved");
+            file.sync_all().map_err(io("sync", &partial))?;
+            std::fs::rename(&partial, to).map_err(io("name", to))
+        });
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
         }
-        file.sync_all().map_err(io("sync"))?;
         crate::rotate::sync_dir(to)?;
         Ok(file)
     }

@@ -58,6 +58,18 @@ pub(crate) fn saved_dump_path(saved_dir: &Path, into: &str) -> PathBuf {
     ))
 }
 
+/// Where the dump for `saved` ([`saved_dump_path`]) is written until it is whole: a restore
+/// killed while it dumps leaves only this, which [`Engine::saved_dumps`] does not list and
+/// the next restore into the database removes.
+pub(crate) fn partial_path(saved: &Path) -> PathBuf {
+    let mut name = saved.as_os_str().to_owned();
+    name.push(PARTIAL_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// Ends the name of a dump still being written ([`partial_path`]).
+const PARTIAL_SUFFIX: &str = ".partial";
+
 /// The name of the lock a restore into database `into` on `db`'s server holds: the server as
 /// its URL names it (scheme, host, port), so targets that name the same server alike share it.
 fn restore_lock(db: &Database, into: &str) -> String {
@@ -236,6 +248,8 @@ impl Engine {
             },
             e => e,
         })?;
+        let saved_dir = self.config.saved_dir().join(&target.name);
+        remove_partial_dumps(&saved_dir, into);
         for left in self.saved_dumps(&target.name).iter().filter(|d| !d.in_use) {
             log::warn!(
                 "an earlier restore into {} did not finish: what it held then is saved in {}",
@@ -258,7 +272,7 @@ impl Engine {
                 opts,
                 phases: &mut phases,
                 reopen: &|| self.open_repo(&target.name),
-                saved_dir: &self.config.saved_dir().join(&target.name),
+                saved_dir: &saved_dir,
             },
         )?;
         Ok(RestoreReport {
@@ -282,7 +296,8 @@ impl Engine {
             .flatten()
             .filter_map(|entry| {
                 let name = entry.file_name().into_string().ok()?;
-                let (database, _) = name.rsplit_once(SAVED_INFIX)?;
+                // A dump still being written (or left half written) holds nothing to load.
+                let (database, _) = name.strip_suffix(".sql")?.rsplit_once(SAVED_INFIX)?;
                 let path = entry.path();
                 // The restore that saved it holds a lock on it until it is done; a lock that
                 // cannot be shared is one held.
@@ -371,4 +386,24 @@ fn open_then_restore(opened: f64, started: Instant) -> std::collections::BTreeMa
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect()
+}
+
+/// Removes the half-written dumps of database `into` in `saved_dir` that no process holds: a
+/// restore killed while it dumped `into` left them, before it touched the database. Called
+/// under the restore lock of `into`, so no restore into it is writing one now.
+fn remove_partial_dumps(saved_dir: &Path, into: &str) {
+    let prefix = format!("{into}{SAVED_INFIX}");
+    for entry in fs::read_dir(saved_dir).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with(&prefix) && name.ends_with(PARTIAL_SUFFIX)) {
+            continue;
+        }
+        let path = entry.path();
+        // A `mariadb-dump` that outlived its restore still writes into it, and holds the lock.
+        let free = fs::File::open(&path).is_ok_and(|f| f.try_lock().is_ok());
+        if free && let Err(e) = fs::remove_file(&path) {
+            log::warn!("cannot remove {}: {e}", path.display());
+        }
+    }
 }

@@ -223,6 +223,16 @@ fn a_forced_mariadb_restore_over_a_database_with_a_trigger_never_loses_it() {
     assert_eq!(fingerprint(&live.0), as_it_was);
     assert!(saved(&ws).is_empty(), "{:?}", saved(&ws));
 
+    // Killed once it has dumped the database into `saved`, before it touched the database:
+    // that dump is no copy to load back (the database holds all it did, and may be written to
+    // from now on), so no check names it; the next restore into the database removes it.
+    let out = restore("mariadb-restore-saved");
+    assert!(!out.status.success(), "the fault point was reached");
+    assert_eq!(fingerprint(&live.0), as_it_was);
+    let half = saved(&ws);
+    assert_eq!(half.len(), 1, "{half:?}");
+    assert_eq!(saved_check(&ws), None);
+
     // The load into the emptied database fails: the saved dump is put back, and removed. The
     // warning that named it comes first, then the one error line.
     crate::helpers::output(restore("mariadb-restore-reloading:error")).fails_after_warnings(
