@@ -20,7 +20,7 @@ use crate::{
 };
 
 /// Whether `host` (a name, an address or a socket directory) is this machine's loopback.
-fn is_loopback(host: &str) -> bool {
+pub(crate) fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
         || host.starts_with('/')
         || host

@@ -70,18 +70,42 @@ pub(crate) fn partial_path(saved: &Path) -> PathBuf {
 /// Ends the name of a dump still being written ([`partial_path`]).
 const PARTIAL_SUFFIX: &str = ".partial";
 
-/// The name of the lock a restore into database `into` on `db`'s server holds: the server as
-/// its URL names it (scheme, host, port), so targets that name the same server alike share it.
+/// The name of the lock a restore into database `into` on `db`'s server holds, so that targets
+/// that reach the same server share it however their URLs spell it: the port with the engine's
+/// default filled in, and the host as [`server_host`] names it.
 fn restore_lock(db: &Database, into: &str) -> String {
     let url = db.server.url();
     let port = url
         .port
-        .map_or_else(|| "default".to_string(), |p| p.to_string());
+        .unwrap_or(if url.scheme == "postgres" { 5432 } else { 3306 });
     format!(
         "restore-{}-{}-{port}-{into}",
         url.scheme,
-        crate::database::encode(&url.host)
+        crate::database::encode(&server_host(&url.host, port))
     )
+}
+
+/// A database server's host as one name: `local` for this machine (`localhost`, any loopback
+/// address, a socket directory, or a name that resolves to one), else the lowest address the
+/// name resolves to, else the name in lower case. Two names for one server that resolve to
+/// different addresses stay apart.
+fn server_host(host: &str, port: u16) -> String {
+    use std::net::ToSocketAddrs;
+    if crate::postgres::is_loopback(host) {
+        return "local".into();
+    }
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<std::net::IpAddr> = (bare, port)
+        .to_socket_addrs()
+        .map(|a| a.map(|a| a.ip()).collect())
+        .unwrap_or_default();
+    if addrs.iter().any(std::net::IpAddr::is_loopback) {
+        return "local".into();
+    }
+    addrs
+        .into_iter()
+        .min()
+        .map_or_else(|| bare.to_ascii_lowercase(), |ip| ip.to_string())
 }
 
 /// A dump a restore saved in `data_dir/saved` (see [`Engine::saved_dumps`]).
@@ -405,5 +429,27 @@ fn remove_partial_dumps(saved_dir: &Path, into: &str) {
         if free && let Err(e) = fs::remove_file(&path) {
             log::warn!("cannot remove {}: {e}", path.display());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_host;
+
+    #[test]
+    fn this_machine_has_one_name_however_a_url_spells_it() {
+        for host in [
+            "localhost",
+            "LocalHost",
+            "127.0.0.1",
+            "127.0.1.1",
+            "[::1]",
+            "::1",
+            "/run/postgresql",
+        ] {
+            assert_eq!(server_host(host, 5432), "local", "{host}");
+        }
+        assert_eq!(server_host("192.0.2.7", 5432), "192.0.2.7");
+        assert_eq!(server_host("[2001:db8::7]", 3306), "2001:db8::7");
     }
 }

@@ -315,11 +315,12 @@ fn a_forced_mariadb_restore_over_a_database_with_a_trigger_never_loses_it() {
     std::fs::create_dir_all(&bin).expect("mkdir");
     let during = ws.path("status-during-reload.json");
     let second = ws.path("second-restore.txt");
-    // Another target naming the same server and database: the same lock.
+    // Another target naming the same server and database, with the default port left out:
+    // the same lock.
     let third = ws.path("third-restore.txt");
     let mut toml = std::fs::read_to_string(ws.path("runbook.toml")).expect("config");
     toml.push_str(&format!(
-        "[targets.other]\nkind = \"mariadb\"\nurl = \"mysql://root@127.0.0.1:3306/{}\"\n",
+        "[targets.other]\nkind = \"mariadb\"\nurl = \"mysql://root@127.0.0.1/{}\"\n",
         src.0
     ));
     std::fs::write(ws.path("runbook.toml"), toml).expect("config");
