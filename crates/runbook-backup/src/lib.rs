@@ -261,6 +261,16 @@ impl Engine {
     }
 }
 
+/// Refuses a restore over SQLite database `path` while another process has it, or its WAL,
+/// shared memory or journal, open: what that process wrote from then on would be lost. The
+/// restore checks this itself; a caller about to take a `pre-restore` snapshot checks first.
+///
+/// # Errors
+/// [`Error::Destination`] naming the process.
+pub fn refuse_open_sqlite(path: &Path) -> Result<()> {
+    restore::refuse_open(path, sqlite::SIDECARS)
+}
+
 /// Fault injection for tests: when `RUNBOOK_FAILPOINT` names this point, the process dies
 /// here as abruptly as under `kill -9` (no destructors, no cleanup).
 pub(crate) fn failpoint(name: &str) {

@@ -16,6 +16,64 @@ pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// Refuses to replace `dest` or one of its `sidecars` while another process has it open: that
+/// process would go on reading and writing the file the restore moved away, and what it writes
+/// from then on would be lost with it. Best effort: `/proc` shows the open files of the
+/// processes this user may look into (every process, to root).
+///
+/// # Errors
+/// [`Error::Destination`] naming the process.
+pub(crate) fn refuse_open(dest: &Path, sidecars: &[&str]) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let files: Vec<(u64, u64, PathBuf)> = std::iter::once("")
+        .chain(sidecars.iter().copied())
+        .map(|suffix| with_suffix(dest, suffix))
+        .filter_map(|p| fs::metadata(&p).ok().map(|m| (m.dev(), m.ino(), p)))
+        .collect();
+    if files.is_empty() {
+        return Ok(());
+    }
+    let me = std::process::id();
+    for process in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = process
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let fds = fs::read_dir(process.path().join("fd"))
+            .into_iter()
+            .flatten();
+        for fd in fds.flatten() {
+            let Ok(m) = fs::metadata(fd.path()) else {
+                continue;
+            };
+            let Some((_, _, path)) = files
+                .iter()
+                .find(|(dev, ino, _)| (*dev, *ino) == (m.dev(), m.ino()))
+            else {
+                continue;
+            };
+            let program = fs::read_to_string(process.path().join("comm"))
+                .map(|c| c.trim_end().to_string())
+                .unwrap_or_else(|_| "?".into());
+            return Err(Error::Destination {
+                path: dest.to_path_buf(),
+                reason: format!(
+                    "{} is open by pid {pid} ({program}): stop it first, or what it writes after \
+                     the restore goes to the replaced file and is lost",
+                    path.display()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Cleans up after restores to `dest` whose process died (`kill -9`, a crash): their staging
 /// copies `.NAME.runbook-restore-PID` go, and an old destination they had moved aside
 /// (`….aside`, its sidecars `….aside-wal` and so on) is put back when the new data never

@@ -298,6 +298,7 @@ pub fn restore(
         }
     }
     let pre_restore = if replaces_live {
+        runbook_backup::refuse_open_sqlite(&to)?;
         let pre = engine
             .backup(
                 target,

@@ -97,6 +97,9 @@ impl Kind for Sqlite<'_> {
     fn restore_to(&self, cx: RestoreCx<'_>) -> Result<()> {
         // The one file, restored in runs on every core into a staging directory beside `to`,
         // then checked and renamed into place.
+        if cx.force {
+            crate::restore::refuse_open(cx.to, sqlite::SIDECARS)?;
+        }
         let staged = Staged::new(cx.to, cx.force, sqlite::SIDECARS)?;
         fs::create_dir_all(&staged.path).map_err(Error::io(format!(
             "cannot create {}",

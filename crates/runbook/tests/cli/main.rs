@@ -1112,17 +1112,31 @@ fn a_forced_restore_killed_before_its_rename_puts_the_old_database_back_with_its
     let ws = Workspace::new(&sqlite_config("app.db"));
     make_db(&ws.path("app.db"), 10);
     ws.run(&["backup", "db"]).ok();
-    make_db(&ws.path("live.db"), 3);
-    // The application's connection: five more rows committed to the WAL, not yet in the
-    // database file. It stays open to the end, as a running application's would (closing it
-    // would copy the WAL into the database).
-    let app = rusqlite::Connection::open(ws.path("live.db")).expect("open");
+    make_db(&ws.path("app-copy.db"), 3);
+    // An application that stopped (or crashed) with five more rows committed to its WAL, not
+    // yet in the database file: both files copied while its connection was open (closing
+    // the last connection copies the WAL into the database). A restore over a file that a
+    // running application has open is refused.
+    let app = rusqlite::Connection::open(ws.path("app-copy.db")).expect("open");
     app.pragma_update(None, "wal_autocheckpoint", 0)
         .expect("no checkpoints");
     app.execute_batch("INSERT INTO items (body) VALUES ('a'), ('b'), ('c'), ('d'), ('e')")
         .expect("insert");
-    assert!(fs::metadata(ws.path("live.db-wal")).expect("wal").len() > 0);
-    assert_eq!(count(&ws.path("live.db"), "SELECT count(*) FROM items"), 8);
+    for suffix in ["", "-wal"] {
+        fs::copy(
+            ws.path(&format!("app-copy.db{suffix}")),
+            ws.path(&format!("live.db{suffix}")),
+        )
+        .expect("copy");
+    }
+    assert_eq!(
+        count(&ws.path("app-copy.db"), "SELECT count(*) FROM items"),
+        8
+    );
+    drop(app);
+    let as_it_was = |suffix: &str| fs::read(ws.path(&format!("live.db{suffix}"))).expect("read");
+    let (db, wal) = (as_it_was(""), as_it_was("-wal"));
+    assert!(!wal.is_empty());
 
     let out = ws
         .command(&["restore", "db", "--to", "live.db", "--force"])
@@ -1144,7 +1158,7 @@ fn a_forced_restore_killed_before_its_rename_puts_the_old_database_back_with_its
                 "put live.db-wal back from an interrupted restore",
             ],
         );
-    assert_eq!(count(&ws.path("live.db"), "SELECT count(*) FROM items"), 8);
+    assert!(as_it_was("") == db && as_it_was("-wal") == wal);
 
     // A forced restore that runs through replaces both: the old WAL's rows do not leak into
     // the restored database, and nothing is left aside.
@@ -1158,7 +1172,6 @@ fn a_forced_restore_killed_before_its_rename_puts_the_old_database_back_with_its
         .filter(|n| n.contains("runbook-restore"))
         .collect();
     assert!(left.is_empty(), "left beside the database: {left:?}");
-    drop(app);
 }
 
 /// Regression: a password file with a trailing space was read differently from restic, so
@@ -1334,6 +1347,68 @@ fn restoring_over_the_live_file_keeps_an_undo_point() {
     assert_eq!(names, ["check", "open", "plan", "sync", "write"], "{v}");
     let sum: f64 = phases.values().filter_map(serde_json::Value::as_f64).sum();
     assert!(sum <= v["seconds"].as_f64().expect("seconds"), "{v}");
+}
+
+/// Regression: a forced restore over a SQLite file that an application still had open moved
+/// the file away under it; the application went on writing to the old file, and lost all it
+/// wrote. Now the restore is refused, naming the process, and nothing is taken or replaced.
+#[test]
+fn a_restore_over_a_file_a_process_has_open_is_refused() {
+    let ws = Workspace::new(&sqlite_config("app.db"));
+    make_db(&ws.path("app.db"), 10);
+    ws.run(&["backup", "db"]).ok();
+    let conn = rusqlite::Connection::open(ws.path("app.db")).expect("open");
+    conn.execute("INSERT INTO items (body) VALUES ('later')", [])
+        .expect("insert");
+    drop(conn);
+    let snapshots = || ws.run(&["snapshots", "db", "--json"]).ok().stdout;
+    let before = snapshots();
+    // The application: a process holding the file open (this test's own child).
+    let file = std::fs::File::open(ws.path("app.db")).expect("open");
+    let app = runbook_testkit::KillOnDrop(
+        std::process::Command::new("sleep")
+            .arg("600")
+            .stdin(file)
+            .spawn()
+            .expect("sleep"),
+    );
+    let pid = app.0.id().to_string();
+    for to in ["app.db", "./app.db"] {
+        ws.run(&["restore", "db", "--to", to, "--force"])
+            .fails_with(&["app.db is open by pid", &pid, "(sleep)", "stop it first"]);
+    }
+    assert_eq!(count(&ws.path("app.db"), "SELECT count(*) FROM items"), 11);
+    assert_eq!(snapshots(), before, "no pre-restore snapshot was taken");
+    // Over a file elsewhere, too.
+    std::fs::copy(ws.path("app.db"), ws.path("other.db")).expect("copy");
+    let other = std::fs::File::open(ws.path("other.db")).expect("open");
+    let reader = runbook_testkit::KillOnDrop(
+        std::process::Command::new("sleep")
+            .arg("600")
+            .stdin(other)
+            .spawn()
+            .expect("sleep"),
+    );
+    ws.run(&["restore", "db", "--to", "other.db", "--force"])
+        .fails_with(&["other.db is open by pid", &reader.0.id().to_string()]);
+    drop(reader);
+    // Through its WAL too.
+    drop(app);
+    std::fs::write(ws.path("app.db-wal"), b"").expect("wal");
+    let wal = std::fs::File::open(ws.path("app.db-wal")).expect("open");
+    let app = runbook_testkit::KillOnDrop(
+        std::process::Command::new("sleep")
+            .arg("600")
+            .stdin(wal)
+            .spawn()
+            .expect("sleep"),
+    );
+    ws.run(&["restore", "db", "--to", "app.db", "--force"])
+        .fails_with(&["app.db-wal is open by pid", &app.0.id().to_string()]);
+    // Once it has stopped, the restore goes through.
+    drop(app);
+    ws.run(&["restore", "db", "--to", "app.db", "--force"]).ok();
+    assert_eq!(count(&ws.path("app.db"), "SELECT count(*) FROM items"), 10);
 }
 
 #[test]
