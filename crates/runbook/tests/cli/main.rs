@@ -1363,50 +1363,34 @@ fn a_restore_over_a_file_a_process_has_open_is_refused() {
     drop(conn);
     let snapshots = || ws.run(&["snapshots", "db", "--json"]).ok().stdout;
     let before = snapshots();
-    // The application: a process holding the file open (this test's own child).
-    let file = std::fs::File::open(ws.path("app.db")).expect("open");
-    let app = runbook_testkit::KillOnDrop(
-        std::process::Command::new("sleep")
+    // A process holding a file open (this test's own child) and its pid.
+    let holding = |name: &str| {
+        let file = std::fs::File::open(ws.path(name)).expect("open");
+        let child = std::process::Command::new("sleep")
             .arg("600")
             .stdin(file)
             .spawn()
-            .expect("sleep"),
-    );
-    let pid = app.0.id().to_string();
+            .expect("sleep");
+        let pid = child.id().to_string();
+        (runbook_testkit::KillOnDrop(child), pid)
+    };
+    let (app, pid) = holding("app.db");
     for to in ["app.db", "./app.db"] {
         ws.run(&["restore", "db", "--to", to, "--force"])
             .fails_with(&["app.db is open by pid", &pid, "(sleep)", "stop it first"]);
     }
     assert_eq!(count(&ws.path("app.db"), "SELECT count(*) FROM items"), 11);
     assert_eq!(snapshots(), before, "no pre-restore snapshot was taken");
-    // Over a file elsewhere, too.
+    drop(app);
+    // Over a file elsewhere, and through a WAL, too.
     std::fs::copy(ws.path("app.db"), ws.path("other.db")).expect("copy");
-    let other = std::fs::File::open(ws.path("other.db")).expect("open");
-    let reader = runbook_testkit::KillOnDrop(
-        std::process::Command::new("sleep")
-            .arg("600")
-            .stdin(other)
-            .spawn()
-            .expect("sleep"),
-    );
-    ws.run(&["restore", "db", "--to", "other.db", "--force"])
-        .fails_with(&["other.db is open by pid", &reader.0.id().to_string()]);
-    drop(reader);
-    // Through its WAL too.
-    drop(app);
     std::fs::write(ws.path("app.db-wal"), b"").expect("wal");
-    let wal = std::fs::File::open(ws.path("app.db-wal")).expect("open");
-    let app = runbook_testkit::KillOnDrop(
-        std::process::Command::new("sleep")
-            .arg("600")
-            .stdin(wal)
-            .spawn()
-            .expect("sleep"),
-    );
-    ws.run(&["restore", "db", "--to", "app.db", "--force"])
-        .fails_with(&["app.db-wal is open by pid", &app.0.id().to_string()]);
-    // Once it has stopped, the restore goes through.
-    drop(app);
+    for (to, open) in [("other.db", "other.db"), ("app.db", "app.db-wal")] {
+        let (_held, pid) = holding(open);
+        ws.run(&["restore", "db", "--to", to, "--force"])
+            .fails_with(&[&format!("{open} is open by pid {pid}")]);
+    }
+    // Once nothing has it open, the restore goes through.
     ws.run(&["restore", "db", "--to", "app.db", "--force"]).ok();
     assert_eq!(count(&ws.path("app.db"), "SELECT count(*) FROM items"), 10);
 }
