@@ -242,7 +242,10 @@ impl<'a> Conn<'a> {
             let _ = std::fs::remove_file(&partial);
             return Err(e);
         }
-        crate::rotate::sync_dir(to)?;
+        // A whole dump that may not be on disk by its name: the database was not touched.
+        crate::rotate::sync_dir(to).inspect_err(|_| {
+            let _ = std::fs::remove_file(to);
+        })?;
         Ok(file)
     }
 
