@@ -197,6 +197,8 @@ impl Engine {
         // backup, its retention and its copies.
         let mut lock = self.lock(t)?;
         let snapshot = self.backup_locked(t, req, &mut lock, started)?;
+        // As of the snapshot just made, at the latest: it is never "dated after now".
+        let now = now.max(snapshot.time);
         // No rule, nothing to remove: skip reopening the repository (its key derivation alone
         // costs a noticeable part of a small backup).
         let plan = if t.keep.is_empty() {

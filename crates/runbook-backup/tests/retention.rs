@@ -133,3 +133,58 @@ fn no_keep_rule_removes_nothing() {
     assert!(plan.remove.is_empty());
     assert_eq!(kept_times(&engine, "forever").len(), 1);
 }
+
+/// Regression: snapshots dated ahead (a clock that was ahead, then set right) took the keep
+/// rule's places, so each new backup, older by its date, was removed as soon as it was made
+/// and the earlier ones with it. Now they are kept outside the rule, and the rule applies to
+/// the others as if they were not there.
+#[test]
+fn snapshots_dated_ahead_neither_take_the_rule_s_places_nor_go() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = engine(dir.path());
+    backfill(&engine, "counts");
+    let ahead: Vec<Timestamp> = (20..=22)
+        .map(|d| ts(&format!("2027-11-{d}T03:00:00Z")))
+        .collect();
+    for t in &ahead {
+        let req = BackupRequest {
+            reason: "test".into(),
+            time: Some(*t),
+            keep_forever: false,
+        };
+        engine.backup("counts", &req).expect("backup");
+    }
+    // The backup of the day, once the clock is right, with its retention.
+    let now = ts("2026-11-25T12:00:00Z");
+    let req = BackupRequest {
+        reason: "test".into(),
+        time: Some(now),
+        keep_forever: false,
+    };
+    let (_, plan, _) = engine
+        .backup_and_retain("counts", &req, now)
+        .expect("backup");
+    let removed: Vec<Timestamp> = plan.remove.iter().map(|s| s.time).collect();
+    assert_eq!(removed.len(), 8, "{removed:?}");
+    // As without them (last 2, daily 3, weekly 2), with the new one in the place of 05:00 on
+    // the 25th, and the three ahead.
+    let mut expected: Vec<Timestamp> = [
+        "2026-11-22T03:00:00Z",
+        "2026-11-23T03:00:00Z",
+        "2026-11-24T03:00:00Z",
+        "2026-11-25T05:00:00Z",
+        "2026-11-25T12:00:00Z",
+    ]
+    .iter()
+    .map(|s| ts(s))
+    .collect();
+    expected.extend(&ahead);
+    assert_eq!(kept_times(&engine, "counts"), expected);
+    let reasons: Vec<&str> = plan
+        .keep
+        .iter()
+        .filter(|(s, _)| s.time > now)
+        .flat_map(|(_, r)| r.iter().map(String::as_str))
+        .collect();
+    assert_eq!(reasons, ["dated after now"; 3]);
+}

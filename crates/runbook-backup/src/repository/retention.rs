@@ -15,16 +15,36 @@ use crate::{Error, Result};
 impl Repo {
     /// Applies `keep` as of `now`: removes the snapshots it does not keep and, unless
     /// `dry_run`, prunes data no snapshot references any more.
+    ///
+    /// Snapshots dated after `now` are kept and left out of the rule. A clock that was ahead
+    /// and then set right dates them so; in the rule they would take its places (the last, the
+    /// day, the week), and each new backup, older by its date, would go as soon as it was made.
     pub(crate) fn forget(&self, keep: &Keep, now: Timestamp, dry_run: bool) -> Result<ForgetPlan> {
-        let snaps = self.raw_snapshots()?;
+        let (ahead, snaps): (Vec<_>, Vec<_>) = self
+            .raw_snapshots()?
+            .into_iter()
+            .partition(|s| s.time.timestamp() > now);
+        let mut plan = ForgetPlan::default();
+        if let Some(newest) = ahead.last() {
+            log::warn!(
+                "{}: {} snapshot(s) dated after now (the newest {}): kept, outside the keep \
+                 rule, until then; was the clock ahead?",
+                self.target,
+                ahead.len(),
+                newest.time.timestamp()
+            );
+        }
+        let ahead: Vec<_> = ahead
+            .iter()
+            .map(|s| (self.describe(s), vec!["dated after now".to_string()]))
+            .collect();
         if keep.is_empty() || snaps.is_empty() {
-            return Ok(ForgetPlan {
-                keep: snaps
-                    .iter()
-                    .map(|s| (self.describe(s), vec!["no keep rule".into()]))
-                    .collect(),
-                remove: Vec::new(),
-            });
+            plan.keep = snaps
+                .iter()
+                .map(|s| (self.describe(s), vec!["no keep rule".into()]))
+                .chain(ahead)
+                .collect();
+            return Ok(plan);
         }
         let to_i32 = |n: Option<u32>| n.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
         let mut opts = KeepOptions::default()
@@ -52,7 +72,6 @@ impl Repo {
         let decided = opts
             .apply(snaps, &now.to_zoned(TimeZone::UTC))
             .map_err(self.err("forget"))?;
-        let mut plan = ForgetPlan::default();
         let mut remove_ids = Vec::new();
         for d in decided {
             let s = self.describe(&d.snapshot);
@@ -63,6 +82,7 @@ impl Repo {
                 plan.remove.push(s);
             }
         }
+        plan.keep.extend(ahead);
         if !dry_run && !remove_ids.is_empty() {
             self.inner
                 .delete_snapshots(&remove_ids)
