@@ -211,9 +211,15 @@ impl AppState {
         Ok(list)
     }
 
+    /// How far after now a snapshot may be dated and still count as made now: the clocks of
+    /// several instances differ by a little.
+    pub(crate) const AHEAD_SLACK_MS: i64 = 10 * 60_000;
+
     /// When `target` was last backed up, in Unix ms: the newest snapshot in its repository
     /// or the newest successful backup job, whichever is later, so backups made by the CLI
-    /// or another process count too.
+    /// or another process count too. Snapshots dated after now, by more than
+    /// [`Self::AHEAD_SLACK_MS`] (a clock that was ahead), do not count: they would show the
+    /// target backed up, and no backup late or failed, until that date.
     ///
     /// # Errors
     /// The state store or the repository cannot be read.
@@ -230,11 +236,14 @@ impl AppState {
             )
             .await?
             .and_then(|j| j.finished_at);
+        let now = self.clock.now_ms();
         let snap = self
             .snapshot_list(target)
             .await?
-            .last()
-            .map(|s| s.time.as_millisecond());
+            .iter()
+            .rev()
+            .map(|s| s.time.as_millisecond())
+            .find(|&t| t <= now + Self::AHEAD_SLACK_MS);
         Ok(job.max(snap))
     }
 

@@ -1003,6 +1003,14 @@ async fn backups_made_outside_the_service_count_in_health_and_metrics() {
     })
     .await
     .expect("join");
+    // The snapshots carry the wall clock's time: the service's clock reads it too, as in
+    // production (a snapshot dated after the clock's now would not count).
+    app.clock.set(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("now")
+            .as_millis() as i64,
+    );
     app.state.forget_cached_snapshots();
     let after = health(&app).await;
     assert_eq!(

@@ -726,6 +726,62 @@ async fn built_in_signals_fire_without_configuration_and_resolve() {
     app.stop().await;
 }
 
+/// Regression: a snapshot dated ahead (a clock that was ahead, then set right) showed its
+/// target backed up until that date, so backups that stopped never went stale. Now the backup
+/// checks go by the other snapshots, and a warning names the ones ahead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_dated_ahead_does_not_hide_a_stale_backup() {
+    let receiver = Receiver::start(SECRET);
+    let app = spawn(alerting(&receiver), false).await;
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("now")
+        .as_millis() as i64;
+    let ahead = jiff::Timestamp::from_millisecond(wall + 300 * 86_400_000).expect("time");
+    let engine = app.state.engine.clone();
+    tokio::task::spawn_blocking(move || {
+        // One backup now, by the wall clock, and one made while the clock was 300 days ahead.
+        engine.backup("app-db", &runbook_backup::BackupRequest::default())?;
+        engine.backup(
+            "app-db",
+            &runbook_backup::BackupRequest {
+                reason: "test".into(),
+                time: Some(ahead),
+                keep_forever: false,
+            },
+        )
+    })
+    .await
+    .expect("join")
+    .expect("backups");
+    let summary = || async { status::summary(&app.state).await.expect("summary").checks };
+
+    // Three days on, nothing backed up since: stale, however far ahead the other one is dated.
+    app.clock.set(wall + 3 * 86_400_000);
+    app.state.forget_cached_snapshots();
+    monitor::tick(&app.state).await.expect("tick");
+    let stale = app
+        .state
+        .store
+        .alert("backup.stale", "app-db")
+        .await
+        .expect("alert")
+        .is_some_and(|a| a.state == "firing");
+    assert!(stale, "{:?}", summary().await);
+    let checks = summary().await;
+    let warned = checks
+        .iter()
+        .find(|c| c.name == "backup:app-db:dated-ahead")
+        .expect("a check names the snapshot ahead");
+    assert_eq!(warned.status, "warn");
+    assert!(
+        warned.message.contains("1 snapshot(s) dated after now"),
+        "{}",
+        warned.message
+    );
+    app.stop().await;
+}
+
 /// A dump that a MariaDB restore saved and did not remove may be a database's only copy: the
 /// check `restore:TARGET` names it as critical and `restore.interrupted` fires until the file
 /// is gone. While the restore that saved it runs (it holds the file's lock), it is a warning.

@@ -222,6 +222,28 @@ fn saved_dump_check(state: &AppState, target: &str) -> Option<Check> {
     )
 }
 
+/// Snapshots of `target` dated after `now` (Unix ms; by more than the slack): a clock that was
+/// ahead, then set right.
+/// Retention keeps them outside the keep rule and the backup checks go by the others; this
+/// says so, as a warning, until `now` passes them.
+async fn dated_ahead_check(state: &AppState, target: &str, now: i64) -> Option<Check> {
+    let list = state.snapshot_list(target).await.ok()?;
+    let ahead: Vec<_> = list
+        .iter()
+        .filter(|s| s.time.as_millisecond() > now + AppState::AHEAD_SLACK_MS)
+        .collect();
+    let newest = ahead.last()?;
+    Some(check(
+        format!("backup:{target}:dated-ahead"),
+        "warn",
+        format!(
+            "{} snapshot(s) dated after now, the newest {}: was the clock ahead? Retention keeps them outside the keep rule until then, and the backup checks go by the others",
+            ahead.len(),
+            newest.time.strftime("%Y-%m-%d %H:%M UTC")
+        ),
+    ))
+}
+
 /// The worst of some check statuses: `critical`, else `warn`, else `ok`.
 pub(crate) fn worst<'a>(statuses: impl Iterator<Item = &'a str>) -> &'static str {
     statuses.fold("ok", |w, s| match (w, s) {
@@ -305,6 +327,9 @@ pub(crate) async fn checks(state: &AppState) -> Result<Vec<Check>, runbook_store
                 last_ok.and_then(|j| j.finished_at)
             }
         };
+        if let Some(c) = dated_ahead_check(&state, &target.name, now).await {
+            checks.push(c);
+        }
         if let Some(f) = &last_fail
             && last.is_none_or(|l| f.finished_at.is_some_and(|failed| l < failed))
         {
