@@ -205,3 +205,42 @@ pub(crate) fn encode(s: &str) -> String {
     }
     out
 }
+
+/// Whether `host` (a name, an address or a socket directory) is this machine's loopback.
+pub(crate) fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host.starts_with('/')
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback;
+
+    #[test]
+    fn loopback_hosts_are_told_from_others() {
+        for host in [
+            "localhost",
+            "127.0.0.1",
+            "127.8.9.1",
+            "::1",
+            "[::1]",
+            "/run/postgresql",
+        ] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in [
+            "db.internal",
+            "10.0.0.5",
+            "192.168.1.2",
+            "::ffff:10.0.0.1",
+            "localhost.example",
+        ] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
+}

@@ -19,17 +19,6 @@ use crate::{
     dump::{DumpReader, SpawnError, feed_child},
 };
 
-/// Whether `host` (a name, an address or a socket directory) is this machine's loopback.
-pub(crate) fn is_loopback(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host.starts_with('/')
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 /// What a tool needs to reach the database.
 pub(crate) struct Conn<'a> {
     pub target: &'a str,
@@ -81,7 +70,7 @@ impl Conn<'_> {
         // tool each run a cipher over every byte of a dump. `allow` connects without it, and
         // with it when the server insists (a `hostssl` line). The user's PGSSLMODE, or a
         // service file that may set one, wins.
-        if is_loopback(&url.host)
+        if crate::database::is_loopback(&url.host)
             && ["PGSSLMODE", "PGSERVICE", "PGREQUIRESSL"]
                 .iter()
                 .all(|v| std::env::var_os(v).is_none())
@@ -291,33 +280,5 @@ pub(crate) fn check_db_name(target: &str, name: &str) -> Result<()> {
             name: name.to_string(),
             reason: "use letters, digits and '_' (at most 63, not starting with a digit)",
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_loopback;
-
-    #[test]
-    fn loopback_hosts_are_told_from_others() {
-        for host in [
-            "localhost",
-            "127.0.0.1",
-            "127.8.9.1",
-            "::1",
-            "[::1]",
-            "/run/postgresql",
-        ] {
-            assert!(is_loopback(host), "{host}");
-        }
-        for host in [
-            "db.internal",
-            "10.0.0.5",
-            "192.168.1.2",
-            "::ffff:10.0.0.1",
-            "localhost.example",
-        ] {
-            assert!(!is_loopback(host), "{host}");
-        }
     }
 }

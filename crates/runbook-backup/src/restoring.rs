@@ -91,7 +91,7 @@ fn restore_lock(db: &Database, into: &str) -> String {
 /// different addresses stay apart.
 fn server_host(host: &str, port: u16) -> String {
     use std::net::ToSocketAddrs;
-    if crate::postgres::is_loopback(host) {
+    if crate::database::is_loopback(host) {
         return "local".into();
     }
     let bare = host.trim_start_matches('[').trim_end_matches(']');

@@ -222,10 +222,9 @@ fn saved_dump_check(state: &AppState, target: &str) -> Option<Check> {
     )
 }
 
-/// Snapshots of `target` dated after `now` (Unix ms; by more than the slack): a clock that was
-/// ahead, then set right.
-/// Retention keeps them outside the keep rule and the backup checks go by the others; this
-/// says so, as a warning, until `now` passes them.
+/// Snapshots of `target` dated after `now` (Unix ms), by more than the slack: a clock that
+/// was ahead, then set right. Retention keeps them outside the keep rule and the backup checks
+/// go by the others; this says so, as a warning, until `now` passes them.
 async fn dated_ahead_check(state: &AppState, target: &str, now: i64) -> Option<Check> {
     let list = state.snapshot_list(target).await.ok()?;
     let ahead: Vec<_> = list
