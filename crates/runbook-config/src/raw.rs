@@ -118,9 +118,9 @@ impl RawConfig {
                 .map(|s| Schedule::parse(&s))
                 .transpose()
                 .map_err(|r| ConfigError::invalid(file, format!("{key}.schedule"), r))?;
-            let keep = keep
-                .into_keep()
-                .map_err(|r| ConfigError::invalid(file, format!("{key}.keep.within"), r))?;
+            let keep = keep.into_keep().map_err(|(field, r)| {
+                ConfigError::invalid(file, format!("{key}.keep.{field}"), r)
+            })?;
             let drill = drill
                 .map(|d| d.validate(file, &format!("{key}.drill"), &kind))
                 .transpose()?;
@@ -201,7 +201,28 @@ impl RawConfig {
 }
 
 impl RawKeep {
-    fn into_keep(self) -> Result<Keep, String> {
+    /// The rule, or the field that is wrong (`last`, `within`, …) and why.
+    ///
+    /// A count of 0 is refused: rustic reads it as "keep none by this rule" (restic as "no
+    /// rule"), so `keep = { last = 0 }` alone would remove every snapshot, the one just made
+    /// included, at each backup.
+    fn into_keep(self) -> Result<Keep, (&'static str, String)> {
+        for (field, n) in [
+            ("last", self.last),
+            ("hourly", self.hourly),
+            ("daily", self.daily),
+            ("weekly", self.weekly),
+            ("monthly", self.monthly),
+        ] {
+            if n == Some(0) {
+                return Err((
+                    field,
+                    format!(
+                        "0 keeps no snapshot by this rule, so with no other rule each backup would remove every snapshot, its own included; give at least 1, or leave {field} out"
+                    ),
+                ));
+            }
+        }
         Ok(Keep {
             last: self.last,
             hourly: self.hourly,
@@ -212,7 +233,8 @@ impl RawKeep {
                 .within
                 .as_deref()
                 .map(keep::parse_duration)
-                .transpose()?,
+                .transpose()
+                .map_err(|reason| ("within", reason))?,
         })
     }
 }

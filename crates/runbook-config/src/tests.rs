@@ -84,6 +84,27 @@ fn bad_duration_names_key() {
 }
 
 #[test]
+fn a_keep_count_of_zero_is_refused_naming_the_rule() {
+    // `last = 0` alone keeps nothing: every backup would remove every snapshot, its own too.
+    for rule in ["last", "hourly", "daily", "weekly", "monthly"] {
+        let e = err(&format!(
+            "[targets.db]\nkind = \"sqlite\"\npath = \"a.db\"\nkeep = {{ within = \"7d\", {rule} = 0 }}\n"
+        ));
+        assert!(e.contains(&format!("targets.db.keep.{rule}")), "{e}");
+        assert!(e.contains("at least 1"), "{e}");
+        assert_eq!(e.lines().count(), 1, "{e}");
+    }
+    let e = err(
+        "[repositories.offsite]\npath = \"/mnt/usb\"\nkeep = { last = 0 }\n\
+         [targets.db]\nkind = \"sqlite\"\npath = \"a.db\"\ncopy_to = [\"offsite\"]\n",
+    );
+    assert!(e.contains("repositories.offsite.keep.last"), "{e}");
+    let ok = parse("[targets.db]\nkind = \"sqlite\"\npath = \"a.db\"\nkeep = { last = 1 }\n")
+        .expect("a count of 1 is a rule");
+    assert_eq!(ok.targets["db"].keep.last, Some(1));
+}
+
+#[test]
 fn bad_cron_names_key() {
     for bad in ["61 3 * * *", "every day", "daily at 25 UTC", "0 3 * *"] {
         let e = err(&format!(

@@ -110,7 +110,9 @@ pub(super) fn copies(
         let keep = keep
             .map(RawKeep::into_keep)
             .transpose()
-            .map_err(|reason| ConfigError::invalid(file, format!("{key}.keep.within"), reason))?;
+            .map_err(|(field, reason)| {
+                ConfigError::invalid(file, format!("{key}.keep.{field}"), reason)
+            })?;
         let path = r
             .path
             .as_deref()
