@@ -119,7 +119,7 @@ impl Engine {
         }
         // Object stores write each file whole: only the unreferenced packs are left to prune.
         match self.open_repo(&target.name) {
-            Ok(repo) => repo.prune(),
+            Ok(repo) => self.prune_unless_read(&repo, &target.name),
             Err(Error::NoRepository { .. }) => Ok(()),
             Err(e) => Err(e),
         }
@@ -258,8 +258,38 @@ impl Engine {
         // leaves the marker, and the next run on the target prunes what it left.
         lock.begin_write()?;
         let plan = repo.forget(&target.keep, now, false)?;
+        if !plan.remove.is_empty()
+            || lock::prune_pending(&self.config.data_dir, &target.name).exists()
+        {
+            failpoint("forget-before-prune");
+            self.prune_unless_read(&repo, &target.name)?;
+        }
         lock.end_write();
         Ok(plan)
+    }
+
+    /// Prunes data no snapshot references, unless a restore is reading the repository (see
+    /// [`lock::ReadHold`]): the prune is then put off, recorded for the next forget on the
+    /// target, and the data stays until then.
+    fn prune_unless_read(&self, repo: &Repo, target: &str) -> Result<()> {
+        let data_dir = &self.config.data_dir;
+        let pending = lock::prune_pending(data_dir, target);
+        let Some(_hold) = lock::prune_hold(data_dir, target)? else {
+            log::warn!(
+                "target `{target}`: a restore is reading the repository, so the data of the \
+                 snapshots removed stays until the next backup or forget on it"
+            );
+            return fs::write(&pending, b"")
+                .map_err(Error::io(format!("cannot write {}", pending.display())));
+        };
+        repo.prune()?;
+        match fs::remove_file(&pending) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::Io {
+                context: format!("cannot remove {}", pending.display()),
+                source: e,
+            }),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -275,9 +305,27 @@ pub fn refuse_open_sqlite(path: &Path) -> Result<()> {
 
 /// Fault injection for tests: when `RUNBOOK_FAILPOINT` names this point, the process dies
 /// here as abruptly as under `kill -9` (no destructors, no cleanup).
+///
+/// `RUNBOOK_FAILPOINT=name:wait=GATE` pauses here instead: the file `GATE.reached` is created,
+/// and the run goes on once the file `GATE` exists, so a test can run something else at this
+/// point (at most ten minutes, then it goes on).
 pub(crate) fn failpoint(name: &str) {
-    if std::env::var("RUNBOOK_FAILPOINT").is_ok_and(|v| v == name) {
+    let Ok(v) = std::env::var("RUNBOOK_FAILPOINT") else {
+        return;
+    };
+    if v == name {
         std::process::abort();
+    }
+    if let Some(gate) = v
+        .strip_prefix(name)
+        .and_then(|rest| rest.strip_prefix(":wait="))
+    {
+        let gate = Path::new(gate);
+        let _ = fs::write(restore::with_suffix(gate, ".reached"), b"");
+        let until = Instant::now() + std::time::Duration::from_secs(600);
+        while !gate.exists() && Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 }
 

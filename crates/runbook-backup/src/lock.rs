@@ -128,6 +128,71 @@ impl Drop for TargetLock {
     }
 }
 
+/// A restore's shared hold on a target's repository data, in `data_dir/locks/<target>.readers`.
+///
+/// Restores do not take the target lock (a backup may run beside them), but a prune deletes
+/// and repacks packs at once on a local repository, and a restore that loaded the index before
+/// would then find the packs it planned to read gone and fail half-way. A prune takes this
+/// lock exclusively, and is put off while any restore holds it ([`prune_hold`]); a restore
+/// that starts during a prune waits for it. Released on drop; the kernel drops it when its
+/// holder dies.
+#[derive(Debug)]
+pub(crate) struct ReadHold {
+    _file: File,
+}
+
+impl ReadHold {
+    /// Takes the shared hold, waiting for a prune in progress to end.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the lock file cannot be created or locked.
+    pub(crate) fn acquire(data_dir: &Path, target: &str) -> Result<Self> {
+        let (file, path) = readers_file(data_dir, target)?;
+        if file.try_lock_shared().is_err() {
+            log::info!("target `{target}`: waiting for its prune to end before reading");
+            file.lock_shared()
+                .map_err(Error::io(format!("cannot lock {}", path.display())))?;
+        }
+        Ok(Self { _file: file })
+    }
+}
+
+/// The exclusive hold a prune takes on `target`'s data, or `None` while a restore reads it
+/// ([`ReadHold`]); the hold ends when the file is dropped.
+///
+/// # Errors
+/// [`Error::Io`] when the lock file cannot be created or locked.
+pub(crate) fn prune_hold(data_dir: &Path, target: &str) -> Result<Option<File>> {
+    let (file, path) = readers_file(data_dir, target)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::Io {
+            context: format!("cannot lock {}", path.display()),
+            source: e,
+        }),
+    }
+}
+
+/// Where a prune that a restore put off is recorded, for the next forget to do it.
+pub(crate) fn prune_pending(data_dir: &Path, target: &str) -> PathBuf {
+    data_dir.join("locks").join(format!("{target}.prune"))
+}
+
+fn readers_file(data_dir: &Path, target: &str) -> Result<(File, PathBuf)> {
+    let dir = data_dir.join("locks");
+    std::fs::create_dir_all(&dir).map_err(Error::io(format!("cannot create {}", dir.display())))?;
+    let path = dir.join(format!("{target}.readers"));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(Error::io(format!("cannot open lock {}", path.display())))?;
+    Ok((file, path))
+}
+
 /// What the holder wrote into the lock file (`pid N`). The holder writes it just after taking
 /// the lock, so a reader that comes in between finds it empty: look again briefly.
 fn read_holder(file: &mut File) -> String {

@@ -10,6 +10,7 @@ use std::{
 use crate::{
     Database, Engine, Error, Result, Snapshot, TargetLock, destination,
     kinds::{self, DbRestoreCx, RestoreCx},
+    lock::ReadHold,
     postgres,
 };
 
@@ -167,6 +168,8 @@ impl Engine {
         let started = Instant::now();
         let target = self.config.target(target)?;
         destination::check_not_protected(&self.config, to)?;
+        // No prune deletes what this restore is about to read (see `ReadHold`).
+        let _reading = ReadHold::acquire(&self.config.data_dir, &target.name)?;
         let repo = self.open_repo(&target.name)?;
         let snapshot = repo.find(wanted)?;
         let replaced = fs::symlink_metadata(to).is_ok();
@@ -226,6 +229,7 @@ impl Engine {
     ) -> Result<RestoreReport> {
         let started = Instant::now();
         let target = self.config.target(target)?;
+        let _reading = ReadHold::acquire(&self.config.data_dir, &target.name)?;
         if into.starts_with("s3:") {
             let repo = self.open_repo(&target.name)?;
             let snapshot = repo.find(wanted)?;

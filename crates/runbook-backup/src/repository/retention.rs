@@ -13,8 +13,8 @@ use super::{ForgetPlan, Repo, guard, rerr};
 use crate::{Error, Result};
 
 impl Repo {
-    /// Applies `keep` as of `now`: removes the snapshots it does not keep and, unless
-    /// `dry_run`, prunes data no snapshot references any more.
+    /// Applies `keep` as of `now`: removes the snapshots it does not keep, unless `dry_run`.
+    /// The data they alone referred to stays until the caller prunes ([`Repo::prune`]).
     ///
     /// Snapshots dated after `now` are kept and left out of the rule. A clock that was ahead
     /// and then set right dates them so; in the rule they would take its places (the last, the
@@ -87,8 +87,6 @@ impl Repo {
             self.inner
                 .delete_snapshots(&remove_ids)
                 .map_err(self.err("forget"))?;
-            crate::failpoint("forget-before-prune");
-            self.prune()?;
         }
         Ok(plan)
     }

@@ -92,6 +92,7 @@ impl Repo {
         let stretches = wanted.stretches(PAGE_STRETCH);
         let planned = started.elapsed().as_secs_f64();
         phases.insert("plan".into(), planned);
+        crate::failpoint("restore-planned");
 
         let io = |e: std::io::Error| Error::Io {
             context: format!("cannot write {}", to.display()),

@@ -1067,6 +1067,82 @@ fn a_forget_killed_before_pruning_is_finished_by_the_next_run() {
     ws.run(&["restore", "db", "--to", "r.db"]).ok();
 }
 
+/// Regression: a restore reads the packs it planned from the index it loaded first. A backup
+/// beside it whose retention pruned (at once, on a local repository) deleted those packs under
+/// it, and the restore failed half-way ("cannot read pack"). The prune is now put off while a
+/// restore reads, with a warning, and the next forget on the target does it.
+#[test]
+fn a_prune_is_put_off_while_a_restore_reads() {
+    // keep = { last = 2 }; each database's pages are its own, so a snapshot forgotten leaves
+    // whole packs that nothing else refers to.
+    let ws = Workspace::new(&sqlite_config("app.db"));
+    let fill = |seed: u64| {
+        for f in ["app.db", "app.db-wal", "app.db-shm"] {
+            let _ = fs::remove_file(ws.path(f));
+        }
+        let conn = rusqlite::Connection::open(ws.path("app.db")).expect("open");
+        conn.execute_batch("CREATE TABLE b (x BLOB NOT NULL)")
+            .expect("schema");
+        for i in 0..600 {
+            conn.execute("INSERT INTO b VALUES (?1)", [noise(3000, seed * 1000 + i)])
+                .expect("insert");
+        }
+    };
+    fill(1);
+    ws.run(&["backup", "db"]).ok();
+    let id = ws.snapshot_ids("db")[0].clone();
+    let gate = ws.path("gate");
+    let restore = ws
+        .command(&["restore", "db", "--snapshot", &id, "--to", "r.db"])
+        .env(
+            "RUNBOOK_FAILPOINT",
+            format!("restore-planned:wait={}", gate.display()),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("restore");
+    let mut restore = runbook_testkit::KillOnDrop(restore);
+    serve::wait_for("the restore to plan its reads", 60, || {
+        ws.path("gate.reached").exists()
+    });
+    let packs = |ws: &Workspace| walk(&ws.repo("db").join("data")).len();
+    fill(2);
+    ws.run(&["backup", "db"]).ok();
+    fill(3);
+    let third = ws.run(&["backup", "db"]).ok();
+    assert!(
+        third.stderr.contains("a restore is reading the repository"),
+        "{}",
+        third.stderr
+    );
+    let put_off = packs(&ws);
+    assert!(!ws.snapshot_ids("db").contains(&id), "retention removed it");
+    fs::write(&gate, b"").expect("gate");
+    let status = restore.0.wait().expect("wait");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut restore.0.stderr.take().expect("piped"), &mut stderr)
+        .expect("stderr");
+    assert!(status.success(), "the restore went through: {stderr}");
+    let conn = rusqlite::Connection::open(ws.path("r.db")).expect("open");
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM b", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(rows, 600);
+    let last: Vec<u8> = conn
+        .query_row("SELECT x FROM b WHERE rowid = 600", [], |r| r.get(0))
+        .expect("row");
+    assert!(last == noise(3000, 1599), "the first database's rows");
+    drop(conn);
+    // The next forget does the prune that was put off.
+    ws.run(&["forget", "db"]).ok();
+    assert!(
+        packs(&ws) < put_off,
+        "the data the first snapshot held went"
+    );
+    ws.run(&["check", "db", "--read-data", "100"]).ok();
+}
+
 /// Regression: a restore killed with -9 left `.NAME.runbook-restore-PID/` (as large as the
 /// database) beside the destination forever. The next restore to that destination removes
 /// it, and puts back an old destination that the killed run had moved aside.
