@@ -138,22 +138,31 @@ impl Drop for TargetLock {
 /// holder dies.
 #[derive(Debug)]
 pub(crate) struct ReadHold {
-    _file: File,
+    _file: Option<File>,
 }
 
 impl ReadHold {
-    /// Takes the shared hold, waiting for a prune in progress to end.
+    /// Takes the shared hold, waiting for a prune in progress to end. Where the lock file
+    /// cannot be made (a `data_dir` this user cannot write, as when restoring on another
+    /// machine with the password in the environment), the restore goes on without it, with a
+    /// warning: it can read, only not hold off a prune.
     ///
     /// # Errors
-    /// [`Error::Io`] when the lock file cannot be created or locked.
+    /// [`Error::Io`] when the lock file exists but cannot be locked.
     pub(crate) fn acquire(data_dir: &Path, target: &str) -> Result<Self> {
-        let (file, path) = readers_file(data_dir, target)?;
+        let (file, path) = match readers_file(data_dir, target) {
+            Ok(opened) => opened,
+            Err(e) => {
+                log::warn!("{e}: restoring without holding off a prune of target `{target}`");
+                return Ok(Self { _file: None });
+            }
+        };
         if file.try_lock_shared().is_err() {
             log::info!("target `{target}`: waiting for its prune to end before reading");
             file.lock_shared()
                 .map_err(Error::io(format!("cannot lock {}", path.display())))?;
         }
-        Ok(Self { _file: file })
+        Ok(Self { _file: Some(file) })
     }
 }
 
@@ -218,6 +227,32 @@ mod tests {
             Err(Error::Busy { holder, .. }) => holder,
             other => panic!("expected busy, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn readers_hold_off_a_prune_and_one_without_a_lock_file_still_reads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let reading = ReadHold::acquire(dir.path(), "t").expect("read");
+        let also = ReadHold::acquire(dir.path(), "t").expect("a second reader");
+        assert!(prune_hold(dir.path(), "t").expect("try").is_none());
+        assert!(
+            prune_hold(dir.path(), "u").expect("try").is_some(),
+            "another target"
+        );
+        drop(reading);
+        assert!(
+            prune_hold(dir.path(), "t").expect("try").is_none(),
+            "one still reads"
+        );
+        drop(also);
+        let pruning = prune_hold(dir.path(), "t").expect("try");
+        assert!(pruning.is_some(), "no reader left");
+        drop(pruning);
+        // A data_dir where no lock file can be made (here a file): the restore goes on.
+        let not_a_dir = dir.path().join("file");
+        std::fs::write(&not_a_dir, b"").expect("write");
+        let hold = ReadHold::acquire(&not_a_dir, "t").expect("reads without the lock");
+        assert!(hold._file.is_none());
     }
 
     #[test]
