@@ -249,15 +249,8 @@ impl Repo {
         let mut node = stream_node(name, file.mode, time.unwrap_or_else(Timestamp::now));
         node.meta.size = total;
         node.content = Some(content);
-        let Trees {
-            blobs: trees,
-            root,
-            dirs,
-        } = trees(file.path, node).map_err(fail)?;
         let mut saver = TreeSaver::new(&store, &cx).map_err(fail)?;
-        for (id, bytes) in &trees {
-            saver.add(*id, bytes).map_err(fail)?;
-        }
+        let (root, dirs) = save_trees(file.path, node, &mut saver).map_err(fail)?;
         saver.finish(&mut packs, &mut added).map_err(fail)?;
         store.save_index(packs).map_err(fail)?;
 
@@ -493,6 +486,7 @@ impl Cx<'_> {
         let io = |e: std::io::Error| format!("cannot set up compression: {e}");
         Ok(Blobber {
             seal: self.seal,
+            level: self.level,
             compress: self
                 .level
                 .map(zstd::bulk::Compressor::new)
@@ -606,6 +600,8 @@ pub(super) struct Sealed {
 /// page by page).
 pub(super) struct Blobber<'a> {
     seal: &'a Seal,
+    /// The repository's zstd level; `None` when it does not compress.
+    level: Option<i32>,
     compress: Option<zstd::bulk::Compressor<'static>>,
     /// Decompresses each sealed blob back for comparison (rustic's `extra_verify`).
     verify: Option<Verifier>,
@@ -635,6 +631,31 @@ impl Verifier {
             stream: zstd::stream::raw::Decoder::new()?,
             back: Vec::new(),
         })
+    }
+
+    /// The hash and length of what `compressed` decompresses to, read in windows.
+    fn digest(&mut self, compressed: &[u8]) -> std::result::Result<(Hash, u64), String> {
+        use zstd::stream::raw::{InBuffer, Operation, OutBuffer};
+        let broken = |e: std::io::Error| format!("cannot decompress what was just compressed: {e}");
+        self.stream.reinit().map_err(broken)?;
+        self.back.resize(Self::WINDOW, 0);
+        let mut input = InBuffer::around(compressed);
+        let mut sink = HashSink::default();
+        loop {
+            let mut out = OutBuffer::around(self.back.as_mut_slice());
+            let left = self.stream.run(&mut input, &mut out).map_err(broken)?;
+            let n = out.pos();
+            std::io::Write::write_all(&mut sink, &self.back[..n]).map_err(broken)?;
+            // As in `same`: 0 is a complete frame; no output from input all consumed, a cut one.
+            if left == 0 || (n == 0 && input.pos() == compressed.len()) {
+                if left != 0 || input.pos() != compressed.len() {
+                    return Err(
+                        "cannot decompress what was just compressed: it is cut short".into(),
+                    );
+                }
+                return Ok((sink.hasher.finalize().into(), sink.len));
+            }
+        }
     }
 
     /// Whether `compressed` decompresses to exactly `raw`.
@@ -674,6 +695,40 @@ impl Verifier {
 }
 
 impl Blobber<'_> {
+    /// The blob `id` of `len` bytes that `write` writes, compressed as it is written (the
+    /// frame records its length, as a whole blob's does), so its plain bytes are never held
+    /// whole; verified by hashing what it decompresses back to.
+    pub(super) fn blob_written(
+        &mut self,
+        id: Hash,
+        len: u64,
+        write: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> std::result::Result<Sealed, String> {
+        let Some(level) = self.level else {
+            let mut raw = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+            write(&mut raw).map_err(|e| format!("cannot write a blob: {e}"))?;
+            return self.blob(id, &raw);
+        };
+        let raw = u32::try_from(len).map_err(|_| "a blob is larger than 4 GiB".to_string())?;
+        compress_written(level, len, write, &mut self.compressed)
+            .map_err(|e| format!("cannot compress: {e}"))?;
+        let data = self.seal.seal(&self.compressed);
+        if let Some(v) = &mut self.verify {
+            self.seal.open_into(&data, &mut self.plain)?;
+            if v.digest(&self.plain)? != (id, len) {
+                return Err(
+                    "verification failed: a blob read back differs from what was written".into(),
+                );
+            }
+        }
+        Ok(Sealed {
+            id,
+            data,
+            raw,
+            compressed: true,
+        })
+    }
+
     pub(super) fn blob(&mut self, id: Hash, raw: &[u8]) -> std::result::Result<Sealed, String> {
         let len =
             u32::try_from(raw.len()).map_err(|_| "a blob is larger than 4 GiB".to_string())?;
@@ -912,18 +967,15 @@ impl PackBuf {
     }
 }
 
-/// The trees that hold a file at its path.
-struct Trees {
-    /// Each tree blob's id and JSON, the file's own tree first.
-    blobs: Vec<(Hash, Vec<u8>)>,
-    /// The root tree's id.
-    root: Hash,
-    /// How many directories lead to the file.
-    dirs: u64,
-}
-
-/// The trees that hold `node` at `path`.
-fn trees(path: &Path, node: Node) -> std::result::Result<Trees, String> {
+/// Saves the trees that hold `node` at `path` through `saver`, the file's own first; returns
+/// the root tree's id and how many directories lead to the file. Each tree is written
+/// straight into its compressed blob ([`TreeSaver::add_tree`]): the file's tree lists every
+/// page's id (8.7 MB of JSON for a 512 MiB database), which is never held whole.
+fn save_trees(
+    path: &Path,
+    node: Node,
+    saver: &mut TreeSaver<'_>,
+) -> std::result::Result<(Hash, u64), String> {
     let dirs: Vec<&OsStr> = path
         .components()
         .filter_map(|c| match c {
@@ -932,11 +984,9 @@ fn trees(path: &Path, node: Node) -> std::result::Result<Trees, String> {
         })
         .collect();
     let dirs = dirs.split_last().map_or(&[][..], |(_, d)| d);
-    let mut out = Vec::with_capacity(dirs.len() + 1);
     let mut tree = Tree { nodes: vec![node] };
     for dir in dirs.iter().rev() {
-        let (id, bytes) = tree_json(&tree)?;
-        out.push((id, bytes));
+        let id = saver.add_tree(&tree)?;
         // As rustic's archiver records the directories above a backed-up path: mode 0755, so
         // they can be entered.
         let meta = Metadata {
@@ -947,13 +997,56 @@ fn trees(path: &Path, node: Node) -> std::result::Result<Trees, String> {
         dir.subtree = Some(Id::new(id).into());
         tree = Tree { nodes: vec![dir] };
     }
-    let (root, bytes) = tree_json(&tree)?;
-    out.push((root, bytes));
-    Ok(Trees {
-        blobs: out,
-        root,
-        dirs: dirs.len() as u64,
-    })
+    let root = saver.add_tree(&tree)?;
+    Ok((root, dirs.len() as u64))
+}
+
+/// Hashes and counts what is written to it, keeping none of it.
+#[derive(Default)]
+struct HashSink {
+    hasher: Sha256,
+    len: u64,
+}
+
+impl std::io::Write for HashSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.hasher.update(buf);
+        self.len += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Compresses the `len` bytes that `write` writes into one zstd frame in `out` (cleared first)
+/// that records their length, as a frame compressed whole does.
+fn compress_written(
+    level: i32,
+    len: u64,
+    write: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
+    out: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    out.clear();
+    let mut enc = zstd::stream::write::Encoder::new(out, level)?;
+    enc.set_pledged_src_size(Some(len))?;
+    enc.include_contentsize(true)?;
+    write(&mut enc)?;
+    enc.finish().map(drop)
+}
+
+/// Writes `tree` as restic does: JSON and a newline.
+fn write_tree(tree: &Tree, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, tree).map_err(std::io::Error::other)?;
+    out.write_all(b"\n")
+}
+
+/// A tree's id (the hash of its JSON and a newline) and length, without holding the JSON.
+fn tree_id(tree: &Tree) -> std::result::Result<(Hash, u64), String> {
+    let mut sink = HashSink::default();
+    write_tree(tree, &mut sink).map_err(|e| format!("cannot write a tree: {e}"))?;
+    Ok((sink.hasher.finalize().into(), sink.len))
 }
 
 /// A tree as restic writes it: JSON and a newline; its id is the hash of those bytes.
@@ -1004,6 +1097,26 @@ impl<'a> TreeSaver<'a> {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// Stores `tree` unless the repository or this backup has it; returns its id. The JSON is
+    /// written twice, never held: once to hash it, once into its compressed blob.
+    pub(super) fn add_tree(&mut self, tree: &Tree) -> std::result::Result<Hash, String> {
+        let (id, len) = tree_id(tree)?;
+        self.added.trees_raw += len;
+        if self.cx.known.trees.contains_key(&id) || !self.fresh.insert(id) {
+            return Ok(id);
+        }
+        let sealed = self
+            .blobber
+            .blob_written(id, len, &mut |out| write_tree(tree, out))?;
+        self.added.tree_blobs += 1;
+        self.added.trees_packed += sealed.data.len() as u64;
+        self.pack.push(sealed, self.cx.stages)?;
+        if self.pack.len() >= self.pack_size {
+            self.flush()?;
+        }
+        Ok(id)
     }
 
     fn flush(&mut self) -> std::result::Result<(), String> {
@@ -1411,7 +1524,12 @@ impl Hex {
 
 #[cfg(test)]
 mod tests {
-    use super::{Hex, Verifier};
+    use rustic_core::{
+        DataId, Id,
+        repofile::{Metadata, Node, NodeType, Tree},
+    };
+
+    use super::{Hex, Verifier, compress_written, tree_id, tree_json, write_tree};
 
     #[test]
     fn an_id_is_read_from_its_hex_digits_and_nothing_else() {
@@ -1449,6 +1567,55 @@ mod tests {
         (0..len)
             .map(|i| b"0123456789 abcdef,\n"[(i * 7 + i / 4096) % 19])
             .collect()
+    }
+
+    /// A tree written straight into its compressed blob is the tree restic writes: the same
+    /// id, length and bytes, in a frame that records its length; the check of what was
+    /// written goes by the hash of what the frame decompresses to.
+    #[test]
+    fn a_tree_compressed_as_it_is_written_is_the_tree_restic_writes() {
+        let mut node = Node::new_node(
+            std::ffi::OsStr::new("app.db"),
+            NodeType::File,
+            Metadata::default(),
+        );
+        node.content = Some(
+            (0..20_000_u32)
+                .map(|i| {
+                    let mut id = [0_u8; 32];
+                    id[..4].copy_from_slice(&i.to_le_bytes());
+                    id[31] = 0x5c;
+                    DataId::from(Id::new(id))
+                })
+                .collect(),
+        );
+        let tree = Tree { nodes: vec![node] };
+        let (id, json) = tree_json(&tree).expect("json");
+        assert_eq!(tree_id(&tree).expect("id"), (id, json.len() as u64));
+        let mut z = Vec::new();
+        compress_written(
+            3,
+            json.len() as u64,
+            &mut |out| write_tree(&tree, out),
+            &mut z,
+        )
+        .expect("compress");
+        assert!(
+            matches!(
+                zstd::zstd_safe::get_frame_content_size(&z),
+                Ok(Some(n)) if n == json.len() as u64
+            ),
+            "the frame records its length"
+        );
+        assert!(zstd::bulk::decompress(&z, json.len()).expect("decompress") == json);
+        let mut v = Verifier::new().expect("zstd");
+        assert_eq!(v.digest(&z).expect("digest"), (id, json.len() as u64));
+        // A frame cut short is an error; other content, another hash.
+        assert!(v.digest(&z[..z.len() - 1]).is_err());
+        let mut other = json.clone();
+        other[10] ^= 1;
+        let z2 = zstd::bulk::compress(&other, 3).expect("compress");
+        assert_ne!(v.digest(&z2).expect("digest").0, id);
     }
 
     #[test]
