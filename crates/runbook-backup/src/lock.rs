@@ -46,17 +46,7 @@ impl TargetLock {
     /// # Errors
     /// [`Error::Busy`] when held; [`Error::Io`] when the lock file cannot be created.
     pub fn acquire(data_dir: &Path, target: &str) -> Result<Self> {
-        let dir = data_dir.join("locks");
-        std::fs::create_dir_all(&dir)
-            .map_err(Error::io(format!("cannot create {}", dir.display())))?;
-        let path = dir.join(format!("{target}.lock"));
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(Error::io(format!("cannot open lock {}", path.display())))?;
+        let (mut file, path) = lock_file(data_dir, &format!("{target}.lock"))?;
         if !HELD
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -70,7 +60,7 @@ impl TargetLock {
         // From here on `lock` releases the entry in `HELD` if taking the lock fails.
         let mut lock = Self {
             file: None,
-            marker: dir.join(format!("{target}.writing")),
+            marker: data_dir.join("locks").join(format!("{target}.writing")),
             path,
             interrupted: false,
         };
@@ -189,9 +179,14 @@ pub(crate) fn prune_pending(data_dir: &Path, target: &str) -> PathBuf {
 }
 
 fn readers_file(data_dir: &Path, target: &str) -> Result<(File, PathBuf)> {
+    lock_file(data_dir, &format!("{target}.readers"))
+}
+
+/// Opens (creating it and `data_dir/locks` when missing) the lock file `name` there.
+fn lock_file(data_dir: &Path, name: &str) -> Result<(File, PathBuf)> {
     let dir = data_dir.join("locks");
     std::fs::create_dir_all(&dir).map_err(Error::io(format!("cannot create {}", dir.display())))?;
-    let path = dir.join(format!("{target}.readers"));
+    let path = dir.join(name);
     let file = OpenOptions::new()
         .read(true)
         .write(true)
